@@ -1,0 +1,182 @@
+//! Performance budgets: per-run thresholds judged on every outcome, and percentile
+//! thresholds (`[probe.budget.p95]`) judged over a batch of runs by `once`.
+
+use crate::config::{ConfigError, ProbeConfig, parse_duration, parse_size};
+use crate::outcome::{Breach, Measure, Outcome, Unit};
+
+#[derive(Debug, Clone)]
+pub struct Threshold {
+    pub key: &'static str,
+    pub unit: Unit,
+    /// Seconds, bytes or a plain number, as the measure's unit says.
+    pub value: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PercentileThreshold {
+    /// 0 < q ≤ 100.
+    pub q: f64,
+    pub threshold: Threshold,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Budgets {
+    pub per_run: Vec<Threshold>,
+    pub percentiles: Vec<PercentileThreshold>,
+}
+
+impl Budgets {
+    /// Every threshold, for histogram bucket edges.
+    pub fn all(&self) -> impl Iterator<Item = &Threshold> {
+        self.per_run
+            .iter()
+            .chain(self.percentiles.iter().map(|p| &p.threshold))
+    }
+
+    /// Marks every per-run budget the outcome broke.
+    pub fn judge(&self, outcome: &mut Outcome) {
+        for t in &self.per_run {
+            if let Some(v) = outcome.get(t.key)
+                && v > t.value
+            {
+                outcome.breaches.push(Breach {
+                    measurement: t.key.to_string(),
+                    value: v,
+                    threshold: t.value,
+                });
+            }
+        }
+    }
+
+    /// Judges percentile budgets over a batch of runs of one probe.
+    pub fn judge_batch(&self, outcomes: &[Outcome]) -> Vec<PercentileVerdict> {
+        self.percentiles
+            .iter()
+            .filter_map(|p| {
+                let mut values: Vec<f64> = outcomes.iter().filter_map(|o| o.get(p.threshold.key)).collect();
+                let value = percentile(&mut values, p.q)?;
+                Some(PercentileVerdict {
+                    q: p.q,
+                    key: p.threshold.key,
+                    value,
+                    threshold: p.threshold.value,
+                    unit: p.threshold.unit,
+                    passed: value <= p.threshold.value,
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PercentileVerdict {
+    pub q: f64,
+    pub key: &'static str,
+    pub value: f64,
+    pub threshold: f64,
+    #[serde(skip)]
+    pub unit: Unit,
+    pub passed: bool,
+}
+
+/// Nearest-rank percentile (the value of a real run, never interpolated).
+pub fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((q / 100.0) * values.len() as f64).ceil() as usize;
+    Some(values[rank.clamp(1, values.len()) - 1])
+}
+
+/// Reads `[probe.budget]` against the measures this probe kind produces.
+pub fn parse(cfg: &ProbeConfig, measures: &[&'static Measure]) -> Result<Budgets, ConfigError> {
+    let mut budgets = Budgets::default();
+    for (key, value) in &cfg.raw.budget {
+        if let Some(q) = percentile_key(key) {
+            let toml::Value::Table(table) = value.get_ref() else {
+                return Err(cfg.error_at(
+                    value,
+                    &format!("probe.budget.{key}"),
+                    format!("`{key}` must be a table, e.g. [probe.budget.{key}] ttfb = \"400ms\""),
+                ));
+            };
+            for (inner_key, inner) in table {
+                let path = format!("probe.budget.{key}.{inner_key}");
+                let threshold = threshold(cfg, measures, inner_key, inner, &path, value)?;
+                budgets.percentiles.push(PercentileThreshold { q, threshold });
+            }
+        } else {
+            let path = format!("probe.budget.{key}");
+            let threshold = threshold(cfg, measures, key, value.get_ref(), &path, value)?;
+            budgets.per_run.push(threshold);
+        }
+    }
+    Ok(budgets)
+}
+
+fn percentile_key(key: &str) -> Option<f64> {
+    let q: f64 = key.strip_prefix('p')?.parse().ok()?;
+    (q > 0.0 && q <= 100.0).then_some(q)
+}
+
+fn threshold(
+    cfg: &ProbeConfig,
+    measures: &[&'static Measure],
+    key: &str,
+    value: &toml::Value,
+    path: &str,
+    at: &toml::Spanned<toml::Value>,
+) -> Result<Threshold, ConfigError> {
+    let Some(measure) = measures
+        .iter()
+        .find(|m| m.key == key && m.unit != Unit::UnixTime)
+    else {
+        let mut known: Vec<&str> = measures
+            .iter()
+            .filter(|m| m.unit != Unit::UnixTime)
+            .map(|m| m.key)
+            .collect();
+        known.dedup();
+        return Err(cfg.error_at(
+            at,
+            path,
+            format!(
+                "`{key}` is not a measurement of kind {:?}; budgets can name: {}, or p50/p90/p95/p99 tables",
+                cfg.kind,
+                known.join(", ")
+            ),
+        ));
+    };
+    let parsed = match (measure.unit, value) {
+        (Unit::Seconds, toml::Value::String(s)) => parse_duration(s).map(|d| d.as_secs_f64()),
+        (Unit::Bytes, toml::Value::String(s)) => parse_size(s).map(|b| b as f64),
+        (Unit::Bytes | Unit::Count, toml::Value::Integer(n)) => Ok(*n as f64),
+        (Unit::Count, toml::Value::Float(f)) => Ok(*f),
+        (Unit::Seconds, _) => Err(format!("`{key}` takes a duration such as \"500ms\"")),
+        (Unit::Bytes, _) => Err(format!("`{key}` takes a size such as \"180KB\"")),
+        _ => Err(format!("`{key}` takes a number")),
+    }
+    .map_err(|e| cfg.error_at(at, path, e))?;
+    Ok(Threshold {
+        key: measure.key,
+        unit: measure.unit,
+        value: parsed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank() {
+        let mut v = vec![5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(percentile(&mut v, 50.0), Some(3.0));
+        assert_eq!(percentile(&mut v, 95.0), Some(5.0));
+        assert_eq!(percentile(&mut v, 1.0), Some(1.0));
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&mut v, 95.0), Some(95.0));
+        assert_eq!(percentile(&mut [], 50.0), None);
+    }
+}

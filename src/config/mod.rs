@@ -1,0 +1,336 @@
+//! Loading and validating the TOML config: one daemon file plus probe files it includes.
+//!
+//! This layer checks what every probe shares (names, schedules, timeouts); each probe kind
+//! checks its own keys when it is built (`probe::build`), with the same file:line errors.
+
+mod error;
+mod values;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use error::{ConfigError, Source};
+pub use values::{Dur, Secret, Size, fmt_seconds, parse_duration, parse_size};
+
+use crate::schedule::Schedule;
+
+pub const DEFAULT_CONFIG: &str = "config/sloprobe.toml";
+const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+const MAX_DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub location: String,
+    pub server: ServerConfig,
+    pub demo: Option<DemoConfig>,
+    pub probes: Vec<ProbeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default")
+}
+
+/// The built-in demo target (see `demo.rs`): lets a fresh install show real numbers
+/// with no outside service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemonFile {
+    location: Option<String>,
+    #[serde(default)]
+    include: Vec<Spanned<String>>,
+    #[serde(default)]
+    server: ServerConfig,
+    demo: Option<DemoConfig>,
+    #[serde(default, rename = "probe")]
+    probes: Vec<RawProbe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbeFile {
+    #[serde(default, rename = "probe")]
+    probes: Vec<RawProbe>,
+}
+
+/// A `[[probe]]` table as written. Keys for every kind live here; a kind rejects the
+/// keys it does not use when it is built.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub name: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub every: Option<Spanned<Dur>>,
+    pub cron: Option<Spanned<String>>,
+    /// Upper bound of the name-derived start offset; `"0s"` turns it off.
+    pub splay: Option<Spanned<Dur>>,
+    pub timeout: Option<Spanned<Dur>>,
+    /// `fresh` (default): a new connection per run. `reuse`: keep one warm connection.
+    pub connection: Option<Spanned<String>>,
+    pub follow_redirects: Option<Spanned<u32>>,
+    /// `auto` (ALPN h2 or http/1.1), `1.1` or `2`.
+    pub http_version: Option<Spanned<String>>,
+    #[serde(default)]
+    pub request: RequestConfig,
+    #[serde(default)]
+    pub expect: ExpectConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub budget: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestConfig {
+    pub method: Option<Spanned<String>>,
+    /// Values may be secrets (`env:NAME`, `file:PATH`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    pub body_file: Option<Spanned<String>>,
+    /// A generated body of this many bytes (upload checks).
+    pub body_size: Option<Spanned<Size>>,
+    /// `env:NAME` or `file:PATH`; sent as `Authorization: Bearer ...`.
+    pub bearer: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectConfig {
+    pub status: Option<Spanned<Vec<u16>>>,
+    #[serde(default)]
+    pub header_present: Vec<Spanned<String>>,
+    pub body_regex: Option<Spanned<String>>,
+    pub body_not_regex: Option<Spanned<String>>,
+    pub max_body: Option<Spanned<Size>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with extra trusted CA certificates.
+    pub ca_file: Option<Spanned<String>>,
+    /// Accept any certificate. Only for targets you control.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// SNI / verification name when it differs from the URL host.
+    pub server_name: Option<Spanned<String>>,
+}
+
+/// One probe after the shared checks: schedule resolved, raw keys kept for the kind's build.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub name: String,
+    pub kind: String,
+    pub schedule: Schedule,
+    pub timeout: Duration,
+    pub raw: RawProbe,
+    pub source: Arc<Source>,
+}
+
+impl ProbeConfig {
+    /// An error located at a span of this probe's file.
+    pub fn error_at<T>(&self, spanned: &Spanned<T>, key: &str, msg: impl Into<String>) -> ConfigError {
+        self.source.error_at(spanned.span(), Some(key), msg)
+    }
+
+    /// Resolves a secret reference, reporting a missing one at its line.
+    pub fn secret(&self, reference: &Spanned<String>, key: &str) -> Result<Secret, ConfigError> {
+        let base = self.source.path.parent().unwrap_or(Path::new("."));
+        Secret::resolve(reference.get_ref(), base).map_err(|e| self.error_at(reference, key, e))
+    }
+
+    /// Resolves a path written in config relative to the file it is written in.
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.source.path.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+impl Config {
+    /// Reads the daemon file and every probe file it includes.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = read_source(path)?;
+        let raw: RawDaemonFile = toml::from_str(&source.text).map_err(|e| source.from_toml(&e))?;
+        let source = Arc::new(source);
+
+        let mut probes: Vec<(RawProbe, Arc<Source>)> =
+            raw.probes.into_iter().map(|p| (p, source.clone())).collect();
+        let base = path.parent().unwrap_or(Path::new("."));
+        for pattern in &raw.include {
+            for file in expand_include(&source, base, pattern)? {
+                let src = Arc::new(read_source(&file)?);
+                let pf: RawProbeFile = toml::from_str(&src.text).map_err(|e| src.from_toml(&e))?;
+                probes.extend(pf.probes.into_iter().map(|p| (p, src.clone())));
+            }
+        }
+
+        let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
+        let mut out = Vec::with_capacity(probes.len());
+        for (raw_probe, src) in probes {
+            let cfg = validate_probe(raw_probe, src)?;
+            let (line, _) = error::line_col(&cfg.source.text, cfg.raw.name.span().start);
+            if let Some((file, first)) = seen.get(&cfg.name) {
+                return Err(cfg.error_at(
+                    &cfg.raw.name,
+                    "probe.name",
+                    format!(
+                        "duplicate probe name {:?} (first defined at {}:{first})",
+                        cfg.name,
+                        file.display()
+                    ),
+                ));
+            }
+            seen.insert(cfg.name.clone(), (cfg.source.path.clone(), line));
+            out.push(cfg);
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            location: raw.location.unwrap_or_else(|| "default".to_string()),
+            server: raw.server,
+            demo: raw.demo,
+            probes: out,
+        })
+    }
+}
+
+fn read_source(path: &Path) -> Result<Source, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message: format!("cannot read config file: {e}"),
+    })?;
+    Ok(Source {
+        path: path.to_path_buf(),
+        text,
+    })
+}
+
+fn expand_include(
+    source: &Source,
+    base: &Path,
+    pattern: &Spanned<String>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let full = base.join(pattern.get_ref());
+    let full_str = full.to_string_lossy();
+    let paths = glob::glob(&full_str)
+        .map_err(|e| source.error_at(pattern.span(), Some("include"), format!("bad glob: {e}")))?;
+    let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    files.sort();
+    let is_glob = pattern.get_ref().contains(['*', '?', '[']);
+    if files.is_empty() && !is_glob {
+        return Err(source.error_at(
+            pattern.span(),
+            Some("include"),
+            format!("included file {} does not exist", full.display()),
+        ));
+    }
+    Ok(files)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn validate_probe(raw: RawProbe, source: Arc<Source>) -> Result<ProbeConfig, ConfigError> {
+    let err = |span: std::ops::Range<usize>, key: &str, msg: String| source.error_at(span, Some(key), msg);
+    let name = raw.name.get_ref().clone();
+    if !valid_name(&name) {
+        return Err(err(
+            raw.name.span(),
+            "probe.name",
+            format!("probe name {name:?} must be 1-64 characters of A-Z a-z 0-9 - _ ."),
+        ));
+    }
+    let schedule = match (&raw.every, &raw.cron) {
+        (Some(_), Some(c)) => {
+            return Err(err(c.span(), "probe.cron", "set either `every` or `cron`, not both".into()));
+        }
+        (None, None) => {
+            return Err(err(
+                raw.name.span(),
+                "probe.every",
+                format!("probe {name:?} has no schedule: set `every = \"30s\"` or `cron = \"*/5 * * * *\"`"),
+            ));
+        }
+        (Some(every), None) => {
+            let interval = every.get_ref().0;
+            if interval < Duration::from_millis(100) {
+                return Err(err(every.span(), "probe.every", "interval must be at least 100ms".into()));
+            }
+            let max_splay = raw.splay.as_ref().map_or(interval, |s| s.get_ref().0.min(interval));
+            Schedule::every(interval, &name, max_splay)
+        }
+        (None, Some(cron)) => {
+            let max_splay = raw.splay.as_ref().map_or(Duration::ZERO, |s| s.get_ref().0);
+            Schedule::cron(cron.get_ref(), &name, max_splay)
+                .map_err(|e| err(cron.span(), "probe.cron", e))?
+        }
+    };
+    let period = schedule.shortest_period();
+    let timeout = match &raw.timeout {
+        Some(t) => {
+            let t_val = t.get_ref().0;
+            if t_val.is_zero() {
+                return Err(err(t.span(), "probe.timeout", "timeout must be above zero".into()));
+            }
+            if t_val >= period {
+                return Err(err(
+                    t.span(),
+                    "probe.timeout",
+                    format!(
+                        "timeout {} must be shorter than the interval {} (runs of one probe never overlap)",
+                        humantime::format_duration(t_val),
+                        humantime::format_duration(period)
+                    ),
+                ));
+            }
+            t_val
+        }
+        None => MAX_DEFAULT_TIMEOUT.min(period.mul_f64(0.9)),
+    };
+    Ok(ProbeConfig {
+        name,
+        kind: raw.kind.get_ref().clone(),
+        schedule,
+        timeout,
+        raw,
+        source,
+    })
+}

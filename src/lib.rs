@@ -1,0 +1,18 @@
+//! sloprobe: synthetic probes and RUM collection judged against performance budgets,
+//! exported as OpenTelemetry metrics.
+//!
+//! Data flow: `config` → `schedule` → `probe` (over `net`) → `outcome` → `budget` →
+//! `telemetry`. `daemon` wires them for `run`, `once` for the CI gate, `check` prints the plan.
+
+pub mod budget;
+pub mod check;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod net;
+pub mod once;
+pub mod outcome;
+pub mod probe;
+pub mod schedule;
+pub mod server;
+pub mod telemetry;

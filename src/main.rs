@@ -1,0 +1,179 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use sloprobe::config::{Config, DEFAULT_CONFIG};
+use sloprobe::once::{self, Format};
+use sloprobe::probe::{self, BuildContext};
+
+#[derive(Parser)]
+#[command(name = "sloprobe", version, about = "Synthetic probes and RUM, judged against budgets, exported as OpenTelemetry metrics")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SLOPROBE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: every probe on its schedule, metrics on /metrics.
+    Run {
+        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run probes now (the CI gate). Exit 0 = all passed, 1 = a run or budget failed, 2 = bad config.
+    Once {
+        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
+        config: PathBuf,
+        /// Only these probes (repeatable). Default: all.
+        #[arg(long = "probe")]
+        probes: Vec<String>,
+        /// Runs per probe.
+        #[arg(long, default_value_t = 1)]
+        runs: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Validate the config and print the plan (secrets redacted).
+    Check {
+        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Serve the demo target (injectable delays) on its own, e.g. for benchmarks.
+    Target {
+        #[arg(long, default_value = "127.0.0.1:9465")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn init_logging(format: LogFormat, to_stderr: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLOPROBE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let writer = move || -> Box<dyn std::io::Write> {
+        if to_stderr {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        }
+    };
+    match format {
+        LogFormat::Text => builder.with_writer(writer).init(),
+        LogFormat::Json => builder.json().with_writer(writer).init(),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("config error: {e}");
+        ExitCode::from(once::EXIT_CONFIG as u8)
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `once` and `check` print results on stdout; keep logs off it.
+    let logs_to_stderr = !matches!(cli.command, Command::Run { .. } | Command::Target { .. });
+    init_logging(cli.log_format, logs_to_stderr);
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match sloprobe::daemon::run(cfg).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    if let Some(ce) = e.downcast_ref::<sloprobe::config::ConfigError>() {
+                        eprintln!("config error: {ce}");
+                        return ExitCode::from(once::EXIT_CONFIG as u8);
+                    }
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Once {
+            config,
+            probes: only,
+            runs,
+            format,
+        } => {
+            let mut cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if !only.is_empty() {
+                if let Some(missing) = only.iter().find(|n| !cfg.probes.iter().any(|p| &p.name == *n)) {
+                    eprintln!("config error: no probe named {missing:?} in {}", config.display());
+                    return ExitCode::from(once::EXIT_CONFIG as u8);
+                }
+                cfg.probes.retain(|p| only.contains(&p.name));
+            }
+            let built = match probe::build_all(&cfg.probes, &BuildContext::new()) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("config error: {e}");
+                    return ExitCode::from(once::EXIT_CONFIG as u8);
+                }
+            };
+            // The demo target serves the shipped config's probes; start it for `once` too.
+            let demo = match &cfg.demo {
+                Some(d) => match sloprobe::demo::bind(d.listen).await {
+                    Ok(l) => Some(tokio::spawn(sloprobe::demo::serve(l))),
+                    Err(e) => {
+                        eprintln!("error: binding demo target on {}: {e}", d.listen);
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => None,
+            };
+            let code = once::run(built, runs, format, &mut std::io::stdout()).await;
+            if let Some(d) = demo {
+                d.abort();
+            }
+            ExitCode::from(code as u8)
+        }
+        Command::Check { config } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match probe::build_all(&cfg.probes, &BuildContext::new()) {
+                Ok(built) => {
+                    let _ = sloprobe::check::print_plan(&mut std::io::stdout(), &cfg, &built);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("config error: {e}");
+                    ExitCode::from(once::EXIT_CONFIG as u8)
+                }
+            }
+        }
+        Command::Target { listen } => {
+            let listener = match sloprobe::demo::bind(listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: binding {listen}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tracing::info!(%listen, "demo target serving");
+            tokio::select! {
+                r = sloprobe::demo::serve(listener) => if let Err(e) = r { eprintln!("error: {e}"); return ExitCode::FAILURE; },
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `sloprobe once`: run probes now, N times each, print every run, judge per-run and
+//! percentile budgets, and exit non-zero when anything broke. This is the CI gate.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde_json::{Map, Value, json};
+
+use crate::budget::{PercentileVerdict, percentile};
+use crate::config::fmt_seconds;
+use crate::outcome::{Outcome, Unit};
+use crate::probe::BuiltProbe;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Exit codes of `once`.
+pub const EXIT_PASS: i32 = 0;
+pub const EXIT_FAIL: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
+
+struct ProbeReport {
+    outcomes: Vec<Outcome>,
+    verdicts: Vec<PercentileVerdict>,
+}
+
+/// Runs each probe `runs` times (probes side by side, one probe's runs one after
+/// another) and prints the report. Returns the exit code.
+pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut dyn Write) -> i32 {
+    let runs = runs.max(1);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u32, Outcome)>();
+    let probes: Vec<std::sync::Arc<BuiltProbe>> = probes.into_iter().map(std::sync::Arc::new).collect();
+    for (i, p) in probes.iter().enumerate() {
+        let (p, tx) = (p.clone(), tx.clone());
+        tokio::spawn(async move {
+            for run in 1..=runs {
+                let o = p.execute().await;
+                if tx.send((i, run, o)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+
+    let mut reports: Vec<ProbeReport> = probes
+        .iter()
+        .map(|_| ProbeReport {
+            outcomes: Vec::new(),
+            verdicts: Vec::new(),
+        })
+        .collect();
+    while let Some((i, run, o)) = rx.recv().await {
+        if format == Format::Json {
+            let _ = writeln!(out, "{}", run_json(&o, run));
+        }
+        reports[i].outcomes.push(o);
+    }
+
+    let mut passed = true;
+    for (p, r) in probes.iter().zip(reports.iter_mut()) {
+        r.verdicts = p.budgets.judge_batch(&r.outcomes);
+        passed &= r.outcomes.iter().all(Outcome::passed) && r.verdicts.iter().all(|v| v.passed);
+        match format {
+            Format::Json => {
+                let _ = writeln!(out, "{}", summary_json(p, r));
+            }
+            Format::Table => print_table(out, p, r),
+        }
+    }
+    if format == Format::Table {
+        let _ = writeln!(out, "{}", if passed { "PASS" } else { "FAIL" });
+    }
+    if passed { EXIT_PASS } else { EXIT_FAIL }
+}
+
+pub fn run_json(o: &Outcome, run: u32) -> Value {
+    let measurements: Map<String, Value> = o.measurements.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let labels: Map<String, Value> = o.labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let details: Map<String, Value> = o.details.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    json!({
+        "type": "run",
+        "probe": o.probe,
+        "kind": o.kind,
+        "run": run,
+        "started_at": chrono::DateTime::<chrono::Utc>::from(o.started_at).to_rfc3339(),
+        "success": o.success(),
+        "error_type": o.error.as_ref().map(|e| e.kind.as_str()),
+        "error": o.error.as_ref().map(|e| e.message.clone()),
+        "passed": o.passed(),
+        "budget_breaches": o.breaches,
+        "measurements": measurements,
+        "labels": labels,
+        "details": details,
+    })
+}
+
+fn summary_json(p: &BuiltProbe, r: &ProbeReport) -> Value {
+    let mut stats = Map::new();
+    for key in measurement_keys(&r.outcomes) {
+        let mut values: Vec<f64> = r.outcomes.iter().filter_map(|o| o.get(key)).collect();
+        let p50 = percentile(&mut values, 50.0);
+        let p95 = percentile(&mut values, 95.0);
+        stats.insert(key.to_string(), json!({"p50": p50, "p95": p95, "n": values.len()}));
+    }
+    json!({
+        "type": "summary",
+        "probe": p.name,
+        "kind": p.kind,
+        "runs": r.outcomes.len(),
+        "failed": r.outcomes.iter().filter(|o| !o.success()).count(),
+        "passed": r.outcomes.iter().all(Outcome::passed) && r.verdicts.iter().all(|v| v.passed),
+        "percentile_budgets": r.verdicts,
+        "stats": stats,
+    })
+}
+
+fn measurement_keys(outcomes: &[Outcome]) -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    for o in outcomes {
+        for (k, _) in &o.measurements {
+            if !keys.contains(k) {
+                keys.push(k);
+            }
+        }
+    }
+    keys
+}
+
+fn unit_of(p: &BuiltProbe, key: &str) -> Unit {
+    p.measures.iter().find(|m| m.key == key).map_or(Unit::Count, |m| m.unit)
+}
+
+fn fmt_value(unit: Unit, v: f64) -> String {
+    match unit {
+        Unit::Seconds => fmt_seconds(v),
+        Unit::Bytes => format!("{v:.0}B"),
+        Unit::Count => format!("{v}"),
+        Unit::UnixTime => chrono::DateTime::from_timestamp(v as i64, 0).map_or(v.to_string(), |t| t.date_naive().to_string()),
+    }
+}
+
+fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport) {
+    let keys: Vec<&'static str> = measurement_keys(&r.outcomes)
+        .into_iter()
+        .filter(|k| unit_of(p, k) != Unit::UnixTime)
+        .collect();
+    let _ = writeln!(out, "\n{} ({}), {} run(s)", p.name, p.kind, r.outcomes.len());
+    let mut header = format!("{:<5} {:<18}", "run", "result");
+    for k in &keys {
+        header.push_str(&format!(" {k:>11}"));
+    }
+    let _ = writeln!(out, "{header}");
+    for (i, o) in r.outcomes.iter().enumerate() {
+        let result = match (&o.error, o.breaches.is_empty()) {
+            (Some(e), _) => e.kind.as_str().to_string(),
+            (None, true) => "ok".to_string(),
+            (None, false) => "over budget".to_string(),
+        };
+        let mut line = format!("{:<5} {:<18}", i + 1, result);
+        for k in &keys {
+            let v = o.get(k).map_or("-".to_string(), |v| fmt_value(unit_of(p, k), v));
+            line.push_str(&format!(" {v:>11}"));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if r.outcomes.len() > 1 {
+        for q in [50.0, 95.0] {
+            let mut line = format!("{:<5} {:<18}", format!("p{q}"), "");
+            for k in &keys {
+                let mut values: Vec<f64> = r.outcomes.iter().filter_map(|o| o.get(k)).collect();
+                let v = percentile(&mut values, q).map_or("-".to_string(), |v| fmt_value(unit_of(p, k), v));
+                line.push_str(&format!(" {v:>11}"));
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for o in &r.outcomes {
+        if let Some(e) = &o.error {
+            *errors.entry(format!("{}: {}", e.kind, e.message)).or_default() += 1;
+        }
+    }
+    for (msg, n) in errors {
+        let _ = writeln!(out, "  {n}× {msg}");
+    }
+    // One line per broken budget: how often, and the worst value seen.
+    let mut breaches: BTreeMap<(String, u64), (usize, f64, f64)> = BTreeMap::new();
+    for b in r.outcomes.iter().flat_map(|o| &o.breaches) {
+        let e = breaches
+            .entry((b.measurement.clone(), b.threshold.to_bits()))
+            .or_insert((0, b.threshold, f64::MIN));
+        e.0 += 1;
+        e.2 = e.2.max(b.value);
+    }
+    for ((key, _), (n, threshold, worst)) in breaches {
+        let u = unit_of(p, &key);
+        let _ = writeln!(
+            out,
+            "  {n}× budget broken: {key} > {} (worst {})",
+            fmt_value(u, threshold),
+            fmt_value(u, worst)
+        );
+    }
+    for v in &r.verdicts {
+        let _ = writeln!(
+            out,
+            "  budget p{} {} = {} (≤ {}): {}",
+            v.q,
+            v.key,
+            fmt_value(v.unit, v.value),
+            fmt_value(v.unit, v.threshold),
+            if v.passed { "ok" } else { "BROKEN" }
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! The one result type every probe kind produces, and the one error-type enum.
+//!
+//! A probe fills a [`Recorder`] as it goes; the runner turns it into an [`Outcome`]
+//! (also when the run is cut off by its timeout, so partial phases survive).
+
+use std::fmt;
+use std::time::{Instant, SystemTime};
+
+/// Why a run failed. Bounded on purpose: this becomes the `error.type` metric attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    DnsNxdomain,
+    DnsNoRecords,
+    DnsTimeout,
+    DnsError,
+    ConnectRefused,
+    ConnectTimeout,
+    ConnectError,
+    TlsHandshake,
+    TlsCertInvalid,
+    TlsCertExpired,
+    Timeout,
+    HttpStatus,
+    RateLimited,
+    AssertionFailed,
+    BodyTooLarge,
+    ProtocolError,
+    ConnectionClosed,
+    NoContent,
+    StreamStalled,
+    UpstreamError,
+    Internal,
+}
+
+impl ErrorType {
+    pub const ALL: &'static [ErrorType] = &[
+        ErrorType::DnsNxdomain,
+        ErrorType::DnsNoRecords,
+        ErrorType::DnsTimeout,
+        ErrorType::DnsError,
+        ErrorType::ConnectRefused,
+        ErrorType::ConnectTimeout,
+        ErrorType::ConnectError,
+        ErrorType::TlsHandshake,
+        ErrorType::TlsCertInvalid,
+        ErrorType::TlsCertExpired,
+        ErrorType::Timeout,
+        ErrorType::HttpStatus,
+        ErrorType::RateLimited,
+        ErrorType::AssertionFailed,
+        ErrorType::BodyTooLarge,
+        ErrorType::ProtocolError,
+        ErrorType::ConnectionClosed,
+        ErrorType::NoContent,
+        ErrorType::StreamStalled,
+        ErrorType::UpstreamError,
+        ErrorType::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::DnsNxdomain => "dns_nxdomain",
+            ErrorType::DnsNoRecords => "dns_no_records",
+            ErrorType::DnsTimeout => "dns_timeout",
+            ErrorType::DnsError => "dns_error",
+            ErrorType::ConnectRefused => "connect_refused",
+            ErrorType::ConnectTimeout => "connect_timeout",
+            ErrorType::ConnectError => "connect_error",
+            ErrorType::TlsHandshake => "tls_handshake",
+            ErrorType::TlsCertInvalid => "tls_cert_invalid",
+            ErrorType::TlsCertExpired => "tls_cert_expired",
+            ErrorType::Timeout => "timeout",
+            ErrorType::HttpStatus => "http_status",
+            ErrorType::RateLimited => "rate_limited",
+            ErrorType::AssertionFailed => "assertion_failed",
+            ErrorType::BodyTooLarge => "body_too_large",
+            ErrorType::ProtocolError => "protocol_error",
+            ErrorType::ConnectionClosed => "connection_closed",
+            ErrorType::NoContent => "no_content",
+            ErrorType::StreamStalled => "stream_stalled",
+            ErrorType::UpstreamError => "upstream_error",
+            ErrorType::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A classified failure with a human message (for logs and `once` output, never a metric).
+#[derive(Clone, Debug)]
+pub struct ProbeError {
+    pub kind: ErrorType,
+    pub message: String,
+}
+
+impl ProbeError {
+    pub fn new(kind: ErrorType, message: impl Into<String>) -> Self {
+        ProbeError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// What a measurement's number means, so telemetry can pick unit and instrument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Seconds,
+    Bytes,
+    Count,
+    /// Seconds since the Unix epoch (a point in wall time, e.g. a certificate's notAfter).
+    UnixTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Instrument {
+    /// Every value goes into a histogram.
+    Histogram,
+    /// Only the last value counts.
+    Gauge,
+}
+
+/// One entry of a probe kind's measurement catalog: what a `key` in an outcome is
+/// exported as. Probe modules declare these as plain data; only telemetry turns them
+/// into OpenTelemetry instruments.
+#[derive(Debug)]
+pub struct Measure {
+    /// The name in outcomes, budgets and `once` output (`ttfb`, `dns`, ...).
+    pub key: &'static str,
+    /// The metric name (OTel style, dots; the unit is not part of it).
+    pub metric: &'static str,
+    pub unit: Unit,
+    pub instrument: Instrument,
+    pub description: &'static str,
+    /// Constant attributes, e.g. `("phase", "dns")` for the shared phase histogram.
+    pub fixed: &'static [(&'static str, &'static str)],
+    /// Outcome labels this instrument carries (besides probe name, kind, location).
+    pub labels: &'static [&'static str],
+}
+
+/// Label key under which the error type appears when a measure asks for it.
+pub const ERROR_TYPE_LABEL: &str = "error.type";
+
+/// Measurements every probe kind has; the runner records them.
+pub const COMMON_MEASURES: &[Measure] = &[Measure {
+    key: "total",
+    metric: "probe.duration",
+    unit: Unit::Seconds,
+    instrument: Instrument::Histogram,
+    description: "Whole run, start to last byte or failure.",
+    fixed: &[],
+    labels: &[],
+}];
+
+/// Accumulates a run's measurements as it goes.
+#[derive(Debug)]
+pub struct Recorder {
+    start: Instant,
+    phase: &'static str,
+    measurements: Vec<(&'static str, f64)>,
+    labels: Vec<(&'static str, String)>,
+    details: Vec<(&'static str, String)>,
+}
+
+impl Recorder {
+    pub fn new(start: Instant) -> Self {
+        Recorder {
+            start,
+            phase: "start",
+            measurements: Vec::new(),
+            labels: Vec::new(),
+            details: Vec::new(),
+        }
+    }
+
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// Seconds from run start to `t`.
+    pub fn offset(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.start).as_secs_f64()
+    }
+
+    /// Names the phase the run is in now; a timeout is classified by it.
+    pub fn enter(&mut self, phase: &'static str) {
+        self.phase = phase;
+    }
+
+    pub fn phase(&self) -> &'static str {
+        self.phase
+    }
+
+    /// Sets a measurement, replacing an earlier value of the same key.
+    pub fn set(&mut self, key: &'static str, value: f64) {
+        match self.measurements.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.measurements.push((key, value)),
+        }
+    }
+
+    /// Adds to a measurement (phases summed over redirect hops).
+    pub fn add(&mut self, key: &'static str, value: f64) {
+        match self.measurements.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 += value,
+            None => self.measurements.push((key, value)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.measurements
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+    }
+
+    /// A bounded attribute that metrics may carry (status code, protocol version).
+    pub fn label(&mut self, key: &'static str, value: impl Into<String>) {
+        let value = value.into();
+        match self.labels.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.labels.push((key, value)),
+        }
+    }
+
+    /// Free-form information for logs and `once` output only (addresses, URLs).
+    pub fn detail(&mut self, key: &'static str, value: impl Into<String>) {
+        let value = value.into();
+        match self.details.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.details.push((key, value)),
+        }
+    }
+
+    pub fn finish(
+        mut self,
+        probe: &str,
+        kind: &'static str,
+        started_at: SystemTime,
+        end: Instant,
+        error: Option<ProbeError>,
+    ) -> Outcome {
+        self.set("total", self.offset(end));
+        Outcome {
+            probe: probe.to_string(),
+            kind,
+            started_at,
+            error,
+            measurements: self.measurements,
+            labels: self.labels,
+            details: self.details,
+            breaches: Vec::new(),
+        }
+    }
+}
+
+/// A budget the run broke: the measurement, its value and the threshold.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Breach {
+    pub measurement: String,
+    pub value: f64,
+    pub threshold: f64,
+}
+
+/// The result of one probe run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub probe: String,
+    pub kind: &'static str,
+    pub started_at: SystemTime,
+    pub error: Option<ProbeError>,
+    pub measurements: Vec<(&'static str, f64)>,
+    pub labels: Vec<(&'static str, String)>,
+    pub details: Vec<(&'static str, String)>,
+    /// Filled by the budget judge.
+    pub breaches: Vec<Breach>,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// Passed its expectations and every per-run budget.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.breaches.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.measurements
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,681 @@
+//! `kind = "http"`: one request (plus redirect hops) on a fresh connection, with DNS,
+//! connect, TLS, send, wait and transfer timed as disjoint phases, and TTFB measured
+//! from run start to the first response byte read off the socket.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use regex::Regex;
+use rustls::ClientConfig;
+
+use super::{BoxFuture, BuildContext, Kind, Probe, reject_unused};
+use crate::config::{ConfigError, ProbeConfig};
+use crate::net::{self, Endpoint, MarksHandle, Resolver};
+use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit};
+
+pub const KIND: Kind = Kind {
+    name: "http",
+    measures: MEASURES,
+    build,
+};
+
+const PHASE_METRIC: &str = "probe.http.phase.duration";
+const CONN: &[&str] = &["probe.connection"];
+const SEMCONV: &[&str] = &[
+    "http.request.method",
+    "http.response.status_code",
+    "network.protocol.version",
+    "server.address",
+    "url.scheme",
+    crate::outcome::ERROR_TYPE_LABEL,
+    "probe.connection",
+];
+
+macro_rules! phase {
+    ($key:literal, $desc:literal) => {
+        Measure {
+            key: $key,
+            metric: PHASE_METRIC,
+            unit: Unit::Seconds,
+            instrument: Instrument::Histogram,
+            description: "HTTP probe time by phase (dns, connect, tls, send, wait, transfer); phases are disjoint.",
+            fixed: &[("phase", $key)],
+            labels: CONN,
+        }
+    };
+}
+
+pub const MEASURES: &[Measure] = &[
+    phase!("dns", "name resolution"),
+    phase!("connect", "TCP connect"),
+    phase!("tls", "TLS handshake"),
+    phase!("send", "request written"),
+    phase!("wait", "request written to first response byte"),
+    phase!("transfer", "first to last response byte"),
+    Measure {
+        key: "ttfb",
+        metric: "probe.http.ttfb",
+        unit: Unit::Seconds,
+        instrument: Instrument::Histogram,
+        description: "Run start to first response byte (curl's time_starttransfer).",
+        fixed: &[],
+        labels: CONN,
+    },
+    Measure {
+        key: "total",
+        metric: "http.client.request.duration",
+        unit: Unit::Seconds,
+        instrument: Instrument::Histogram,
+        description: "Duration of the HTTP request, start to last body byte (OTel semantic conventions).",
+        fixed: &[],
+        labels: SEMCONV,
+    },
+    Measure {
+        key: "body_bytes",
+        metric: "http.client.response.body.size",
+        unit: Unit::Bytes,
+        instrument: Instrument::Histogram,
+        description: "Size of the final response body.",
+        fixed: &[],
+        labels: &["http.request.method", "http.response.status_code"],
+    },
+    Measure {
+        key: "cert_expiry",
+        metric: "probe.tls.cert.expiry_timestamp",
+        unit: Unit::UnixTime,
+        instrument: Instrument::Gauge,
+        description: "Earliest notAfter in the server's certificate chain, Unix seconds.",
+        fixed: &[],
+        labels: &[],
+    },
+    Measure {
+        key: "redirects",
+        metric: "probe.http.redirects",
+        unit: Unit::Count,
+        instrument: Instrument::Gauge,
+        description: "Redirect hops followed in the last run.",
+        fixed: &[],
+        labels: &[],
+    },
+];
+
+const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+const USER_AGENT: &str = concat!("sloprobe/", env!("CARGO_PKG_VERSION"), " (synthetic)");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    Auto,
+    Http1,
+    Http2,
+}
+
+#[derive(Clone)]
+enum BodySpec {
+    Empty,
+    Bytes(Bytes),
+    Generated(u64),
+}
+
+struct Expect {
+    status: Option<Vec<u16>>,
+    header_present: Vec<HeaderName>,
+    body_regex: Option<Regex>,
+    body_not_regex: Option<Regex>,
+    max_body: u64,
+}
+
+pub struct HttpProbe {
+    url: url::Url,
+    method: Method,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: BodySpec,
+    expect: Expect,
+    tls: Arc<ClientConfig>,
+    server_name: Option<String>,
+    version: Version,
+    follow_redirects: u32,
+    /// `Some` in `connection = "reuse"` mode: the warm connection between runs.
+    pool: Option<tokio::sync::Mutex<Option<Pooled>>>,
+    resolver: Resolver,
+}
+
+fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
+    let raw = &cfg.raw;
+    let Some(url_s) = &raw.url else {
+        return Err(cfg.error_at(&raw.name, "probe.url", format!("http probe {:?} needs `url`", cfg.name)));
+    };
+    let url = url::Url::parse(url_s.get_ref())
+        .map_err(|e| cfg.error_at(url_s, "probe.url", format!("invalid URL {:?}: {e}", url_s.get_ref())))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(cfg.error_at(url_s, "probe.url", "http probes need an http:// or https:// URL with a host"));
+    }
+
+    let req = &raw.request;
+    let bodies = [req.body.is_some(), req.body_file.is_some(), req.body_size.is_some()];
+    if bodies.iter().filter(|b| **b).count() > 1 {
+        return Err(cfg.error_at(
+            &raw.name,
+            "probe.request",
+            "set only one of `body`, `body_file`, `body_size`",
+        ));
+    }
+    let body = if let Some(b) = &req.body {
+        BodySpec::Bytes(Bytes::from(b.get_ref().clone()))
+    } else if let Some(f) = &req.body_file {
+        let path = cfg.path(f.get_ref());
+        let data = std::fs::read(&path)
+            .map_err(|e| cfg.error_at(f, "probe.request.body_file", format!("cannot read {}: {e}", path.display())))?;
+        BodySpec::Bytes(Bytes::from(data))
+    } else if let Some(n) = &req.body_size {
+        BodySpec::Generated(n.get_ref().0)
+    } else {
+        BodySpec::Empty
+    };
+    let method = match &req.method {
+        Some(m) => Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes())
+            .map_err(|_| cfg.error_at(m, "probe.request.method", format!("invalid method {:?}", m.get_ref())))?,
+        None if matches!(body, BodySpec::Empty) => Method::GET,
+        None => Method::POST,
+    };
+
+    let mut headers = Vec::new();
+    for (name, value) in &req.headers {
+        let key = format!("probe.request.headers.{name}");
+        let hname = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| cfg.error_at(value, &key, format!("invalid header name {name:?}")))?;
+        let (text, sensitive) = if crate::config::Secret::is_reference(value.get_ref()) {
+            (cfg.secret(value, &key)?.expose().to_string(), true)
+        } else {
+            (value.get_ref().clone(), false)
+        };
+        let mut hvalue =
+            HeaderValue::from_str(&text).map_err(|_| cfg.error_at(value, &key, "header value has invalid characters"))?;
+        hvalue.set_sensitive(sensitive);
+        headers.push((hname, hvalue));
+    }
+    if let Some(b) = &req.bearer {
+        let secret = cfg.secret(b, "probe.request.bearer")?;
+        let mut v = HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
+            .map_err(|_| cfg.error_at(b, "probe.request.bearer", "token has characters not allowed in a header"))?;
+        v.set_sensitive(true);
+        headers.push((header::AUTHORIZATION, v));
+    }
+
+    let ex = &raw.expect;
+    let regex = |r: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<Regex>, ConfigError> {
+        r.as_ref()
+            .map(|s| Regex::new(s.get_ref()).map_err(|e| cfg.error_at(s, key, format!("invalid regex: {e}"))))
+            .transpose()
+    };
+    let mut header_present = Vec::new();
+    for h in &ex.header_present {
+        header_present.push(
+            HeaderName::from_bytes(h.get_ref().as_bytes())
+                .map_err(|_| cfg.error_at(h, "probe.expect.header_present", "invalid header name"))?,
+        );
+    }
+    if let Some(st) = &ex.status
+        && let Some(bad) = st.get_ref().iter().find(|s| !(100..=599).contains(*s))
+    {
+        return Err(cfg.error_at(st, "probe.expect.status", format!("{bad} is not an HTTP status code")));
+    }
+    let expect = Expect {
+        status: ex.status.as_ref().map(|s| s.get_ref().clone()),
+        header_present,
+        body_regex: regex(&ex.body_regex, "probe.expect.body_regex")?,
+        body_not_regex: regex(&ex.body_not_regex, "probe.expect.body_not_regex")?,
+        max_body: ex.max_body.as_ref().map_or(DEFAULT_MAX_BODY, |s| s.get_ref().0),
+    };
+
+    let version = match raw.http_version.as_ref().map(|v| v.get_ref().as_str()) {
+        None | Some("auto") => Version::Auto,
+        Some("1.1") | Some("1") => Version::Http1,
+        Some("2") => Version::Http2,
+        Some(other) => {
+            return Err(cfg.error_at(
+                raw.http_version.as_ref().expect("matched Some"),
+                "probe.http_version",
+                format!("http_version {other:?}: use \"auto\", \"1.1\" or \"2\""),
+            ));
+        }
+    };
+    let alpn: &[&[u8]] = match version {
+        Version::Auto => &[b"h2", b"http/1.1"],
+        Version::Http1 => &[b"http/1.1"],
+        Version::Http2 => &[b"h2"],
+    };
+    let ca_file = raw.tls.ca_file.as_ref().map(|f| (cfg.path(f.get_ref()), f));
+    let tls = net::tls::client_config(ca_file.as_ref().map(|(p, _)| p.as_path()), raw.tls.insecure_skip_verify, alpn)
+        .map_err(|e| match &ca_file {
+            Some((_, span)) => cfg.error_at(*span, "probe.tls.ca_file", e),
+            None => cfg.source.error(e),
+        })?;
+
+    let pool = match raw.connection.as_ref().map(|c| c.get_ref().as_str()) {
+        None | Some("fresh") => None,
+        Some("reuse") => Some(tokio::sync::Mutex::new(None)),
+        Some(other) => {
+            return Err(cfg.error_at(
+                raw.connection.as_ref().expect("matched Some"),
+                "probe.connection",
+                format!("connection {other:?}: use \"fresh\" (default) or \"reuse\""),
+            ));
+        }
+    };
+    reject_unused(cfg, "http", &[])?;
+
+    Ok(Box::new(HttpProbe {
+        url,
+        method,
+        headers,
+        body,
+        expect,
+        tls,
+        server_name: raw.tls.server_name.as_ref().map(|s| s.get_ref().clone()),
+        version,
+        follow_redirects: raw.follow_redirects.as_ref().map_or(0, |f| *f.get_ref()),
+        pool,
+        resolver: ctx.resolver.clone(),
+    }))
+}
+
+impl Probe for HttpProbe {
+    fn run<'a>(&'a self, rec: &'a mut Recorder) -> BoxFuture<'a, Result<(), ProbeError>> {
+        Box::pin(self.run_hops(rec))
+    }
+}
+
+type ReqBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+enum Sender {
+    H1(http1::SendRequest<ReqBody>),
+    H2(http2::SendRequest<ReqBody>),
+}
+
+/// Aborts the connection task when the run ends, including when it is cut off.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Pooled {
+    origin: (String, String, u16),
+    sender: Sender,
+    marks: MarksHandle,
+    _task: AbortOnDrop,
+}
+
+struct Conn {
+    sender: Sender,
+    marks: MarksHandle,
+    task: AbortOnDrop,
+    reused: bool,
+}
+
+fn origin(url: &url::Url) -> (String, String, u16) {
+    (
+        url.scheme().to_string(),
+        url.host_str().unwrap_or_default().to_string(),
+        url.port_or_known_default().unwrap_or(80),
+    )
+}
+
+impl HttpProbe {
+    async fn run_hops(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
+        let reuse_mode = self.pool.is_some();
+        let mut pool_guard = match &self.pool {
+            Some(p) => Some(p.lock().await),
+            None => None,
+        };
+        let mut url = self.url.clone();
+        let mut method = self.method.clone();
+        let mut body = self.body.clone();
+        let mut hops = 0u32;
+        rec.label("server.address", self.url.host_str().unwrap_or_default());
+        rec.label("url.scheme", self.url.scheme());
+
+        loop {
+            let mut conn = match pool_guard.as_mut().and_then(|g| g.take()) {
+                Some(p) if p.origin == origin(&url) && sender_ready(&p.sender) => Conn {
+                    sender: p.sender,
+                    marks: p.marks,
+                    task: p._task,
+                    reused: true,
+                },
+                _ => self.open(rec, &url).await?,
+            };
+            if conn.reused {
+                for phase in [net::PHASE_DNS, net::PHASE_CONNECT, net::PHASE_TLS] {
+                    rec.add(phase, 0.0);
+                }
+            }
+            rec.label(
+                "probe.connection",
+                match (reuse_mode, conn.reused) {
+                    (false, _) => "fresh",
+                    (true, false) => "new",
+                    (true, true) => "reused",
+                },
+            );
+            let is_h2 = matches!(conn.sender, Sender::H2(_));
+            rec.label("network.protocol.version", if is_h2 { "2" } else { "1.1" });
+            rec.label("http.request.method", method.as_str());
+
+            // send → wait: the request goes out, then we wait for its first byte.
+            rec.enter("send");
+            let req = self.request(&url, &method, &body, is_h2, reuse_mode)?;
+            conn.marks.reset();
+            let t_send = Instant::now();
+            let resp = match &mut conn.sender {
+                Sender::H1(s) => s.send_request(req).await,
+                Sender::H2(s) => s.send_request(req).await,
+            }
+            .map_err(|e| classify_hyper(&e, "waiting for the response"))?;
+            let t_head = Instant::now();
+            let marks = conn.marks.get();
+            // HTTP/1: the first byte read off the socket. HTTP/2: the peer's SETTINGS
+            // arrive first, so the decoded HEADERS frame stands for the first byte.
+            let first_byte = if is_h2 { t_head } else { marks.first_read.unwrap_or(t_head) };
+            let written = if is_h2 { marks.last_write } else { marks.last_write_before_read };
+            let written = written.filter(|w| *w >= t_send && *w <= first_byte).unwrap_or(t_send);
+            rec.add("send", (written - t_send).as_secs_f64());
+            rec.add("wait", (first_byte - written).as_secs_f64());
+            rec.set("ttfb", rec.offset(first_byte));
+            let status = resp.status();
+            rec.label("http.response.status_code", status.as_u16().to_string());
+
+            let location = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let redirect = status.is_redirection() && hops < self.follow_redirects && location.is_some();
+            rec.enter("transfer");
+            let capture = !redirect && (self.expect.body_regex.is_some() || self.expect.body_not_regex.is_some());
+            let (head, incoming) = resp.into_parts();
+            let read = read_body(incoming, self.expect.max_body, capture).await;
+            rec.add("transfer", first_byte.elapsed().as_secs_f64());
+            let (body_bytes, captured) = read?;
+
+            if redirect {
+                hops += 1;
+                rec.set("redirects", f64::from(hops));
+                let loc = location.expect("checked above");
+                url = url.join(&loc).map_err(|e| {
+                    ProbeError::new(ErrorType::ProtocolError, format!("bad redirect Location {loc:?}: {e}"))
+                })?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(ProbeError::new(ErrorType::ProtocolError, format!("redirect to unsupported URL {url}")));
+                }
+                if status == http::StatusCode::SEE_OTHER {
+                    method = Method::GET;
+                    body = BodySpec::Empty;
+                }
+                self.keep(&mut pool_guard, conn, &url);
+                continue;
+            }
+            rec.set("body_bytes", body_bytes as f64);
+            rec.set("redirects", f64::from(hops));
+            rec.detail("url", url.as_str());
+            let result = self.check(status.as_u16(), &head.headers, captured.as_deref());
+            if result.is_ok() {
+                self.keep(&mut pool_guard, conn, &url);
+            }
+            return result;
+        }
+    }
+
+    /// Returns a connection to the pool in reuse mode (dropped, and so closed, otherwise).
+    fn keep(&self, pool: &mut Option<tokio::sync::MutexGuard<'_, Option<Pooled>>>, conn: Conn, url: &url::Url) {
+        if let Some(slot) = pool.as_mut() {
+            **slot = Some(Pooled {
+                origin: origin(url),
+                sender: conn.sender,
+                marks: conn.marks,
+                _task: conn.task,
+            });
+        }
+    }
+
+    async fn open(&self, rec: &mut Recorder, url: &url::Url) -> Result<Conn, ProbeError> {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let https = url.scheme() == "https";
+        let ep = Endpoint {
+            host,
+            port,
+            tls: https.then_some(&self.tls),
+            server_name: self.server_name.as_deref(),
+        };
+        let connected = net::connect(&self.resolver, rec, &ep).await?;
+        let use_h2 = match connected.alpn.as_deref() {
+            Some(b"h2") => true,
+            Some(_) => false,
+            // Plain http with http_version = "2": prior-knowledge h2c.
+            None => !https && self.version == Version::Http2,
+        };
+        rec.enter("send");
+        let io = TokioIo::new(connected.io);
+        let (sender, task) = if use_h2 {
+            let (s, c) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| classify_hyper(&e, "HTTP/2 handshake"))?;
+            (
+                Sender::H2(s),
+                tokio::spawn(async move {
+                    let _ = c.await;
+                }),
+            )
+        } else {
+            let (s, c) = http1::handshake(io)
+                .await
+                .map_err(|e| classify_hyper(&e, "HTTP/1 handshake"))?;
+            (
+                Sender::H1(s),
+                tokio::spawn(async move {
+                    let _ = c.await;
+                }),
+            )
+        };
+        Ok(Conn {
+            sender,
+            marks: connected.marks,
+            task: AbortOnDrop(task),
+            reused: false,
+        })
+    }
+
+    fn request(
+        &self,
+        url: &url::Url,
+        method: &Method,
+        body: &BodySpec,
+        h2: bool,
+        keep_alive: bool,
+    ) -> Result<Request<ReqBody>, ProbeError> {
+        // HTTP/1 wants origin-form plus Host; HTTP/2 wants the absolute URI (:authority).
+        let target = if h2 {
+            url.as_str().to_string()
+        } else {
+            let mut t = url.path().to_string();
+            if let Some(q) = url.query() {
+                t.push('?');
+                t.push_str(q);
+            }
+            t
+        };
+        let mut builder = Request::builder().method(method.clone()).uri(target);
+        let headers = builder.headers_mut().expect("fresh builder");
+        if !h2 {
+            let host = match url.port() {
+                Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+                None => url.host_str().unwrap_or_default().to_string(),
+            };
+            headers.insert(
+                header::HOST,
+                HeaderValue::from_str(&host)
+                    .map_err(|_| ProbeError::new(ErrorType::ProtocolError, "host is not a valid header"))?,
+            );
+            if !keep_alive {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        for (k, v) in &self.headers {
+            headers.insert(k.clone(), v.clone());
+        }
+        let body: ReqBody = match body {
+            BodySpec::Empty => http_body_util::Empty::new().boxed(),
+            BodySpec::Bytes(b) => http_body_util::Full::new(b.clone()).boxed(),
+            BodySpec::Generated(n) => GeneratedBody::new(*n).boxed(),
+        };
+        builder
+            .body(body)
+            .map_err(|e| ProbeError::new(ErrorType::Internal, format!("building request: {e}")))
+    }
+
+    fn check(&self, status: u16, headers: &http::HeaderMap, body: Option<&[u8]>) -> Result<(), ProbeError> {
+        let status_ok = match &self.expect.status {
+            Some(list) => list.contains(&status),
+            None => (200..300).contains(&status),
+        };
+        if !status_ok {
+            let kind = if status == 429 {
+                ErrorType::RateLimited
+            } else {
+                ErrorType::HttpStatus
+            };
+            let retry = headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| format!(" (Retry-After: {v})"))
+                .unwrap_or_default();
+            return Err(ProbeError::new(kind, format!("unexpected status {status}{retry}")));
+        }
+        for h in &self.expect.header_present {
+            if !headers.contains_key(h) {
+                return Err(ProbeError::new(
+                    ErrorType::AssertionFailed,
+                    format!("response header {h} is missing"),
+                ));
+            }
+        }
+        let text = body.map(String::from_utf8_lossy);
+        if let (Some(re), Some(t)) = (&self.expect.body_regex, &text)
+            && !re.is_match(t)
+        {
+            return Err(ProbeError::new(
+                ErrorType::AssertionFailed,
+                format!("body does not match /{}/", re.as_str()),
+            ));
+        }
+        if let (Some(re), Some(t)) = (&self.expect.body_not_regex, &text)
+            && re.is_match(t)
+        {
+            return Err(ProbeError::new(
+                ErrorType::AssertionFailed,
+                format!("body matches forbidden /{}/", re.as_str()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn sender_ready(s: &Sender) -> bool {
+    match s {
+        Sender::H1(s) => s.is_ready(),
+        Sender::H2(s) => s.is_ready(),
+    }
+}
+
+/// Reads the body to its end, cutting it off past `max` bytes.
+async fn read_body(mut body: Incoming, max: u64, capture: bool) -> Result<(u64, Option<Vec<u8>>), ProbeError> {
+    let mut n: u64 = 0;
+    let mut buf = capture.then(Vec::new);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| classify_hyper(&e, "reading the body"))?;
+        if let Ok(data) = frame.into_data() {
+            n += data.len() as u64;
+            if n > max {
+                return Err(ProbeError::new(
+                    ErrorType::BodyTooLarge,
+                    format!("body exceeded max_body ({max} bytes); cut off"),
+                ));
+            }
+            if let Some(b) = buf.as_mut() {
+                b.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok((n, buf))
+}
+
+fn classify_hyper(e: &hyper::Error, during: &str) -> ProbeError {
+    let io_kind = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    let kind = if e.is_incomplete_message()
+        || e.is_canceled()
+        || e.is_closed()
+        || matches!(
+            io_kind,
+            Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof)
+        ) {
+        ErrorType::ConnectionClosed
+    } else if e.is_timeout() {
+        ErrorType::Timeout
+    } else {
+        ErrorType::ProtocolError
+    };
+    ProbeError::new(kind, format!("{during}: {e}"))
+}
+
+/// A request body of `n` generated bytes, streamed from one shared chunk so a 10 MB
+/// upload check does not allocate 10 MB per run.
+struct GeneratedBody {
+    remaining: u64,
+}
+
+static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+
+impl GeneratedBody {
+    fn new(n: u64) -> Self {
+        GeneratedBody { remaining: n }
+    }
+}
+
+impl Body for GeneratedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.remaining.min(CHUNK.len() as u64) as usize;
+        self.remaining -= n as u64;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&CHUNK[..n])))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}

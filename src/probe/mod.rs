@@ -1,0 +1,145 @@
+//! Probe kinds behind one small interface. Each kind is one file: it declares its
+//! measurement catalog and a `build` that checks its config keys and returns a [`Probe`].
+//! Runs are driven here, so timeouts and budgets work the same for every kind.
+
+pub mod http;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::budget::{self, Budgets};
+use crate::config::{ConfigError, ProbeConfig};
+use crate::net::{self, Resolver};
+use crate::outcome::{COMMON_MEASURES, ErrorType, Measure, Outcome, ProbeError, Recorder};
+use crate::schedule::Schedule;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The one probe signature: run once, writing measurements into `rec` as phases complete.
+/// The runner may drop the future at the timeout; whatever `rec` holds by then is kept.
+pub trait Probe: Send + Sync {
+    fn run<'a>(&'a self, rec: &'a mut Recorder) -> BoxFuture<'a, Result<(), ProbeError>>;
+}
+
+/// Shared, long-lived things a probe may need.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub resolver: Resolver,
+}
+
+impl BuildContext {
+    pub fn new() -> Self {
+        BuildContext {
+            resolver: net::dns::system_resolver(),
+        }
+    }
+}
+
+impl Default for BuildContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A registered probe kind.
+pub struct Kind {
+    pub name: &'static str,
+    pub measures: &'static [Measure],
+    pub build: fn(&ProbeConfig, &BuildContext) -> Result<Box<dyn Probe>, ConfigError>,
+}
+
+pub const KINDS: &[Kind] = &[http::KIND];
+
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// Every measure a kind can produce, including the ones all kinds share.
+pub fn measures_of(kind: &Kind) -> Vec<&'static Measure> {
+    COMMON_MEASURES.iter().chain(kind.measures.iter()).collect()
+}
+
+/// A probe ready to run: its config checked, budgets parsed, secrets resolved.
+pub struct BuiltProbe {
+    pub name: String,
+    pub kind: &'static str,
+    pub schedule: Schedule,
+    pub timeout: Duration,
+    pub budgets: Budgets,
+    pub measures: Vec<&'static Measure>,
+    probe: Box<dyn Probe>,
+}
+
+pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, ConfigError> {
+    let Some(kind) = kind(&cfg.kind) else {
+        let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        return Err(cfg.error_at(
+            &cfg.raw.kind,
+            "probe.kind",
+            format!("unknown probe kind {:?}; known kinds: {}", cfg.kind, known.join(", ")),
+        ));
+    };
+    let measures = measures_of(kind);
+    let budgets = budget::parse(cfg, &measures)?;
+    let probe = (kind.build)(cfg, ctx)?;
+    Ok(BuiltProbe {
+        name: cfg.name.clone(),
+        kind: kind.name,
+        schedule: cfg.schedule.clone(),
+        timeout: cfg.timeout,
+        budgets,
+        measures,
+        probe,
+    })
+}
+
+pub fn build_all(cfgs: &[ProbeConfig], ctx: &BuildContext) -> Result<Vec<BuiltProbe>, ConfigError> {
+    cfgs.iter().map(|c| build(c, ctx)).collect()
+}
+
+impl BuiltProbe {
+    /// Runs once under the timeout and judges per-run budgets.
+    pub async fn execute(&self) -> Outcome {
+        let started_at = SystemTime::now();
+        let start = Instant::now();
+        let mut rec = Recorder::new(start);
+        let result = tokio::time::timeout(self.timeout, self.probe.run(&mut rec)).await;
+        let end = Instant::now();
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(timeout_error(rec.phase(), self.timeout)),
+        };
+        let mut outcome = rec.finish(&self.name, self.kind, started_at, end, error);
+        self.budgets.judge(&mut outcome);
+        outcome
+    }
+}
+
+/// A timeout is named after the phase it cut short.
+fn timeout_error(phase: &str, timeout: Duration) -> ProbeError {
+    let kind = match phase {
+        net::PHASE_DNS => ErrorType::DnsTimeout,
+        net::PHASE_CONNECT => ErrorType::ConnectTimeout,
+        _ => ErrorType::Timeout,
+    };
+    ProbeError::new(
+        kind,
+        format!("no result within {} (during {phase})", humantime::format_duration(timeout)),
+    )
+}
+
+/// Rejects keys this kind does not use, so a typo never silently does nothing.
+pub fn reject_unused(cfg: &ProbeConfig, kind: &str, present: &[(&str, bool)]) -> Result<(), ConfigError> {
+    for (key, is_set) in present {
+        if *is_set {
+            return Err(cfg.source.error_at(
+                cfg.raw.name.span(),
+                Some(&format!("probe.{key}")),
+                format!("probe {:?}: key `{key}` is not used by kind {kind:?}", cfg.name),
+            ));
+        }
+    }
+    Ok(())
+}

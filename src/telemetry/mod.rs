@@ -1,0 +1,231 @@
+//! Outcomes → OpenTelemetry instruments. This is the one place that maps measurements
+//! to metrics; it reads the probes' measurement catalogs as data and knows no probe.
+
+pub mod buckets;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::{Encoder, TextEncoder};
+
+use crate::outcome::{ERROR_TYPE_LABEL, Instrument, Measure, Outcome, Unit};
+
+pub const SERVICE_NAME: &str = "sloprobe";
+
+/// What telemetry needs to know up front: each kind's catalog, and the budget thresholds
+/// that must become bucket edges (keyed by metric name).
+#[derive(Default)]
+pub struct Plan {
+    pub catalogs: HashMap<&'static str, Vec<&'static Measure>>,
+    pub thresholds: HashMap<&'static str, Vec<f64>>,
+}
+
+impl Plan {
+    pub fn add_kind(&mut self, kind: &'static str, measures: &[&'static Measure]) {
+        self.catalogs.entry(kind).or_insert_with(|| measures.to_vec());
+    }
+
+    /// A threshold on `key` becomes an edge of every instrument fed by that key.
+    pub fn add_threshold(&mut self, kind: &'static str, key: &str, value: f64) {
+        if let Some(measures) = self.catalogs.get(kind) {
+            for m in measures.iter().filter(|m| m.key == key) {
+                self.thresholds.entry(m.metric).or_default().push(value);
+            }
+        }
+    }
+}
+
+pub struct Telemetry {
+    provider: SdkMeterProvider,
+    registry: prometheus::Registry,
+    location: String,
+    catalogs: HashMap<&'static str, Vec<&'static Measure>>,
+    histograms: HashMap<&'static str, Histogram<f64>>,
+    gauges: HashMap<&'static str, Gauge<f64>>,
+    runs: Counter<u64>,
+    success: Gauge<f64>,
+    breaches: Counter<u64>,
+    lateness: Histogram<f64>,
+    skipped: Counter<u64>,
+}
+
+fn otel_unit(unit: Unit) -> &'static str {
+    match unit {
+        Unit::Seconds | Unit::UnixTime => "s",
+        Unit::Bytes => "By",
+        Unit::Count => "",
+    }
+}
+
+impl Telemetry {
+    pub fn new(location: &str, plan: Plan) -> anyhow::Result<Telemetry> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .build()?;
+        let resource = Resource::builder()
+            .with_service_name(SERVICE_NAME)
+            .with_attributes([
+                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+                KeyValue::new("probe.location", location.to_string()),
+            ])
+            .build();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(exporter)
+            .with_resource(resource)
+            .build();
+        let scope = InstrumentationScope::builder(SERVICE_NAME)
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let meter = provider.meter_with_scope(scope);
+
+        let mut histograms = HashMap::new();
+        let mut gauges = HashMap::new();
+        for measures in plan.catalogs.values() {
+            for m in measures {
+                match m.instrument {
+                    Instrument::Histogram => {
+                        histograms.entry(m.metric).or_insert_with(|| {
+                            let extra = plan.thresholds.get(m.metric).map(Vec::as_slice).unwrap_or(&[]);
+                            histogram(&meter, m.metric, m.unit, m.description, buckets::with_thresholds(m.unit, extra))
+                        });
+                    }
+                    Instrument::Gauge => {
+                        gauges.entry(m.metric).or_insert_with(|| {
+                            meter
+                                .f64_gauge(m.metric)
+                                .with_unit(otel_unit(m.unit))
+                                .with_description(m.description)
+                                .build()
+                        });
+                    }
+                }
+            }
+        }
+
+        Ok(Telemetry {
+            runs: meter
+                .u64_counter("probe.runs")
+                .with_description("Probe runs by outcome and error type.")
+                .build(),
+            success: meter
+                .f64_gauge("probe.success")
+                .with_description("1 if the last run succeeded, else 0.")
+                .build(),
+            breaches: meter
+                .u64_counter("probe.budget.breaches")
+                .with_description("Runs that broke a per-run budget, by measurement.")
+                .build(),
+            lateness: histogram(
+                &meter,
+                "probe.schedule.lateness",
+                Unit::Seconds,
+                "How late a run started after its due time.",
+                buckets::LATENESS.to_vec(),
+            ),
+            skipped: meter
+                .u64_counter("probe.runs.skipped")
+                .with_description("Due runs not started: `overlap` (previous still running) or `missed` (host stalled).")
+                .build(),
+            provider,
+            registry,
+            location: location.to_string(),
+            catalogs: plan.catalogs,
+            histograms,
+            gauges,
+        })
+    }
+
+    fn base(&self, probe: &str, kind: &str) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("probe.name", probe.to_string()),
+            KeyValue::new("probe.kind", kind.to_string()),
+            KeyValue::new("probe.location", self.location.clone()),
+        ]
+    }
+
+    pub fn record(&self, o: &Outcome) {
+        let base = self.base(&o.probe, o.kind);
+        let mut run_attrs = base.clone();
+        run_attrs.push(KeyValue::new("outcome", if o.success() { "success" } else { "failure" }));
+        if let Some(e) = &o.error {
+            run_attrs.push(KeyValue::new(ERROR_TYPE_LABEL, e.kind.as_str()));
+        }
+        self.runs.add(1, &run_attrs);
+        self.success.record(if o.success() { 1.0 } else { 0.0 }, &base);
+        for b in &o.breaches {
+            let mut attrs = base.clone();
+            attrs.push(KeyValue::new("measurement", b.measurement.clone()));
+            self.breaches.add(1, &attrs);
+        }
+
+        let Some(catalog) = self.catalogs.get(o.kind) else {
+            return;
+        };
+        for (key, value) in &o.measurements {
+            for m in catalog.iter().filter(|m| m.key == *key) {
+                let mut attrs = base.clone();
+                attrs.extend(m.fixed.iter().map(|(k, v)| KeyValue::new(*k, *v)));
+                for label in m.labels {
+                    if *label == ERROR_TYPE_LABEL {
+                        if let Some(e) = &o.error {
+                            attrs.push(KeyValue::new(ERROR_TYPE_LABEL, e.kind.as_str()));
+                        }
+                    } else if let Some(v) = o.label(label) {
+                        attrs.push(KeyValue::new(*label, v.to_string()));
+                    }
+                }
+                match m.instrument {
+                    Instrument::Histogram => {
+                        if let Some(h) = self.histograms.get(m.metric) {
+                            h.record(*value, &attrs);
+                        }
+                    }
+                    Instrument::Gauge => {
+                        if let Some(g) = self.gauges.get(m.metric) {
+                            g.record(*value, &attrs);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn record_lateness(&self, probe: &str, kind: &str, lateness: Duration) {
+        self.lateness.record(lateness.as_secs_f64(), &self.base(probe, kind));
+    }
+
+    pub fn record_skipped(&self, probe: &str, kind: &str, reason: &'static str, n: u64) {
+        let mut attrs = self.base(probe, kind);
+        attrs.push(KeyValue::new("reason", reason));
+        self.skipped.add(n, &attrs);
+    }
+
+    /// The Prometheus text exposition of everything recorded so far.
+    pub fn prometheus_text(&self) -> Result<String, prometheus::Error> {
+        let families = self.registry.gather();
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&families, &mut out)?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    pub fn shutdown(&self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::warn!(error = %e, "metrics shutdown");
+        }
+    }
+}
+
+fn histogram(meter: &Meter, name: &'static str, unit: Unit, description: &'static str, edges: Vec<f64>) -> Histogram<f64> {
+    meter
+        .f64_histogram(name)
+        .with_unit(otel_unit(unit))
+        .with_description(description)
+        .with_boundaries(edges)
+        .build()
+}
