@@ -58,7 +58,12 @@ enum Command {
 fn init_logging(format: LogFormat, to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLOPROBE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = if to_stderr {
+        std::io::IsTerminal::is_terminal(&std::io::stderr())
+    } else {
+        std::io::IsTerminal::is_terminal(&std::io::stdout())
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     let writer = move || -> Box<dyn std::io::Write> {
         if to_stderr {
             Box::new(std::io::stderr())

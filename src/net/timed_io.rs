@@ -15,8 +15,8 @@ pub struct IoMarks {
     pub first_read: Option<Instant>,
     /// Last write that happened before `first_read` (the request fully handed to the kernel).
     pub last_write_before_read: Option<Instant>,
-    /// Last write of any kind (HTTP/2 reads settings frames before the response).
-    pub last_write: Option<Instant>,
+    /// First write since the last `reset` (HTTP/2: the request's HEADERS frame).
+    pub first_write: Option<Instant>,
     pub bytes_read: u64,
     pub bytes_written: u64,
 }
@@ -64,7 +64,7 @@ impl<S> TimedIo<S> {
         let mut m = self.marks.0.lock().expect("marks lock");
         let now = Instant::now();
         m.bytes_written += n as u64;
-        m.last_write = Some(now);
+        m.first_write.get_or_insert(now);
         if m.first_read.is_none() {
             m.last_write_before_read = Some(now);
         }

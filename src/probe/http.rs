@@ -376,7 +376,8 @@ impl HttpProbe {
 
             // send → wait: the request goes out, then we wait for its first byte.
             rec.enter("send");
-            let req = self.request(&url, &method, &body, is_h2, reuse_mode)?;
+            let body_end = BodyEnd::default();
+            let req = self.request(&url, &method, &body, is_h2, reuse_mode, &body_end)?;
             conn.marks.reset();
             let t_send = Instant::now();
             let resp = match &mut conn.sender {
@@ -388,8 +389,14 @@ impl HttpProbe {
             let marks = conn.marks.get();
             // HTTP/1: the first byte read off the socket. HTTP/2: the peer's SETTINGS
             // arrive first, so the decoded HEADERS frame stands for the first byte.
+            // HTTP/2 also writes housekeeping frames (SETTINGS ACK) while waiting, so the
+            // request counts as written at its first frame, or when its body ended.
             let first_byte = if is_h2 { t_head } else { marks.first_read.unwrap_or(t_head) };
-            let written = if is_h2 { marks.last_write } else { marks.last_write_before_read };
+            let written = if is_h2 {
+                marks.first_write.max(body_end.get())
+            } else {
+                marks.last_write_before_read
+            };
             let written = written.filter(|w| *w >= t_send && *w <= first_byte).unwrap_or(t_send);
             rec.add("send", (written - t_send).as_secs_f64());
             rec.add("wait", (first_byte - written).as_secs_f64());
@@ -505,6 +512,7 @@ impl HttpProbe {
         body: &BodySpec,
         h2: bool,
         keep_alive: bool,
+        body_end: &BodyEnd,
     ) -> Result<Request<ReqBody>, ProbeError> {
         // HTTP/1 wants origin-form plus Host; HTTP/2 wants the absolute URI (:authority).
         let target = if h2 {
@@ -540,8 +548,8 @@ impl HttpProbe {
         }
         let body: ReqBody = match body {
             BodySpec::Empty => http_body_util::Empty::new().boxed(),
-            BodySpec::Bytes(b) => http_body_util::Full::new(b.clone()).boxed(),
-            BodySpec::Generated(n) => GeneratedBody::new(*n).boxed(),
+            BodySpec::Bytes(b) => NoteEnd::new(http_body_util::Full::new(b.clone()), body_end).boxed(),
+            BodySpec::Generated(n) => NoteEnd::new(GeneratedBody::new(*n), body_end).boxed(),
         };
         builder
             .body(body)
@@ -677,5 +685,50 @@ impl Body for GeneratedBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// When the request body was fully handed to hyper.
+#[derive(Clone, Default)]
+struct BodyEnd(Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl BodyEnd {
+    fn get(&self) -> Option<Instant> {
+        *self.0.lock().expect("body end lock")
+    }
+}
+
+struct NoteEnd<B> {
+    inner: B,
+    end: BodyEnd,
+}
+
+impl<B> NoteEnd<B> {
+    fn new(inner: B, end: &BodyEnd) -> Self {
+        NoteEnd {
+            inner,
+            end: end.clone(),
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes, Error = Infallible> + Unpin> Body for NoteEnd<B> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let res = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(res, Poll::Ready(None)) || self.inner.is_end_stream() {
+            *self.end.0.lock().expect("body end lock") = Some(Instant::now());
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

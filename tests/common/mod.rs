@@ -1,0 +1,226 @@
+//! Shared test helpers: local targets (plain and TLS) serving the demo router with known
+//! delays, configs written to temp files, and child processes stopped on drop.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sloprobe::config::Config;
+use sloprobe::outcome::Outcome;
+use sloprobe::probe::{self, BuildContext, BuiltProbe};
+
+/// A target task that stops when dropped.
+pub struct Target {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Target {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.addr.port(), path)
+    }
+}
+
+pub async fn plain_target() -> Target {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = sloprobe::demo::serve(listener).await;
+    });
+    Target { addr, task }
+}
+
+/// A CA and a leaf certificate for `localhost` it signed.
+pub struct Pki {
+    pub ca_pem: String,
+    pub leaf_der: CertificateDer<'static>,
+    pub leaf_key: PrivateKeyDer<'static>,
+    /// The leaf's notAfter, Unix seconds.
+    pub leaf_not_after: i64,
+}
+
+pub fn pki(expired: bool) -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sloprobe test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    if expired {
+        leaf_params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        leaf_params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    } else {
+        leaf_params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        leaf_params.not_after = rcgen::date_time_ymd(2040, 6, 1);
+    }
+    let leaf_not_after = leaf_params.not_after.unix_timestamp();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        leaf_der: leaf.der().clone(),
+        leaf_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        leaf_not_after,
+    }
+}
+
+/// Serves the demo router over TLS (ALPN h2 and http/1.1) with the given PKI.
+pub async fn tls_target(pki: &Pki) -> Target {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.leaf_der.clone()], pki.leaf_key.clone_key())
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = TowerToHyperService::new(sloprobe::demo::router());
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Target { addr, task }
+}
+
+/// A port with nothing listening on it.
+pub fn refused_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    port
+}
+
+/// Writes files into a temp dir; returns the dir (kept alive by the caller).
+pub fn write_files(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// Loads a daemon config made of `probe_toml` and builds its probes.
+pub fn build_probes(probe_toml: &str) -> (tempfile::TempDir, Vec<BuiltProbe>) {
+    let dir = write_files(&[("sloprobe.toml", probe_toml)]);
+    let cfg = Config::load(&dir.path().join("sloprobe.toml")).unwrap_or_else(|e| panic!("config: {e}"));
+    let probes = probe::build_all(&cfg.probes, &BuildContext::new()).unwrap_or_else(|e| panic!("build: {e}"));
+    (dir, probes)
+}
+
+/// Builds a single probe from its `[[probe]]` body and runs it once.
+pub async fn run_probe(probe_toml: &str) -> Outcome {
+    let (_dir, probes) = build_probes(probe_toml);
+    assert_eq!(probes.len(), 1);
+    probes[0].execute().await
+}
+
+pub fn config_error(files: &[(&str, &str)]) -> String {
+    let dir = write_files(files);
+    let path = dir.path().join(files[0].0);
+    let cfg = match Config::load(&path) {
+        Err(e) => return e.to_string(),
+        Ok(c) => c,
+    };
+    match probe::build_all(&cfg.probes, &BuildContext::new()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("config was accepted"),
+    }
+}
+
+pub fn m(o: &Outcome, key: &str) -> f64 {
+    o.get(key)
+        .unwrap_or_else(|| panic!("measurement {key} missing in {:?}", o.measurements))
+}
+
+pub fn error_type(o: &Outcome) -> &'static str {
+    o.error.as_ref().map_or("none", |e| e.kind.as_str())
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    refused_port()
+}
+
+/// Minimal HTTP/1.1 GET over loopback for talking to daemons and Prometheus.
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    let uri: http::Uri = url.parse().ok()?;
+    let host = uri.host()?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.ok()?;
+    tokio::spawn(conn);
+    let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or("/".into());
+    let req = http::Request::get(path)
+        .header(http::header::HOST, format!("{host}:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .ok()?;
+    let resp = sender.send_request(req).await.ok()?;
+    let status = resp.status().as_u16();
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Polls until `f` returns Some, at most `tries` times `every` apart.
+pub async fn eventually<T, F, Fut>(tries: u32, every: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..tries {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        tokio::time::sleep(every).await;
+    }
+    None
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sloprobe"))
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
