@@ -28,9 +28,7 @@ pub struct Budgets {
 impl Budgets {
     /// Every threshold, for histogram bucket edges.
     pub fn all(&self) -> impl Iterator<Item = &Threshold> {
-        self.per_run
-            .iter()
-            .chain(self.percentiles.iter().map(|p| &p.threshold))
+        self.per_run.iter().chain(self.percentiles.iter().map(|p| &p.threshold))
     }
 
     /// Marks every per-run budget the outcome broke.
@@ -128,10 +126,7 @@ fn threshold(
     path: &str,
     at: &toml::Spanned<toml::Value>,
 ) -> Result<Threshold, ConfigError> {
-    let Some(measure) = measures
-        .iter()
-        .find(|m| m.key == key && m.unit != Unit::UnixTime)
-    else {
+    let Some(measure) = measures.iter().find(|m| m.key == key && m.unit != Unit::UnixTime) else {
         let mut known: Vec<&str> = measures
             .iter()
             .filter(|m| m.unit != Unit::UnixTime)

@@ -28,7 +28,11 @@ pub fn print_plan(out: &mut dyn Write, config: &Config, probes: &[BuiltProbe]) -
         let mut next = Vec::new();
         for _ in 0..3 {
             t = p.schedule.next_after(t);
-            next.push(chrono::DateTime::<chrono::Local>::from(t).format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string());
+            next.push(
+                chrono::DateTime::<chrono::Local>::from(t)
+                    .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
+                    .to_string(),
+            );
         }
         writeln!(out, "  next runs: {}", next.join(", "))?;
         for line in request_lines(cfg) {
@@ -39,7 +43,13 @@ pub fn print_plan(out: &mut dyn Write, config: &Config, probes: &[BuiltProbe]) -
         }
         for pt in &p.budgets.percentiles {
             let t = &pt.threshold;
-            writeln!(out, "  budget: p{} {} ≤ {}", pt.q, t.key, fmt_threshold(t.unit, t.value))?;
+            writeln!(
+                out,
+                "  budget: p{} {} ≤ {}",
+                pt.q,
+                t.key,
+                fmt_threshold(t.unit, t.value)
+            )?;
         }
     }
     Ok(())
@@ -86,8 +96,10 @@ pub fn redact_url(s: &str) -> String {
                 let _ = u.set_password(Some("redacted"));
             }
             if u.query().is_some() {
-                let pairs: Vec<(String, String)> =
-                    u.query_pairs().map(|(k, _)| (k.into_owned(), "redacted".to_string())).collect();
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, _)| (k.into_owned(), "redacted".to_string()))
+                    .collect();
                 u.query_pairs_mut().clear().extend_pairs(pairs);
             }
             u.to_string()

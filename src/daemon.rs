@@ -32,7 +32,10 @@ pub fn telemetry_plan<'a>(probes: impl IntoIterator<Item = &'a BuiltProbe> + Clo
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let ctx = BuildContext::new();
-    let probes: Vec<Arc<BuiltProbe>> = probe::build_all(&config.probes, &ctx)?.into_iter().map(Arc::new).collect();
+    let probes: Vec<Arc<BuiltProbe>> = probe::build_all(&config.probes, &ctx)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let plan = telemetry_plan(probes.iter().map(|p| p.as_ref()));
     let telemetry = Arc::new(Telemetry::new(&config.location, plan)?);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -65,7 +68,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let shutdown = async move {
             let _ = server_stop.changed().await;
         };
-        if let Err(e) = axum::serve(listener, server::router(state)).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, server::router(state))
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "metrics server failed");
         }
     });
@@ -136,7 +142,14 @@ fn log_outcome(o: &Outcome) {
             let broken: Vec<String> = o
                 .breaches
                 .iter()
-                .map(|b| format!("{} {} > {}", b.measurement, fmt_seconds(b.value), fmt_seconds(b.threshold)))
+                .map(|b| {
+                    format!(
+                        "{} {} > {}",
+                        b.measurement,
+                        fmt_seconds(b.value),
+                        fmt_seconds(b.threshold)
+                    )
+                })
                 .collect();
             tracing::warn!(probe = %o.probe, kind = o.kind, ttfb = %ms("ttfb"), total = %ms("total"), budget = %broken.join(", "), "budget broken")
         }
@@ -150,7 +163,8 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -27,7 +27,10 @@ use serde::Deserialize;
 
 pub fn router() -> Router {
     Router::new()
-        .route("/", any(|| async { html("<!doctype html><title>sloprobe demo</title><p>ok</p>") }))
+        .route(
+            "/",
+            any(|| async { html("<!doctype html><title>sloprobe demo</title><p>ok</p>") }),
+        )
         .route("/api/items", any(items))
         .route("/delay/{ms}", any(delay))
         .route("/trickle", any(trickle))
@@ -159,7 +162,8 @@ async fn status(Path(code): Path<u16>) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
     let mut resp = (status, format!("status {code}")).into_response();
     if code == 429 {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     resp
 }

@@ -8,7 +8,11 @@ use sloprobe::once::{self, Format};
 use sloprobe::probe::{self, BuildContext};
 
 #[derive(Parser)]
-#[command(name = "sloprobe", version, about = "Synthetic probes and RUM, judged against budgets, exported as OpenTelemetry metrics")]
+#[command(
+    name = "sloprobe",
+    version,
+    about = "Synthetic probes and RUM, judged against budgets, exported as OpenTelemetry metrics"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value = "text", env = "SLOPROBE_LOG_FORMAT")]

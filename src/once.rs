@@ -139,7 +139,9 @@ fn fmt_value(unit: Unit, v: f64) -> String {
         Unit::Seconds => fmt_seconds(v),
         Unit::Bytes => format!("{v:.0}B"),
         Unit::Count => format!("{v}"),
-        Unit::UnixTime => chrono::DateTime::from_timestamp(v as i64, 0).map_or(v.to_string(), |t| t.date_naive().to_string()),
+        Unit::UnixTime => {
+            chrono::DateTime::from_timestamp(v as i64, 0).map_or(v.to_string(), |t| t.date_naive().to_string())
+        }
     }
 }
 

@@ -219,10 +219,7 @@ impl Recorder {
     }
 
     pub fn get(&self, key: &str) -> Option<f64> {
-        self.measurements
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
+        self.measurements.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 
     /// A bounded attribute that metrics may carry (status code, protocol version).
@@ -298,16 +295,10 @@ impl Outcome {
     }
 
     pub fn get(&self, key: &str) -> Option<f64> {
-        self.measurements
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
+        self.measurements.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.as_str())
+        self.labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
     }
 }

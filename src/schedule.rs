@@ -258,12 +258,14 @@ mod tests {
         let first = t.tick().await;
         let second = t.tick().await;
         assert_eq!(second.due - first.due, Duration::from_millis(100));
-        // Stall for 350ms: three due times pass unserved.
+        // Stall for 350ms: the next due run is served 250ms late, the two after it
+        // are missed, and the timeline continues on the original grid.
         tokio::time::advance(Duration::from_millis(350)).await;
         let late = t.tick().await;
-        assert_eq!(late.missed, 3);
         assert_eq!(late.due - second.due, Duration::from_millis(100));
+        assert_eq!(late.lateness, Duration::from_millis(250));
+        assert_eq!(late.missed, 2);
         let next = t.tick().await;
-        assert_eq!(next.due - late.due, Duration::from_millis(400));
+        assert_eq!(next.due - late.due, Duration::from_millis(300));
     }
 }

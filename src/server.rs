@@ -28,7 +28,11 @@ pub fn router(state: AppState) -> Router {
 
 async fn metrics(State(s): State<AppState>) -> Response {
     match s.telemetry.prometheus_text() {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
+        Ok(text) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            text,
+        )
+            .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")).into_response(),
     }
 }

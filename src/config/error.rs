@@ -49,12 +49,7 @@ impl Source {
     }
 
     /// An error at a byte span; the key path is taken from the text when not given.
-    pub fn error_at(
-        &self,
-        span: Range<usize>,
-        key: Option<&str>,
-        message: impl Into<String>,
-    ) -> ConfigError {
+    pub fn error_at(&self, span: Range<usize>, key: Option<&str>, message: impl Into<String>) -> ConfigError {
         let (line, column) = line_col(&self.text, span.start);
         let key = match key {
             Some(k) => k.to_string(),

@@ -183,8 +183,7 @@ impl Config {
         let raw: RawDaemonFile = toml::from_str(&source.text).map_err(|e| source.from_toml(&e))?;
         let source = Arc::new(source);
 
-        let mut probes: Vec<(RawProbe, Arc<Source>)> =
-            raw.probes.into_iter().map(|p| (p, source.clone())).collect();
+        let mut probes: Vec<(RawProbe, Arc<Source>)> = raw.probes.into_iter().map(|p| (p, source.clone())).collect();
         let base = path.parent().unwrap_or(Path::new("."));
         for pattern in &raw.include {
             for file in expand_include(&source, base, pattern)? {
@@ -238,11 +237,7 @@ fn read_source(path: &Path) -> Result<Source, ConfigError> {
     })
 }
 
-fn expand_include(
-    source: &Source,
-    base: &Path,
-    pattern: &Spanned<String>,
-) -> Result<Vec<PathBuf>, ConfigError> {
+fn expand_include(source: &Source, base: &Path, pattern: &Spanned<String>) -> Result<Vec<PathBuf>, ConfigError> {
     let full = base.join(pattern.get_ref());
     let full_str = full.to_string_lossy();
     let paths = glob::glob(&full_str)
@@ -280,7 +275,11 @@ fn validate_probe(raw: RawProbe, source: Arc<Source>) -> Result<ProbeConfig, Con
     }
     let schedule = match (&raw.every, &raw.cron) {
         (Some(_), Some(c)) => {
-            return Err(err(c.span(), "probe.cron", "set either `every` or `cron`, not both".into()));
+            return Err(err(
+                c.span(),
+                "probe.cron",
+                "set either `every` or `cron`, not both".into(),
+            ));
         }
         (None, None) => {
             return Err(err(
@@ -292,15 +291,18 @@ fn validate_probe(raw: RawProbe, source: Arc<Source>) -> Result<ProbeConfig, Con
         (Some(every), None) => {
             let interval = every.get_ref().0;
             if interval < Duration::from_millis(100) {
-                return Err(err(every.span(), "probe.every", "interval must be at least 100ms".into()));
+                return Err(err(
+                    every.span(),
+                    "probe.every",
+                    "interval must be at least 100ms".into(),
+                ));
             }
             let max_splay = raw.splay.as_ref().map_or(interval, |s| s.get_ref().0.min(interval));
             Schedule::every(interval, &name, max_splay)
         }
         (None, Some(cron)) => {
             let max_splay = raw.splay.as_ref().map_or(Duration::ZERO, |s| s.get_ref().0);
-            Schedule::cron(cron.get_ref(), &name, max_splay)
-                .map_err(|e| err(cron.span(), "probe.cron", e))?
+            Schedule::cron(cron.get_ref(), &name, max_splay).map_err(|e| err(cron.span(), "probe.cron", e))?
         }
     };
     let period = schedule.shortest_period();

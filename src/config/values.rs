@@ -79,7 +79,10 @@ impl Secret {
             }
             v
         } else {
-            return Err("a secret must be written as \"env:NAME\" or \"file:PATH\"; literal secrets are not accepted".to_string());
+            return Err(
+                "a secret must be written as \"env:NAME\" or \"file:PATH\"; literal secrets are not accepted"
+                    .to_string(),
+            );
         };
         Ok(Secret {
             reference: reference.to_string(),

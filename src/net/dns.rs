@@ -35,7 +35,10 @@ pub async fn resolve(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>
         Ok(lookup) => {
             let addrs: Vec<IpAddr> = lookup.iter().collect();
             if addrs.is_empty() {
-                Err(ProbeError::new(ErrorType::DnsNoRecords, format!("{host}: no A/AAAA records")))
+                Err(ProbeError::new(
+                    ErrorType::DnsNoRecords,
+                    format!("{host}: no A/AAAA records"),
+                ))
             } else {
                 Ok(addrs)
             }

@@ -91,7 +91,10 @@ pub async fn connect(resolver: &dns::Resolver, rec: &mut Recorder, ep: &Endpoint
                 io::ErrorKind::TimedOut => ErrorType::ConnectTimeout,
                 _ => ErrorType::ConnectError,
             };
-            return Err(ProbeError::new(kind, format!("connecting to {}:{}: {e}", ep.host, ep.port)));
+            return Err(ProbeError::new(
+                kind,
+                format!("connecting to {}:{}: {e}", ep.host, ep.port),
+            ));
         }
     };
     // Requests are written whole; Nagle would only add delay to the send phase.

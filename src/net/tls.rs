@@ -54,8 +54,12 @@ pub fn client_config(
 
 pub fn server_name(host: &str) -> Result<ServerName<'static>, ProbeError> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_string())
-        .map_err(|e| ProbeError::new(ErrorType::TlsHandshake, format!("invalid TLS server name {host:?}: {e}")))
+    ServerName::try_from(host.to_string()).map_err(|e| {
+        ProbeError::new(
+            ErrorType::TlsHandshake,
+            format!("invalid TLS server name {host:?}: {e}"),
+        )
+    })
 }
 
 /// Maps a failed handshake to the error enum; expired certificates get their own type.
@@ -78,9 +82,10 @@ pub fn classify_handshake_error(e: &io::Error) -> ProbeError {
             ProbeError::new(kind, format!("TLS certificate rejected: {detail}"))
         }
         Some(other) => ProbeError::new(ErrorType::TlsHandshake, format!("TLS handshake failed: {other}")),
-        None if e.kind() == io::ErrorKind::UnexpectedEof => {
-            ProbeError::new(ErrorType::TlsHandshake, "TLS handshake failed: peer closed the connection")
-        }
+        None if e.kind() == io::ErrorKind::UnexpectedEof => ProbeError::new(
+            ErrorType::TlsHandshake,
+            "TLS handshake failed: peer closed the connection",
+        ),
         None => ProbeError::new(ErrorType::TlsHandshake, format!("TLS handshake failed: {e}")),
     }
 }

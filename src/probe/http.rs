@@ -157,7 +157,11 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
     let url = url::Url::parse(url_s.get_ref())
         .map_err(|e| cfg.error_at(url_s, "probe.url", format!("invalid URL {:?}: {e}", url_s.get_ref())))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(cfg.error_at(url_s, "probe.url", "http probes need an http:// or https:// URL with a host"));
+        return Err(cfg.error_at(
+            url_s,
+            "probe.url",
+            "http probes need an http:// or https:// URL with a host",
+        ));
     }
 
     let req = &raw.request;
@@ -173,8 +177,13 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         BodySpec::Bytes(Bytes::from(b.get_ref().clone()))
     } else if let Some(f) = &req.body_file {
         let path = cfg.path(f.get_ref());
-        let data = std::fs::read(&path)
-            .map_err(|e| cfg.error_at(f, "probe.request.body_file", format!("cannot read {}: {e}", path.display())))?;
+        let data = std::fs::read(&path).map_err(|e| {
+            cfg.error_at(
+                f,
+                "probe.request.body_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
         BodySpec::Bytes(Bytes::from(data))
     } else if let Some(n) = &req.body_size {
         BodySpec::Generated(n.get_ref().0)
@@ -198,15 +207,20 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         } else {
             (value.get_ref().clone(), false)
         };
-        let mut hvalue =
-            HeaderValue::from_str(&text).map_err(|_| cfg.error_at(value, &key, "header value has invalid characters"))?;
+        let mut hvalue = HeaderValue::from_str(&text)
+            .map_err(|_| cfg.error_at(value, &key, "header value has invalid characters"))?;
         hvalue.set_sensitive(sensitive);
         headers.push((hname, hvalue));
     }
     if let Some(b) = &req.bearer {
         let secret = cfg.secret(b, "probe.request.bearer")?;
-        let mut v = HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
-            .map_err(|_| cfg.error_at(b, "probe.request.bearer", "token has characters not allowed in a header"))?;
+        let mut v = HeaderValue::from_str(&format!("Bearer {}", secret.expose())).map_err(|_| {
+            cfg.error_at(
+                b,
+                "probe.request.bearer",
+                "token has characters not allowed in a header",
+            )
+        })?;
         v.set_sensitive(true);
         headers.push((header::AUTHORIZATION, v));
     }
@@ -255,11 +269,15 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         Version::Http2 => &[b"h2"],
     };
     let ca_file = raw.tls.ca_file.as_ref().map(|f| (cfg.path(f.get_ref()), f));
-    let tls = net::tls::client_config(ca_file.as_ref().map(|(p, _)| p.as_path()), raw.tls.insecure_skip_verify, alpn)
-        .map_err(|e| match &ca_file {
-            Some((_, span)) => cfg.error_at(*span, "probe.tls.ca_file", e),
-            None => cfg.source.error(e),
-        })?;
+    let tls = net::tls::client_config(
+        ca_file.as_ref().map(|(p, _)| p.as_path()),
+        raw.tls.insecure_skip_verify,
+        alpn,
+    )
+    .map_err(|e| match &ca_file {
+        Some((_, span)) => cfg.error_at(*span, "probe.tls.ca_file", e),
+        None => cfg.source.error(e),
+    })?;
 
     let pool = match raw.connection.as_ref().map(|c| c.get_ref().as_str()) {
         None | Some("fresh") => None,
@@ -391,7 +409,11 @@ impl HttpProbe {
             // arrive first, so the decoded HEADERS frame stands for the first byte.
             // HTTP/2 also writes housekeeping frames (SETTINGS ACK) while waiting, so the
             // request counts as written at its first frame, or when its body ended.
-            let first_byte = if is_h2 { t_head } else { marks.first_read.unwrap_or(t_head) };
+            let first_byte = if is_h2 {
+                t_head
+            } else {
+                marks.first_read.unwrap_or(t_head)
+            };
             let written = if is_h2 {
                 marks.first_write.max(body_end.get())
             } else {
@@ -425,7 +447,10 @@ impl HttpProbe {
                     ProbeError::new(ErrorType::ProtocolError, format!("bad redirect Location {loc:?}: {e}"))
                 })?;
                 if !matches!(url.scheme(), "http" | "https") {
-                    return Err(ProbeError::new(ErrorType::ProtocolError, format!("redirect to unsupported URL {url}")));
+                    return Err(ProbeError::new(
+                        ErrorType::ProtocolError,
+                        format!("redirect to unsupported URL {url}"),
+                    ));
                 }
                 if status == http::StatusCode::SEE_OTHER {
                     method = Method::GET;
@@ -641,7 +666,11 @@ fn classify_hyper(e: &hyper::Error, during: &str) -> ProbeError {
         || e.is_closed()
         || matches!(
             io_kind,
-            Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::UnexpectedEof)
+            Some(
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
         ) {
         ErrorType::ConnectionClosed
     } else if e.is_timeout() {

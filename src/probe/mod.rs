@@ -42,11 +42,14 @@ impl Default for BuildContext {
     }
 }
 
+/// Checks a probe's keys and returns the ready-to-run probe.
+pub type BuildFn = fn(&ProbeConfig, &BuildContext) -> Result<Box<dyn Probe>, ConfigError>;
+
 /// A registered probe kind.
 pub struct Kind {
     pub name: &'static str,
     pub measures: &'static [Measure],
-    pub build: fn(&ProbeConfig, &BuildContext) -> Result<Box<dyn Probe>, ConfigError>,
+    pub build: BuildFn,
 }
 
 pub const KINDS: &[Kind] = &[http::KIND];
@@ -126,7 +129,10 @@ fn timeout_error(phase: &str, timeout: Duration) -> ProbeError {
     };
     ProbeError::new(
         kind,
-        format!("no result within {} (during {phase})", humantime::format_duration(timeout)),
+        format!(
+            "no result within {} (during {phase})",
+            humantime::format_duration(timeout)
+        ),
     )
 }
 

@@ -6,15 +6,17 @@ use crate::outcome::Unit;
 /// Seconds; includes the SLO targets of typical product specs (100 ms, 350 ms, 500 ms,
 /// 1.3/1.5/2.5 s, 3 s, 8 s).
 const SECONDS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.75,
-    1.0, 1.3, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0, 10.0, 15.0, 30.0, 60.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.75, 1.0, 1.3,
+    1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 8.0, 10.0, 15.0, 30.0, 60.0,
 ];
 
 const BYTES: &[f64] = &[
     1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0,
 ];
 
-const COUNT: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+const COUNT: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
 
 /// Scheduler lateness is small when healthy; resolve it finely.
 pub const LATENESS: &[f64] = &[
@@ -31,7 +33,12 @@ pub fn defaults(unit: Unit) -> &'static [f64] {
 
 /// Sorted, de-duplicated union of defaults and thresholds.
 pub fn with_thresholds(unit: Unit, thresholds: &[f64]) -> Vec<f64> {
-    let mut edges: Vec<f64> = defaults(unit).iter().chain(thresholds).copied().filter(|v| v.is_finite()).collect();
+    let mut edges: Vec<f64> = defaults(unit)
+        .iter()
+        .chain(thresholds)
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     edges.sort_by(f64::total_cmp);
     edges.dedup_by(|a, b| (*a - *b).abs() <= f64::EPSILON * a.abs().max(1.0));
     edges

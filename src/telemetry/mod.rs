@@ -92,7 +92,13 @@ impl Telemetry {
                     Instrument::Histogram => {
                         histograms.entry(m.metric).or_insert_with(|| {
                             let extra = plan.thresholds.get(m.metric).map(Vec::as_slice).unwrap_or(&[]);
-                            histogram(&meter, m.metric, m.unit, m.description, buckets::with_thresholds(m.unit, extra))
+                            histogram(
+                                &meter,
+                                m.metric,
+                                m.unit,
+                                m.description,
+                                buckets::with_thresholds(m.unit, extra),
+                            )
                         });
                     }
                     Instrument::Gauge => {
@@ -130,7 +136,9 @@ impl Telemetry {
             ),
             skipped: meter
                 .u64_counter("probe.runs.skipped")
-                .with_description("Due runs not started: `overlap` (previous still running) or `missed` (host stalled).")
+                .with_description(
+                    "Due runs not started: `overlap` (previous still running) or `missed` (host stalled).",
+                )
                 .build(),
             provider,
             registry,
@@ -152,7 +160,10 @@ impl Telemetry {
     pub fn record(&self, o: &Outcome) {
         let base = self.base(&o.probe, o.kind);
         let mut run_attrs = base.clone();
-        run_attrs.push(KeyValue::new("outcome", if o.success() { "success" } else { "failure" }));
+        run_attrs.push(KeyValue::new(
+            "outcome",
+            if o.success() { "success" } else { "failure" },
+        ));
         if let Some(e) = &o.error {
             run_attrs.push(KeyValue::new(ERROR_TYPE_LABEL, e.kind.as_str()));
         }
@@ -221,7 +232,13 @@ impl Telemetry {
     }
 }
 
-fn histogram(meter: &Meter, name: &'static str, unit: Unit, description: &'static str, edges: Vec<f64>) -> Histogram<f64> {
+fn histogram(
+    meter: &Meter,
+    name: &'static str,
+    unit: Unit,
+    description: &'static str,
+    edges: Vec<f64>,
+) -> Histogram<f64> {
     meter
         .f64_histogram(name)
         .with_unit(otel_unit(unit))

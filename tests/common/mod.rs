@@ -190,7 +190,10 @@ pub async fn http_get(url: &str) -> Option<(u16, String)> {
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.ok()?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.ok()?;
     tokio::spawn(conn);
-    let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or("/".into());
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or("/".into());
     let req = http::Request::get(path)
         .header(http::header::HOST, format!("{host}:{port}"))
         .body(http_body_util::Empty::<bytes::Bytes>::new())

@@ -1,0 +1,249 @@
+//! The daemon as deployed: scheduled runs, faults that never stop it, /metrics,
+//! health endpoints, and a clean stop on SIGTERM. Plus a real Prometheus scraping it.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn daemon_config(listen: u16, target: &str, refused: u16) -> String {
+    format!(
+        r#"location = "test-lab"
+[server]
+listen = "127.0.0.1:{listen}"
+
+[[probe]]
+name = "good"
+kind = "http"
+url = "{target}/delay/5"
+every = "300ms"
+timeout = "250ms"
+[probe.budget]
+ttfb = "123ms"
+
+[[probe]]
+name = "refused"
+kind = "http"
+url = "http://127.0.0.1:{refused}/"
+every = "300ms"
+timeout = "250ms"
+
+[[probe]]
+name = "hangs"
+kind = "http"
+url = "{target}/endless?interval=50"
+every = "400ms"
+timeout = "200ms"
+"#
+    )
+}
+
+fn sample(metrics: &str, name: &str, must_contain: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && must_contain.iter().all(|c| l.contains(c)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(f64::max)
+}
+
+fn start_daemon(config: &std::path::Path) -> Child {
+    Child(
+        Command::new(bin())
+            .args(["run", "-c"])
+            .arg(config)
+            .env("SLOPROBE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn daemon_keeps_probing_through_faults_and_stops_cleanly() {
+    let t = plain_target().await;
+    let port = free_port();
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &daemon_config(port, &format!("http://{}", t.addr), refused_port()),
+    )]);
+    let mut child = start_daemon(&dir.path().join("sloprobe.toml"));
+    let base = format!("http://127.0.0.1:{port}");
+
+    let ready = eventually(50, Duration::from_millis(100), || async {
+        http_get(&format!("{base}/readyz")).await.filter(|(s, _)| *s == 200)
+    })
+    .await;
+    assert!(ready.is_some(), "daemon never became ready");
+    assert_eq!(http_get(&format!("{base}/healthz")).await.unwrap().0, 200);
+
+    // Several runs of each probe, the failing ones classified, the daemon still serving.
+    let metrics = eventually(60, Duration::from_millis(100), || async {
+        let (_, text) = http_get(&format!("{base}/metrics")).await?;
+        let good = sample(
+            &text,
+            "probe_runs_total",
+            &["probe_name=\"good\"", "outcome=\"success\""],
+        )?;
+        let refused = sample(&text, "probe_runs_total", &["error_type=\"connect_refused\""])?;
+        let hangs = sample(
+            &text,
+            "probe_runs_total",
+            &["probe_name=\"hangs\"", "error_type=\"timeout\""],
+        )?;
+        (good >= 4.0 && refused >= 4.0 && hangs >= 3.0).then_some(text)
+    })
+    .await
+    .expect("runs did not accumulate");
+    assert!(child.0.try_wait().unwrap().is_none(), "daemon died");
+
+    // The budget threshold is a bucket edge, so compliance is an exact ratio.
+    assert!(
+        metrics.contains("probe_http_ttfb_seconds_bucket{probe_connection=\"fresh\",probe_kind=\"http\",probe_location=\"test-lab\",probe_name=\"good\",le=\"0.123\"}"),
+        "no 0.123 edge:\n{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "probe_http_phase_duration_seconds_count",
+            &["phase=\"wait\"", "probe_name=\"good\""]
+        )
+        .unwrap()
+            >= 4.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "http_client_request_duration_seconds_count",
+            &["http_response_status_code=\"200\""]
+        )
+        .unwrap()
+            >= 4.0
+    );
+    assert!(
+        sample(
+            &metrics,
+            "probe_schedule_lateness_seconds_count",
+            &["probe_name=\"refused\""]
+        )
+        .unwrap()
+            >= 4.0
+    );
+    assert_eq!(
+        sample(&metrics, "probe_success", &["probe_name=\"refused\""]),
+        Some(0.0)
+    );
+    assert_eq!(sample(&metrics, "probe_success", &["probe_name=\"good\""]), Some(1.0));
+    // Scheduling stays tight: every run starts within 50 ms of its due time even here.
+    let on_time = sample(
+        &metrics,
+        "probe_schedule_lateness_seconds_bucket",
+        &["probe_name=\"good\"", "le=\"0.05\""],
+    )
+    .unwrap();
+    let all = sample(
+        &metrics,
+        "probe_schedule_lateness_seconds_count",
+        &["probe_name=\"good\""],
+    )
+    .unwrap();
+    assert!(on_time >= all - 1.0, "late runs: {on_time} of {all} on time");
+
+    // SIGTERM: in-flight runs finish or time out (≤ 250 ms here), then exit 0.
+    let pid = child.0.id();
+    let t0 = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "daemon did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn real_prometheus_scrapes_the_daemon() {
+    let t = plain_target().await;
+    let port = free_port();
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &daemon_config(port, &format!("http://{}", t.addr), refused_port()),
+    )]);
+    let _daemon = start_daemon(&dir.path().join("sloprobe.toml"));
+
+    let prom_port = free_port();
+    let prom_cfg = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sloprobe\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), prom_cfg).unwrap();
+    let prometheus = which("prometheus").expect("prometheus is not installed: run scripts/test.sh, which installs it");
+    let _prom = Child(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let api = format!("http://127.0.0.1:{prom_port}/api/v1/query?query=");
+    let query = |q: &str| format!("{api}{}", urlencode(q));
+    // The scrape target is healthy and the ttfb histogram has series with our budget edge.
+    let up = eventually(60, Duration::from_millis(500), || async {
+        let (_, body) = http_get(&query("up{job=\"sloprobe\"}")).await?;
+        body.contains("\"1\"]").then_some(body)
+    })
+    .await;
+    assert!(up.is_some(), "prometheus never saw the daemon up");
+
+    let ratio_q = "sum(probe_http_ttfb_seconds_bucket{probe_name=\"good\",le=\"0.123\"}) / sum(probe_http_ttfb_seconds_count{probe_name=\"good\"})";
+    let body = eventually(60, Duration::from_millis(500), || async {
+        let (_, body) = http_get(&query(ratio_q)).await?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let value = v["data"]["result"][0]["value"][1].as_str()?.parse::<f64>().ok()?;
+        Some(value)
+    })
+    .await
+    .expect("ttfb compliance ratio never returned data");
+    // Every run of `good` (5 ms of server time) is under the 123 ms budget.
+    assert_eq!(body, 1.0);
+
+    let q = "histogram_quantile(0.5, sum by (le) (probe_http_ttfb_seconds_bucket{probe_name=\"good\"}))";
+    let (_, body) = http_get(&query(q)).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let p50: f64 = v["data"]["result"][0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(p50 > 0.004 && p50 <= 0.123, "p50 {p50}");
+
+    let q = "sum(probe_runs_total{probe_name=\"refused\",error_type=\"connect_refused\"})";
+    let (_, body) = http_get(&query(q)).await.unwrap();
+    assert!(body.contains("\"result\":[{"), "{body}");
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
