@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh machine: installs what the tests use, then format,
+# lint and the whole test suite (unit, integration, real Prometheus).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests start for real: Prometheus (scrapes the daemon in tests/daemon.rs).
+need=()
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo_cmd=()
+    [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The Debian package enables a service on systems with systemd; tests start their own.
+command -v prometheus >/dev/null || { echo "prometheus still missing after install" >&2; exit 1; }
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
