@@ -4,4 +4,5 @@
 # http://127.0.0.1:9464/metrics. Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export SLOPROBE_LOG="${SLOPROBE_LOG:-info,sloprobe=debug}"  # log every run, not only failures
 exec cargo run --release --locked -- run -c config/sloprobe.toml "$@"

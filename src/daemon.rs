@@ -20,6 +20,7 @@ use crate::{config::fmt_seconds, demo};
 pub fn telemetry_plan<'a>(probes: impl IntoIterator<Item = &'a BuiltProbe> + Clone) -> Plan {
     let mut plan = Plan::default();
     for p in probes.clone() {
+        plan.probes += 1;
         plan.add_kind(p.kind, &p.measures);
     }
     for p in probes {
@@ -136,7 +137,8 @@ fn log_outcome(o: &Outcome) {
     let ms = |k: &str| o.get(k).map(fmt_seconds).unwrap_or_else(|| "-".into());
     match &o.error {
         None if o.breaches.is_empty() => {
-            tracing::info!(probe = %o.probe, kind = o.kind, ttfb = %ms("ttfb"), total = %ms("total"), "ok")
+            // Routine at 1,000 probes; SLOPROBE_LOG=info,sloprobe=debug shows every run.
+            tracing::debug!(probe = %o.probe, kind = o.kind, ttfb = %ms("ttfb"), total = %ms("total"), "ok")
         }
         None => {
             let broken: Vec<String> = o

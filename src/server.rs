@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -26,15 +27,29 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Collection and encoding are CPU work proportional to the series count; they run on
+/// the blocking pool so probe timers are not held up, and stream out in chunks.
 async fn metrics(State(s): State<AppState>) -> Response {
-    match s.telemetry.prometheus_text() {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            text,
-        )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")).into_response(),
-    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<String>(4);
+    let telemetry = s.telemetry.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = telemetry.prometheus_text(&mut |chunk| {
+            let _ = tx.blocking_send(chunk);
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "collecting metrics");
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

@@ -269,15 +269,16 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         Version::Http2 => &[b"h2"],
     };
     let ca_file = raw.tls.ca_file.as_ref().map(|f| (cfg.path(f.get_ref()), f));
-    let tls = net::tls::client_config(
-        ca_file.as_ref().map(|(p, _)| p.as_path()),
-        raw.tls.insecure_skip_verify,
-        alpn,
-    )
-    .map_err(|e| match &ca_file {
-        Some((_, span)) => cfg.error_at(*span, "probe.tls.ca_file", e),
-        None => cfg.source.error(e),
-    })?;
+    let tls = ctx
+        .tls_config(
+            ca_file.as_ref().map(|(p, _)| p.as_path()),
+            raw.tls.insecure_skip_verify,
+            alpn,
+        )
+        .map_err(|e| match &ca_file {
+            Some((_, span)) => cfg.error_at(*span, "probe.tls.ca_file", e),
+            None => cfg.source.error(e),
+        })?;
 
     let pool = match raw.connection.as_ref().map(|c| c.get_ref().as_str()) {
         None | Some("fresh") => None,

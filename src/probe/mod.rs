@@ -4,8 +4,11 @@
 
 pub mod http;
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::budget::{self, Budgets};
@@ -22,17 +25,43 @@ pub trait Probe: Send + Sync {
     fn run<'a>(&'a self, rec: &'a mut Recorder) -> BoxFuture<'a, Result<(), ProbeError>>;
 }
 
+type TlsKey = (Option<PathBuf>, bool, Vec<Vec<u8>>);
+
 /// Shared, long-lived things a probe may need.
 #[derive(Clone)]
 pub struct BuildContext {
     pub resolver: Resolver,
+    /// TLS client configs shared by probes with the same settings: a root store is
+    /// ~150 KB, which 1,000 probes should not each hold a copy of.
+    tls: Arc<Mutex<HashMap<TlsKey, Arc<rustls::ClientConfig>>>>,
 }
 
 impl BuildContext {
     pub fn new() -> Self {
         BuildContext {
             resolver: net::dns::system_resolver(),
+            tls: Arc::default(),
         }
+    }
+
+    pub fn tls_config(
+        &self,
+        ca_file: Option<&Path>,
+        insecure_skip_verify: bool,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
+        let key = (
+            ca_file.map(Path::to_path_buf),
+            insecure_skip_verify,
+            alpn.iter().map(|a| a.to_vec()).collect(),
+        );
+        let mut cache = self.tls.lock().expect("tls cache lock");
+        if let Some(c) = cache.get(&key) {
+            return Ok(c.clone());
+        }
+        let config = net::tls::client_config(ca_file, insecure_skip_verify, alpn)?;
+        cache.insert(key, config.clone());
+        Ok(config)
     }
 }
 

@@ -2,6 +2,7 @@
 //! to metrics; it reads the probes' measurement catalogs as data and knows no probe.
 
 pub mod buckets;
+pub mod prometheus;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -9,8 +10,7 @@ use std::time::Duration;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
-use prometheus::{Encoder, TextEncoder};
+use opentelemetry_sdk::metrics::{Instrument as SdkInstrument, SdkMeterProvider, Stream};
 
 use crate::outcome::{ERROR_TYPE_LABEL, Instrument, Measure, Outcome, Unit};
 
@@ -22,6 +22,8 @@ pub const SERVICE_NAME: &str = "sloprobe";
 pub struct Plan {
     pub catalogs: HashMap<&'static str, Vec<&'static Measure>>,
     pub thresholds: HashMap<&'static str, Vec<f64>>,
+    /// Probes in the config; sizes the per-instrument series limit.
+    pub probes: usize,
 }
 
 impl Plan {
@@ -41,7 +43,7 @@ impl Plan {
 
 pub struct Telemetry {
     provider: SdkMeterProvider,
-    registry: prometheus::Registry,
+    pull: prometheus::PullReader,
     location: String,
     catalogs: HashMap<&'static str, Vec<&'static Measure>>,
     histograms: HashMap<&'static str, Histogram<f64>>,
@@ -63,11 +65,7 @@ fn otel_unit(unit: Unit) -> &'static str {
 
 impl Telemetry {
     pub fn new(location: &str, plan: Plan) -> anyhow::Result<Telemetry> {
-        let registry = prometheus::Registry::new();
-        let exporter = opentelemetry_prometheus::exporter()
-            .with_registry(registry.clone())
-            .scope_info_enabled(false)
-            .build()?;
+        let pull = prometheus::PullReader::new();
         let resource = Resource::builder()
             .with_service_name(SERVICE_NAME)
             .with_attributes([
@@ -75,8 +73,12 @@ impl Telemetry {
                 KeyValue::new("probe.location", location.to_string()),
             ])
             .build();
+        // The SDK caps each instrument at 2,000 series by default; 1,000 probes × 6 phases
+        // need more. Attributes are bounded, so the cap only guards against bugs.
+        let series_limit = 4_000 + plan.probes * 64;
         let provider = SdkMeterProvider::builder()
-            .with_reader(exporter)
+            .with_reader(pull.clone())
+            .with_view(move |_: &SdkInstrument| Stream::builder().with_cardinality_limit(series_limit).build().ok())
             .with_resource(resource)
             .build();
         let scope = InstrumentationScope::builder(SERVICE_NAME)
@@ -141,7 +143,7 @@ impl Telemetry {
                 )
                 .build(),
             provider,
-            registry,
+            pull,
             location: location.to_string(),
             catalogs: plan.catalogs,
             histograms,
@@ -217,12 +219,9 @@ impl Telemetry {
         self.skipped.add(n, &attrs);
     }
 
-    /// The Prometheus text exposition of everything recorded so far.
-    pub fn prometheus_text(&self) -> Result<String, prometheus::Error> {
-        let families = self.registry.gather();
-        let mut out = Vec::new();
-        TextEncoder::new().encode(&families, &mut out)?;
-        Ok(String::from_utf8_lossy(&out).into_owned())
+    /// The Prometheus text exposition of everything recorded so far, in chunks.
+    pub fn prometheus_text(&self, emit: &mut dyn FnMut(String)) -> Result<(), String> {
+        self.pull.encode(emit).map_err(|e| e.to_string())
     }
 
     pub fn shutdown(&self) {

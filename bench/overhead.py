@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Overhead and scheduling precision with 1,000 HTTP probes (intervals 1-10 s) against a
+local target: sloprobe's daemon beside blackbox_exporter driven on the same schedule.
+
+    python3 bench/overhead.py [--probes 1000] [--seconds 60] [--warmup 12]
+
+sloprobe schedules its own probes; blackbox_exporter has no scheduler, so an asyncio
+driver here calls its /probe endpoint for each target on the same intervals (the way
+Prometheus would scrape it). Only the probing process is measured: CPU (utime+stime from
+/proc), peak and final RSS, runs completed. Loopback only; every process is stopped.
+"""
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import tempfile
+import time
+import urllib.parse
+
+from common import BIN, OUT, Proc, build, cpu_seconds, free_port, http_text, machine, memory_kb, wait_http
+
+BUCKET = re.compile(r'^probe_schedule_lateness_seconds_bucket\{.*le="([^"]+)"\} (\S+)$', re.M)
+RUNS = re.compile(r"^probe_runs_total\{.*\} (\S+)$", re.M)
+SKIPPED = re.compile(r"^probe_runs_skipped_total\{.*\} (\S+)$", re.M)
+FAILED = re.compile(r'^probe_runs_total\{.*outcome="failure".*\} (\S+)$', re.M)
+
+
+def intervals(n):
+    return [1 + i % 10 for i in range(n)]
+
+
+def scrape(port):
+    text = http_text(f"http://127.0.0.1:{port}/metrics")
+    buckets = {}
+    for le, v in BUCKET.findall(text):
+        buckets[le] = buckets.get(le, 0.0) + float(v)
+    return {
+        "buckets": buckets,
+        "runs": sum(float(v) for v in RUNS.findall(text)),
+        "failed": sum(float(v) for v in FAILED.findall(text)),
+        "skipped": sum(float(v) for v in SKIPPED.findall(text)),
+    }
+
+
+def quantile_from_buckets(before, after, q):
+    """Upper bucket edge holding the q-quantile of the lateness observed between scrapes."""
+    edges = sorted(((float("inf") if k == "+Inf" else float(k)), after[k] - before.get(k, 0.0)) for k in after)
+    total = edges[-1][1]
+    for le, cum in edges:
+        if cum >= q * total:
+            return le, total
+    return float("inf"), total
+
+
+def fraction_within(before, after, le):
+    total = after["+Inf"] - before.get("+Inf", 0.0)
+    return (after[le] - before.get(le, 0.0)) / total if total else float("nan")
+
+
+def run_sloprobe(args, tport, d):
+    mport = free_port()
+    lines = [f'location = "bench"\n[server]\nlisten = "127.0.0.1:{mport}"\n']
+    for i, every in enumerate(intervals(args.probes)):
+        lines.append(f'[[probe]]\nname = "p{i}"\nkind = "http"\nurl = "http://127.0.0.1:{tport}/"\nevery = "{every}s"\n')
+    cfg = os.path.join(d, "sloprobe.toml")
+    with open(cfg, "w") as f:
+        f.write("\n".join(lines))
+    with Proc([BIN, "run", "-c", cfg], env={**os.environ, "SLOPROBE_LOG": "warn"}) as p:
+        wait_http(f"http://127.0.0.1:{mport}/readyz")
+        time.sleep(args.warmup)
+        s0, c0 = scrape(mport), cpu_seconds(p.pid)
+        time.sleep(args.seconds)
+        s1, c1 = scrape(mport), cpu_seconds(p.pid)
+        mem = memory_kb(p.pid)
+    runs = s1["runs"] - s0["runs"]
+    p50, _ = quantile_from_buckets(s0["buckets"], s1["buckets"], 0.50)
+    p99, n = quantile_from_buckets(s0["buckets"], s1["buckets"], 0.99)
+    return {
+        "runs": runs, "failed": s1["failed"] - s0["failed"], "skipped": s1["skipped"] - s0["skipped"],
+        "cpu_s": c1 - c0, "rss_mb": mem["VmRSS"] / 1024, "peak_rss_mb": mem["VmHWM"] / 1024,
+        "lateness_p50_le_s": p50, "lateness_p99_le_s": p99, "lateness_samples": n,
+        "lateness_within_1ms": fraction_within(s0["buckets"], s1["buckets"], "0.001"),
+        "lateness_within_5ms": fraction_within(s0["buckets"], s1["buckets"], "0.005"),
+    }
+
+
+async def drive_blackbox(bport, tport, n, seconds, warmup, pid):
+    target = urllib.parse.urlencode({"module": "http_2xx", "target": f"http://127.0.0.1:{tport}/"})
+    request = f"GET /probe?{target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+    counts = {"ok": 0, "failed": 0, "late": []}
+    measuring = {"on": False}
+
+    async def probe_once():
+        r, w = await asyncio.open_connection("127.0.0.1", bport)
+        w.write(request)
+        await w.drain()
+        body = await r.read()
+        w.close()
+        return b"probe_success 1" in body
+
+    async def loop(every):
+        loop_ = asyncio.get_running_loop()
+        due = loop_.time() + random.uniform(0, every)
+        while True:
+            await asyncio.sleep(max(0.0, due - loop_.time()))
+            late = loop_.time() - due
+            ok = await probe_once()
+            if measuring["on"]:
+                counts["ok" if ok else "failed"] += 1
+                counts["late"].append(late)
+            due += every
+
+    tasks = [asyncio.create_task(loop(e)) for e in intervals(n)]
+    await asyncio.sleep(warmup)
+    c0 = cpu_seconds(pid)
+    measuring["on"] = True
+    await asyncio.sleep(seconds)
+    measuring["on"] = False
+    c1 = cpu_seconds(pid)
+    mem = memory_kb(pid)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    late = sorted(counts["late"])
+    return {
+        "runs": counts["ok"] + counts["failed"], "failed": counts["failed"], "cpu_s": c1 - c0,
+        "rss_mb": mem["VmRSS"] / 1024, "peak_rss_mb": mem["VmHWM"] / 1024,
+        "driver_lateness_p99_s": late[int(0.99 * (len(late) - 1))] if late else float("nan"),
+    }
+
+
+def run_blackbox(args, tport, d):
+    bport = free_port()
+    cfg = os.path.join(d, "bb.yml")
+    with open(cfg, "w") as f:
+        f.write("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n")
+    with Proc(["prometheus-blackbox-exporter", f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{bport}"]) as p:
+        wait_http(f"http://127.0.0.1:{bport}/")
+        return asyncio.run(drive_blackbox(bport, tport, args.probes, args.seconds, args.warmup, p.pid))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--probes", type=int, default=1000)
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=12)
+    args = ap.parse_args()
+    build()
+    os.makedirs(OUT, exist_ok=True)
+    tport = free_port()
+    with tempfile.TemporaryDirectory() as d, Proc([BIN, "target", "--listen", f"127.0.0.1:{tport}"]):
+        wait_http(f"http://127.0.0.1:{tport}/")
+        s = run_sloprobe(args, tport, d)
+        b = run_blackbox(args, tport, d)
+    per_run = lambda r: r["cpu_s"] / r["runs"] * 1e6 if r["runs"] else float("nan")
+    lines = [
+        f"machine: {machine()}; {args.probes} probes, intervals 1-10 s, {args.seconds} s measured after {args.warmup} s warm-up",
+        "",
+        "| | runs | failed | CPU s | CPU % of one core | CPU µs per run | RSS MB | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in [("sloprobe", s), ("blackbox_exporter", b)]:
+        lines.append(f"| {name} | {r['runs']:.0f} | {r['failed']:.0f} | {r['cpu_s']:.2f} | {100 * r['cpu_s'] / args.seconds:.1f} | "
+                     f"{per_run(r):.0f} | {r['rss_mb']:.1f} | {r['peak_rss_mb']:.1f} |")
+    lines += [
+        "",
+        f"CPU per run, sloprobe / blackbox_exporter: {per_run(s) / per_run(b):.2f}",
+        f"sloprobe schedule lateness over {s['lateness_samples']:.0f} runs: p50 ≤ {s['lateness_p50_le_s'] * 1000:g} ms, "
+        f"p99 ≤ {s['lateness_p99_le_s'] * 1000:g} ms (histogram bucket edges); within 1 ms: "
+        f"{100 * s['lateness_within_1ms']:.2f} %, within 5 ms: {100 * s['lateness_within_5ms']:.2f} %; skipped runs: {s['skipped']:.0f}",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(OUT, "overhead.json"), "w") as f:
+        json.dump({"sloprobe": s, "blackbox_exporter": b, "args": vars(args)}, f, indent=2)
+    with open(os.path.join(OUT, "overhead.md"), "w") as f:
+        f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+//! Prometheus text exposition written straight from the OpenTelemetry SDK's collected
+//! data, in chunks.
+//!
+//! Hand-written on purpose: the `opentelemetry-prometheus` exporter first converts every
+//! series into `prometheus` crate structs and then into one string. With 1,000 probes
+//! that is ~200k lines, and a scrape briefly tripled the daemon's memory (26 → 104 MB;
+//! docs/benchmarks.md). Here one collection is walked once and streamed out in 64 KiB
+//! chunks. The naming rules follow the OpenTelemetry → Prometheus compatibility spec:
+//! dots become `_`, the unit becomes a suffix (`s` → `_seconds`, `By` → `_bytes`),
+//! monotonic sums get `_total`, resource attributes go to `target_info`.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Temporality};
+
+const CHUNK: usize = 64 * 1024;
+
+/// The pull reader: the meter provider owns one handle, the `/metrics` handler another.
+#[derive(Debug, Clone)]
+pub struct PullReader(Arc<ManualReader>);
+
+impl PullReader {
+    pub fn new() -> Self {
+        PullReader(Arc::new(
+            ManualReader::builder()
+                .with_temporality(Temporality::Cumulative)
+                .build(),
+        ))
+    }
+
+    /// Collects once and hands the text to `emit` in chunks of about 64 KiB.
+    pub fn encode(&self, emit: &mut dyn FnMut(String)) -> OTelSdkResult {
+        let mut rm = ResourceMetrics::default();
+        self.0.collect(&mut rm)?;
+        encode(&rm, emit);
+        Ok(())
+    }
+}
+
+impl Default for PullReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MetricReader for PullReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline)
+    }
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
+    }
+}
+
+pub fn encode(rm: &ResourceMetrics, emit: &mut dyn FnMut(String)) {
+    let mut buf = String::with_capacity(CHUNK + 4096);
+    let mut flush = |buf: &mut String, force: bool| {
+        if (force && !buf.is_empty()) || buf.len() >= CHUNK {
+            emit(std::mem::replace(buf, String::with_capacity(CHUNK + 4096)));
+        }
+    };
+
+    buf.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info");
+    let resource: Vec<(String, String)> = rm
+        .resource()
+        .iter()
+        .map(|(k, v)| (label_name(k.as_str()), value_text(v)))
+        .collect();
+    write_labels(&mut buf, resource.iter().map(|(k, v)| (k.as_str(), v.as_str())), None);
+    buf.push_str(" 1\n");
+
+    for scope in rm.scope_metrics() {
+        for metric in scope.metrics() {
+            match metric.data() {
+                AggregatedMetrics::F64(d) => write_metric(&mut buf, metric, d, &mut flush),
+                AggregatedMetrics::U64(d) => write_metric(&mut buf, metric, d, &mut flush),
+                AggregatedMetrics::I64(d) => write_metric(&mut buf, metric, d, &mut flush),
+            }
+        }
+    }
+    flush(&mut buf, true);
+}
+
+trait Num: Copy {
+    fn text(self) -> String;
+}
+
+impl Num for f64 {
+    fn text(self) -> String {
+        float_text(self)
+    }
+}
+impl Num for u64 {
+    fn text(self) -> String {
+        self.to_string()
+    }
+}
+impl Num for i64 {
+    fn text(self) -> String {
+        self.to_string()
+    }
+}
+
+fn write_metric<T: Num>(
+    buf: &mut String,
+    metric: &Metric,
+    data: &MetricData<T>,
+    flush: &mut dyn FnMut(&mut String, bool),
+) {
+    let (kind, counter) = match data {
+        MetricData::Sum(s) if s.is_monotonic() => ("counter", true),
+        MetricData::Sum(_) | MetricData::Gauge(_) => ("gauge", false),
+        MetricData::Histogram(_) => ("histogram", false),
+        MetricData::ExponentialHistogram(_) => return,
+    };
+    let name = metric_name(metric.name(), metric.unit(), counter);
+    let _ = writeln!(buf, "# HELP {name} {}", escape_help(metric.description()));
+    let _ = writeln!(buf, "# TYPE {name} {kind}");
+    match data {
+        MetricData::Sum(s) => {
+            for p in s.data_points() {
+                sample(buf, &name, "", p.attributes(), None, &p.value().text());
+                flush(buf, false);
+            }
+        }
+        MetricData::Gauge(g) => {
+            for p in g.data_points() {
+                sample(buf, &name, "", p.attributes(), None, &p.value().text());
+                flush(buf, false);
+            }
+        }
+        MetricData::Histogram(h) => {
+            for p in h.data_points() {
+                let mut cumulative = 0u64;
+                for (bound, count) in p.bounds().zip(p.bucket_counts()) {
+                    cumulative += count;
+                    sample(
+                        buf,
+                        &name,
+                        "_bucket",
+                        p.attributes(),
+                        Some(&float_text(bound)),
+                        &cumulative.to_string(),
+                    );
+                }
+                sample(
+                    buf,
+                    &name,
+                    "_bucket",
+                    p.attributes(),
+                    Some("+Inf"),
+                    &p.count().to_string(),
+                );
+                sample(buf, &name, "_sum", p.attributes(), None, &p.sum().text());
+                sample(buf, &name, "_count", p.attributes(), None, &p.count().to_string());
+                flush(buf, false);
+            }
+        }
+        MetricData::ExponentialHistogram(_) => {}
+    }
+}
+
+fn sample<'a>(
+    buf: &mut String,
+    name: &str,
+    suffix: &str,
+    attrs: impl Iterator<Item = &'a KeyValue>,
+    le: Option<&str>,
+    value: &str,
+) {
+    buf.push_str(name);
+    buf.push_str(suffix);
+    let attrs: Vec<(String, String)> = attrs
+        .map(|kv| (label_name(kv.key.as_str()), value_text(&kv.value)))
+        .collect();
+    write_labels(buf, attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())), le);
+    buf.push(' ');
+    buf.push_str(value);
+    buf.push('\n');
+}
+
+fn write_labels<'a>(buf: &mut String, labels: impl Iterator<Item = (&'a str, &'a str)>, le: Option<&str>) {
+    let mut labels: Vec<(&str, &str)> = labels.collect();
+    labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if labels.is_empty() && le.is_none() {
+        return;
+    }
+    buf.push('{');
+    let mut first = true;
+    for (k, v) in labels.into_iter().chain(le.map(|le| ("le", le))) {
+        if !first {
+            buf.push(',');
+        }
+        first = false;
+        buf.push_str(k);
+        buf.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => buf.push_str("\\\\"),
+                '"' => buf.push_str("\\\""),
+                '\n' => buf.push_str("\\n"),
+                c => buf.push(c),
+            }
+        }
+        buf.push('"');
+    }
+    buf.push('}');
+}
+
+fn value_text(v: &Value) -> String {
+    v.as_str().into_owned()
+}
+
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// `probe.http.ttfb` + `s` → `probe_http_ttfb_seconds`; counters get `_total`.
+pub fn metric_name(name: &str, unit: &str, counter: bool) -> String {
+    let mut out = sanitize(name, true);
+    if let Some(suffix) = unit_suffix(unit)
+        && !out.ends_with(suffix)
+    {
+        out.push('_');
+        out.push_str(suffix);
+    }
+    if counter && !out.ends_with("_total") {
+        out.push_str("_total");
+    }
+    out
+}
+
+fn unit_suffix(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "By" => "bytes",
+        "1" => "ratio",
+        _ => return None,
+    })
+}
+
+fn label_name(name: &str) -> String {
+    sanitize(name, false)
+}
+
+fn sanitize(name: &str, allow_colon: bool) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || (allow_colon && c == ':') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn float_text(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+    #[test]
+    fn names_units_and_buckets() {
+        assert_eq!(metric_name("probe.http.ttfb", "s", false), "probe_http_ttfb_seconds");
+        assert_eq!(metric_name("probe.runs", "", true), "probe_runs_total");
+        assert_eq!(
+            metric_name("http.client.response.body.size", "By", false),
+            "http_client_response_body_size_bytes"
+        );
+
+        let reader = PullReader::new();
+        let provider = SdkMeterProvider::builder().with_reader(reader.clone()).build();
+        let meter = provider.meter("t");
+        let h = meter
+            .f64_histogram("x.duration")
+            .with_unit("s")
+            .with_boundaries(vec![0.1, 0.5])
+            .build();
+        h.record(0.05, &[KeyValue::new("probe.name", "a\"b")]);
+        h.record(0.3, &[KeyValue::new("probe.name", "a\"b")]);
+        h.record(9.0, &[KeyValue::new("probe.name", "a\"b")]);
+        meter.u64_counter("probe.runs").build().add(2, &[]);
+        let mut text = String::new();
+        reader.encode(&mut |chunk| text.push_str(&chunk)).unwrap();
+        assert!(text.contains("# TYPE x_duration_seconds histogram\n"), "{text}");
+        assert!(
+            text.contains("x_duration_seconds_bucket{probe_name=\"a\\\"b\",le=\"0.1\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x_duration_seconds_bucket{probe_name=\"a\\\"b\",le=\"0.5\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x_duration_seconds_bucket{probe_name=\"a\\\"b\",le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x_duration_seconds_count{probe_name=\"a\\\"b\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x_duration_seconds_sum{probe_name=\"a\\\"b\"} 9.35\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE probe_runs_total counter\nprobe_runs_total 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("target_info{"), "{text}");
+    }
+}
