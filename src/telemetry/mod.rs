@@ -73,12 +73,23 @@ impl Telemetry {
                 KeyValue::new("probe.location", location.to_string()),
             ])
             .build();
-        // The SDK caps each instrument at 2,000 series by default; 1,000 probes × 6 phases
-        // need more. Attributes are bounded, so the cap only guards against bugs.
-        let series_limit = 4_000 + plan.probes * 64;
+        // The SDK caps each instrument at 2,000 series and preallocates that many slots, so
+        // size each cap from the probe count: room for 8 attribute combinations (status,
+        // error type, connection) per probe and per measurement that feeds the instrument.
+        let mut feeds: HashMap<&'static str, usize> = HashMap::new();
+        for measures in plan.catalogs.values() {
+            for m in measures {
+                *feeds.entry(m.metric).or_default() += 1;
+            }
+        }
+        let probes = plan.probes.max(1);
         let provider = SdkMeterProvider::builder()
             .with_reader(pull.clone())
-            .with_view(move |_: &SdkInstrument| Stream::builder().with_cardinality_limit(series_limit).build().ok())
+            .with_view(move |i: &SdkInstrument| {
+                let per_probe = 8 * feeds.get(i.name()).copied().unwrap_or(1);
+                let limit = (probes * per_probe).max(2_000);
+                Stream::builder().with_cardinality_limit(limit).build().ok()
+            })
             .with_resource(resource)
             .build();
         let scope = InstrumentationScope::builder(SERVICE_NAME)
