@@ -2,6 +2,7 @@
 //! phase measured on the monotonic clock and each failure classified.
 
 pub mod dns;
+pub mod http;
 pub mod timed_io;
 pub mod tls;
 

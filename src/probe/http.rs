@@ -2,25 +2,20 @@
 //! connect, TLS, send, wait and transfer timed as disjoint phases, and TTFB measured
 //! from run start to the first response byte read off the socket.
 
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
+use http::Method;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Method, Request};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::body::Incoming;
 use regex::Regex;
 use rustls::ClientConfig;
 
 use super::{BoxFuture, BuildContext, Kind, Probe, reject_unused};
 use crate::config::{ConfigError, ProbeConfig};
-use crate::net::{self, Endpoint, MarksHandle, Resolver};
+use crate::net::http::{self as nethttp, BodySpec, HttpConn, Version};
+use crate::net::Resolver;
 use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit};
 
 pub const KIND: Kind = Kind {
@@ -110,21 +105,6 @@ pub const MEASURES: &[Measure] = &[
 ];
 
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
-const USER_AGENT: &str = concat!("sloprobe/", env!("CARGO_PKG_VERSION"), " (synthetic)");
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Version {
-    Auto,
-    Http1,
-    Http2,
-}
-
-#[derive(Clone)]
-enum BodySpec {
-    Empty,
-    Bytes(Bytes),
-    Generated(u64),
-}
 
 struct Expect {
     status: Option<Vec<u16>>,
@@ -314,34 +294,9 @@ impl Probe for HttpProbe {
     }
 }
 
-type ReqBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
-
-enum Sender {
-    H1(http1::SendRequest<ReqBody>),
-    H2(http2::SendRequest<ReqBody>),
-}
-
-/// Aborts the connection task when the run ends, including when it is cut off.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 struct Pooled {
     origin: (String, String, u16),
-    sender: Sender,
-    marks: MarksHandle,
-    _task: AbortOnDrop,
-}
-
-struct Conn {
-    sender: Sender,
-    marks: MarksHandle,
-    task: AbortOnDrop,
-    reused: bool,
+    conn: HttpConn,
 }
 
 fn origin(url: &url::Url) -> (String, String, u16) {
@@ -368,62 +323,31 @@ impl HttpProbe {
 
         loop {
             let mut conn = match pool_guard.as_mut().and_then(|g| g.take()) {
-                Some(p) if p.origin == origin(&url) && sender_ready(&p.sender) => Conn {
-                    sender: p.sender,
-                    marks: p.marks,
-                    task: p._task,
-                    reused: true,
-                },
-                _ => self.open(rec, &url).await?,
-            };
-            if conn.reused {
-                for phase in [net::PHASE_DNS, net::PHASE_CONNECT, net::PHASE_TLS] {
-                    rec.add(phase, 0.0);
+                Some(p) if p.origin == origin(&url) && p.conn.is_ready() => p.conn.reused(),
+                _ => {
+                    nethttp::open(
+                        &self.resolver,
+                        rec,
+                        &url,
+                        &self.tls,
+                        self.server_name.as_deref(),
+                        self.version,
+                    )
+                    .await?
                 }
-            }
+            };
             rec.label(
                 "probe.connection",
-                match (reuse_mode, conn.reused) {
+                match (reuse_mode, conn.was_reused()) {
                     (false, _) => "fresh",
                     (true, false) => "new",
                     (true, true) => "reused",
                 },
             );
-            let is_h2 = matches!(conn.sender, Sender::H2(_));
-            rec.label("network.protocol.version", if is_h2 { "2" } else { "1.1" });
+            rec.label("network.protocol.version", if conn.is_h2() { "2" } else { "1.1" });
             rec.label("http.request.method", method.as_str());
-
-            // send → wait: the request goes out, then we wait for its first byte.
-            rec.enter("send");
-            let body_end = BodyEnd::default();
-            let req = self.request(&url, &method, &body, is_h2, reuse_mode, &body_end)?;
-            conn.marks.reset();
-            let t_send = Instant::now();
-            let resp = match &mut conn.sender {
-                Sender::H1(s) => s.send_request(req).await,
-                Sender::H2(s) => s.send_request(req).await,
-            }
-            .map_err(|e| classify_hyper(&e, "waiting for the response"))?;
-            let t_head = Instant::now();
-            let marks = conn.marks.get();
-            // HTTP/1: the first byte read off the socket. HTTP/2: the peer's SETTINGS
-            // arrive first, so the decoded HEADERS frame stands for the first byte.
-            // HTTP/2 also writes housekeeping frames (SETTINGS ACK) while waiting, so the
-            // request counts as written at its first frame, or when its body ended.
-            let first_byte = if is_h2 {
-                t_head
-            } else {
-                marks.first_read.unwrap_or(t_head)
-            };
-            let written = if is_h2 {
-                marks.first_write.max(body_end.get())
-            } else {
-                marks.last_write_before_read
-            };
-            let written = written.filter(|w| *w >= t_send && *w <= first_byte).unwrap_or(t_send);
-            rec.add("send", (written - t_send).as_secs_f64());
-            rec.add("wait", (first_byte - written).as_secs_f64());
-            rec.set("ttfb", rec.offset(first_byte));
+            let req = nethttp::build_request(&url, &method, &self.headers, &body, conn.is_h2(), reuse_mode)?;
+            let (resp, first_byte) = conn.exchange(rec, req).await?;
             let status = resp.status();
             rec.label("http.response.status_code", status.as_u16().to_string());
 
@@ -472,114 +396,13 @@ impl HttpProbe {
     }
 
     /// Returns a connection to the pool in reuse mode (dropped, and so closed, otherwise).
-    fn keep(&self, pool: &mut Option<tokio::sync::MutexGuard<'_, Option<Pooled>>>, conn: Conn, url: &url::Url) {
+    fn keep(&self, pool: &mut Option<tokio::sync::MutexGuard<'_, Option<Pooled>>>, conn: HttpConn, url: &url::Url) {
         if let Some(slot) = pool.as_mut() {
             **slot = Some(Pooled {
                 origin: origin(url),
-                sender: conn.sender,
-                marks: conn.marks,
-                _task: conn.task,
+                conn,
             });
         }
-    }
-
-    async fn open(&self, rec: &mut Recorder, url: &url::Url) -> Result<Conn, ProbeError> {
-        let host = url.host_str().unwrap_or_default();
-        let port = url.port_or_known_default().unwrap_or(80);
-        let https = url.scheme() == "https";
-        let ep = Endpoint {
-            host,
-            port,
-            tls: https.then_some(&self.tls),
-            server_name: self.server_name.as_deref(),
-        };
-        let connected = net::connect(&self.resolver, rec, &ep).await?;
-        let use_h2 = match connected.alpn.as_deref() {
-            Some(b"h2") => true,
-            Some(_) => false,
-            // Plain http with http_version = "2": prior-knowledge h2c.
-            None => !https && self.version == Version::Http2,
-        };
-        rec.enter("send");
-        let io = TokioIo::new(connected.io);
-        let (sender, task) = if use_h2 {
-            let (s, c) = http2::handshake(TokioExecutor::new(), io)
-                .await
-                .map_err(|e| classify_hyper(&e, "HTTP/2 handshake"))?;
-            (
-                Sender::H2(s),
-                tokio::spawn(async move {
-                    let _ = c.await;
-                }),
-            )
-        } else {
-            let (s, c) = http1::handshake(io)
-                .await
-                .map_err(|e| classify_hyper(&e, "HTTP/1 handshake"))?;
-            (
-                Sender::H1(s),
-                tokio::spawn(async move {
-                    let _ = c.await;
-                }),
-            )
-        };
-        Ok(Conn {
-            sender,
-            marks: connected.marks,
-            task: AbortOnDrop(task),
-            reused: false,
-        })
-    }
-
-    fn request(
-        &self,
-        url: &url::Url,
-        method: &Method,
-        body: &BodySpec,
-        h2: bool,
-        keep_alive: bool,
-        body_end: &BodyEnd,
-    ) -> Result<Request<ReqBody>, ProbeError> {
-        // HTTP/1 wants origin-form plus Host; HTTP/2 wants the absolute URI (:authority).
-        let target = if h2 {
-            url.as_str().to_string()
-        } else {
-            let mut t = url.path().to_string();
-            if let Some(q) = url.query() {
-                t.push('?');
-                t.push_str(q);
-            }
-            t
-        };
-        let mut builder = Request::builder().method(method.clone()).uri(target);
-        let headers = builder.headers_mut().expect("fresh builder");
-        if !h2 {
-            let host = match url.port() {
-                Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-                None => url.host_str().unwrap_or_default().to_string(),
-            };
-            headers.insert(
-                header::HOST,
-                HeaderValue::from_str(&host)
-                    .map_err(|_| ProbeError::new(ErrorType::ProtocolError, "host is not a valid header"))?,
-            );
-            if !keep_alive {
-                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-        }
-        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        for (k, v) in &self.headers {
-            headers.insert(k.clone(), v.clone());
-        }
-        let body: ReqBody = match body {
-            BodySpec::Empty => http_body_util::Empty::new().boxed(),
-            BodySpec::Bytes(b) => NoteEnd::new(http_body_util::Full::new(b.clone()), body_end).boxed(),
-            BodySpec::Generated(n) => NoteEnd::new(GeneratedBody::new(*n), body_end).boxed(),
-        };
-        builder
-            .body(body)
-            .map_err(|e| ProbeError::new(ErrorType::Internal, format!("building request: {e}")))
     }
 
     fn check(&self, status: u16, headers: &http::HeaderMap, body: Option<&[u8]>) -> Result<(), ProbeError> {
@@ -629,19 +452,12 @@ impl HttpProbe {
     }
 }
 
-fn sender_ready(s: &Sender) -> bool {
-    match s {
-        Sender::H1(s) => s.is_ready(),
-        Sender::H2(s) => s.is_ready(),
-    }
-}
-
 /// Reads the body to its end, cutting it off past `max` bytes.
 async fn read_body(mut body: Incoming, max: u64, capture: bool) -> Result<(u64, Option<Vec<u8>>), ProbeError> {
     let mut n: u64 = 0;
     let mut buf = capture.then(Vec::new);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| classify_hyper(&e, "reading the body"))?;
+        let frame = frame.map_err(|e| nethttp::classify_hyper(&e, "reading the body"))?;
         if let Ok(data) = frame.into_data() {
             n += data.len() as u64;
             if n > max {
@@ -656,109 +472,4 @@ async fn read_body(mut body: Incoming, max: u64, capture: bool) -> Result<(u64, 
         }
     }
     Ok((n, buf))
-}
-
-fn classify_hyper(e: &hyper::Error, during: &str) -> ProbeError {
-    let io_kind = std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
-        .map(std::io::Error::kind);
-    let kind = if e.is_incomplete_message()
-        || e.is_canceled()
-        || e.is_closed()
-        || matches!(
-            io_kind,
-            Some(
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-            )
-        ) {
-        ErrorType::ConnectionClosed
-    } else if e.is_timeout() {
-        ErrorType::Timeout
-    } else {
-        ErrorType::ProtocolError
-    };
-    ProbeError::new(kind, format!("{during}: {e}"))
-}
-
-/// A request body of `n` generated bytes, streamed from one shared chunk so a 10 MB
-/// upload check does not allocate 10 MB per run.
-struct GeneratedBody {
-    remaining: u64,
-}
-
-static CHUNK: [u8; 64 * 1024] = [b'x'; 64 * 1024];
-
-impl GeneratedBody {
-    fn new(n: u64) -> Self {
-        GeneratedBody { remaining: n }
-    }
-}
-
-impl Body for GeneratedBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        let n = self.remaining.min(CHUNK.len() as u64) as usize;
-        self.remaining -= n as u64;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&CHUNK[..n])))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
-}
-
-/// When the request body was fully handed to hyper.
-#[derive(Clone, Default)]
-struct BodyEnd(Arc<std::sync::Mutex<Option<Instant>>>);
-
-impl BodyEnd {
-    fn get(&self) -> Option<Instant> {
-        *self.0.lock().expect("body end lock")
-    }
-}
-
-struct NoteEnd<B> {
-    inner: B,
-    end: BodyEnd,
-}
-
-impl<B> NoteEnd<B> {
-    fn new(inner: B, end: &BodyEnd) -> Self {
-        NoteEnd {
-            inner,
-            end: end.clone(),
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes, Error = Infallible> + Unpin> Body for NoteEnd<B> {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let res = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(res, Poll::Ready(None)) || self.inner.is_end_stream() {
-            *self.end.0.lock().expect("body end lock") = Some(Instant::now());
-        }
-        res
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
