@@ -146,7 +146,7 @@ fn threshold(
     let parsed = match (measure.unit, value) {
         (Unit::Seconds, toml::Value::String(s)) => parse_duration(s).map(|d| d.as_secs_f64()),
         (Unit::Bytes, toml::Value::String(s)) => parse_size(s).map(|b| b as f64),
-        (Unit::Bytes | Unit::Count, toml::Value::Integer(n)) => Ok(*n as f64),
+        (Unit::Bytes | Unit::Count | Unit::Tokens, toml::Value::Integer(n)) => Ok(*n as f64),
         (Unit::Count, toml::Value::Float(f)) => Ok(*f),
         (Unit::Seconds, _) => Err(format!("`{key}` takes a duration such as \"500ms\"")),
         (Unit::Bytes, _) => Err(format!("`{key}` takes a size such as \"180KB\"")),

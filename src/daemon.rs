@@ -116,6 +116,11 @@ pub async fn probe_loop(probe: Arc<BuiltProbe>, telemetry: Arc<Telemetry>, mut s
             telemetry.record_skipped(&probe.name, probe.kind, "missed", tick.missed);
             tracing::warn!(probe = %probe.name, missed = tick.missed, "host stalled: due runs missed");
         }
+        if let Some(left) = probe.backoff_remaining() {
+            telemetry.record_skipped(&probe.name, probe.kind, "retry_after", 1);
+            tracing::debug!(probe = %probe.name, wait = ?left, "target asked to retry later: run skipped");
+            continue;
+        }
         if running.as_ref().is_some_and(|h| !h.is_finished()) {
             telemetry.record_skipped(&probe.name, probe.kind, "overlap", 1);
             tracing::warn!(probe = %probe.name, "previous run still in flight: this run skipped");

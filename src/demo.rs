@@ -10,6 +10,7 @@
 //! - `/endless?interval=I&size=S`: a body that never ends
 //! - `/bytes/{n}`: n bytes; `/status/{code}`: that status (429 carries `Retry-After: 1`)
 //! - `/redirect/{n}`: n hops of 302 ending in 200; `/upload`: reads the body, returns its length
+//! - `/llm/{format}`: a streaming LLM response (see `demo_llm.rs`)
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ pub fn router() -> Router {
         .route("/status/{code}", any(status))
         .route("/redirect/{n}", any(redirect))
         .route("/upload", any(upload))
+        .route("/llm/{format}", any(crate::demo_llm::llm))
         .layer(axum::middleware::map_response(add_request_id))
 }
 

@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod demo_llm;
 pub mod net;
 pub mod once;
 pub mod outcome;

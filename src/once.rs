@@ -37,6 +37,10 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut d
         let (p, tx) = (p.clone(), tx.clone());
         tokio::spawn(async move {
             for run in 1..=runs {
+                // Honour a 429's Retry-After between runs rather than hammer the target.
+                if let Some(left) = p.backoff_remaining() {
+                    tokio::time::sleep(left.min(std::time::Duration::from_secs(60))).await;
+                }
                 let o = p.execute().await;
                 if tx.send((i, run, o)).is_err() {
                     return;
@@ -138,7 +142,7 @@ fn fmt_value(unit: Unit, v: f64) -> String {
     match unit {
         Unit::Seconds => fmt_seconds(v),
         Unit::Bytes => format!("{v:.0}B"),
-        Unit::Count => format!("{v}"),
+        Unit::Count | Unit::Tokens => format!("{v}"),
         Unit::UnixTime => {
             chrono::DateTime::from_timestamp(v as i64, 0).map_or(v.to_string(), |t| t.date_naive().to_string())
         }

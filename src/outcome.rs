@@ -119,6 +119,8 @@ pub enum Unit {
     Seconds,
     Bytes,
     Count,
+    /// LLM tokens (OTel unit `{token}`).
+    Tokens,
     /// Seconds since the Unix epoch (a point in wall time, e.g. a certificate's notAfter).
     UnixTime,
 }
@@ -129,6 +131,8 @@ pub enum Instrument {
     Histogram,
     /// Only the last value counts.
     Gauge,
+    /// Values are added up (e.g. 1 for every run that met its goodput budgets).
+    Counter,
 }
 
 /// One entry of a probe kind's measurement catalog: what a `key` in an outcome is
@@ -169,8 +173,10 @@ pub struct Recorder {
     start: Instant,
     phase: &'static str,
     measurements: Vec<(&'static str, f64)>,
+    samples: Vec<(&'static str, f64)>,
     labels: Vec<(&'static str, String)>,
     details: Vec<(&'static str, String)>,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl Recorder {
@@ -179,9 +185,21 @@ impl Recorder {
             start,
             phase: "start",
             measurements: Vec::new(),
+            samples: Vec::new(),
             labels: Vec::new(),
             details: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// One of many values of a key in a run (e.g. every inter-chunk gap).
+    pub fn sample(&mut self, key: &'static str, value: f64) {
+        self.samples.push((key, value));
+    }
+
+    /// The server asked for no requests before this much time passes (HTTP Retry-After).
+    pub fn retry_after(&mut self, d: std::time::Duration) {
+        self.retry_after = Some(d);
     }
 
     pub fn start(&self) -> Instant {
@@ -255,9 +273,11 @@ impl Recorder {
             started_at,
             error,
             measurements: self.measurements,
+            samples: self.samples,
             labels: self.labels,
             details: self.details,
             breaches: Vec::new(),
+            retry_after: self.retry_after,
         }
     }
 }
@@ -278,10 +298,14 @@ pub struct Outcome {
     pub started_at: SystemTime,
     pub error: Option<ProbeError>,
     pub measurements: Vec<(&'static str, f64)>,
+    /// Keys with many values per run, each exported into the key's histogram.
+    pub samples: Vec<(&'static str, f64)>,
     pub labels: Vec<(&'static str, String)>,
     pub details: Vec<(&'static str, String)>,
     /// Filled by the budget judge.
     pub breaches: Vec<Breach>,
+    /// Set when the target asked for a pause (429 + Retry-After); the scheduler honours it.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Outcome {

@@ -87,6 +87,7 @@ async fn statuses_and_assertions() {
     let o = run_probe(&probe(&t.url("/status/429"), "")).await;
     assert_eq!(error_type(&o), "rate_limited");
     assert!(o.error.as_ref().unwrap().message.contains("Retry-After: 1"));
+    assert_eq!(o.retry_after, Some(std::time::Duration::from_secs(1)));
     let o = run_probe(&probe(&t.url("/status/503"), "")).await;
     assert_eq!(error_type(&o), "http_status");
     let o = run_probe(&probe(&t.url("/status/503"), "[probe.expect]\nstatus = [503]")).await;

@@ -99,6 +99,14 @@ pub struct RawProbe {
     pub follow_redirects: Option<Spanned<u32>>,
     /// `auto` (ALPN h2 or http/1.1), `1.1` or `2`.
     pub http_version: Option<Spanned<String>>,
+    /// assistant: the stream's wire format (`openai-chat`, `openai-responses`,
+    /// `anthropic-messages`, `sse`, `chunked`).
+    pub format: Option<Spanned<String>>,
+    /// assistant: the longest silence allowed between two events.
+    pub stall_timeout: Option<Spanned<Dur>>,
+    /// assistant: the request body (JSON) inline, or from a file.
+    pub body: Option<Spanned<String>>,
+    pub body_file: Option<Spanned<String>>,
     #[serde(default)]
     pub request: RequestConfig,
     #[serde(default)]

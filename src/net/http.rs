@@ -354,3 +354,44 @@ impl<B: Body<Data = Bytes, Error = Infallible> + Unpin> Body for NoteEnd<B> {
         self.inner.size_hint()
     }
 }
+
+/// A status outside the expected set: `rate_limited` for 429 (with its Retry-After kept
+/// so the scheduler backs off), `http_status` otherwise.
+pub fn status_error(rec: &mut Recorder, status: u16, headers: &http::HeaderMap) -> ProbeError {
+    let retry = headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+    let note = retry.map(|v| format!(" (Retry-After: {v})")).unwrap_or_default();
+    if status == 429 {
+        if let Some(d) = retry.and_then(parse_retry_after) {
+            rec.retry_after(d);
+        }
+        ProbeError::new(ErrorType::RateLimited, format!("rate limited: status 429{note}"))
+    } else {
+        ProbeError::new(ErrorType::HttpStatus, format!("unexpected status {status}{note}"))
+    }
+}
+
+/// Retry-After as delay-seconds or an HTTP-date.
+pub fn parse_retry_after(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_retry_after;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None); // in the past
+        let future = (chrono::Utc::now() + chrono::Duration::seconds(90)).to_rfc2822();
+        let d = parse_retry_after(&future).unwrap();
+        assert!(d > Duration::from_secs(80) && d <= Duration::from_secs(90));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

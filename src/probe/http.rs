@@ -22,6 +22,7 @@ pub const KIND: Kind = Kind {
     name: "http",
     measures: MEASURES,
     build,
+    goodput: &[],
 };
 
 const PHASE_METRIC: &str = "probe.http.phase.duration";
@@ -271,7 +272,16 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
             ));
         }
     };
-    reject_unused(cfg, "http", &[])?;
+    reject_unused(
+        cfg,
+        "http",
+        &[
+            ("format", raw.format.is_some()),
+            ("stall_timeout", raw.stall_timeout.is_some()),
+            ("body", raw.body.is_some()),
+            ("body_file", raw.body_file.is_some()),
+        ],
+    )?;
 
     Ok(Box::new(HttpProbe {
         url,
@@ -387,7 +397,7 @@ impl HttpProbe {
             rec.set("body_bytes", body_bytes as f64);
             rec.set("redirects", f64::from(hops));
             rec.detail("url", url.as_str());
-            let result = self.check(status.as_u16(), &head.headers, captured.as_deref());
+            let result = self.check(rec, status.as_u16(), &head.headers, captured.as_deref());
             if result.is_ok() {
                 self.keep(&mut pool_guard, conn, &url);
             }
@@ -405,23 +415,19 @@ impl HttpProbe {
         }
     }
 
-    fn check(&self, status: u16, headers: &http::HeaderMap, body: Option<&[u8]>) -> Result<(), ProbeError> {
+    fn check(
+        &self,
+        rec: &mut Recorder,
+        status: u16,
+        headers: &http::HeaderMap,
+        body: Option<&[u8]>,
+    ) -> Result<(), ProbeError> {
         let status_ok = match &self.expect.status {
             Some(list) => list.contains(&status),
             None => (200..300).contains(&status),
         };
         if !status_ok {
-            let kind = if status == 429 {
-                ErrorType::RateLimited
-            } else {
-                ErrorType::HttpStatus
-            };
-            let retry = headers
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| format!(" (Retry-After: {v})"))
-                .unwrap_or_default();
-            return Err(ProbeError::new(kind, format!("unexpected status {status}{retry}")));
+            return Err(nethttp::status_error(rec, status, headers));
         }
         for h in &self.expect.header_present {
             if !headers.contains_key(h) {

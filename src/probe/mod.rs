@@ -2,6 +2,7 @@
 //! measurement catalog and a `build` that checks its config keys and returns a [`Probe`].
 //! Runs are driven here, so timeouts and budgets work the same for every kind.
 
+pub mod assistant;
 pub mod http;
 
 use std::collections::HashMap;
@@ -79,9 +80,12 @@ pub struct Kind {
     pub name: &'static str,
     pub measures: &'static [Measure],
     pub build: BuildFn,
+    /// Budgets that together define a "good" run; when set, every run records
+    /// `goodput` = 1 if it succeeded within all of them, else 0.
+    pub goodput: &'static [&'static str],
 }
 
-pub const KINDS: &[Kind] = &[http::KIND];
+pub const KINDS: &[Kind] = &[http::KIND, assistant::KIND];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)
@@ -100,7 +104,10 @@ pub struct BuiltProbe {
     pub timeout: Duration,
     pub budgets: Budgets,
     pub measures: Vec<&'static Measure>,
+    goodput: &'static [&'static str],
     probe: Box<dyn Probe>,
+    /// No run before this instant: the target answered 429 with Retry-After.
+    backoff_until: Mutex<Option<Instant>>,
 }
 
 pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, ConfigError> {
@@ -122,7 +129,9 @@ pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, Config
         timeout: cfg.timeout,
         budgets,
         measures,
+        goodput: kind.goodput,
         probe,
+        backoff_until: Mutex::new(None),
     })
 }
 
@@ -145,7 +154,25 @@ impl BuiltProbe {
         };
         let mut outcome = rec.finish(&self.name, self.kind, started_at, end, error);
         self.budgets.judge(&mut outcome);
+        if !self.goodput.is_empty() {
+            let good = outcome.success()
+                && !outcome
+                    .breaches
+                    .iter()
+                    .any(|b| self.goodput.contains(&b.measurement.as_str()));
+            outcome.measurements.push(("goodput", if good { 1.0 } else { 0.0 }));
+        }
+        if let Some(d) = outcome.retry_after {
+            *self.backoff_until.lock().expect("backoff lock") = Some(end + d);
+        }
         outcome
+    }
+
+    /// Time left before the target's Retry-After passes, if any.
+    pub fn backoff_remaining(&self) -> Option<Duration> {
+        let until = (*self.backoff_until.lock().expect("backoff lock"))?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
     }
 }
 

@@ -20,8 +20,11 @@ const COUNT: &[f64] = &[
 /// Scheduler lateness is small when healthy; resolve the first milliseconds finely.
 pub const LATENESS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0];
 
+const TOKENS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0];
+
 pub fn defaults(unit: Unit) -> &'static [f64] {
     match unit {
+        Unit::Tokens => TOKENS,
         Unit::Seconds => SECONDS,
         Unit::Bytes => BYTES,
         Unit::Count | Unit::UnixTime => COUNT,

@@ -48,6 +48,7 @@ pub struct Telemetry {
     catalogs: HashMap<&'static str, Vec<&'static Measure>>,
     histograms: HashMap<&'static str, Histogram<f64>>,
     gauges: HashMap<&'static str, Gauge<f64>>,
+    counters: HashMap<&'static str, Counter<u64>>,
     runs: Counter<u64>,
     success: Gauge<f64>,
     breaches: Counter<u64>,
@@ -60,6 +61,7 @@ fn otel_unit(unit: Unit) -> &'static str {
         Unit::Seconds | Unit::UnixTime => "s",
         Unit::Bytes => "By",
         Unit::Count => "",
+        Unit::Tokens => "{token}",
     }
 }
 
@@ -99,6 +101,7 @@ impl Telemetry {
 
         let mut histograms = HashMap::new();
         let mut gauges = HashMap::new();
+        let mut counters = HashMap::new();
         for measures in plan.catalogs.values() {
             for m in measures {
                 match m.instrument {
@@ -118,6 +121,15 @@ impl Telemetry {
                         gauges.entry(m.metric).or_insert_with(|| {
                             meter
                                 .f64_gauge(m.metric)
+                                .with_unit(otel_unit(m.unit))
+                                .with_description(m.description)
+                                .build()
+                        });
+                    }
+                    Instrument::Counter => {
+                        counters.entry(m.metric).or_insert_with(|| {
+                            meter
+                                .u64_counter(m.metric)
                                 .with_unit(otel_unit(m.unit))
                                 .with_description(m.description)
                                 .build()
@@ -159,6 +171,7 @@ impl Telemetry {
             catalogs: plan.catalogs,
             histograms,
             gauges,
+            counters,
         })
     }
 
@@ -191,19 +204,9 @@ impl Telemetry {
         let Some(catalog) = self.catalogs.get(o.kind) else {
             return;
         };
-        for (key, value) in &o.measurements {
+        for (key, value) in o.measurements.iter().chain(o.samples.iter()) {
             for m in catalog.iter().filter(|m| m.key == *key) {
-                let mut attrs = base.clone();
-                attrs.extend(m.fixed.iter().map(|(k, v)| KeyValue::new(*k, *v)));
-                for label in m.labels {
-                    if *label == ERROR_TYPE_LABEL {
-                        if let Some(e) = &o.error {
-                            attrs.push(KeyValue::new(ERROR_TYPE_LABEL, e.kind.as_str()));
-                        }
-                    } else if let Some(v) = o.label(label) {
-                        attrs.push(KeyValue::new(*label, v.to_string()));
-                    }
-                }
+                let attrs = self.attributes(&base, m, o);
                 match m.instrument {
                     Instrument::Histogram => {
                         if let Some(h) = self.histograms.get(m.metric) {
@@ -215,9 +218,29 @@ impl Telemetry {
                             g.record(*value, &attrs);
                         }
                     }
+                    Instrument::Counter => {
+                        if let Some(c) = self.counters.get(m.metric) {
+                            c.add(value.max(0.0) as u64, &attrs);
+                        }
+                    }
                 }
             }
         }
+    }
+
+    fn attributes(&self, base: &[KeyValue], m: &Measure, o: &Outcome) -> Vec<KeyValue> {
+        let mut attrs = base.to_vec();
+        attrs.extend(m.fixed.iter().map(|(k, v)| KeyValue::new(*k, *v)));
+        for label in m.labels {
+            if *label == ERROR_TYPE_LABEL {
+                if let Some(e) = &o.error {
+                    attrs.push(KeyValue::new(ERROR_TYPE_LABEL, e.kind.as_str()));
+                }
+            } else if let Some(v) = o.label(label) {
+                attrs.push(KeyValue::new(*label, v.to_string()));
+            }
+        }
+        attrs
     }
 
     pub fn record_lateness(&self, probe: &str, kind: &str, lateness: Duration) {
