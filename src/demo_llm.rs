@@ -79,7 +79,8 @@ pub async fn llm(Path(format): Path<String>, Query(p): Query<LlmParams>) -> Resp
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
         let mut resp = (status, r#"{"error":{"message":"injected"}}"#).into_response();
         if code == 429 {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         return resp;
     }
@@ -93,13 +94,24 @@ pub async fn llm(Path(format): Path<String>, Query(p): Query<LlmParams>) -> Resp
     let content_tokens = if p.no_content == 1 { 0 } else { p.tokens };
     let cut = p.error_after.or(p.stall_after).unwrap_or(u32::MAX).min(content_tokens);
     if p.ping == 1 {
-        s.raw(p.first / 2, if s.crlf { ": ping\r\n\r\n".into() } else { ": ping\n\n".into() });
+        s.raw(
+            p.first / 2,
+            if s.crlf {
+                ": ping\r\n\r\n".into()
+            } else {
+                ": ping\n\n".into()
+            },
+        );
     }
     let ct = match format.as_str() {
         "openai-chat" => {
             s.event(0, None, r#"{"id":"c1","object":"chat.completion.chunk","model":"demo-model","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#);
             if let Some(r) = p.reasoning {
-                s.event(r, None, r#"{"choices":[{"index":0,"delta":{"content":null,"reasoning_content":"thinking"}}]}"#);
+                s.event(
+                    r,
+                    None,
+                    r#"{"choices":[{"index":0,"delta":{"content":null,"reasoning_content":"thinking"}}]}"#,
+                );
             }
             for i in 0..cut {
                 let data = if i == 0 && p.malformed == 1 {
@@ -113,7 +125,11 @@ pub async fn llm(Path(format): Path<String>, Query(p): Query<LlmParams>) -> Resp
             if p.error_after.is_some() {
                 s.event(end, None, r#"{"error":{"message":"The server had an error while processing your request.","type":"server_error"}}"#);
             } else if p.stall_after.is_none() {
-                s.event(end, None, r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#);
+                s.event(
+                    end,
+                    None,
+                    r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                );
                 let usage = format!(
                     r#"{{"choices":[],"usage":{{"prompt_tokens":12,"completion_tokens":{content_tokens},"total_tokens":{}}}}}"#,
                     12 + content_tokens
@@ -124,15 +140,25 @@ pub async fn llm(Path(format): Path<String>, Query(p): Query<LlmParams>) -> Resp
             "text/event-stream"
         }
         "openai-responses" => {
-            s.event(0, Some("response.created"), r#"{"type":"response.created","response":{"id":"r1","status":"in_progress"}}"#);
+            s.event(
+                0,
+                Some("response.created"),
+                r#"{"type":"response.created","response":{"id":"r1","status":"in_progress"}}"#,
+            );
             if let Some(r) = p.reasoning {
-                s.event(r, Some("response.reasoning_summary_text.delta"), r#"{"type":"response.reasoning_summary_text.delta","delta":"thinking"}"#);
+                s.event(
+                    r,
+                    Some("response.reasoning_summary_text.delta"),
+                    r#"{"type":"response.reasoning_summary_text.delta","delta":"thinking"}"#,
+                );
             }
             for i in 0..cut {
                 let data = if i == 0 && p.malformed == 1 {
                     r#"{"type":"response.output_text.delta","delta":"#.to_string()
                 } else {
-                    format!(r#"{{"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"tok{i} "}}"#)
+                    format!(
+                        r#"{{"type":"response.output_text.delta","output_index":0,"content_index":0,"delta":"tok{i} "}}"#
+                    )
                 };
                 s.event(token_at(i), Some("response.output_text.delta"), &data);
             }
@@ -153,26 +179,50 @@ pub async fn llm(Path(format): Path<String>, Query(p): Query<LlmParams>) -> Resp
             s.event(0, Some("ping"), r#"{"type": "ping"}"#);
             let mut index = 0;
             if let Some(r) = p.reasoning {
-                s.event(r, Some("content_block_start"), r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#);
+                s.event(
+                    r,
+                    Some("content_block_start"),
+                    r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+                );
                 s.event(r, Some("content_block_delta"), r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"thinking"}}"#);
-                s.event(r, Some("content_block_stop"), r#"{"type":"content_block_stop","index":0}"#);
+                s.event(
+                    r,
+                    Some("content_block_stop"),
+                    r#"{"type":"content_block_stop","index":0}"#,
+                );
                 index = 1;
             }
-            let start = format!(r#"{{"type":"content_block_start","index":{index},"content_block":{{"type":"text","text":""}}}}"#);
-            s.event(p.reasoning.unwrap_or(0).min(p.first), Some("content_block_start"), &start);
+            let start = format!(
+                r#"{{"type":"content_block_start","index":{index},"content_block":{{"type":"text","text":""}}}}"#
+            );
+            s.event(
+                p.reasoning.unwrap_or(0).min(p.first),
+                Some("content_block_start"),
+                &start,
+            );
             for i in 0..cut {
                 let data = if i == 0 && p.malformed == 1 {
                     r#"{"type":"content_block_delta","delta":{"#.to_string()
                 } else {
-                    format!(r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"tok{i} "}}}}"#)
+                    format!(
+                        r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"text_delta","text":"tok{i} "}}}}"#
+                    )
                 };
                 s.event(token_at(i), Some("content_block_delta"), &data);
             }
             let end = token_at(cut);
             if p.error_after.is_some() {
-                s.event(end, Some("error"), r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#);
+                s.event(
+                    end,
+                    Some("error"),
+                    r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                );
             } else if p.stall_after.is_none() {
-                s.event(end, Some("content_block_stop"), &format!(r#"{{"type":"content_block_stop","index":{index}}}"#));
+                s.event(
+                    end,
+                    Some("content_block_stop"),
+                    &format!(r#"{{"type":"content_block_stop","index":{index}}}"#),
+                );
                 let delta = format!(
                     r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{{"output_tokens":{content_tokens}}}}}"#
                 );
@@ -218,7 +268,10 @@ fn stream(script: Script, content_type: &'static str) -> Response {
         }
     });
     (
-        [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         Body::from_stream(body),
     )
         .into_response()

@@ -85,6 +85,12 @@ pub fn run_json(o: &Outcome, run: u32) -> Value {
     let measurements: Map<String, Value> = o.measurements.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let labels: Map<String, Value> = o.labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let details: Map<String, Value> = o.details.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let mut samples: Map<String, Value> = Map::new();
+    for (k, v) in &o.samples {
+        if let Value::Array(list) = samples.entry(k.to_string()).or_insert_with(|| json!([])) {
+            list.push(json!(v));
+        }
+    }
     json!({
         "type": "run",
         "probe": o.probe,
@@ -97,6 +103,7 @@ pub fn run_json(o: &Outcome, run: u32) -> Value {
         "passed": o.passed(),
         "budget_breaches": o.breaches,
         "measurements": measurements,
+        "samples": samples,
         "labels": labels,
         "details": details,
     })

@@ -76,7 +76,12 @@ pub const MEASURES: &[Measure] = &[
     phase!("tls"),
     phase!("send"),
     phase!("wait"),
-    seconds!("ttfb", "probe.http.ttfb", &[], "Run start to first response byte (curl's time_starttransfer)."),
+    seconds!(
+        "ttfb",
+        "probe.http.ttfb",
+        &[],
+        "Run start to first response byte (curl's time_starttransfer)."
+    ),
     seconds!(
         "first_chunk",
         "gen_ai.client.operation.time_to_first_chunk",
@@ -219,7 +224,11 @@ const FORMATS: &str = "openai-chat, openai-responses, anthropic-messages, sse, c
 fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
     let raw = &cfg.raw;
     let Some(url_s) = &raw.url else {
-        return Err(cfg.error_at(&raw.name, "probe.url", format!("assistant probe {:?} needs `url`", cfg.name)));
+        return Err(cfg.error_at(
+            &raw.name,
+            "probe.url",
+            format!("assistant probe {:?} needs `url`", cfg.name),
+        ));
     };
     let url = url::Url::parse(url_s.get_ref())
         .map_err(|e| cfg.error_at(url_s, "probe.url", format!("invalid URL {:?}: {e}", url_s.get_ref())))?;
@@ -249,7 +258,11 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         req.body_file.is_some(),
     ];
     if given.iter().filter(|g| **g).count() > 1 {
-        return Err(cfg.error_at(&raw.name, "probe.body", "set the request body once: `body` or `body_file`"));
+        return Err(cfg.error_at(
+            &raw.name,
+            "probe.body",
+            "set the request body once: `body` or `body_file`",
+        ));
     }
     let body_text = if let Some(b) = raw.body.as_ref().or(req.body.as_ref()) {
         Some((b.get_ref().clone(), b))
@@ -261,14 +274,16 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
     } else {
         None
     };
+    // The vendor formats take JSON; an app's own stream (`sse`, `chunked`) may not.
     let mut model = None;
-    if let Some((text, at)) = &body_text
-        && format != Format::Chunked
-        && format != Format::Sse
-    {
-        let json: Value = serde_json::from_str(text)
-            .map_err(|e| cfg.error_at(*at, "probe.body", format!("body is not valid JSON: {e}")))?;
-        model = json.get("model").and_then(Value::as_str).map(str::to_string);
+    if let Some((text, at)) = &body_text {
+        match serde_json::from_str::<Value>(text) {
+            Ok(json) => model = json.get("model").and_then(Value::as_str).map(str::to_string),
+            Err(e) if !matches!(format, Format::Sse | Format::Chunked) => {
+                return Err(cfg.error_at(*at, "probe.body", format!("body is not valid JSON: {e}")));
+            }
+            Err(_) => {}
+        }
     }
     let body = body_text.map_or(BodySpec::Empty, |(t, _)| BodySpec::Bytes(Bytes::from(t)));
     let method = match &req.method {
@@ -282,7 +297,11 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
         (
             header::ACCEPT,
-            HeaderValue::from_static(if format == Format::Chunked { "*/*" } else { "text/event-stream" }),
+            HeaderValue::from_static(if format == Format::Chunked {
+                "*/*"
+            } else {
+                "text/event-stream"
+            }),
         ),
     ];
     for (name, value) in &req.headers {
@@ -301,8 +320,13 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
     }
     if let Some(b) = &req.bearer {
         let secret = cfg.secret(b, "probe.request.bearer")?;
-        let mut v = HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
-            .map_err(|_| cfg.error_at(b, "probe.request.bearer", "token has characters not allowed in a header"))?;
+        let mut v = HeaderValue::from_str(&format!("Bearer {}", secret.expose())).map_err(|_| {
+            cfg.error_at(
+                b,
+                "probe.request.bearer",
+                "token has characters not allowed in a header",
+            )
+        })?;
         v.set_sensitive(true);
         headers.push((header::AUTHORIZATION, v));
     }
@@ -340,7 +364,11 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
     if let (Some(st), Some(span)) = (stall_timeout, raw.stall_timeout.as_ref())
         && (st.is_zero() || st > cfg.timeout)
     {
-        return Err(cfg.error_at(span, "probe.stall_timeout", "stall_timeout must be above zero and at most `timeout`"));
+        return Err(cfg.error_at(
+            span,
+            "probe.stall_timeout",
+            "stall_timeout must be above zero and at most `timeout`",
+        ));
     }
     reject_unused(
         cfg,
@@ -405,7 +433,10 @@ impl Tally {
                 }
                 Signal::Done => self.done = true,
                 Signal::Error(msg) => {
-                    return Err(ProbeError::new(ErrorType::UpstreamError, format!("error event in stream: {msg}")));
+                    return Err(ProbeError::new(
+                        ErrorType::UpstreamError,
+                        format!("error event in stream: {msg}"),
+                    ));
                 }
             }
         }
@@ -471,7 +502,10 @@ impl AssistantProbe {
         }
         for h in &self.header_present {
             if !resp.headers().contains_key(h) {
-                return Err(ProbeError::new(ErrorType::AssertionFailed, format!("response header {h} is missing")));
+                return Err(ProbeError::new(
+                    ErrorType::AssertionFailed,
+                    format!("response header {h} is missing"),
+                ));
             }
         }
         rec.enter("stream");
@@ -512,7 +546,8 @@ impl AssistantProbe {
         }
         let mut events = Box::pin(data.eventsource());
         while let Some(event) = self.next_within_stall(events.next()).await? {
-            let event = event.map_err(|e| ProbeError::new(ErrorType::ProtocolError, format!("bad event stream: {e}")))?;
+            let event =
+                event.map_err(|e| ProbeError::new(ErrorType::ProtocolError, format!("bad event stream: {e}")))?;
             let now = Instant::now();
             if rec.get("first_chunk").is_none() {
                 rec.set("first_chunk", rec.offset(now));
@@ -603,18 +638,22 @@ pub fn classify(format: Format, event: &str, data: &str) -> Result<Vec<Signal>, 
             let v: Value = serde_json::from_str(data).map_err(|e| protocol_error(format, data, e))?;
             let kind = v.get("type").and_then(Value::as_str).unwrap_or(event);
             match kind {
-                "response.output_text.delta" | "response.refusal.delta" | "response.function_call_arguments.delta" => {
-                    if non_empty_str(v.get("delta")) {
-                        out.push(Signal::Content);
-                    }
+                "response.output_text.delta" | "response.refusal.delta" | "response.function_call_arguments.delta"
+                    if non_empty_str(v.get("delta")) =>
+                {
+                    out.push(Signal::Content)
                 }
-                "response.reasoning_text.delta" | "response.reasoning_summary_text.delta" => {
-                    if non_empty_str(v.get("delta")) {
-                        out.push(Signal::Reasoning);
-                    }
+                "response.reasoning_text.delta" | "response.reasoning_summary_text.delta"
+                    if non_empty_str(v.get("delta")) =>
+                {
+                    out.push(Signal::Reasoning)
                 }
                 "response.completed" | "response.incomplete" => {
-                    let usage = v.get("response").and_then(|r| r.get("usage")).cloned().unwrap_or_default();
+                    let usage = v
+                        .get("response")
+                        .and_then(|r| r.get("usage"))
+                        .cloned()
+                        .unwrap_or_default();
                     out.push(Signal::Usage {
                         input: u64_at(&usage, &["input_tokens"]),
                         output: u64_at(&usage, &["output_tokens"]),
@@ -622,7 +661,11 @@ pub fn classify(format: Format, event: &str, data: &str) -> Result<Vec<Signal>, 
                     out.push(Signal::Done);
                 }
                 "response.failed" => {
-                    let err = v.get("response").and_then(|r| r.get("error")).cloned().unwrap_or_default();
+                    let err = v
+                        .get("response")
+                        .and_then(|r| r.get("error"))
+                        .cloned()
+                        .unwrap_or_default();
                     out.push(Signal::Error(error_message(&err)));
                 }
                 "error" => out.push(Signal::Error(error_message(&v))),
@@ -674,7 +717,9 @@ mod tests {
         let mut last = 0;
         for &c in cuts.iter().chain(std::iter::once(&wire.len())) {
             if c > last && c <= wire.len() {
-                pieces.push(Ok::<_, std::convert::Infallible>(Bytes::copy_from_slice(&wire.as_bytes()[last..c])));
+                pieces.push(Ok::<_, std::convert::Infallible>(Bytes::copy_from_slice(
+                    &wire.as_bytes()[last..c],
+                )));
                 last = c;
             }
         }
@@ -689,7 +734,10 @@ mod tests {
     }
 
     fn futures_executor<F: Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     const CHAT: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
@@ -726,7 +774,11 @@ data: [DONE]\n\n";
         assert_eq!(parse(Format::OpenAiChat, CHAT, &every), chat_expected());
         let crlf = CHAT.replace('\n', "\r\n");
         for cut in 1..crlf.len() {
-            assert_eq!(parse(Format::OpenAiChat, &crlf, &[cut]), chat_expected(), "crlf cut at {cut}");
+            assert_eq!(
+                parse(Format::OpenAiChat, &crlf, &[cut]),
+                chat_expected(),
+                "crlf cut at {cut}"
+            );
         }
     }
 
@@ -812,6 +864,9 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
     fn generic_sse_counts_first_non_empty_data() {
         let wire = ": keepalive\n\nevent: status\ndata: \n\ndata: first\n\n";
         // The comment is no event; the empty-data event is one, but carries no output.
-        assert_eq!(parse(Format::Sse, wire, &[3]), vec![Ok(vec![]), Ok(vec![Signal::Content])]);
+        assert_eq!(
+            parse(Format::Sse, wire, &[3]),
+            vec![Ok(vec![]), Ok(vec![Signal::Content])]
+        );
     }
 }

@@ -14,8 +14,8 @@ use rustls::ClientConfig;
 
 use super::{BoxFuture, BuildContext, Kind, Probe, reject_unused};
 use crate::config::{ConfigError, ProbeConfig};
-use crate::net::http::{self as nethttp, BodySpec, HttpConn, Version};
 use crate::net::Resolver;
+use crate::net::http::{self as nethttp, BodySpec, HttpConn, Version};
 use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit};
 
 pub const KIND: Kind = Kind {
