@@ -38,7 +38,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map(Arc::new)
         .collect();
     let plan = telemetry_plan(probes.iter().map(|p| p.as_ref()));
-    let telemetry = Arc::new(Telemetry::new(&config.location, plan)?);
+    let telemetry = Arc::new(Telemetry::new(&config.location, plan, config.otlp.as_ref())?);
+    if let Some(o) = &config.otlp {
+        tracing::info!(protocol = ?o.protocol, endpoint = o.endpoint.as_deref().unwrap_or("(from OTEL_EXPORTER_OTLP_ENDPOINT or default)"), interval = ?o.interval, "OTLP push enabled");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
 
     if let Some(d) = &config.demo {
@@ -97,7 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = l.await;
     }
     let _ = server.await;
-    telemetry.shutdown();
+    telemetry.shutdown(std::time::Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -61,7 +61,11 @@ enum Command {
 
 fn init_logging(format: LogFormat, to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLOPROBE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The OTel SDK's own logs repeat every failed export; telemetry/otlp.rs reports
+        // those at a bounded rate instead.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off")
+        });
     let ansi = if to_stderr {
         std::io::IsTerminal::is_terminal(&std::io::stderr())
     } else {

@@ -210,7 +210,7 @@ async fn exported_with_genai_names_and_budget_edges() {
         "[probe.budget]\nttft = \"1.7s\"\ntpot = \"40ms\"",
     ));
     let plan = sloprobe::daemon::telemetry_plan(probes.iter());
-    let telemetry = sloprobe::telemetry::Telemetry::new("lab", plan).unwrap();
+    let telemetry = sloprobe::telemetry::Telemetry::new("lab", plan, None).unwrap();
     let o = probes[0].execute().await;
     assert!(o.success(), "{:?}", o.error);
     telemetry.record(&o);

@@ -31,7 +31,117 @@ pub struct Config {
     pub location: String,
     pub server: ServerConfig,
     pub demo: Option<DemoConfig>,
+    pub otlp: Option<OtlpSettings>,
     pub probes: Vec<ProbeConfig>,
+}
+
+/// `[export.otlp]`, with secrets resolved. Unset fields fall back to the standard
+/// `OTEL_EXPORTER_OTLP_*` environment variables, then to defaults (docs/config.md).
+#[derive(Debug, Clone)]
+pub struct OtlpSettings {
+    pub endpoint: Option<String>,
+    pub protocol: OtlpProtocol,
+    pub headers: Vec<(String, String)>,
+    pub interval: Duration,
+    pub timeout: Option<Duration>,
+    pub delta: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExport {
+    otlp: Option<RawOtlp>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    endpoint: Option<Spanned<String>>,
+    protocol: Option<Spanned<String>>,
+    /// Values may be secrets (`env:NAME`, `file:PATH`).
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
+    interval: Option<Spanned<Dur>>,
+    timeout: Option<Spanned<Dur>>,
+    temporality: Option<Spanned<String>>,
+}
+
+fn env_first(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+}
+
+fn resolve_otlp(raw: RawOtlp, source: &Source) -> Result<OtlpSettings, ConfigError> {
+    let protocol_text = match &raw.protocol {
+        Some(p) => Some((p.get_ref().clone(), Some(p.span()))),
+        None => env_first(&["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"]).map(|p| (p, None)),
+    };
+    let protocol = match protocol_text {
+        None => OtlpProtocol::Grpc,
+        Some((p, span)) => match p.as_str() {
+            "grpc" => OtlpProtocol::Grpc,
+            "http/protobuf" => OtlpProtocol::HttpProtobuf,
+            other => {
+                let msg = format!("OTLP protocol {other:?}: use \"grpc\" or \"http/protobuf\"");
+                return Err(match span {
+                    Some(span) => source.error_at(span, Some("export.otlp.protocol"), msg),
+                    None => source.error(format!("{msg} (from OTEL_EXPORTER_OTLP_PROTOCOL)")),
+                });
+            }
+        },
+    };
+    let delta = match &raw.temporality {
+        Some(t) => match t.get_ref().as_str() {
+            "cumulative" => false,
+            "delta" => true,
+            other => {
+                return Err(source.error_at(
+                    t.span(),
+                    Some("export.otlp.temporality"),
+                    format!("temporality {other:?}: use \"cumulative\" or \"delta\""),
+                ));
+            }
+        },
+        None => env_first(&["OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"])
+            .is_some_and(|v| v.eq_ignore_ascii_case("delta")),
+    };
+    let base = source.path.parent().unwrap_or(Path::new("."));
+    let mut headers = Vec::new();
+    for (name, value) in &raw.headers {
+        let v = if Secret::is_reference(value.get_ref()) {
+            Secret::resolve(value.get_ref(), base)
+                .map_err(|e| source.error_at(value.span(), Some(&format!("export.otlp.headers.{name}")), e))?
+                .expose()
+                .to_string()
+        } else {
+            value.get_ref().clone()
+        };
+        headers.push((name.clone(), v));
+    }
+    let interval = match &raw.interval {
+        Some(i) if i.get_ref().0 < Duration::from_secs(1) => {
+            return Err(source.error_at(i.span(), Some("export.otlp.interval"), "interval must be at least 1s"));
+        }
+        Some(i) => i.get_ref().0,
+        None => env_first(&["OTEL_METRIC_EXPORT_INTERVAL"])
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map_or(Duration::from_secs(15), Duration::from_millis),
+    };
+    Ok(OtlpSettings {
+        endpoint: raw.endpoint.map(|e| e.into_inner()),
+        protocol,
+        headers,
+        interval,
+        timeout: raw.timeout.map(|t| t.get_ref().0),
+        delta,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +180,8 @@ struct RawDaemonFile {
     #[serde(default)]
     server: ServerConfig,
     demo: Option<DemoConfig>,
+    #[serde(default)]
+    export: RawExport,
     #[serde(default, rename = "probe")]
     probes: Vec<RawProbe>,
 }
@@ -189,6 +301,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let source = read_source(path)?;
         let raw: RawDaemonFile = toml::from_str(&source.text).map_err(|e| source.from_toml(&e))?;
+        let otlp = raw.export.otlp.map(|o| resolve_otlp(o, &source)).transpose()?;
         let source = Arc::new(source);
 
         let mut probes: Vec<(RawProbe, Arc<Source>)> = raw.probes.into_iter().map(|p| (p, source.clone())).collect();
@@ -226,6 +339,7 @@ impl Config {
             location: raw.location.unwrap_or_else(|| "default".to_string()),
             server: raw.server,
             demo: raw.demo,
+            otlp,
             probes: out,
         })
     }

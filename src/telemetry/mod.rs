@@ -2,6 +2,7 @@
 //! to metrics; it reads the probes' measurement catalogs as data and knows no probe.
 
 pub mod buckets;
+pub mod otlp;
 pub mod prometheus;
 
 use std::collections::HashMap;
@@ -66,15 +67,9 @@ fn otel_unit(unit: Unit) -> &'static str {
 }
 
 impl Telemetry {
-    pub fn new(location: &str, plan: Plan) -> anyhow::Result<Telemetry> {
+    pub fn new(location: &str, plan: Plan, otlp: Option<&crate::config::OtlpSettings>) -> anyhow::Result<Telemetry> {
         let pull = prometheus::PullReader::new();
-        let resource = Resource::builder()
-            .with_service_name(SERVICE_NAME)
-            .with_attributes([
-                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-                KeyValue::new("probe.location", location.to_string()),
-            ])
-            .build();
+        let resource = resource(location);
         // The SDK caps each instrument at 2,000 series and preallocates that many slots, so
         // size each cap from the probe count: room for 8 attribute combinations (status,
         // error type, connection) per probe and per measurement that feeds the instrument.
@@ -92,8 +87,12 @@ impl Telemetry {
                 let limit = (probes * per_probe).max(2_000);
                 Stream::builder().with_cardinality_limit(limit).build().ok()
             })
-            .with_resource(resource)
-            .build();
+            .with_resource(resource);
+        let provider = match otlp {
+            Some(settings) => provider.with_reader(otlp::reader(settings)?),
+            None => provider,
+        }
+        .build();
         let scope = InstrumentationScope::builder(SERVICE_NAME)
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
@@ -258,9 +257,15 @@ impl Telemetry {
         self.pull.encode(emit).map_err(|e| e.to_string())
     }
 
-    pub fn shutdown(&self) {
-        if let Err(e) = self.provider.shutdown() {
-            tracing::warn!(error = %e, "metrics shutdown");
+    /// Flushes push exporters once and stops them; bounded by `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) {
+        let provider = self.provider.clone();
+        let flush = tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(deadline));
+        match tokio::time::timeout(deadline + Duration::from_millis(500), flush).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "metrics shutdown"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "metrics shutdown task"),
+            Err(_) => tracing::warn!(?deadline, "metrics flush did not finish in time; exiting anyway"),
         }
     }
 }
@@ -278,4 +283,59 @@ fn histogram(
         .with_description(description)
         .with_boundaries(edges)
         .build()
+}
+
+/// Resource attributes. `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME` are read by the
+/// SDK; the attributes set here win over them, except `service.name`, which the
+/// environment may set (the config has no key for it).
+fn resource(location: &str) -> Resource {
+    let env_names_service = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| v.contains("service.name="));
+    let mut b = Resource::builder();
+    if !env_names_service {
+        b = b.with_service_name(SERVICE_NAME);
+    }
+    b.with_attributes([
+        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        KeyValue::new("service.instance.id", instance_id()),
+        KeyValue::new("host.name", host_name()),
+        KeyValue::new("probe.location", location.to_string()),
+        // Everything this process measures is synthetic traffic.
+        KeyValue::new("user_agent.synthetic.type", "test"),
+    ])
+    .build()
+}
+
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// A random UUIDv4 per process start, as the semantic conventions recommend.
+fn instance_id() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    } else {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b = (nanos ^ u128::from(std::process::id()) << 64).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }

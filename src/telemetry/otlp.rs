@@ -1,0 +1,127 @@
+//! OTLP push of the same instruments the `/metrics` endpoint serves, through a periodic
+//! reader. The exporter is wrapped so that a collector that is down, slow or refusing
+//! costs one bounded log line a minute, never memory: failed batches are dropped (the
+//! next export carries cumulative state again) and nothing queues up.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use opentelemetry_otlp::{MetricExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
+
+use crate::config::{OtlpProtocol, OtlpSettings};
+
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Builds the periodic reader. Must run inside the Tokio runtime (the gRPC channel lives on it).
+pub fn reader(settings: &OtlpSettings) -> anyhow::Result<PeriodicReader<Guarded>> {
+    let temporality = if settings.delta {
+        Temporality::Delta
+    } else {
+        Temporality::Cumulative
+    };
+    let exporter = match settings.protocol {
+        OtlpProtocol::Grpc => {
+            let mut b = MetricExporter::builder().with_tonic().with_temporality(temporality);
+            if let Some(e) = &settings.endpoint {
+                b = b.with_endpoint(e.clone());
+            }
+            if let Some(t) = settings.timeout {
+                b = b.with_timeout(t);
+            }
+            if !settings.headers.is_empty() {
+                let mut headers = http::HeaderMap::new();
+                for (k, v) in &settings.headers {
+                    let name = http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
+                        .map_err(|_| anyhow::anyhow!("bad OTLP header name {k:?}"))?;
+                    let value = http::HeaderValue::from_str(v)
+                        .map_err(|_| anyhow::anyhow!("bad OTLP header value for {k:?}"))?;
+                    headers.insert(name, value);
+                }
+                let md = opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers);
+                b = b.with_metadata(md);
+            }
+            b.build()?
+        }
+        OtlpProtocol::HttpProtobuf => {
+            let mut b = MetricExporter::builder().with_http().with_temporality(temporality);
+            if let Some(e) = &settings.endpoint {
+                b = b.with_endpoint(e.clone());
+            }
+            if let Some(t) = settings.timeout {
+                b = b.with_timeout(t);
+            }
+            if !settings.headers.is_empty() {
+                b = b.with_headers(settings.headers.iter().cloned().collect::<HashMap<_, _>>());
+            }
+            b.build()?
+        }
+    };
+    let guarded = Guarded {
+        inner: exporter,
+        state: Mutex::new(LogState::default()),
+    };
+    Ok(PeriodicReader::builder(guarded)
+        .with_interval(settings.interval)
+        .build())
+}
+
+#[derive(Default)]
+struct LogState {
+    failing_since: Option<Instant>,
+    failures: u64,
+    last_log: Option<Instant>,
+}
+
+/// The OTLP exporter with rate-limited failure logging and a recovery notice.
+pub struct Guarded {
+    inner: MetricExporter,
+    state: Mutex<LogState>,
+}
+
+impl std::fmt::Debug for Guarded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Guarded(OTLP)")
+    }
+}
+
+impl PushMetricExporter for Guarded {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let result = self.inner.export(metrics).await;
+        let mut s = self.state.lock().expect("otlp log state");
+        match &result {
+            Ok(()) => {
+                if let Some(since) = s.failing_since.take() {
+                    tracing::info!(failed_exports = s.failures, down_for = ?since.elapsed(), "OTLP export resumed");
+                    s.failures = 0;
+                    s.last_log = None;
+                }
+            }
+            Err(e) => {
+                s.failures += 1;
+                s.failing_since.get_or_insert_with(Instant::now);
+                if s.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    s.last_log = Some(Instant::now());
+                    tracing::warn!(error = %e, failed_exports = s.failures, "OTLP export failed; probing continues, retrying every interval");
+                }
+            }
+        }
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
