@@ -6,16 +6,25 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real: Prometheus (scrapes the daemon in tests/daemon.rs).
 need=()
+sudo_cmd=()
+[ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
-    sudo_cmd=()
-    [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # The Debian package enables a service on systems with systemd; tests start their own.
 command -v prometheus >/dev/null || { echo "prometheus still missing after install" >&2; exit 1; }
+
+# A real OpenTelemetry collector for the OTLP tests: rotel, from PyPI, in a venv here.
+if ! ls .venv-test/lib/python3*/site-packages/rotel/rotel-agent >/dev/null 2>&1; then
+    if ! python3 -m venv .venv-test 2>/dev/null; then
+        "${sudo_cmd[@]}" apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv .venv-test
+    fi
+    .venv-test/bin/pip install -q --disable-pip-version-check rotel
+fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --check

@@ -134,8 +134,18 @@ fn resolve_otlp(raw: RawOtlp, source: &Source) -> Result<OtlpSettings, ConfigErr
             .and_then(|ms| ms.parse::<u64>().ok())
             .map_or(Duration::from_secs(15), Duration::from_millis),
     };
+    // For http/protobuf a bare base URL gets the signal path, as OTEL_EXPORTER_OTLP_ENDPOINT does.
+    let endpoint = raw.endpoint.map(|e| {
+        let e = e.into_inner();
+        match url::Url::parse(&e) {
+            Ok(u) if protocol == OtlpProtocol::HttpProtobuf && matches!(u.path(), "" | "/") => {
+                format!("{}/v1/metrics", e.trim_end_matches('/'))
+            }
+            _ => e,
+        }
+    });
     Ok(OtlpSettings {
-        endpoint: raw.endpoint.map(|e| e.into_inner()),
+        endpoint,
         protocol,
         headers,
         interval,

@@ -1,0 +1,317 @@
+//! OTLP push into real receivers: rotel (a real collector) over gRPC and HTTP/protobuf,
+//! and an in-process HTTP/protobuf receiver that decodes the payload for exact checks.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use prost::Message;
+
+/// rotel's collector binary, installed by scripts/test.sh into .venv-test.
+fn rotel() -> PathBuf {
+    if let Some(p) = std::env::var_os("ROTEL_AGENT") {
+        return PathBuf::from(p);
+    }
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-test/lib");
+    std::fs::read_dir(&lib)
+        .ok()
+        .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path().join("site-packages/rotel/rotel-agent"))))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "rotel-agent not found under {}: run scripts/test.sh, which installs it",
+                lib.display()
+            )
+        })
+}
+
+fn start_rotel(grpc: u16, http: u16, log: &std::path::Path) -> Child {
+    Child(
+        Command::new(rotel())
+            .args([
+                "start",
+                "--exporter",
+                "blackhole",
+                "--debug-log",
+                "metrics",
+                "--debug-log-verbosity",
+                "detailed",
+            ])
+            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
+            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn daemon_config(listen: u16, target: &str, endpoint: &str, protocol: &str, probes: usize) -> String {
+    let mut s = format!(
+        "location = \"otlp-lab\"\n[server]\nlisten = \"127.0.0.1:{listen}\"\n[export.otlp]\nendpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\ninterval = \"1s\"\ntimeout = \"1s\"\n"
+    );
+    for i in 0..probes {
+        s.push_str(&format!(
+            "[[probe]]\nname = \"otlp-{i}\"\nkind = \"http\"\nurl = \"{target}/\"\nevery = \"1s\"\n[probe.budget]\nttfb = \"123ms\"\n"
+        ));
+    }
+    s
+}
+
+fn start_daemon(cfg: &std::path::Path, log: &std::path::Path) -> Child {
+    Child(
+        Command::new(bin())
+            .args(["run", "-c"])
+            .arg(cfg)
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn sigterm_and_wait(child: &mut Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "daemon did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn wait_for_text(path: &std::path::Path, needle: &str, secs: u64) -> bool {
+    eventually((secs * 5) as u32, Duration::from_millis(200), || async {
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|t| t.contains(needle))
+            .map(|_| ())
+    })
+    .await
+    .is_some()
+}
+
+#[tokio::test]
+async fn rotel_receives_over_grpc_and_http_protobuf() {
+    let t = plain_target().await;
+    for protocol in ["grpc", "http/protobuf"] {
+        let (grpc, http) = (free_port(), free_port());
+        let dir = tempfile::tempdir().unwrap();
+        let rotel_log = dir.path().join("rotel.log");
+        let _rotel = start_rotel(grpc, http, &rotel_log);
+        let endpoint = if protocol == "grpc" {
+            format!("http://127.0.0.1:{grpc}")
+        } else {
+            format!("http://127.0.0.1:{http}")
+        };
+        let cfg = dir.path().join("sloprobe.toml");
+        std::fs::write(
+            &cfg,
+            daemon_config(free_port(), &format!("http://{}", t.addr), &endpoint, protocol, 1),
+        )
+        .unwrap();
+        let mut daemon = start_daemon(&cfg, &dir.path().join("daemon.log"));
+        assert!(
+            wait_for_text(&rotel_log, "Name: probe.http.ttfb", 20).await,
+            "{protocol}: nothing arrived"
+        );
+        assert!(sigterm_and_wait(&mut daemon).success());
+        let text = std::fs::read_to_string(&rotel_log).unwrap();
+        for needle in [
+            "Name: probe.http.ttfb",
+            "Name: probe.http.phase.duration",
+            "Name: http.client.request.duration",
+            "Name: probe.runs",
+            "Unit: s",
+            "ExplicitBounds #7: 0.123",
+            "probe.name: Str(otlp-0)",
+            "probe.location: Str(otlp-lab)",
+            "service.name: Str(sloprobe)",
+            "user_agent.synthetic.type: Str(test)",
+            "service.instance.id: Str(",
+            "host.name: Str(",
+        ] {
+            assert!(text.contains(needle), "{protocol}: {needle} missing");
+        }
+    }
+}
+
+#[tokio::test]
+async fn collector_down_at_start_then_up() {
+    let t = plain_target().await;
+    let (grpc, http) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sloprobe.toml");
+    // 200 probes make each export ~1 MB, so a queue of failed batches would show in RSS.
+    std::fs::write(
+        &cfg,
+        daemon_config(
+            free_port(),
+            &format!("http://{}", t.addr),
+            &format!("http://127.0.0.1:{grpc}"),
+            "grpc",
+            200,
+        ),
+    )
+    .unwrap();
+    let daemon_log = dir.path().join("daemon.log");
+    let mut daemon = start_daemon(&cfg, &daemon_log);
+    let rss = |pid: u32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = rss(daemon.0.id());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = rss(daemon.0.id());
+    assert!(
+        after < before + 6 * 1024,
+        "RSS grew from {before} kB to {after} kB while the collector was down"
+    );
+    let log = std::fs::read_to_string(&daemon_log).unwrap();
+    // Six failed exports, one warning (rate-limited to one a minute).
+    assert_eq!(log.matches("OTLP export failed").count(), 1, "{log}");
+
+    let rotel_log = dir.path().join("rotel.log");
+    let _rotel = start_rotel(grpc, http, &rotel_log);
+    assert!(
+        wait_for_text(&rotel_log, "Name: probe.runs", 20).await,
+        "export never resumed"
+    );
+    assert!(wait_for_text(&daemon_log, "OTLP export resumed", 10).await);
+    assert!(daemon.0.try_wait().unwrap().is_none(), "daemon died");
+    assert!(sigterm_and_wait(&mut daemon).success());
+}
+
+type Received = Arc<Mutex<Vec<ExportMetricsServiceRequest>>>;
+
+async fn receiver() -> (u16, Received, tokio::task::JoinHandle<()>) {
+    let got: Received = Arc::default();
+    let state = got.clone();
+    let app = axum::Router::new().route(
+        "/v1/metrics",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let state = state.clone();
+            async move {
+                let req = ExportMetricsServiceRequest::decode(body).expect("valid OTLP protobuf");
+                state.lock().unwrap().push(req);
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, got, task)
+}
+
+fn attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            AnyValue::StringValue(s) => Some(s.clone()),
+            other => Some(format!("{other:?}")),
+        })
+}
+
+#[tokio::test]
+async fn exact_names_units_buckets_and_attributes() {
+    let t = plain_target().await;
+    let (port, got, _task) = receiver().await;
+    let toml = format!(
+        "location = \"exact\"\n[export.otlp]\nendpoint = \"http://127.0.0.1:{port}\"\nprotocol = \"http/protobuf\"\ninterval = \"60s\"\n[[probe]]\nname = \"exact\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"30s\"\n[probe.budget]\nttfb = \"321ms\"\n",
+        t.url("/delay/5")
+    );
+    let dir = write_files(&[("sloprobe.toml", &toml)]);
+    let cfg = sloprobe::config::Config::load(&dir.path().join("sloprobe.toml")).unwrap();
+    let probes = sloprobe::probe::build_all(&cfg.probes, &sloprobe::probe::BuildContext::new()).unwrap();
+    let plan = sloprobe::daemon::telemetry_plan(probes.iter());
+    let telemetry = sloprobe::telemetry::Telemetry::new(&cfg.location, plan, cfg.otlp.as_ref()).unwrap();
+    let o = probes[0].execute().await;
+    assert!(o.success());
+    telemetry.record(&o);
+    // The 60 s interval has not passed: only the shutdown flush can deliver this.
+    telemetry.shutdown(Duration::from_secs(5)).await;
+
+    let reqs = got.lock().unwrap();
+    assert_eq!(reqs.len(), 1, "one flush on shutdown");
+    let rm = &reqs[0].resource_metrics[0];
+    let res = &rm.resource.as_ref().unwrap().attributes;
+    assert_eq!(attr(res, "service.name").as_deref(), Some("sloprobe"));
+    assert_eq!(attr(res, "probe.location").as_deref(), Some("exact"));
+    assert_eq!(attr(res, "user_agent.synthetic.type").as_deref(), Some("test"));
+    assert!(attr(res, "service.version").is_some() && attr(res, "service.instance.id").is_some());
+    let metrics: Vec<_> = rm.scope_metrics.iter().flat_map(|s| &s.metrics).collect();
+    let find = |name: &str| {
+        *metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+
+    let ttfb = find("probe.http.ttfb");
+    assert_eq!(ttfb.unit, "s");
+    let Some(Data::Histogram(h)) = &ttfb.data else {
+        panic!("ttfb is not a histogram")
+    };
+    let dp = &h.data_points[0];
+    assert!(dp.explicit_bounds.contains(&0.321), "{:?}", dp.explicit_bounds);
+    assert_eq!(dp.count, 1);
+    assert_eq!(attr(&dp.attributes, "probe.name").as_deref(), Some("exact"));
+    assert_eq!(attr(&dp.attributes, "probe.kind").as_deref(), Some("http"));
+    assert_eq!(attr(&dp.attributes, "probe.location").as_deref(), Some("exact"));
+    assert!(dp.sum.unwrap() >= 0.005);
+
+    let phases = find("probe.http.phase.duration");
+    let Some(Data::Histogram(h)) = &phases.data else {
+        panic!()
+    };
+    let mut seen: Vec<String> = h
+        .data_points
+        .iter()
+        .filter_map(|d| attr(&d.attributes, "phase"))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["connect", "dns", "send", "tls", "transfer", "wait"]);
+
+    let semconv = find("http.client.request.duration");
+    let Some(Data::Histogram(h)) = &semconv.data else {
+        panic!()
+    };
+    let dp = &h.data_points[0];
+    assert_eq!(attr(&dp.attributes, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(
+        attr(&dp.attributes, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+
+    let body = find("http.client.response.body.size");
+    assert_eq!(body.unit, "By");
+    let runs = find("probe.runs");
+    let Some(Data::Sum(s)) = &runs.data else {
+        panic!("probe.runs is not a sum")
+    };
+    assert!(s.is_monotonic);
+    assert_eq!(
+        attr(&s.data_points[0].attributes, "outcome").as_deref(),
+        Some("success")
+    );
+}
