@@ -8,12 +8,29 @@ use crate::config::{Config, ProbeConfig, Secret, fmt_seconds};
 use crate::outcome::Unit;
 use crate::probe::BuiltProbe;
 
-pub fn print_plan(out: &mut dyn Write, config: &Config, probes: &[BuiltProbe]) -> std::io::Result<()> {
+pub fn print_plan(
+    out: &mut dyn Write,
+    config: &Config,
+    probes: &[BuiltProbe],
+    slos: &[crate::slo::Slo],
+) -> std::io::Result<()> {
     writeln!(out, "config: {} (valid)", config.path.display())?;
     writeln!(out, "location: {}", config.location)?;
     writeln!(out, "listen: {} (/metrics /healthz /readyz)", config.server.listen)?;
     if let Some(d) = &config.demo {
         writeln!(out, "demo target: {}", d.listen)?;
+    }
+    if let Some(o) = &config.otlp {
+        let endpoint = o.endpoint.as_deref().map_or("(OTEL_EXPORTER_OTLP_ENDPOINT or default)".to_string(), redact_url);
+        let headers: Vec<&str> = o.headers.iter().map(|(k, _)| k.as_str()).collect();
+        writeln!(
+            out,
+            "otlp: {:?} to {endpoint} every {}, {} temporality, headers: [{}] (values not shown)",
+            o.protocol,
+            humantime::format_duration(o.interval),
+            if o.delta { "delta" } else { "cumulative" },
+            headers.join(", ")
+        )?;
     }
     writeln!(out, "probes: {}", probes.len())?;
     let now = SystemTime::now();
@@ -51,6 +68,20 @@ pub fn print_plan(out: &mut dyn Write, config: &Config, probes: &[BuiltProbe]) -
                 fmt_threshold(t.unit, t.value)
             )?;
         }
+    }
+    for slo in slos {
+        let sli = match &slo.sli {
+            crate::slo::Sli::Success => "success".to_string(),
+            crate::slo::Sli::Below { key, threshold, unit, .. } => format!("{key} ≤ {}", fmt_threshold(*unit, *threshold)),
+        };
+        writeln!(
+            out,
+            "\nslo [{}]: {sli} for {} of runs of {} over {}",
+            slo.name,
+            slo.objective,
+            slo.probes.join(", "),
+            humantime::format_duration(slo.window)
+        )?;
     }
     Ok(())
 }

@@ -16,4 +16,5 @@ pub mod outcome;
 pub mod probe;
 pub mod schedule;
 pub mod server;
+pub mod slo;
 pub mod telemetry;

@@ -52,11 +52,44 @@ enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
         config: PathBuf,
     },
+    /// Generate Prometheus rules or a Grafana dashboard from the `[[slo]]` entries.
+    Slo {
+        #[command(subcommand)]
+        what: SloCommand,
+    },
     /// Serve the demo target (injectable delays) on its own, e.g. for benchmarks.
     Target {
         #[arg(long, default_value = "127.0.0.1:9465")]
         listen: std::net::SocketAddr,
     },
+}
+
+#[derive(Subcommand)]
+enum SloCommand {
+    /// Recording rules and multi-window burn-rate alerts (Prometheus rule file, YAML).
+    Rules {
+        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
+        config: PathBuf,
+    },
+    /// A Grafana dashboard (JSON).
+    Dashboard {
+        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Loads the config, builds every probe and checks the SLOs: what `check`, `run` and
+/// `slo` all need before doing anything.
+fn load_checked(path: &std::path::Path) -> Result<(Config, Vec<probe::BuiltProbe>, Vec<sloprobe::slo::Slo>), ExitCode> {
+    let cfg = load(path)?;
+    let fail = |e: sloprobe::config::ConfigError| {
+        eprintln!("config error: {e}");
+        ExitCode::from(once::EXIT_CONFIG as u8)
+    };
+    let built = probe::build_all(&cfg.probes, &BuildContext::new()).map_err(fail)?;
+    let plan = sloprobe::daemon::telemetry_plan(built.iter());
+    let slos = sloprobe::slo::resolve(&cfg, &built, &plan).map_err(fail)?;
+    Ok((cfg, built, slos))
 }
 
 fn init_logging(format: LogFormat, to_stderr: bool) {
@@ -100,8 +133,8 @@ async fn main() -> ExitCode {
     init_logging(cli.log_format, logs_to_stderr);
     match cli.command {
         Command::Run { config } => {
-            let cfg = match load(&config) {
-                Ok(c) => c,
+            let cfg = match load_checked(&config) {
+                Ok((c, _, _)) => c,
                 Err(code) => return code,
             };
             match sloprobe::daemon::run(cfg).await {
@@ -157,20 +190,29 @@ async fn main() -> ExitCode {
             }
             ExitCode::from(code as u8)
         }
-        Command::Check { config } => {
-            let cfg = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
+        Command::Check { config } => match load_checked(&config) {
+            Ok((cfg, built, slos)) => {
+                let _ = sloprobe::check::print_plan(&mut std::io::stdout(), &cfg, &built, &slos);
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Slo { what } => {
+            let (path, rules) = match &what {
+                SloCommand::Rules { config } => (config, true),
+                SloCommand::Dashboard { config } => (config, false),
             };
-            match probe::build_all(&cfg.probes, &BuildContext::new()) {
-                Ok(built) => {
-                    let _ = sloprobe::check::print_plan(&mut std::io::stdout(), &cfg, &built);
+            match load_checked(path) {
+                Ok((_, built, slos)) => {
+                    if rules {
+                        print!("{}", sloprobe::slo::rules::render(&slos, &path.display().to_string()));
+                    } else {
+                        let d = sloprobe::slo::dashboard::render(&built, &slos);
+                        println!("{}", serde_json::to_string_pretty(&d).expect("json"));
+                    }
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("config error: {e}");
-                    ExitCode::from(once::EXIT_CONFIG as u8)
-                }
+                Err(code) => code,
             }
         }
         Command::Target { listen } => {

@@ -33,6 +33,30 @@ pub struct Config {
     pub demo: Option<DemoConfig>,
     pub otlp: Option<OtlpSettings>,
     pub probes: Vec<ProbeConfig>,
+    /// `[[slo]]` entries as written; `slo::resolve` checks them against the probes.
+    pub slos: Vec<(RawSlo, Arc<Source>)>,
+}
+
+/// A `[[slo]]` table as written (daemon file or probe files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    pub name: Spanned<String>,
+    pub probes: Spanned<Vec<String>>,
+    /// `success`, or a measurement (`ttfb`, `ttft`, ...) judged against `threshold`.
+    pub sli: Spanned<String>,
+    /// For a measurement SLI: the good/bad line; defaults to the probes' per-run budget.
+    pub threshold: Option<Spanned<toml::Value>>,
+    pub objective: Spanned<f64>,
+    #[serde(default = "default_slo_window")]
+    pub window: Spanned<Dur>,
+    /// Error types left out of a success SLI, e.g. `["rate_limited"]`.
+    #[serde(default)]
+    pub exclude_errors: Vec<Spanned<String>>,
+}
+
+fn default_slo_window() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(30 * 24 * 3600)))
 }
 
 /// `[export.otlp]`, with secrets resolved. Unset fields fall back to the standard
@@ -194,6 +218,8 @@ struct RawDaemonFile {
     export: RawExport,
     #[serde(default, rename = "probe")]
     probes: Vec<RawProbe>,
+    #[serde(default, rename = "slo")]
+    slos: Vec<RawSlo>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +227,8 @@ struct RawDaemonFile {
 struct RawProbeFile {
     #[serde(default, rename = "probe")]
     probes: Vec<RawProbe>,
+    #[serde(default, rename = "slo")]
+    slos: Vec<RawSlo>,
 }
 
 /// A `[[probe]]` table as written. Keys for every kind live here; a kind rejects the
@@ -315,12 +343,14 @@ impl Config {
         let source = Arc::new(source);
 
         let mut probes: Vec<(RawProbe, Arc<Source>)> = raw.probes.into_iter().map(|p| (p, source.clone())).collect();
+        let mut slos: Vec<(RawSlo, Arc<Source>)> = raw.slos.into_iter().map(|s| (s, source.clone())).collect();
         let base = path.parent().unwrap_or(Path::new("."));
         for pattern in &raw.include {
             for file in expand_include(&source, base, pattern)? {
                 let src = Arc::new(read_source(&file)?);
                 let pf: RawProbeFile = toml::from_str(&src.text).map_err(|e| src.from_toml(&e))?;
                 probes.extend(pf.probes.into_iter().map(|p| (p, src.clone())));
+                slos.extend(pf.slos.into_iter().map(|s| (s, src.clone())));
             }
         }
 
@@ -351,6 +381,7 @@ impl Config {
             demo: raw.demo,
             otlp,
             probes: out,
+            slos,
         })
     }
 }

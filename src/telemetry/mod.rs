@@ -57,7 +57,7 @@ pub struct Telemetry {
     skipped: Counter<u64>,
 }
 
-fn otel_unit(unit: Unit) -> &'static str {
+pub fn otel_unit(unit: Unit) -> &'static str {
     match unit {
         Unit::Seconds | Unit::UnixTime => "s",
         Unit::Bytes => "By",

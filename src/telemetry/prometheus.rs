@@ -276,7 +276,8 @@ fn sanitize(name: &str, allow_colon: bool) -> String {
     out
 }
 
-fn float_text(v: f64) -> String {
+/// How a number is written in the exposition (and so in `le` labels PromQL must match).
+pub fn float_text(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v == f64::INFINITY {
