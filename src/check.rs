@@ -21,7 +21,10 @@ pub fn print_plan(
         writeln!(out, "demo target: {}", d.listen)?;
     }
     if let Some(o) = &config.otlp {
-        let endpoint = o.endpoint.as_deref().map_or("(OTEL_EXPORTER_OTLP_ENDPOINT or default)".to_string(), redact_url);
+        let endpoint = o
+            .endpoint
+            .as_deref()
+            .map_or("(OTEL_EXPORTER_OTLP_ENDPOINT or default)".to_string(), redact_url);
         let headers: Vec<&str> = o.headers.iter().map(|(k, _)| k.as_str()).collect();
         writeln!(
             out,
@@ -72,7 +75,9 @@ pub fn print_plan(
     for slo in slos {
         let sli = match &slo.sli {
             crate::slo::Sli::Success => "success".to_string(),
-            crate::slo::Sli::Below { key, threshold, unit, .. } => format!("{key} ≤ {}", fmt_threshold(*unit, *threshold)),
+            crate::slo::Sli::Below {
+                key, threshold, unit, ..
+            } => format!("{key} ≤ {}", fmt_threshold(*unit, *threshold)),
         };
         writeln!(
             out,

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Slo, Sli, prom_duration};
+use super::{Sli, Slo, prom_duration};
 use crate::outcome::Unit;
 use crate::probe::BuiltProbe;
 use crate::telemetry::{otel_unit, prometheus::metric_name};
@@ -13,7 +13,14 @@ use crate::telemetry::{otel_unit, prometheus::metric_name};
 const DS: &str = "${datasource}";
 const LOC: &str = "probe_location=~\"$location\"";
 
-fn panel(id: &mut u32, title: &str, kind: &str, grid: (u32, u32, u32, u32), targets: Vec<Value>, field: Value) -> Value {
+fn panel(
+    id: &mut u32,
+    title: &str,
+    kind: &str,
+    grid: (u32, u32, u32, u32),
+    targets: Vec<Value>,
+    field: Value,
+) -> Value {
     *id += 1;
     json!({
         "id": *id,
@@ -54,9 +61,12 @@ fn grafana_unit(unit: Unit) -> &'static str {
 
 /// The measurement a probe kind is judged by first: time to first token, else TTFB.
 fn headline(p: &BuiltProbe) -> Option<&'static crate::outcome::Measure> {
-    ["ttft", "ttfb", "total"]
-        .iter()
-        .find_map(|k| p.measures.iter().find(|m| m.key == *k && m.instrument == crate::outcome::Instrument::Histogram).copied())
+    ["ttft", "ttfb", "total"].iter().find_map(|k| {
+        p.measures
+            .iter()
+            .find(|m| m.key == *k && m.instrument == crate::outcome::Instrument::Histogram)
+            .copied()
+    })
 }
 
 pub fn render(probes: &[BuiltProbe], slos: &[Slo]) -> Value {
@@ -78,7 +88,14 @@ pub fn render(probes: &[BuiltProbe], slos: &[Slo]) -> Value {
             let mut field = lines("s", &[]);
             field["defaults"]["custom"]["stacking"] = json!({"mode": "normal"});
             field["defaults"]["custom"]["fillOpacity"] = json!(60);
-            panels.push(panel(&mut id, "Phase breakdown (mean)", "timeseries", (0, y, 8, 8), vec![target(expr, "{{phase}}", "A")], field));
+            panels.push(panel(
+                &mut id,
+                "Phase breakdown (mean)",
+                "timeseries",
+                (0, y, 8, 8),
+                vec![target(expr, "{{phase}}", "A")],
+                field,
+            ));
         }
 
         if let Some(m) = headline(p) {
@@ -87,7 +104,9 @@ pub fn render(probes: &[BuiltProbe], slos: &[Slo]) -> Value {
                 .iter()
                 .map(|(q, legend, r)| {
                     target(
-                        format!("histogram_quantile({q}, sum by (le) (rate({name}_bucket{{{sel}}}[$__rate_interval])))"),
+                        format!(
+                            "histogram_quantile({q}, sum by (le) (rate({name}_bucket{{{sel}}}[$__rate_interval])))"
+                        ),
                         legend,
                         r,
                     )
@@ -108,7 +127,14 @@ pub fn render(probes: &[BuiltProbe], slos: &[Slo]) -> Value {
             "sum(rate(probe_runs_total{{{sel},outcome=\"success\"}}[$__range])) / sum(rate(probe_runs_total{{{sel}}}[$__range]))"
         );
         let field = json!({"defaults": {"unit": "percentunit", "decimals": 3, "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "green", "value": 0.99}]}}, "overrides": []});
-        panels.push(panel(&mut id, "Success ratio (range)", "stat", (16, y, 8, 8), vec![target(expr, "", "A")], field));
+        panels.push(panel(
+            &mut id,
+            "Success ratio (range)",
+            "stat",
+            (16, y, 8, 8),
+            vec![target(expr, "", "A")],
+            field,
+        ));
         y += 8;
     }
 
@@ -127,7 +153,10 @@ pub fn render(probes: &[BuiltProbe], slos: &[Slo]) -> Value {
         let field = json!({"defaults": {"unit": "percentunit", "decimals": 3, "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "green", "value": slo.objective}]}}, "overrides": []});
         panels.push(panel(
             &mut id,
-            &format!("{}: {what} compliance over {period} (objective {})", slo.name, slo.objective),
+            &format!(
+                "{}: {what} compliance over {period} (objective {})",
+                slo.name, slo.objective
+            ),
             "stat",
             (0, y, 8, 6),
             vec![target(compliance, "{{probe_location}}", "A")],
@@ -135,11 +164,29 @@ pub fn render(probes: &[BuiltProbe], slos: &[Slo]) -> Value {
         ));
         let budget = format!("slo:error_budget_remaining:ratio{{slo=\"{}\",{LOC}}}", slo.name);
         let field = json!({"defaults": {"unit": "percentunit", "decimals": 1, "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "orange", "value": 0.1}, {"color": "green", "value": 0.5}]}}, "overrides": []});
-        panels.push(panel(&mut id, &format!("{}: error budget left", slo.name), "stat", (8, y, 8, 6), vec![target(budget, "{{probe_location}}", "A")], field));
-        let burn = format!("slo:sli_error:ratio_rate1h{{slo=\"{}\",{LOC}}} / {}", slo.name, slo.budget());
+        panels.push(panel(
+            &mut id,
+            &format!("{}: error budget left", slo.name),
+            "stat",
+            (8, y, 8, 6),
+            vec![target(budget, "{{probe_location}}", "A")],
+            field,
+        ));
+        let burn = format!(
+            "slo:sli_error:ratio_rate1h{{slo=\"{}\",{LOC}}} / {}",
+            slo.name,
+            slo.budget()
+        );
         let mut field = lines("short", &[1.0, 6.0, 14.4]);
         field["defaults"]["custom"]["thresholdsStyle"] = json!({"mode": "line"});
-        panels.push(panel(&mut id, &format!("{}: burn rate (1h)", slo.name), "timeseries", (16, y, 8, 6), vec![target(burn, "{{probe_location}}", "A")], field));
+        panels.push(panel(
+            &mut id,
+            &format!("{}: burn rate (1h)", slo.name),
+            "timeseries",
+            (16, y, 8, 6),
+            vec![target(burn, "{{probe_location}}", "A")],
+            field,
+        ));
         y += 6;
     }
 

@@ -51,8 +51,16 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Ve
     for (raw, src) in &config.slos {
         let err = |span: std::ops::Range<usize>, key: &str, msg: String| src.error_at(span, Some(key), msg);
         let name = raw.name.get_ref().clone();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-            return Err(err(raw.name.span(), "slo.name", format!("SLO name {name:?} must be A-Z a-z 0-9 - _ .")));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(err(
+                raw.name.span(),
+                "slo.name",
+                format!("SLO name {name:?} must be A-Z a-z 0-9 - _ ."),
+            ));
         }
         if !names.insert(name.clone()) {
             return Err(err(raw.name.span(), "slo.name", format!("duplicate SLO name {name:?}")));
@@ -66,34 +74,58 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Ve
             match probes.iter().find(|b| &b.name == p) {
                 Some(b) => members.push(b),
                 None => {
-                    return Err(err(raw.probes.span(), "slo.probes", format!("SLO {name:?} names probe {p:?}, which does not exist")));
+                    return Err(err(
+                        raw.probes.span(),
+                        "slo.probes",
+                        format!("SLO {name:?} names probe {p:?}, which does not exist"),
+                    ));
                 }
             }
         }
         let objective = *raw.objective.get_ref();
         if !(objective > 0.0 && objective < 1.0) {
-            return Err(err(raw.objective.span(), "slo.objective", "objective must be between 0 and 1, e.g. 0.999".into()));
+            return Err(err(
+                raw.objective.span(),
+                "slo.objective",
+                "objective must be between 0 and 1, e.g. 0.999".into(),
+            ));
         }
         let window = raw.window.get_ref().0;
         if window < Duration::from_secs(3600) {
-            return Err(err(raw.window.span(), "slo.window", "window must be at least 1h (typically 28d or 30d)".into()));
+            return Err(err(
+                raw.window.span(),
+                "slo.window",
+                "window must be at least 1h (typically 28d or 30d)".into(),
+            ));
         }
         let mut exclude_errors = Vec::new();
         for e in &raw.exclude_errors {
             if !ErrorType::ALL.iter().any(|t| t.as_str() == e.get_ref()) {
-                return Err(err(e.span(), "slo.exclude_errors", format!("{:?} is not an error type", e.get_ref())));
+                return Err(err(
+                    e.span(),
+                    "slo.exclude_errors",
+                    format!("{:?} is not an error type", e.get_ref()),
+                ));
             }
             exclude_errors.push(e.get_ref().clone());
         }
         let sli_key = raw.sli.get_ref().as_str();
         let sli = if sli_key == "success" {
             if raw.threshold.is_some() {
-                return Err(err(raw.sli.span(), "slo.threshold", "a success SLI takes no threshold".into()));
+                return Err(err(
+                    raw.sli.span(),
+                    "slo.threshold",
+                    "a success SLI takes no threshold".into(),
+                ));
             }
             Sli::Success
         } else {
             if !exclude_errors.is_empty() {
-                return Err(err(raw.sli.span(), "slo.exclude_errors", "exclude_errors applies to `sli = \"success\"` only".into()));
+                return Err(err(
+                    raw.sli.span(),
+                    "slo.exclude_errors",
+                    "exclude_errors applies to `sli = \"success\"` only".into(),
+                ));
             }
             // Every member must feed the same histogram for this key.
             let mut found: Option<(&'static str, Unit)> = None;
@@ -103,12 +135,26 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Ve
                     .iter()
                     .find(|m| m.key == sli_key && m.instrument == Instrument::Histogram && m.unit != Unit::UnixTime)
                     .ok_or_else(|| {
-                        err(raw.sli.span(), "slo.sli", format!("probe {:?} ({}) has no histogram measurement {sli_key:?}", b.name, b.kind))
+                        err(
+                            raw.sli.span(),
+                            "slo.sli",
+                            format!(
+                                "probe {:?} ({}) has no histogram measurement {sli_key:?}",
+                                b.name, b.kind
+                            ),
+                        )
                     })?;
                 match found {
                     None => found = Some((m.metric, m.unit)),
                     Some((metric, _)) if metric != m.metric => {
-                        return Err(err(raw.sli.span(), "slo.sli", format!("the probes export {sli_key:?} as different metrics ({metric}, {})", m.metric)));
+                        return Err(err(
+                            raw.sli.span(),
+                            "slo.sli",
+                            format!(
+                                "the probes export {sli_key:?} as different metrics ({metric}, {})",
+                                m.metric
+                            ),
+                        ));
                     }
                     _ => {}
                 }
@@ -132,12 +178,22 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Ve
                     .find(|t| t.key == sli_key)
                     .map(|t| t.value)
                     .ok_or_else(|| {
-                        err(raw.sli.span(), "slo.threshold", format!("set `threshold`, or a per-run `{sli_key}` budget on probe {:?}", members[0].name))
+                        err(
+                            raw.sli.span(),
+                            "slo.threshold",
+                            format!(
+                                "set `threshold`, or a per-run `{sli_key}` budget on probe {:?}",
+                                members[0].name
+                            ),
+                        )
                     })?,
             };
             let extra = plan.thresholds.get(metric).map(Vec::as_slice).unwrap_or(&[]);
             let edges = buckets::with_thresholds(unit, extra);
-            if !edges.iter().any(|e| (e - threshold).abs() <= 1e-12 * threshold.abs().max(1.0)) {
+            if !edges
+                .iter()
+                .any(|e| (e - threshold).abs() <= 1e-12 * threshold.abs().max(1.0))
+            {
                 let at = raw.threshold.as_ref().map_or(raw.sli.span(), |t| t.span());
                 return Err(err(
                     at,
