@@ -226,11 +226,11 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Ve
 /// A duration as Prometheus writes it: `30d`, `6h`, `5m`, `90s`.
 pub fn prom_duration(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 86400 == 0 {
+    if s.is_multiple_of(86400) {
         format!("{}d", s / 86400)
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")

@@ -11,8 +11,11 @@ use crate::telemetry::prometheus::float_text;
 /// Windows the alerts read, shortest first.
 pub const WINDOWS: &[&str] = &["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
 
-/// (severity, [(burn rate, long window, short window)]).
-pub const ALERTS: &[(&str, &str, &[(f64, &str, &str)])] = &[
+/// A burn-rate condition: (burn rate, long window, short window).
+pub type Burn = (f64, &'static str, &'static str);
+
+/// (severity, alert name, conditions any of which fires the alert).
+pub const ALERTS: &[(&str, &str, &[Burn])] = &[
     (
         "page",
         "SloprobeBurnRatePage",
