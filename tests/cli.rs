@@ -47,7 +47,7 @@ async fn once_json_lines_and_exit_codes() {
         for k in ["dns", "connect", "tls", "send", "wait", "transfer", "ttfb", "total"] {
             assert!(r["measurements"][k].is_f64(), "{k} missing in {r}");
         }
-        assert!(r["measurements"]["wait"].as_f64().unwrap() >= 0.020);
+        assert!(r["measurements"]["wait"].as_f64().unwrap() >= 0.020, "{r}");
     }
     let summary = lines.iter().find(|l| l["type"] == "summary").unwrap();
     assert_eq!(summary["runs"], 3);

@@ -186,7 +186,7 @@ async fn real_prometheus_scrapes_the_daemon() {
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sloprobe\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
     );
     std::fs::write(dir.path().join("prometheus.yml"), prom_cfg).unwrap();
-    let prometheus = which("prometheus").expect("prometheus is not installed: run scripts/test.sh, which installs it");
+    let prometheus = tool("prometheus");
     let _prom = Child(
         Command::new(prometheus)
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
@@ -229,21 +229,4 @@ async fn real_prometheus_scrapes_the_daemon() {
     let q = "sum(probe_runs_total{probe_name=\"refused\",error_type=\"connect_refused\"})";
     let (_, body) = http_get(&query(q)).await.unwrap();
     assert!(body.contains("\"result\":[{"), "{body}");
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

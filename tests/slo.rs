@@ -16,13 +16,6 @@ fn sloprobe(args: &[&str], config: &std::path::Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn tool(name: &str) -> std::path::PathBuf {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|p| p.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed: run scripts/test.sh, which installs it"))
-}
-
 const UNIT_CONFIG: &str = r#"
 [[probe]]
 name = "p"
@@ -288,13 +281,4 @@ window = "28d"
         let ok = eventually(30, Duration::from_millis(500), || query(q.clone())).await;
         assert!(ok.is_some(), "no data for dashboard query {q}");
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

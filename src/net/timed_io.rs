@@ -57,12 +57,15 @@ impl<S> TimedIo<S> {
         &self.inner
     }
 
-    fn note_write(&self, n: usize) {
+    /// `started` is taken before the write call: a thread preempted after the syscall
+    /// must not make the request look written later than it was (that would shorten
+    /// `wait` below the server's real think time).
+    fn note_write(&self, n: usize, started: Instant) {
         if n == 0 {
             return;
         }
         let mut m = self.marks.0.lock().expect("marks lock");
-        let now = Instant::now();
+        let now = started;
         m.bytes_written += n as u64;
         m.first_write.get_or_insert(now);
         if m.first_read.is_none() {
@@ -89,9 +92,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let started = Instant::now();
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = res {
-            self.note_write(n);
+            self.note_write(n, started);
         }
         res
     }
@@ -101,9 +105,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let started = Instant::now();
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = res {
-            self.note_write(n);
+            self.note_write(n, started);
         }
         res
     }

@@ -14,7 +14,7 @@ use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::{BoxFuture, BuildContext, Kind, Probe, reject_unused};
+use super::{BoxFuture, BuildContext, Kind, Probe, http_config, reject_unused};
 use crate::config::{ConfigError, ProbeConfig};
 use crate::net::Resolver;
 use crate::net::http::{self as nethttp, BodySpec, Version};
@@ -223,18 +223,7 @@ const FORMATS: &str = "openai-chat, openai-responses, anthropic-messages, sse, c
 
 fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
     let raw = &cfg.raw;
-    let Some(url_s) = &raw.url else {
-        return Err(cfg.error_at(
-            &raw.name,
-            "probe.url",
-            format!("assistant probe {:?} needs `url`", cfg.name),
-        ));
-    };
-    let url = url::Url::parse(url_s.get_ref())
-        .map_err(|e| cfg.error_at(url_s, "probe.url", format!("invalid URL {:?}: {e}", url_s.get_ref())))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(cfg.error_at(url_s, "probe.url", "assistant probes need an http:// or https:// URL"));
-    }
+    let t = http_config::target(cfg, ctx, "assistant")?;
     let Some(format_s) = &raw.format else {
         return Err(cfg.error_at(
             &raw.name,
@@ -286,12 +275,7 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         }
     }
     let body = body_text.map_or(BodySpec::Empty, |(t, _)| BodySpec::Bytes(Bytes::from(t)));
-    let method = match &req.method {
-        Some(m) => Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes())
-            .map_err(|_| cfg.error_at(m, "probe.request.method", "invalid method"))?,
-        None if matches!(body, BodySpec::Empty) => Method::GET,
-        None => Method::POST,
-    };
+    let method = http_config::method(cfg, !matches!(body, BodySpec::Empty))?;
 
     let mut headers = vec![
         (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
@@ -304,62 +288,10 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
             }),
         ),
     ];
-    for (name, value) in &req.headers {
-        let key = format!("probe.request.headers.{name}");
-        let hname = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| cfg.error_at(value, &key, format!("invalid header name {name:?}")))?;
-        let (text, sensitive) = if crate::config::Secret::is_reference(value.get_ref()) {
-            (cfg.secret(value, &key)?.expose().to_string(), true)
-        } else {
-            (value.get_ref().clone(), false)
-        };
-        let mut v = HeaderValue::from_str(&text).map_err(|_| cfg.error_at(value, &key, "invalid header value"))?;
-        v.set_sensitive(sensitive);
-        headers.retain(|(k, _)| *k != hname);
-        headers.push((hname, v));
+    for (name, value) in t.headers {
+        headers.retain(|(k, _)| *k != name);
+        headers.push((name, value));
     }
-    if let Some(b) = &req.bearer {
-        let secret = cfg.secret(b, "probe.request.bearer")?;
-        let mut v = HeaderValue::from_str(&format!("Bearer {}", secret.expose())).map_err(|_| {
-            cfg.error_at(
-                b,
-                "probe.request.bearer",
-                "token has characters not allowed in a header",
-            )
-        })?;
-        v.set_sensitive(true);
-        headers.push((header::AUTHORIZATION, v));
-    }
-    let mut header_present = Vec::new();
-    for h in &raw.expect.header_present {
-        header_present.push(
-            HeaderName::from_bytes(h.get_ref().as_bytes())
-                .map_err(|_| cfg.error_at(h, "probe.expect.header_present", "invalid header name"))?,
-        );
-    }
-    let version = match raw.http_version.as_ref().map(|v| v.get_ref().as_str()) {
-        None | Some("auto") => Version::Auto,
-        Some("1.1") | Some("1") => Version::Http1,
-        Some("2") => Version::Http2,
-        Some(other) => {
-            return Err(cfg.error_at(
-                raw.http_version.as_ref().expect("matched Some"),
-                "probe.http_version",
-                format!("http_version {other:?}: use \"auto\", \"1.1\" or \"2\""),
-            ));
-        }
-    };
-    let ca_file = raw.tls.ca_file.as_ref().map(|f| (cfg.path(f.get_ref()), f));
-    let tls = ctx
-        .tls_config(
-            ca_file.as_ref().map(|(p, _)| p.as_path()),
-            raw.tls.insecure_skip_verify,
-            version.alpn(),
-        )
-        .map_err(|e| match &ca_file {
-            Some((_, span)) => cfg.error_at(*span, "probe.tls.ca_file", e),
-            None => cfg.source.error(e),
-        })?;
     let stall_timeout = raw.stall_timeout.as_ref().map(|s| s.get_ref().0);
     if let (Some(st), Some(span)) = (stall_timeout, raw.stall_timeout.as_ref())
         && (st.is_zero() || st > cfg.timeout)
@@ -383,18 +315,18 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         ],
     )?;
     Ok(Box::new(AssistantProbe {
-        url,
+        url: t.url,
         format,
         method,
         headers,
         body,
         model,
-        status: raw.expect.status.as_ref().map(|s| s.get_ref().clone()),
-        header_present,
+        status: t.status,
+        header_present: t.header_present,
         stall_timeout,
-        tls,
-        server_name: raw.tls.server_name.as_ref().map(|s| s.get_ref().clone()),
-        version,
+        tls: t.tls,
+        server_name: t.server_name,
+        version: t.version,
         resolver: ctx.resolver.clone(),
     }))
 }

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use regex::Regex;
 use rustls::ClientConfig;
 
-use super::{BoxFuture, BuildContext, Kind, Probe, reject_unused};
+use super::{BoxFuture, BuildContext, Kind, Probe, http_config, reject_unused};
 use crate::config::{ConfigError, ProbeConfig};
 use crate::net::Resolver;
 use crate::net::http::{self as nethttp, BodySpec, HttpConn, Version};
@@ -132,18 +132,7 @@ pub struct HttpProbe {
 
 fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
     let raw = &cfg.raw;
-    let Some(url_s) = &raw.url else {
-        return Err(cfg.error_at(&raw.name, "probe.url", format!("http probe {:?} needs `url`", cfg.name)));
-    };
-    let url = url::Url::parse(url_s.get_ref())
-        .map_err(|e| cfg.error_at(url_s, "probe.url", format!("invalid URL {:?}: {e}", url_s.get_ref())))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(cfg.error_at(
-            url_s,
-            "probe.url",
-            "http probes need an http:// or https:// URL with a host",
-        ));
-    }
+    let t = http_config::target(cfg, ctx, "http")?;
 
     let req = &raw.request;
     let bodies = [req.body.is_some(), req.body_file.is_some(), req.body_size.is_some()];
@@ -171,40 +160,7 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
     } else {
         BodySpec::Empty
     };
-    let method = match &req.method {
-        Some(m) => Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes())
-            .map_err(|_| cfg.error_at(m, "probe.request.method", format!("invalid method {:?}", m.get_ref())))?,
-        None if matches!(body, BodySpec::Empty) => Method::GET,
-        None => Method::POST,
-    };
-
-    let mut headers = Vec::new();
-    for (name, value) in &req.headers {
-        let key = format!("probe.request.headers.{name}");
-        let hname = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| cfg.error_at(value, &key, format!("invalid header name {name:?}")))?;
-        let (text, sensitive) = if crate::config::Secret::is_reference(value.get_ref()) {
-            (cfg.secret(value, &key)?.expose().to_string(), true)
-        } else {
-            (value.get_ref().clone(), false)
-        };
-        let mut hvalue = HeaderValue::from_str(&text)
-            .map_err(|_| cfg.error_at(value, &key, "header value has invalid characters"))?;
-        hvalue.set_sensitive(sensitive);
-        headers.push((hname, hvalue));
-    }
-    if let Some(b) = &req.bearer {
-        let secret = cfg.secret(b, "probe.request.bearer")?;
-        let mut v = HeaderValue::from_str(&format!("Bearer {}", secret.expose())).map_err(|_| {
-            cfg.error_at(
-                b,
-                "probe.request.bearer",
-                "token has characters not allowed in a header",
-            )
-        })?;
-        v.set_sensitive(true);
-        headers.push((header::AUTHORIZATION, v));
-    }
+    let method = http_config::method(cfg, !matches!(body, BodySpec::Empty))?;
 
     let ex = &raw.expect;
     let regex = |r: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<Regex>, ConfigError> {
@@ -212,54 +168,13 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
             .map(|s| Regex::new(s.get_ref()).map_err(|e| cfg.error_at(s, key, format!("invalid regex: {e}"))))
             .transpose()
     };
-    let mut header_present = Vec::new();
-    for h in &ex.header_present {
-        header_present.push(
-            HeaderName::from_bytes(h.get_ref().as_bytes())
-                .map_err(|_| cfg.error_at(h, "probe.expect.header_present", "invalid header name"))?,
-        );
-    }
-    if let Some(st) = &ex.status
-        && let Some(bad) = st.get_ref().iter().find(|s| !(100..=599).contains(*s))
-    {
-        return Err(cfg.error_at(st, "probe.expect.status", format!("{bad} is not an HTTP status code")));
-    }
     let expect = Expect {
-        status: ex.status.as_ref().map(|s| s.get_ref().clone()),
-        header_present,
+        status: t.status.clone(),
+        header_present: t.header_present.clone(),
         body_regex: regex(&ex.body_regex, "probe.expect.body_regex")?,
         body_not_regex: regex(&ex.body_not_regex, "probe.expect.body_not_regex")?,
         max_body: ex.max_body.as_ref().map_or(DEFAULT_MAX_BODY, |s| s.get_ref().0),
     };
-
-    let version = match raw.http_version.as_ref().map(|v| v.get_ref().as_str()) {
-        None | Some("auto") => Version::Auto,
-        Some("1.1") | Some("1") => Version::Http1,
-        Some("2") => Version::Http2,
-        Some(other) => {
-            return Err(cfg.error_at(
-                raw.http_version.as_ref().expect("matched Some"),
-                "probe.http_version",
-                format!("http_version {other:?}: use \"auto\", \"1.1\" or \"2\""),
-            ));
-        }
-    };
-    let alpn: &[&[u8]] = match version {
-        Version::Auto => &[b"h2", b"http/1.1"],
-        Version::Http1 => &[b"http/1.1"],
-        Version::Http2 => &[b"h2"],
-    };
-    let ca_file = raw.tls.ca_file.as_ref().map(|f| (cfg.path(f.get_ref()), f));
-    let tls = ctx
-        .tls_config(
-            ca_file.as_ref().map(|(p, _)| p.as_path()),
-            raw.tls.insecure_skip_verify,
-            alpn,
-        )
-        .map_err(|e| match &ca_file {
-            Some((_, span)) => cfg.error_at(*span, "probe.tls.ca_file", e),
-            None => cfg.source.error(e),
-        })?;
 
     let pool = match raw.connection.as_ref().map(|c| c.get_ref().as_str()) {
         None | Some("fresh") => None,
@@ -284,14 +199,14 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
     )?;
 
     Ok(Box::new(HttpProbe {
-        url,
+        url: t.url,
         method,
-        headers,
+        headers: t.headers,
         body,
         expect,
-        tls,
-        server_name: raw.tls.server_name.as_ref().map(|s| s.get_ref().clone()),
-        version,
+        tls: t.tls,
+        server_name: t.server_name,
+        version: t.version,
         follow_redirects: raw.follow_redirects.as_ref().map_or(0, |f| *f.get_ref()),
         pool,
         resolver: ctx.resolver.clone(),

@@ -4,6 +4,7 @@
 
 pub mod assistant;
 pub mod http;
+pub mod http_config;
 
 use std::collections::HashMap;
 use std::future::Future;
