@@ -1,18 +1,21 @@
 //! `sloprobe run`: build everything from config, run every probe on its schedule,
 //! serve the endpoints, and stop cleanly on SIGTERM/SIGINT.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::outcome::Outcome;
 use crate::probe::{self, BuildContext, BuiltProbe};
 use crate::schedule::Ticker;
 use crate::server::{self, AppState};
+use crate::slo::{self, Slo};
 use crate::telemetry::{Plan, Telemetry};
 use crate::{config::fmt_seconds, demo};
 
@@ -31,25 +34,70 @@ pub fn telemetry_plan<'a>(probes: impl IntoIterator<Item = &'a BuiltProbe> + Clo
     plan
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let ctx = BuildContext::new();
-    let probes: Vec<Arc<BuiltProbe>> = probe::build_all(&config.probes, &ctx)?
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    let plan = telemetry_plan(probes.iter().map(|p| p.as_ref()));
-    let telemetry = Arc::new(Telemetry::new(&config.location, plan, config.otlp.as_ref())?);
-    if let Some(o) = &config.otlp {
-        tracing::info!(protocol = ?o.protocol, endpoint = o.endpoint.as_deref().unwrap_or("(from OTEL_EXPORTER_OTLP_ENDPOINT or default)"), interval = ?o.interval, "OTLP push enabled");
-    }
-    let (stop_tx, stop_rx) = watch::channel(false);
+/// Everything `run`, `check` and `slo` need, validated: config, built probes, SLOs.
+pub struct Loaded {
+    pub config: Config,
+    pub probes: Vec<BuiltProbe>,
+    pub slos: Vec<Slo>,
+}
 
-    if let Some(d) = &config.demo {
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let config = Config::load(path)?;
+    let probes = probe::build_all(&config.probes, &BuildContext::new())?;
+    let plan = telemetry_plan(probes.iter());
+    let slos = slo::resolve(&config, &probes, &plan)?;
+    Ok(Loaded { config, probes, slos })
+}
+
+/// One set of running probes with the telemetry built for them. A reload replaces the
+/// whole set, because budgets (bucket edges) may have changed with the probes.
+struct Generation {
+    telemetry: Arc<Telemetry>,
+    stop: watch::Sender<bool>,
+    loops: Vec<JoinHandle<()>>,
+}
+
+impl Generation {
+    fn start(loaded: Loaded) -> anyhow::Result<Generation> {
+        let Loaded { config, probes, .. } = loaded;
+        let plan = telemetry_plan(probes.iter());
+        let telemetry = Arc::new(Telemetry::new(&config.location, plan, config.otlp.as_ref())?);
+        if let Some(o) = &config.otlp {
+            tracing::info!(protocol = ?o.protocol, endpoint = o.endpoint.as_deref().unwrap_or("(from OTEL_EXPORTER_OTLP_ENDPOINT or default)"), interval = ?o.interval, "OTLP push enabled");
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let loops = probes
+            .into_iter()
+            .map(|p| {
+                tracing::info!(probe = %p.name, kind = p.kind, schedule = %p.schedule.describe(), "scheduled");
+                tokio::spawn(probe_loop(Arc::new(p), telemetry.clone(), stop_rx.clone()))
+            })
+            .collect::<Vec<_>>();
+        tracing::info!(probes = loops.len(), location = %config.location, "probes running");
+        Ok(Generation { telemetry, stop, loops })
+    }
+
+    /// Stops scheduling, lets in-flight runs finish or time out, flushes push exporters.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for l in self.loops {
+            let _ = l.await;
+        }
+        self.telemetry.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
+pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
+    // Before anything else: an early SIGHUP must reload, not kill (its default action).
+    let mut signals = Signals::new()?;
+    let listen = loaded.config.server.listen;
+    let (server_stop_tx, server_stop) = watch::channel(false);
+    if let Some(d) = &loaded.config.demo {
         let listener = demo::bind(d.listen)
             .await
             .with_context(|| format!("binding demo target on {}", d.listen))?;
         tracing::info!(listen = %d.listen, "demo target serving");
-        let mut stop = stop_rx.clone();
+        let mut stop = server_stop.clone();
         tokio::spawn(async move {
             tokio::select! {
                 r = demo::serve(listener) => if let Err(e) = r { tracing::error!(error = %e, "demo target stopped") },
@@ -58,19 +106,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         });
     }
 
+    let mut current = Generation::start(loaded)?;
     let ready = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(RwLock::new(current.telemetry.clone()));
     let state = AppState {
-        telemetry: telemetry.clone(),
+        telemetry: shared.clone(),
         ready: ready.clone(),
     };
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding [server] listen = {}", config.server.listen))?;
-    tracing::info!(listen = %config.server.listen, "serving /metrics /healthz /readyz");
-    let mut server_stop = stop_rx.clone();
+        .with_context(|| format!("binding [server] listen = {listen}"))?;
+    tracing::info!(%listen, "serving /metrics /healthz /readyz");
+    let mut stop_rx = server_stop.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move {
-            let _ = server_stop.changed().await;
+            let _ = stop_rx.changed().await;
         };
         if let Err(e) = axum::serve(listener, server::router(state))
             .with_graceful_shutdown(shutdown)
@@ -79,28 +129,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::error!(error = %e, "metrics server failed");
         }
     });
-
-    let loops: Vec<JoinHandle<()>> = probes
-        .iter()
-        .map(|p| {
-            tracing::info!(probe = %p.name, kind = p.kind, schedule = %p.schedule.describe(), "scheduled");
-            tokio::spawn(probe_loop(p.clone(), telemetry.clone(), stop_rx.clone()))
-        })
-        .collect();
     ready.store(true, Ordering::Relaxed);
     notify_systemd("READY=1");
-    tracing::info!(probes = probes.len(), location = %config.location, "sloprobe running");
 
-    wait_for_signal().await;
+    loop {
+        match signals.next().await {
+            Signal::Stop => break,
+            Signal::Reload => {
+                tracing::info!(config = %path.display(), "SIGHUP: reloading");
+                // Validate everything first; a bad file leaves the running set alone.
+                match load(&path) {
+                    Err(e) => tracing::error!(error = %e, "reload failed: keeping the running config"),
+                    Ok(next) => {
+                        if next.config.server.listen != listen {
+                            tracing::warn!("[server] listen changed: takes effect on restart");
+                        }
+                        notify_systemd("RELOADING=1");
+                        let old = current;
+                        old.stop().await;
+                        current = Generation::start(next)?;
+                        *shared.write().expect("telemetry lock") = current.telemetry.clone();
+                        notify_systemd("READY=1");
+                        tracing::info!("reloaded");
+                    }
+                }
+            }
+        }
+    }
     tracing::info!("shutting down: waiting for in-flight runs");
     ready.store(false, Ordering::Relaxed);
     notify_systemd("STOPPING=1");
-    let _ = stop_tx.send(true);
-    for l in loops {
-        let _ = l.await;
-    }
+    current.stop().await;
+    let _ = server_stop_tx.send(true);
     let _ = server.await;
-    telemetry.shutdown(std::time::Duration::from_secs(5)).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -169,20 +230,47 @@ fn log_outcome(o: &Outcome) {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGTERM/SIGINT stop the daemon; SIGHUP reloads the config.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                hup: signal(SignalKind::hangup())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.hup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
     }
 }
 

@@ -80,16 +80,11 @@ enum SloCommand {
 
 /// Loads the config, builds every probe and checks the SLOs: what `check`, `run` and
 /// `slo` all need before doing anything.
-fn load_checked(path: &std::path::Path) -> Result<(Config, Vec<probe::BuiltProbe>, Vec<sloprobe::slo::Slo>), ExitCode> {
-    let cfg = load(path)?;
-    let fail = |e: sloprobe::config::ConfigError| {
+fn load_checked(path: &std::path::Path) -> Result<sloprobe::daemon::Loaded, ExitCode> {
+    sloprobe::daemon::load(path).map_err(|e| {
         eprintln!("config error: {e}");
         ExitCode::from(once::EXIT_CONFIG as u8)
-    };
-    let built = probe::build_all(&cfg.probes, &BuildContext::new()).map_err(fail)?;
-    let plan = sloprobe::daemon::telemetry_plan(built.iter());
-    let slos = sloprobe::slo::resolve(&cfg, &built, &plan).map_err(fail)?;
-    Ok((cfg, built, slos))
+    })
 }
 
 fn init_logging(format: LogFormat, to_stderr: bool) {
@@ -133,11 +128,11 @@ async fn main() -> ExitCode {
     init_logging(cli.log_format, logs_to_stderr);
     match cli.command {
         Command::Run { config } => {
-            let cfg = match load_checked(&config) {
-                Ok((c, _, _)) => c,
+            let loaded = match load_checked(&config) {
+                Ok(l) => l,
                 Err(code) => return code,
             };
-            match sloprobe::daemon::run(cfg).await {
+            match sloprobe::daemon::run(config, loaded).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     if let Some(ce) = e.downcast_ref::<sloprobe::config::ConfigError>() {
@@ -191,8 +186,8 @@ async fn main() -> ExitCode {
             ExitCode::from(code as u8)
         }
         Command::Check { config } => match load_checked(&config) {
-            Ok((cfg, built, slos)) => {
-                let _ = sloprobe::check::print_plan(&mut std::io::stdout(), &cfg, &built, &slos);
+            Ok(l) => {
+                let _ = sloprobe::check::print_plan(&mut std::io::stdout(), &l.config, &l.probes, &l.slos);
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -203,11 +198,11 @@ async fn main() -> ExitCode {
                 SloCommand::Dashboard { config } => (config, false),
             };
             match load_checked(path) {
-                Ok((_, built, slos)) => {
+                Ok(l) => {
                     if rules {
-                        print!("{}", sloprobe::slo::rules::render(&slos, &path.display().to_string()));
+                        print!("{}", sloprobe::slo::rules::render(&l.slos, &path.display().to_string()));
                     } else {
-                        let d = sloprobe::slo::dashboard::render(&built, &slos);
+                        let d = sloprobe::slo::dashboard::render(&l.probes, &l.slos);
                         println!("{}", serde_json::to_string_pretty(&d).expect("json"));
                     }
                     ExitCode::SUCCESS

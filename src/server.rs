@@ -1,7 +1,7 @@
 //! The daemon's own HTTP endpoints: `/metrics` (Prometheus), `/healthz`, `/readyz`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -14,7 +14,8 @@ use crate::telemetry::Telemetry;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub telemetry: Arc<Telemetry>,
+    /// Swapped on reload, when the probes (and so the instruments) change.
+    pub telemetry: Arc<RwLock<Arc<Telemetry>>>,
     /// Set once every probe's schedule is running; cleared when shutting down.
     pub ready: Arc<AtomicBool>,
 }
@@ -31,7 +32,7 @@ pub fn router(state: AppState) -> Router {
 /// the blocking pool so probe timers are not held up, and stream out in chunks.
 async fn metrics(State(s): State<AppState>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(4);
-    let telemetry = s.telemetry.clone();
+    let telemetry = s.telemetry.read().expect("telemetry lock").clone();
     tokio::task::spawn_blocking(move || {
         let result = telemetry.prometheus_text(&mut |chunk| {
             let _ = tx.blocking_send(chunk);

@@ -230,3 +230,87 @@ async fn real_prometheus_scrapes_the_daemon() {
     let (_, body) = http_get(&query(q)).await.unwrap();
     assert!(body.contains("\"result\":[{"), "{body}");
 }
+
+#[tokio::test]
+async fn sighup_reloads_and_a_bad_config_keeps_the_running_one() {
+    let t = plain_target().await;
+    let port = free_port();
+    let probe = |name: &str| {
+        format!(
+            "[[probe]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"http://{}/\"\nevery = \"200ms\"\n",
+            t.addr
+        )
+    };
+    let head = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+    let dir = write_files(&[("sloprobe.toml", &format!("{head}{}", probe("before")))]);
+    let cfg = dir.path().join("sloprobe.toml");
+    let log = dir.path().join("daemon.log");
+    let mut child = Child(
+        Command::new(bin())
+            .args(["run", "-c"])
+            .arg(&cfg)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let runs = |name: &'static str| {
+        let url = format!("{base}/metrics");
+        async move {
+            let (_, text) = http_get(&url).await?;
+            sample(&text, "probe_runs_total", &[&format!("probe_name=\"{name}\"")]).filter(|v| *v >= 2.0)
+        }
+    };
+    assert!(
+        eventually(50, Duration::from_millis(100), || runs("before"))
+            .await
+            .is_some()
+    );
+
+    let hup = |pid: u32| {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    std::fs::write(&cfg, format!("{head}{}", probe("after"))).unwrap();
+    hup(child.0.id());
+    assert!(
+        eventually(50, Duration::from_millis(100), || runs("after"))
+            .await
+            .is_some(),
+        "reload did not start the new probe"
+    );
+    let (_, text) = http_get(&format!("{base}/metrics")).await.unwrap();
+    assert!(
+        !text.contains("probe_name=\"before\""),
+        "the removed probe is still exported"
+    );
+
+    // A broken file: logged with file:line, the running probes go on.
+    std::fs::write(&cfg, format!("{head}{}bogus = 1\n", probe("broken"))).unwrap();
+    hup(child.0.id());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, text) = http_get(&format!("{base}/metrics")).await.unwrap();
+    let n1 = sample(&text, "probe_runs_total", &["probe_name=\"after\""]).unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (_, text) = http_get(&format!("{base}/metrics")).await.unwrap();
+    let n2 = sample(&text, "probe_runs_total", &["probe_name=\"after\""]).unwrap();
+    assert!(n2 > n1, "probing stopped after a failed reload");
+    assert!(child.0.try_wait().unwrap().is_none(), "daemon died on a bad reload");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("reload failed") && text.contains("sloprobe.toml:8:"),
+        "{text}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success());
+}
