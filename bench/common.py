@@ -95,3 +95,11 @@ def machine():
     except OSError:
         pass
     return f"{os.cpu_count()} cores, {cpu}"
+
+
+def cpu_steal_ticks():
+    """Host-wide (steal, total) jiffies from /proc/stat: time this VM's vCPUs were runnable
+    but not running, which shows up as scheduling latency no process can avoid."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return fields[7], sum(fields)

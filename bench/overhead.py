@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.parse
 
-from common import BIN, OUT, Proc, build, cpu_seconds, free_port, http_text, machine, memory_kb, wait_http
+from common import BIN, OUT, Proc, build, cpu_seconds, cpu_steal_ticks, free_port, http_text, machine, memory_kb, wait_http
 
 BUCKET = re.compile(r'^probe_schedule_lateness_seconds_bucket\{.*le="([^"]+)"\} (\S+)$', re.M)
 RUNS = re.compile(r"^probe_runs_total\{.*\} (\S+)$", re.M)
@@ -60,6 +60,7 @@ def fraction_within(before, after, le):
 
 
 def run_sloprobe(args, tport, d):
+    size = 0
     mport = free_port()
     lines = [f'location = "bench"\n[server]\nlisten = "127.0.0.1:{mport}"\n']
     for i, every in enumerate(intervals(args.probes)):
@@ -70,18 +71,19 @@ def run_sloprobe(args, tport, d):
     with Proc([BIN, "run", "-c", cfg], env={**os.environ, "SLOPROBE_LOG": "warn"}) as p:
         wait_http(f"http://127.0.0.1:{mport}/readyz")
         time.sleep(args.warmup)
-        s0, c0 = scrape(mport), cpu_seconds(p.pid)
+        s0, c0, st0 = scrape(mport), cpu_seconds(p.pid), cpu_steal_ticks()
         # Scraped every 15 s meanwhile, as Prometheus would: the cost of being scraped counts.
         scrape_times, end = [], time.time() + args.seconds
-        while time.time() + 15 < end:
-            time.sleep(15)
+        while args.scrape_every and time.time() + args.scrape_every < end:
+            time.sleep(args.scrape_every)
             t = time.time()
             size = len(http_text(f"http://127.0.0.1:{mport}/metrics"))
             scrape_times.append(time.time() - t)
         time.sleep(max(0.0, end - time.time()))
-        s1, c1 = scrape(mport), cpu_seconds(p.pid)
+        s1, c1, st1 = scrape(mport), cpu_seconds(p.pid), cpu_steal_ticks()
         mem = memory_kb(p.pid)
     runs = s1["runs"] - s0["runs"]
+    steal = (st1[0] - st0[0]) / max(1, st1[1] - st0[1])
     p50, _ = quantile_from_buckets(s0["buckets"], s1["buckets"], 0.50)
     p99, n = quantile_from_buckets(s0["buckets"], s1["buckets"], 0.99)
     return {
@@ -90,7 +92,8 @@ def run_sloprobe(args, tport, d):
         "lateness_p50_le_s": p50, "lateness_p99_le_s": p99, "lateness_samples": n,
         "lateness_within_1ms": fraction_within(s0["buckets"], s1["buckets"], "0.001"),
         "lateness_within_5ms": fraction_within(s0["buckets"], s1["buckets"], "0.005"),
-        "scrape_seconds_max": max(scrape_times, default=float("nan")), "scrape_bytes": size if scrape_times else 0,
+        "scrape_seconds_max": max(scrape_times, default=float("nan")), "scrape_bytes": size,
+        "cpu_steal_fraction": steal,
     }
 
 
@@ -154,6 +157,7 @@ def main():
     ap.add_argument("--probes", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=12)
+    ap.add_argument("--scrape-every", type=int, default=15, help="seconds between /metrics scrapes; 0 = none")
     args = ap.parse_args()
     build()
     os.makedirs(OUT, exist_ok=True)
@@ -179,6 +183,7 @@ def main():
         f"p99 ≤ {s['lateness_p99_le_s'] * 1000:g} ms (histogram bucket edges); within 1 ms: "
         f"{100 * s['lateness_within_1ms']:.2f} %, within 5 ms: {100 * s['lateness_within_5ms']:.2f} %; skipped runs: {s['skipped']:.0f}",
         f"sloprobe /metrics: {s['scrape_bytes'] / 1e6:.1f} MB per scrape, slowest scrape {s['scrape_seconds_max'] * 1000:.0f} ms",
+        f"host CPU steal during the sloprobe window: {100 * s['cpu_steal_fraction']:.2f} % of CPU time",
         f"blackbox_exporter driver's own lateness p99 (Python asyncio): {b['driver_lateness_p99_s'] * 1000:.1f} ms",
     ]
     text = "\n".join(lines)

@@ -13,6 +13,7 @@ pub mod demo_llm;
 pub mod net;
 pub mod once;
 pub mod outcome;
+pub mod precise_timer;
 pub mod probe;
 pub mod schedule;
 pub mod server;

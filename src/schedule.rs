@@ -161,10 +161,21 @@ pub struct Ticker {
     schedule: Schedule,
     next: Instant,
     next_wall: SystemTime,
+    /// Wake through `precise_timer` (production) or Tokio's timer (tests with paused time).
+    precise: bool,
 }
 
 impl Ticker {
+    /// A ticker that wakes through the precise timer thread.
     pub fn new(schedule: Schedule) -> Ticker {
+        Ticker {
+            precise: true,
+            ..Ticker::coarse(schedule)
+        }
+    }
+
+    /// A ticker on Tokio's millisecond timer (works with paused test time).
+    pub fn coarse(schedule: Schedule) -> Ticker {
         let now_wall = SystemTime::now();
         let now = Instant::now();
         let next_wall = schedule.next_after(now_wall);
@@ -173,6 +184,7 @@ impl Ticker {
             schedule,
             next,
             next_wall,
+            precise: false,
         }
     }
 
@@ -182,7 +194,11 @@ impl Ticker {
 
     /// Sleeps until the next due time and advances the timeline.
     pub async fn tick(&mut self) -> Tick {
-        tokio::time::sleep_until(self.next).await;
+        if self.precise {
+            crate::precise_timer::sleep_until(self.next.into_std()).await;
+        } else {
+            tokio::time::sleep_until(self.next).await;
+        }
         let now = Instant::now();
         let due = self.next;
         let mut missed = 0;
@@ -254,7 +270,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn ticker_does_not_drift_and_counts_missed() {
         let s = Schedule::every(Duration::from_millis(100), "t", Duration::ZERO);
-        let mut t = Ticker::new(s);
+        let mut t = Ticker::coarse(s);
         let first = t.tick().await;
         let second = t.tick().await;
         assert_eq!(second.due - first.due, Duration::from_millis(100));

