@@ -181,22 +181,10 @@ async fn real_prometheus_scrapes_the_daemon() {
     )]);
     let _daemon = start_daemon(&dir.path().join("sloprobe.toml"));
 
-    let prom_port = free_port();
     let prom_cfg = format!(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sloprobe\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
     );
-    std::fs::write(dir.path().join("prometheus.yml"), prom_cfg).unwrap();
-    let prometheus = tool("prometheus");
-    let _prom = Child(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_prom, prom_port) = start_prometheus(dir.path(), &prom_cfg);
 
     let api = format!("http://127.0.0.1:{prom_port}/api/v1/query?query=");
     let query = |q: &str| format!("{api}{}", urlencode(q));

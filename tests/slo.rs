@@ -44,16 +44,10 @@ fn promtool_checks_and_unit_tests_the_rules() {
     let dir = write_files(&[("sloprobe.toml", UNIT_CONFIG)]);
     let rules = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
     std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
-    let out = Command::new(tool("promtool"))
-        .args(["check", "rules"])
-        .arg(dir.path().join("rules.yml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(tool("promtool"))
+            .args(["check", "rules"])
+            .arg(dir.path().join("rules.yml")),
     );
 
     // 60 runs a minute. Fast burn: everything fails (1000× the budget). Slow burn: 0.5 %
@@ -89,16 +83,10 @@ fn promtool_checks_and_unit_tests_the_rules() {
         alert("1500m", "SloprobeBurnRateTicket", None),
     );
     std::fs::write(dir.path().join("test.yml"), test).unwrap();
-    let out = Command::new(tool("promtool"))
-        .args(["test", "rules", "test.yml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(tool("promtool"))
+            .args(["test", "rules", "test.yml"])
+            .current_dir(dir.path()),
     );
 }
 
@@ -228,25 +216,11 @@ window = "28d"
             .spawn()
             .unwrap(),
     );
-    let prom_port = free_port();
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: sloprobe\n    static_configs:\n      - targets: ['127.0.0.1:{listen}']\n",
-            dir.path().join("rules.yml").display()
-        ),
-    )
-    .unwrap();
-    let _prom = Child(
-        Command::new(tool("prometheus"))
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let prom_cfg = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: sloprobe\n    static_configs:\n      - targets: ['127.0.0.1:{listen}']\n",
+        dir.path().join("rules.yml").display()
     );
+    let (_prom, prom_port) = start_prometheus(dir.path(), &prom_cfg);
 
     let query = |q: String| {
         let url = format!("http://127.0.0.1:{prom_port}/api/v1/query?query={}", urlencode(&q));

@@ -244,3 +244,31 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Starts a real Prometheus on a free loopback port with `config` (YAML) in `dir`.
+pub fn start_prometheus(dir: &Path, config: &str) -> (Child, u16) {
+    let port = free_port();
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let child = Child(
+        std::process::Command::new(tool("prometheus"))
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (child, port)
+}
+
+/// Runs a command and fails the test with its output unless it succeeds.
+pub fn run_ok(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
