@@ -41,6 +41,7 @@ impl Budgets {
                     measurement: t.key.to_string(),
                     value: v,
                     threshold: t.value,
+                    unit: t.unit,
                 });
             }
         }

@@ -4,8 +4,7 @@
 use std::io::Write;
 use std::time::SystemTime;
 
-use crate::config::{Config, ProbeConfig, Secret, fmt_seconds};
-use crate::outcome::Unit;
+use crate::config::{Config, ProbeConfig, Secret};
 use crate::probe::BuiltProbe;
 
 pub fn print_plan(
@@ -59,17 +58,11 @@ pub fn print_plan(
             writeln!(out, "  {line}")?;
         }
         for t in &p.budgets.per_run {
-            writeln!(out, "  budget: {} ≤ {} per run", t.key, fmt_threshold(t.unit, t.value))?;
+            writeln!(out, "  budget: {} ≤ {} per run", t.key, t.unit.format(t.value))?;
         }
         for pt in &p.budgets.percentiles {
             let t = &pt.threshold;
-            writeln!(
-                out,
-                "  budget: p{} {} ≤ {}",
-                pt.q,
-                t.key,
-                fmt_threshold(t.unit, t.value)
-            )?;
+            writeln!(out, "  budget: p{} {} ≤ {}", pt.q, t.key, t.unit.format(t.value))?;
         }
     }
     for slo in slos {
@@ -77,7 +70,7 @@ pub fn print_plan(
             crate::slo::Sli::Success => "success".to_string(),
             crate::slo::Sli::Below {
                 key, threshold, unit, ..
-            } => format!("{key} ≤ {}", fmt_threshold(*unit, *threshold)),
+            } => format!("{key} ≤ {}", unit.format(*threshold)),
         };
         writeln!(
             out,
@@ -89,14 +82,6 @@ pub fn print_plan(
         )?;
     }
     Ok(())
-}
-
-fn fmt_threshold(unit: Unit, v: f64) -> String {
-    match unit {
-        Unit::Seconds => fmt_seconds(v),
-        Unit::Bytes => format!("{v:.0} bytes"),
-        _ => v.to_string(),
-    }
 }
 
 /// Header values are shown only as "secret <ref>" or "literal": a literal can still be a

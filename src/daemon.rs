@@ -217,8 +217,8 @@ fn log_outcome(o: &Outcome) {
                     format!(
                         "{} {} > {}",
                         b.measurement,
-                        fmt_seconds(b.value),
-                        fmt_seconds(b.threshold)
+                        b.unit.format(b.value),
+                        b.unit.format(b.threshold)
                     )
                 })
                 .collect();

@@ -7,7 +7,6 @@ use std::io::Write;
 use serde_json::{Map, Value, json};
 
 use crate::budget::{PercentileVerdict, percentile};
-use crate::config::fmt_seconds;
 use crate::outcome::{Outcome, Unit};
 use crate::probe::BuiltProbe;
 
@@ -145,17 +144,6 @@ fn unit_of(p: &BuiltProbe, key: &str) -> Unit {
     p.measures.iter().find(|m| m.key == key).map_or(Unit::Count, |m| m.unit)
 }
 
-fn fmt_value(unit: Unit, v: f64) -> String {
-    match unit {
-        Unit::Seconds => fmt_seconds(v),
-        Unit::Bytes => format!("{v:.0}B"),
-        Unit::Count | Unit::Tokens => format!("{v}"),
-        Unit::UnixTime => {
-            chrono::DateTime::from_timestamp(v as i64, 0).map_or(v.to_string(), |t| t.date_naive().to_string())
-        }
-    }
-}
-
 fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport) {
     let keys: Vec<&'static str> = measurement_keys(&r.outcomes)
         .into_iter()
@@ -175,7 +163,7 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport) {
         };
         let mut line = format!("{:<5} {:<18}", i + 1, result);
         for k in &keys {
-            let v = o.get(k).map_or("-".to_string(), |v| fmt_value(unit_of(p, k), v));
+            let v = o.get(k).map_or("-".to_string(), |v| unit_of(p, k).format(v));
             line.push_str(&format!(" {v:>11}"));
         }
         let _ = writeln!(out, "{line}");
@@ -185,7 +173,7 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport) {
             let mut line = format!("{:<5} {:<18}", format!("p{q}"), "");
             for k in &keys {
                 let mut values: Vec<f64> = r.outcomes.iter().filter_map(|o| o.get(k)).collect();
-                let v = percentile(&mut values, q).map_or("-".to_string(), |v| fmt_value(unit_of(p, k), v));
+                let v = percentile(&mut values, q).map_or("-".to_string(), |v| unit_of(p, k).format(v));
                 line.push_str(&format!(" {v:>11}"));
             }
             let _ = writeln!(out, "{line}");
@@ -214,8 +202,8 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport) {
         let _ = writeln!(
             out,
             "  {n}× budget broken: {key} > {} (worst {})",
-            fmt_value(u, threshold),
-            fmt_value(u, worst)
+            u.format(threshold),
+            u.format(worst)
         );
     }
     for v in &r.verdicts {
@@ -224,8 +212,8 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport) {
             "  budget p{} {} = {} (≤ {}): {}",
             v.q,
             v.key,
-            fmt_value(v.unit, v.value),
-            fmt_value(v.unit, v.threshold),
+            v.unit.format(v.value),
+            v.unit.format(v.threshold),
             if v.passed { "ok" } else { "BROKEN" }
         );
     }

@@ -125,6 +125,20 @@ pub enum Unit {
     UnixTime,
 }
 
+impl Unit {
+    /// A value in this unit for people: `12.345ms`, `180000B`, `2026-05-01`.
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::Seconds => crate::config::fmt_seconds(v),
+            Unit::Bytes => format!("{v:.0}B"),
+            Unit::Count | Unit::Tokens => format!("{v}"),
+            Unit::UnixTime => {
+                chrono::DateTime::from_timestamp(v as i64, 0).map_or(v.to_string(), |t| t.date_naive().to_string())
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Instrument {
     /// Every value goes into a histogram.
@@ -288,6 +302,8 @@ pub struct Breach {
     pub measurement: String,
     pub value: f64,
     pub threshold: f64,
+    #[serde(skip)]
+    pub unit: Unit,
 }
 
 /// The result of one probe run.
@@ -324,5 +340,18 @@ impl Outcome {
 
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unit;
+
+    #[test]
+    fn values_are_formatted_by_unit() {
+        assert_eq!(Unit::Seconds.format(0.0125), "12.500ms");
+        assert_eq!(Unit::Bytes.format(180_000.0), "180000B");
+        assert_eq!(Unit::Tokens.format(20.0), "20");
+        assert_eq!(Unit::UnixTime.format(0.0), "1970-01-01");
     }
 }
