@@ -144,7 +144,18 @@ fn threshold(
             ),
         ));
     };
-    let parsed = match (measure.unit, value) {
+    let parsed = parse_value(measure.unit, key, value).map_err(|e| cfg.error_at(at, path, e))?;
+    Ok(Threshold {
+        key: measure.key,
+        unit: measure.unit,
+        value: parsed,
+    })
+}
+
+/// A threshold written for a measurement of `unit`: a duration, a size or a number.
+/// Budgets and SLO thresholds share this, so both accept the same forms.
+pub fn parse_value(unit: Unit, key: &str, value: &toml::Value) -> Result<f64, String> {
+    match (unit, value) {
         (Unit::Seconds, toml::Value::String(s)) => parse_duration(s).map(|d| d.as_secs_f64()),
         (Unit::Bytes, toml::Value::String(s)) => parse_size(s).map(|b| b as f64),
         (Unit::Bytes | Unit::Count | Unit::Tokens, toml::Value::Integer(n)) => Ok(*n as f64),
@@ -153,12 +164,6 @@ fn threshold(
         (Unit::Bytes, _) => Err(format!("`{key}` takes a size such as \"180KB\"")),
         _ => Err(format!("`{key}` takes a number")),
     }
-    .map_err(|e| cfg.error_at(at, path, e))?;
-    Ok(Threshold {
-        key: measure.key,
-        unit: measure.unit,
-        value: parsed,
-    })
 }
 
 #[cfg(test)]

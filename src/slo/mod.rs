@@ -8,7 +8,8 @@ pub mod rules;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError, parse_duration, parse_size};
+use crate::budget;
+use crate::config::{Config, ConfigError};
 use crate::outcome::{ErrorType, Instrument, Unit};
 use crate::probe::BuiltProbe;
 use crate::telemetry::{Plan, buckets, otel_unit, prometheus::metric_name};
@@ -162,14 +163,7 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Ve
             let (metric, unit) = found.expect("at least one member");
             let threshold = match &raw.threshold {
                 Some(t) => {
-                    let v = match (unit, t.get_ref()) {
-                        (Unit::Seconds, toml::Value::String(s)) => parse_duration(s).map(|d| d.as_secs_f64()),
-                        (Unit::Bytes, toml::Value::String(s)) => parse_size(s).map(|b| b as f64),
-                        (_, toml::Value::Integer(n)) => Ok(*n as f64),
-                        (_, toml::Value::Float(f)) => Ok(*f),
-                        _ => Err("threshold: write a duration like \"500ms\" or a size like \"180KB\"".to_string()),
-                    };
-                    v.map_err(|e| err(t.span(), "slo.threshold", e))?
+                    budget::parse_value(unit, sli_key, t.get_ref()).map_err(|e| err(t.span(), "slo.threshold", e))?
                 }
                 None => members[0]
                     .budgets
