@@ -42,20 +42,6 @@ const TOKENS: &[&str] = &[
     "probe.token.source",
 ];
 
-macro_rules! phase {
-    ($key:literal) => {
-        Measure {
-            key: $key,
-            metric: "probe.http.phase.duration",
-            unit: Unit::Seconds,
-            instrument: Instrument::Histogram,
-            description: "HTTP probe time by phase (dns, connect, tls, send, wait, transfer); phases are disjoint.",
-            fixed: &[("phase", $key)],
-            labels: &[],
-        }
-    };
-}
-
 macro_rules! seconds {
     ($key:literal, $metric:literal, $labels:expr, $desc:literal) => {
         Measure {
@@ -71,11 +57,11 @@ macro_rules! seconds {
 }
 
 pub const MEASURES: &[Measure] = &[
-    phase!("dns"),
-    phase!("connect"),
-    phase!("tls"),
-    phase!("send"),
-    phase!("wait"),
+    http_phase!("dns", &[]),
+    http_phase!("connect", &[]),
+    http_phase!("tls", &[]),
+    http_phase!("send", &[]),
+    http_phase!("wait", &[]),
     seconds!(
         "ttfb",
         "probe.http.ttfb",

@@ -25,7 +25,6 @@ pub const KIND: Kind = Kind {
     goodput: &[],
 };
 
-const PHASE_METRIC: &str = "probe.http.phase.duration";
 const CONN: &[&str] = &["probe.connection"];
 const SEMCONV: &[&str] = &[
     "http.request.method",
@@ -37,27 +36,13 @@ const SEMCONV: &[&str] = &[
     "probe.connection",
 ];
 
-macro_rules! phase {
-    ($key:literal, $desc:literal) => {
-        Measure {
-            key: $key,
-            metric: PHASE_METRIC,
-            unit: Unit::Seconds,
-            instrument: Instrument::Histogram,
-            description: "HTTP probe time by phase (dns, connect, tls, send, wait, transfer); phases are disjoint.",
-            fixed: &[("phase", $key)],
-            labels: CONN,
-        }
-    };
-}
-
 pub const MEASURES: &[Measure] = &[
-    phase!("dns", "name resolution"),
-    phase!("connect", "TCP connect"),
-    phase!("tls", "TLS handshake"),
-    phase!("send", "request written"),
-    phase!("wait", "request written to first response byte"),
-    phase!("transfer", "first to last response byte"),
+    http_phase!("dns", CONN),
+    http_phase!("connect", CONN),
+    http_phase!("tls", CONN),
+    http_phase!("send", CONN),
+    http_phase!("wait", CONN),
+    http_phase!("transfer", CONN),
     Measure {
         key: "ttfb",
         metric: "probe.http.ttfb",

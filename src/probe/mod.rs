@@ -2,6 +2,22 @@
 //! measurement catalog and a `build` that checks its config keys and returns a [`Probe`].
 //! Runs are driven here, so timeouts and budgets work the same for every kind.
 
+/// A connection phase of an HTTP-speaking probe, all feeding one histogram labelled by
+/// `phase`. Defined before the kind modules so both can use it.
+macro_rules! http_phase {
+    ($key:literal, $labels:expr) => {
+        $crate::outcome::Measure {
+            key: $key,
+            metric: "probe.http.phase.duration",
+            unit: $crate::outcome::Unit::Seconds,
+            instrument: $crate::outcome::Instrument::Histogram,
+            description: "HTTP probe time by phase (dns, connect, tls, send, wait, transfer); phases are disjoint.",
+            fixed: &[("phase", $key)],
+            labels: $labels,
+        }
+    };
+}
+
 pub mod assistant;
 pub mod http;
 pub mod http_config;
