@@ -192,7 +192,10 @@ fn config_checks() {
         "sloprobe.toml",
         &format!("{base}format = \"sse\"\nfollow_redirects = 2\n"),
     )]);
-    assert!(msg.contains("`probe.follow_redirects`"), "{msg}");
+    assert!(
+        msg.contains("sloprobe.toml:7:") && msg.contains("`probe.follow_redirects`"),
+        "{msg}"
+    );
     let msg = config_error(&[(
         "sloprobe.toml",
         &format!("{base}format = \"sse\"\nstall_timeout = \"1m\"\n"),

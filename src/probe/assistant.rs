@@ -292,12 +292,15 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         cfg,
         "assistant",
         &[
-            ("follow_redirects", raw.follow_redirects.is_some()),
-            ("connection", raw.connection.is_some()),
-            ("request.body_size", req.body_size.is_some()),
-            ("expect.body_regex", raw.expect.body_regex.is_some()),
-            ("expect.body_not_regex", raw.expect.body_not_regex.is_some()),
-            ("expect.max_body", raw.expect.max_body.is_some()),
+            ("follow_redirects", raw.follow_redirects.as_ref().map(|s| s.span())),
+            ("connection", raw.connection.as_ref().map(|s| s.span())),
+            ("request.body_size", req.body_size.as_ref().map(|s| s.span())),
+            ("expect.body_regex", raw.expect.body_regex.as_ref().map(|s| s.span())),
+            (
+                "expect.body_not_regex",
+                raw.expect.body_not_regex.as_ref().map(|s| s.span()),
+            ),
+            ("expect.max_body", raw.expect.max_body.as_ref().map(|s| s.span())),
         ],
     )?;
     Ok(Box::new(AssistantProbe {

@@ -176,10 +176,10 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         cfg,
         "http",
         &[
-            ("format", raw.format.is_some()),
-            ("stall_timeout", raw.stall_timeout.is_some()),
-            ("body", raw.body.is_some()),
-            ("body_file", raw.body_file.is_some()),
+            ("format", raw.format.as_ref().map(|s| s.span())),
+            ("stall_timeout", raw.stall_timeout.as_ref().map(|s| s.span())),
+            ("body", raw.body.as_ref().map(|s| s.span())),
+            ("body_file", raw.body_file.as_ref().map(|s| s.span())),
         ],
     )?;
 

@@ -210,15 +210,18 @@ fn timeout_error(phase: &str, timeout: Duration) -> ProbeError {
 }
 
 /// Rejects keys this kind does not use, so a typo never silently does nothing.
-pub fn reject_unused(cfg: &ProbeConfig, kind: &str, present: &[(&str, bool)]) -> Result<(), ConfigError> {
-    for (key, is_set) in present {
-        if *is_set {
-            return Err(cfg.source.error_at(
-                cfg.raw.name.span(),
-                Some(&format!("probe.{key}")),
-                format!("probe {:?}: key `{key}` is not used by kind {kind:?}", cfg.name),
-            ));
-        }
+/// Each entry is a key and, when it is set, where (so the error names its line).
+pub fn reject_unused(
+    cfg: &ProbeConfig,
+    kind: &str,
+    present: &[(&str, Option<std::ops::Range<usize>>)],
+) -> Result<(), ConfigError> {
+    match present.iter().find_map(|(key, span)| Some((key, span.clone()?))) {
+        Some((key, span)) => Err(cfg.source.error_at(
+            span,
+            Some(&format!("probe.{key}")),
+            format!("probe {:?}: key `{key}` is not used by kind {kind:?}", cfg.name),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
