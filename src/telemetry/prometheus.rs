@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use opentelemetry::{KeyValue, Value};
+use opentelemetry::Value;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::reader::MetricReader;
@@ -75,14 +75,9 @@ pub fn encode(rm: &ResourceMetrics, emit: &mut dyn FnMut(String)) {
         }
     };
 
-    buf.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info");
-    let resource: Vec<(String, String)> = rm
-        .resource()
-        .iter()
-        .map(|(k, v)| (label_name(k.as_str()), value_text(v)))
-        .collect();
-    write_labels(&mut buf, resource.iter().map(|(k, v)| (k.as_str(), v.as_str())), None);
-    buf.push_str(" 1\n");
+    buf.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\n");
+    let resource = label_text(rm.resource().iter().map(|(k, v)| (k.as_str(), v)));
+    sample(&mut buf, "target_info", "", &resource, None, "1");
 
     for scope in rm.scope_metrics() {
         for metric in scope.metrics() {
@@ -134,18 +129,21 @@ fn write_metric<T: Num>(
     match data {
         MetricData::Sum(s) => {
             for p in s.data_points() {
-                sample(buf, &name, "", p.attributes(), None, &p.value().text());
+                let labels = label_text(p.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                sample(buf, &name, "", &labels, None, &p.value().text());
                 flush(buf, false);
             }
         }
         MetricData::Gauge(g) => {
             for p in g.data_points() {
-                sample(buf, &name, "", p.attributes(), None, &p.value().text());
+                let labels = label_text(p.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                sample(buf, &name, "", &labels, None, &p.value().text());
                 flush(buf, false);
             }
         }
         MetricData::Histogram(h) => {
             for p in h.data_points() {
+                let labels = label_text(p.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
                 let mut cumulative = 0u64;
                 for (bound, count) in p.bounds().zip(p.bucket_counts()) {
                     cumulative += count;
@@ -153,21 +151,15 @@ fn write_metric<T: Num>(
                         buf,
                         &name,
                         "_bucket",
-                        p.attributes(),
+                        &labels,
                         Some(&float_text(bound)),
                         &cumulative.to_string(),
                     );
                 }
-                sample(
-                    buf,
-                    &name,
-                    "_bucket",
-                    p.attributes(),
-                    Some("+Inf"),
-                    &p.count().to_string(),
-                );
-                sample(buf, &name, "_sum", p.attributes(), None, &p.sum().text());
-                sample(buf, &name, "_count", p.attributes(), None, &p.count().to_string());
+                let count = p.count().to_string();
+                sample(buf, &name, "_bucket", &labels, Some("+Inf"), &count);
+                sample(buf, &name, "_sum", &labels, None, &p.sum().text());
+                sample(buf, &name, "_count", &labels, None, &count);
                 flush(buf, false);
             }
         }
@@ -175,51 +167,51 @@ fn write_metric<T: Num>(
     }
 }
 
-fn sample<'a>(
-    buf: &mut String,
-    name: &str,
-    suffix: &str,
-    attrs: impl Iterator<Item = &'a KeyValue>,
-    le: Option<&str>,
-    value: &str,
-) {
+/// One sample line; `labels` is a point's label text from [`label_text`], made once and
+/// reused for each of its bucket lines.
+fn sample(buf: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&str>, value: &str) {
     buf.push_str(name);
     buf.push_str(suffix);
-    let attrs: Vec<(String, String)> = attrs
-        .map(|kv| (label_name(kv.key.as_str()), value_text(&kv.value)))
-        .collect();
-    write_labels(buf, attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())), le);
+    if !labels.is_empty() || le.is_some() {
+        buf.push('{');
+        buf.push_str(labels);
+        if let Some(le) = le {
+            if !labels.is_empty() {
+                buf.push(',');
+            }
+            buf.push_str("le=\"");
+            buf.push_str(le);
+            buf.push('"');
+        }
+        buf.push('}');
+    }
     buf.push(' ');
     buf.push_str(value);
     buf.push('\n');
 }
 
-fn write_labels<'a>(buf: &mut String, labels: impl Iterator<Item = (&'a str, &'a str)>, le: Option<&str>) {
-    let mut labels: Vec<(&str, &str)> = labels.collect();
-    labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    if labels.is_empty() && le.is_none() {
-        return;
-    }
-    buf.push('{');
-    let mut first = true;
-    for (k, v) in labels.into_iter().chain(le.map(|le| ("le", le))) {
-        if !first {
-            buf.push(',');
+/// `a="x",b="y"`: names sanitized, sorted, values escaped.
+fn label_text<'a>(attrs: impl Iterator<Item = (&'a str, &'a Value)>) -> String {
+    let mut labels: Vec<(String, String)> = attrs.map(|(k, v)| (label_name(k), value_text(v))).collect();
+    labels.sort_unstable();
+    let mut out = String::new();
+    for (k, v) in labels {
+        if !out.is_empty() {
+            out.push(',');
         }
-        first = false;
-        buf.push_str(k);
-        buf.push_str("=\"");
+        out.push_str(&k);
+        out.push_str("=\"");
         for c in v.chars() {
             match c {
-                '\\' => buf.push_str("\\\\"),
-                '"' => buf.push_str("\\\""),
-                '\n' => buf.push_str("\\n"),
-                c => buf.push(c),
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
             }
         }
-        buf.push('"');
+        out.push('"');
     }
-    buf.push('}');
+    out
 }
 
 fn value_text(v: &Value) -> String {
@@ -292,6 +284,7 @@ pub fn float_text(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::KeyValue;
     use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry_sdk::metrics::SdkMeterProvider;
 
