@@ -129,3 +129,22 @@ fn syntax_error_points_at_line() {
     let msg = config_error(&[("sloprobe.toml", &text)]);
     assert!(msg.contains("sloprobe.toml:6:"), "{msg}");
 }
+
+#[test]
+fn bad_otlp_settings_point_at_their_line() {
+    let text = "[export.otlp]\nprotocol = \"thrift\"\n";
+    let msg = config_error(&[("sloprobe.toml", text)]);
+    assert!(
+        msg.contains("sloprobe.toml:2:") && msg.contains("`export.otlp.protocol`"),
+        "{msg}"
+    );
+    let text = "[export.otlp]\nheaders = { \"bad header\" = \"x\" }\n";
+    let msg = config_error(&[("sloprobe.toml", text)]);
+    assert!(
+        msg.contains("sloprobe.toml:2:") && msg.contains("invalid header name"),
+        "{msg}"
+    );
+    let text = "[export.otlp]\nheaders = { \"x-key\" = \"env:SLOPROBE_TEST_UNSET_OTLP\" }\n";
+    let msg = config_error(&[("sloprobe.toml", text)]);
+    assert!(msg.contains("SLOPROBE_TEST_UNSET_OTLP is not set"), "{msg}");
+}

@@ -147,6 +147,13 @@ fn resolve_otlp(raw: RawOtlp, source: &Source) -> Result<OtlpSettings, ConfigErr
         } else {
             value.get_ref().clone()
         };
+        let key = format!("export.otlp.headers.{name}");
+        if http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() {
+            return Err(source.error_at(value.span(), Some(&key), format!("invalid header name {name:?}")));
+        }
+        if http::HeaderValue::from_str(&v).is_err() {
+            return Err(source.error_at(value.span(), Some(&key), "header value has invalid characters"));
+        }
         headers.push((name.clone(), v));
     }
     let interval = match &raw.interval {
