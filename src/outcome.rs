@@ -236,18 +236,12 @@ impl Recorder {
 
     /// Sets a measurement, replacing an earlier value of the same key.
     pub fn set(&mut self, key: &'static str, value: f64) {
-        match self.measurements.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.measurements.push((key, value)),
-        }
+        *slot(&mut self.measurements, key) = value;
     }
 
     /// Adds to a measurement (phases summed over redirect hops).
     pub fn add(&mut self, key: &'static str, value: f64) {
-        match self.measurements.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 += value,
-            None => self.measurements.push((key, value)),
-        }
+        *slot(&mut self.measurements, key) += value;
     }
 
     pub fn get(&self, key: &str) -> Option<f64> {
@@ -256,20 +250,12 @@ impl Recorder {
 
     /// A bounded attribute that metrics may carry (status code, protocol version).
     pub fn label(&mut self, key: &'static str, value: impl Into<String>) {
-        let value = value.into();
-        match self.labels.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.labels.push((key, value)),
-        }
+        *slot(&mut self.labels, key) = value.into();
     }
 
     /// Free-form information for logs and `once` output only (addresses, URLs).
     pub fn detail(&mut self, key: &'static str, value: impl Into<String>) {
-        let value = value.into();
-        match self.details.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.details.push((key, value)),
-        }
+        *slot(&mut self.details, key) = value.into();
     }
 
     pub fn finish(
@@ -294,6 +280,19 @@ impl Recorder {
             retry_after: self.retry_after,
         }
     }
+}
+
+/// The value for `key` in a small keyed list, inserted as the default when absent.
+/// (Outcomes hold a handful of keys: a Vec keeps their order and beats a map.)
+fn slot<'a, V: Default>(list: &'a mut Vec<(&'static str, V)>, key: &'static str) -> &'a mut V {
+    let i = match list.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            list.push((key, V::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[i].1
 }
 
 /// A budget the run broke: the measurement, its value and the threshold.
