@@ -8,13 +8,12 @@ Needs curl and prometheus-blackbox-exporter (Debian packages). Loopback only.
 """
 import argparse
 import json
-import os
 import re
 import subprocess
 import tempfile
 import urllib.parse
 
-from common import BIN, OUT, Proc, build, free_port, http_text, machine, pct, wait_http
+from common import report, BIN, Proc, build, free_port, http_text, machine, pct, wait_http
 
 BLACKBOX_CFG = """modules:
   http_2xx:
@@ -70,7 +69,6 @@ def main():
     ap.add_argument("--block", type=int, default=20)
     args = ap.parse_args()
     build()
-    os.makedirs(OUT, exist_ok=True)
     tport, bport = free_port(), free_port()
     results = {}
     with tempfile.TemporaryDirectory() as d, \
@@ -89,7 +87,7 @@ def main():
                 runs["blackbox_exporter"] += blackbox_runs(bport, url, args.block)
                 runs["sloprobe"] += sloprobe_runs(cfg, args.block)
             results[path] = runs
-    report(results, args)
+    summarize(results, args)
 
 
 def write(path, text):
@@ -98,7 +96,7 @@ def write(path, text):
     return True
 
 
-def report(results, args):
+def summarize(results, args):
     lines = [f"machine: {machine()}; {args.runs} runs per tool per target, interleaved in blocks of {args.block}", ""]
     summary = {}
     for path, runs in results.items():
@@ -120,11 +118,7 @@ def report(results, args):
                          f"{ms(s['total_p95'])} | {ms(s['connect_p50'])} | {(s['ttfb_p50'] - curl_p50) * 1000:+.3f} ms |")
         lines.append("")
     text = "\n".join(lines)
-    print(text)
-    with open(os.path.join(OUT, "accuracy.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    with open(os.path.join(OUT, "accuracy.md"), "w") as f:
-        f.write(text + "\n")
+    report("accuracy", text, summary)
 
 
 if __name__ == "__main__":

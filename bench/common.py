@@ -1,4 +1,5 @@
 """Shared helpers for the benchmarks: processes that stop, ports, /proc sampling."""
+import json
 import os
 import socket
 import subprocess
@@ -103,3 +104,13 @@ def cpu_steal_ticks():
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
     return fields[7], sum(fields)
+
+
+def report(name, text, data):
+    """Prints the markdown and keeps it and the raw numbers in bench/out/NAME.{md,json}."""
+    print(text)
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
+        json.dump(data, f, indent=2)
+    with open(os.path.join(OUT, f"{name}.md"), "w") as f:
+        f.write(text + "\n")

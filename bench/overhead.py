@@ -11,7 +11,6 @@ Prometheus would scrape it). Only the probing process is measured: CPU (utime+st
 """
 import argparse
 import asyncio
-import json
 import os
 import random
 import re
@@ -19,7 +18,7 @@ import tempfile
 import time
 import urllib.parse
 
-from common import BIN, OUT, Proc, build, cpu_seconds, cpu_steal_ticks, free_port, http_text, machine, memory_kb, wait_http
+from common import report, BIN, Proc, build, cpu_seconds, cpu_steal_ticks, free_port, http_text, machine, memory_kb, wait_http
 
 BUCKET = re.compile(r'^probe_schedule_lateness_seconds_bucket\{.*le="([^"]+)"\} (\S+)$', re.M)
 RUNS = re.compile(r"^probe_runs_total\{.*\} (\S+)$", re.M)
@@ -160,7 +159,6 @@ def main():
     ap.add_argument("--scrape-every", type=int, default=15, help="seconds between /metrics scrapes; 0 = none")
     args = ap.parse_args()
     build()
-    os.makedirs(OUT, exist_ok=True)
     tport = free_port()
     with tempfile.TemporaryDirectory() as d, Proc([BIN, "target", "--listen", f"127.0.0.1:{tport}"]):
         wait_http(f"http://127.0.0.1:{tport}/")
@@ -187,11 +185,7 @@ def main():
         f"blackbox_exporter driver's own lateness p99 (Python asyncio): {b['driver_lateness_p99_s'] * 1000:.1f} ms",
     ]
     text = "\n".join(lines)
-    print(text)
-    with open(os.path.join(OUT, "overhead.json"), "w") as f:
-        json.dump({"sloprobe": s, "blackbox_exporter": b, "args": vars(args)}, f, indent=2)
-    with open(os.path.join(OUT, "overhead.md"), "w") as f:
-        f.write(text + "\n")
+    report("overhead", text, {"sloprobe": s, "blackbox_exporter": b, "args": vars(args)})
 
 
 if __name__ == "__main__":

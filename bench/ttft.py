@@ -13,7 +13,7 @@ import os
 import subprocess
 import tempfile
 
-from common import BIN, OUT, Proc, build, free_port, machine, pct, wait_http
+from common import report, BIN, Proc, build, free_port, machine, pct, wait_http
 
 FORMATS = ["openai-chat", "openai-responses", "anthropic-messages", "sse", "chunked"]
 
@@ -26,7 +26,6 @@ def main():
     ap.add_argument("--tokens", type=int, default=20)
     a = ap.parse_args()
     build()
-    os.makedirs(OUT, exist_ok=True)
     port = free_port()
     rows, summary = [], {}
     with tempfile.TemporaryDirectory() as d, Proc([BIN, "target", "--listen", f"127.0.0.1:{port}"]):
@@ -60,11 +59,7 @@ def main():
         "|---|---|---|---|---|---|",
         *rows,
     ])
-    print(text)
-    with open(os.path.join(OUT, "ttft.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    with open(os.path.join(OUT, "ttft.md"), "w") as f:
-        f.write(text + "\n")
+    report("ttft", text, summary)
 
 
 if __name__ == "__main__":
