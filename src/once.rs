@@ -26,6 +26,13 @@ struct ProbeReport {
     verdicts: Vec<PercentileVerdict>,
 }
 
+impl ProbeReport {
+    /// Every run passed and every percentile budget held.
+    fn passed(&self) -> bool {
+        self.outcomes.iter().all(Outcome::passed) && self.verdicts.iter().all(|v| v.passed)
+    }
+}
+
 /// Runs each probe `runs` times (probes side by side, one probe's runs one after
 /// another) and prints the report. Returns the exit code.
 pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut dyn Write) -> i32 {
@@ -66,7 +73,7 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut d
     let mut passed = true;
     for (p, r) in probes.iter().zip(reports.iter_mut()) {
         r.verdicts = p.budgets.judge_batch(&r.outcomes);
-        passed &= r.outcomes.iter().all(Outcome::passed) && r.verdicts.iter().all(|v| v.passed);
+        passed &= r.passed();
         match format {
             Format::Json => {
                 let _ = writeln!(out, "{}", summary_json(p, r));
@@ -122,7 +129,7 @@ fn summary_json(p: &BuiltProbe, r: &ProbeReport) -> Value {
         "kind": p.kind,
         "runs": r.outcomes.len(),
         "failed": r.outcomes.iter().filter(|o| !o.success()).count(),
-        "passed": r.outcomes.iter().all(Outcome::passed) && r.verdicts.iter().all(|v| v.passed),
+        "passed": r.passed(),
         "percentile_budgets": r.verdicts,
         "stats": stats,
     })
