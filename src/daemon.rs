@@ -20,13 +20,11 @@ use crate::telemetry::{Plan, Telemetry};
 use crate::{config::fmt_seconds, demo};
 
 /// Telemetry's plan for a set of probes: their catalogs, and budgets as bucket edges.
-pub fn telemetry_plan<'a>(probes: impl IntoIterator<Item = &'a BuiltProbe> + Clone) -> Plan {
+pub fn telemetry_plan<'a>(probes: impl IntoIterator<Item = &'a BuiltProbe>) -> Plan {
     let mut plan = Plan::default();
-    for p in probes.clone() {
+    for p in probes {
         plan.probes += 1;
         plan.add_kind(p.kind, &p.measures);
-    }
-    for p in probes {
         for t in p.budgets.all() {
             plan.add_threshold(p.kind, t.key, t.value);
         }

@@ -267,7 +267,6 @@ impl HttpProbe {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let redirect = status.is_redirection() && hops < self.follow_redirects && location.is_some();
-            rec.enter("transfer");
             let capture = !redirect && (self.expect.body_regex.is_some() || self.expect.body_not_regex.is_some());
             let (head, incoming) = resp.into_parts();
             let read = read_body(incoming, self.expect.max_body, capture).await;
