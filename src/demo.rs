@@ -100,6 +100,9 @@ struct TrickleParams {
     size: usize,
 }
 
+/// Largest generated chunk: the target is for tests and demos, not for exhausting memory.
+const MAX_CHUNK: usize = 16 * 1024 * 1024;
+
 fn one() -> u64 {
     1
 }
@@ -110,7 +113,8 @@ fn default_chunk() -> usize {
 
 async fn trickle(Query(p): Query<TrickleParams>) -> Response {
     tokio::time::sleep(Duration::from_millis(p.delay)).await;
-    let chunk = Bytes::from(vec![b'a'; p.size]);
+    let size = p.size.min(MAX_CHUNK);
+    let chunk = Bytes::from(vec![b'a'; size]);
     let interval = Duration::from_millis(p.interval);
     let body = stream::unfold(0u64, move |i| {
         let chunk = chunk.clone();
@@ -124,7 +128,7 @@ async fn trickle(Query(p): Query<TrickleParams>) -> Response {
             Some((Ok::<_, Infallible>(chunk), i + 1))
         }
     });
-    let len = p.chunks * p.size as u64;
+    let len = p.chunks.saturating_mul(size as u64);
     ([(header::CONTENT_LENGTH, len.to_string())], Body::from_stream(body)).into_response()
 }
 
@@ -141,7 +145,7 @@ fn ten() -> u64 {
 }
 
 async fn endless(Query(p): Query<EndlessParams>) -> Response {
-    let chunk = Bytes::from(vec![b'e'; p.size]);
+    let chunk = Bytes::from(vec![b'e'; p.size.min(MAX_CHUNK)]);
     let interval = Duration::from_millis(p.interval);
     let body = stream::unfold((), move |()| {
         let chunk = chunk.clone();

@@ -90,8 +90,9 @@ pub async fn llm(Path(format): Path<String>, Query(p): Query<LlmParams>) -> Resp
         stall: false,
     };
     // When content token i is due, and whether the script stops there.
-    let token_at = |i: u32| p.first + u64::from(i) * p.gap;
-    let content_tokens = if p.no_content == 1 { 0 } else { p.tokens };
+    let token_at = |i: u32| p.first.saturating_add(u64::from(i).saturating_mul(p.gap));
+    // Bounded so a typo cannot make the target script millions of events.
+    let content_tokens = if p.no_content == 1 { 0 } else { p.tokens.min(100_000) };
     let cut = p.error_after.or(p.stall_after).unwrap_or(u32::MAX).min(content_tokens);
     if p.ping == 1 {
         s.raw(
@@ -257,7 +258,8 @@ fn stream(script: Script, content_type: &'static str) -> Response {
     let body = futures_util::stream::unfold((steps, stall), move |(mut steps, stall)| async move {
         match steps.next() {
             Some(step) => {
-                tokio::time::sleep_until(start + Duration::from_millis(step.at)).await;
+                // A day at most: `first`/`gap` come from the query string.
+                tokio::time::sleep_until(start + Duration::from_millis(step.at.min(86_400_000))).await;
                 Some((Ok::<_, Infallible>(Bytes::from(step.text)), (steps, stall)))
             }
             None if stall => {

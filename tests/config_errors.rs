@@ -76,6 +76,13 @@ fn missing_secret_names_the_variable_not_a_value() {
 
 #[test]
 fn bad_duration_size_kind_budget() {
+    let text = OK_PROBE.replace("every = \"30s\"", "every = \"1000years\"");
+    assert_points(
+        &config_error(&[("sloprobe.toml", &text)]),
+        "sloprobe.toml",
+        5,
+        "probe.every",
+    );
     let text = OK_PROBE.replace("\"30s\"", "\"30 fortnights\"");
     assert_points(
         &config_error(&[("sloprobe.toml", &text)]),

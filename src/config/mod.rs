@@ -460,11 +460,12 @@ fn validate_probe(raw: RawProbe, source: Arc<Source>) -> Result<ProbeConfig, Con
         }
         (Some(every), None) => {
             let interval = every.get_ref().0;
-            if interval < Duration::from_millis(100) {
+            // The upper bound keeps timeline arithmetic far from overflow.
+            if interval < Duration::from_millis(100) || interval > Duration::from_secs(366 * 86400) {
                 return Err(err(
                     every.span(),
                     "probe.every",
-                    "interval must be at least 100ms".into(),
+                    "interval must be between 100ms and 366d".into(),
                 ));
             }
             let max_splay = raw.splay.as_ref().map_or(interval, |s| s.get_ref().0.min(interval));
