@@ -61,7 +61,11 @@ impl Generation {
         let plan = telemetry_plan(probes.iter());
         let telemetry = Arc::new(Telemetry::new(&config.location, plan, config.otlp.as_ref())?);
         if let Some(o) = &config.otlp {
-            tracing::info!(protocol = ?o.protocol, endpoint = o.endpoint.as_deref().unwrap_or("(from OTEL_EXPORTER_OTLP_ENDPOINT or default)"), interval = ?o.interval, "OTLP push enabled");
+            let endpoint = o.endpoint.as_deref().map_or_else(
+                || "(from OTEL_EXPORTER_OTLP_ENDPOINT or default)".to_string(),
+                crate::redact::url,
+            );
+            tracing::info!(protocol = ?o.protocol, %endpoint, interval = ?o.interval, "OTLP push enabled");
         }
         let (stop, stop_rx) = watch::channel(false);
         let loops = probes

@@ -15,6 +15,7 @@ pub mod once;
 pub mod outcome;
 pub mod precise_timer;
 pub mod probe;
+pub mod redact;
 pub mod schedule;
 pub mod server;
 pub mod slo;

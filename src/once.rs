@@ -27,16 +27,22 @@ struct ProbeReport {
 }
 
 impl ProbeReport {
-    /// Every run passed and every percentile budget held.
-    fn passed(&self) -> bool {
-        self.outcomes.iter().all(Outcome::passed) && self.verdicts.iter().all(|v| v.passed)
+    /// Every expected run happened and passed, and every percentile budget held.
+    fn passed(&self, runs: u32) -> bool {
+        self.outcomes.len() == runs as usize
+            && self.outcomes.iter().all(Outcome::passed)
+            && self.verdicts.iter().all(|v| v.passed)
     }
 }
 
 /// Runs each probe `runs` times (probes side by side, one probe's runs one after
 /// another) and prints the report. Returns the exit code.
 pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut dyn Write) -> i32 {
-    let runs = runs.max(1);
+    // Nothing run is nothing proven: the gate never passes on zero probes or runs.
+    if probes.is_empty() || runs == 0 {
+        let _ = writeln!(out, "FAIL: nothing to run ({} probe(s), {runs} run(s) each)", probes.len());
+        return EXIT_FAIL;
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u32, Outcome)>();
     let probes: Vec<std::sync::Arc<BuiltProbe>> = probes.into_iter().map(std::sync::Arc::new).collect();
     for (i, p) in probes.iter().enumerate() {
@@ -44,8 +50,9 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut d
         tokio::spawn(async move {
             for run in 1..=runs {
                 // Honour a 429's Retry-After between runs rather than hammer the target.
+                // Capped at MAX_RETRY_AFTER when recorded, as in the daemon.
                 if let Some(left) = p.backoff_remaining() {
-                    tokio::time::sleep(left.min(std::time::Duration::from_secs(60))).await;
+                    tokio::time::sleep(left).await;
                 }
                 let o = p.execute().await;
                 if tx.send((i, run, o)).is_err() {
@@ -73,12 +80,12 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut d
     let mut passed = true;
     for (p, r) in probes.iter().zip(reports.iter_mut()) {
         r.verdicts = p.budgets.judge_batch(&r.outcomes);
-        passed &= r.passed();
+        passed &= r.passed(runs);
         match format {
             Format::Json => {
-                let _ = writeln!(out, "{}", summary_json(p, r));
+                let _ = writeln!(out, "{}", summary_json(p, r, runs));
             }
-            Format::Table => print_table(out, p, r),
+            Format::Table => print_table(out, p, r, runs),
         }
     }
     if format == Format::Table {
@@ -115,7 +122,7 @@ pub fn run_json(o: &Outcome, run: u32) -> Value {
     })
 }
 
-fn summary_json(p: &BuiltProbe, r: &ProbeReport) -> Value {
+fn summary_json(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Value {
     let mut stats = Map::new();
     for key in measurement_keys(&r.outcomes) {
         let mut values: Vec<f64> = r.outcomes.iter().filter_map(|o| o.get(key)).collect();
@@ -129,7 +136,7 @@ fn summary_json(p: &BuiltProbe, r: &ProbeReport) -> Value {
         "kind": p.kind,
         "runs": r.outcomes.len(),
         "failed": r.outcomes.iter().filter(|o| !o.success()).count(),
-        "passed": r.passed(),
+        "passed": r.passed(runs),
         "percentile_budgets": r.verdicts,
         "stats": stats,
     })
@@ -151,12 +158,15 @@ fn unit_of(p: &BuiltProbe, key: &str) -> Unit {
     p.measures.iter().find(|m| m.key == key).map_or(Unit::Count, |m| m.unit)
 }
 
-fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport) {
+fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) {
     let keys: Vec<&'static str> = measurement_keys(&r.outcomes)
         .into_iter()
         .filter(|k| unit_of(p, k) != Unit::UnixTime)
         .collect();
     let _ = writeln!(out, "\n{} ({}), {} run(s)", p.name, p.kind, r.outcomes.len());
+    if r.outcomes.len() < runs as usize {
+        let _ = writeln!(out, "  {} run(s) missing", runs as usize - r.outcomes.len());
+    }
     let mut header = format!("{:<5} {:<18}", "run", "result");
     for k in &keys {
         header.push_str(&format!(" {k:>11}"));

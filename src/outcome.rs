@@ -22,6 +22,7 @@ pub enum ErrorType {
     TlsCertExpired,
     Timeout,
     HttpStatus,
+    RedirectLimit,
     RateLimited,
     AssertionFailed,
     BodyTooLarge,
@@ -47,6 +48,7 @@ impl ErrorType {
         ErrorType::TlsCertExpired,
         ErrorType::Timeout,
         ErrorType::HttpStatus,
+        ErrorType::RedirectLimit,
         ErrorType::RateLimited,
         ErrorType::AssertionFailed,
         ErrorType::BodyTooLarge,
@@ -72,6 +74,7 @@ impl ErrorType {
             ErrorType::TlsCertExpired => "tls_cert_expired",
             ErrorType::Timeout => "timeout",
             ErrorType::HttpStatus => "http_status",
+            ErrorType::RedirectLimit => "redirect_limit",
             ErrorType::RateLimited => "rate_limited",
             ErrorType::AssertionFailed => "assertion_failed",
             ErrorType::BodyTooLarge => "body_too_large",
@@ -167,6 +170,9 @@ pub struct Measure {
     pub labels: &'static [&'static str],
 }
 
+/// The longest pause a target's Retry-After can impose on a probe (docs/config.md).
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Label key under which the error type appears when a measure asks for it.
 pub const ERROR_TYPE_LABEL: &str = "error.type";
 
@@ -212,8 +218,10 @@ impl Recorder {
     }
 
     /// The server asked for no requests before this much time passes (HTTP Retry-After).
+    /// Capped at [`MAX_RETRY_AFTER`]: the value comes from the network, and the daemon
+    /// and `once` both honour what is stored here.
     pub fn retry_after(&mut self, d: std::time::Duration) {
-        self.retry_after = Some(d);
+        self.retry_after = Some(d.min(MAX_RETRY_AFTER));
     }
 
     pub fn start(&self) -> Instant {

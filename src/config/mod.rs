@@ -254,6 +254,9 @@ pub struct RawProbe {
     /// `fresh` (default): a new connection per run. `reuse`: keep one warm connection.
     pub connection: Option<Spanned<String>>,
     pub follow_redirects: Option<Spanned<u32>>,
+    /// `same-origin` (default): credentials are dropped when a redirect leaves the
+    /// original scheme/host/port, as curl and browsers do. `always`: keep sending them.
+    pub redirect_credentials: Option<Spanned<String>>,
     /// `auto` (ALPN h2 or http/1.1), `1.1` or `2`.
     pub http_version: Option<Spanned<String>>,
     /// assistant: the stream's wire format (`openai-chat`, `openai-responses`,
@@ -261,6 +264,8 @@ pub struct RawProbe {
     pub format: Option<Spanned<String>>,
     /// assistant: the longest silence allowed between two events.
     pub stall_timeout: Option<Spanned<Dur>>,
+    /// assistant: the longest SSE line or event accepted (default 1 MiB).
+    pub max_event: Option<Spanned<Size>>,
     /// assistant: the request body (JSON) inline, or from a file.
     pub body: Option<Spanned<String>>,
     pub body_file: Option<Spanned<String>>,

@@ -370,14 +370,18 @@ pub fn status_error(rec: &mut Recorder, status: u16, headers: &http::HeaderMap) 
     }
 }
 
-/// Retry-After as delay-seconds or an HTTP-date.
+/// Retry-After as delay-seconds or an HTTP-date, capped at `MAX_RETRY_AFTER` (a hostile
+/// or broken server may send any number or a date in the year 9999).
 pub fn parse_retry_after(v: &str) -> Option<std::time::Duration> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(std::time::Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
+    let d = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits but too long for u64 is still "very long".
+        std::time::Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+        (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()?
+    };
+    Some(d.min(crate::outcome::MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -393,5 +397,10 @@ mod tests {
         let d = parse_retry_after(&future).unwrap();
         assert!(d > Duration::from_secs(80) && d <= Duration::from_secs(90));
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-5"), None);
+        let cap = crate::outcome::MAX_RETRY_AFTER;
+        for huge in ["18446744073709551615", "9223372036854775807", "99999999999999999999999", "Thu, 01 Jan 2099 00:00:00 GMT"] {
+            assert_eq!(parse_retry_after(huge), Some(cap), "{huge}");
+        }
     }
 }

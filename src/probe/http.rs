@@ -110,6 +110,8 @@ pub struct HttpProbe {
     server_name: Option<String>,
     version: Version,
     follow_redirects: u32,
+    /// Keep credentials on redirects to another origin (`redirect_credentials = "always"`).
+    credentials_cross_origin: bool,
     /// `Some` in `connection = "reuse"` mode: the warm connection between runs.
     pool: Option<tokio::sync::Mutex<Option<Pooled>>>,
     resolver: Resolver,
@@ -172,12 +174,24 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
             ));
         }
     };
+    let credentials_cross_origin = match raw.redirect_credentials.as_ref().map(|c| c.get_ref().as_str()) {
+        None | Some("same-origin") => false,
+        Some("always") => true,
+        Some(other) => {
+            return Err(cfg.error_at(
+                raw.redirect_credentials.as_ref().expect("matched Some"),
+                "probe.redirect_credentials",
+                format!("redirect_credentials {other:?}: use \"same-origin\" (default) or \"always\""),
+            ));
+        }
+    };
     reject_unused(
         cfg,
         "http",
         &[
             ("format", raw.format.as_ref().map(|s| s.span())),
             ("stall_timeout", raw.stall_timeout.as_ref().map(|s| s.span())),
+            ("max_event", raw.max_event.as_ref().map(|s| s.span())),
             ("body", raw.body.as_ref().map(|s| s.span())),
             ("body_file", raw.body_file.as_ref().map(|s| s.span())),
         ],
@@ -193,6 +207,7 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         server_name: t.server_name,
         version: t.version,
         follow_redirects: raw.follow_redirects.as_ref().map_or(0, |f| *f.get_ref()),
+        credentials_cross_origin,
         pool,
         resolver: ctx.resolver.clone(),
     }))
@@ -227,6 +242,7 @@ impl HttpProbe {
         let mut url = self.url.clone();
         let mut method = self.method.clone();
         let mut body = self.body.clone();
+        let mut headers = std::borrow::Cow::Borrowed(self.headers.as_slice());
         let mut hops = 0u32;
         rec.label("server.address", self.url.host_str().unwrap_or_default());
         rec.label("url.scheme", self.url.scheme());
@@ -256,7 +272,7 @@ impl HttpProbe {
             );
             rec.label("network.protocol.version", if conn.is_h2() { "2" } else { "1.1" });
             rec.label("http.request.method", method.as_str());
-            let req = nethttp::build_request(&url, &method, &self.headers, &body, conn.is_h2(), reuse_mode)?;
+            let req = nethttp::build_request(&url, &method, &headers, &body, conn.is_h2(), reuse_mode)?;
             let (resp, first_byte) = conn.exchange(rec, req).await?;
             let status = resp.status();
             rec.label("http.response.status_code", status.as_u16().to_string());
@@ -267,6 +283,12 @@ impl HttpProbe {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let redirect = status.is_redirection() && hops < self.follow_redirects && location.is_some();
+            if status.is_redirection() && location.is_some() && self.follow_redirects > 0 && !redirect {
+                return Err(ProbeError::new(
+                    ErrorType::RedirectLimit,
+                    format!("more than follow_redirects = {} redirects (status {status})", self.follow_redirects),
+                ));
+            }
             let capture = !redirect && (self.expect.body_regex.is_some() || self.expect.body_not_regex.is_some());
             let (head, incoming) = resp.into_parts();
             let read = read_body(incoming, self.expect.max_body, capture).await;
@@ -277,15 +299,22 @@ impl HttpProbe {
                 hops += 1;
                 rec.set("redirects", f64::from(hops));
                 let loc = location.expect("checked above");
-                url = url.join(&loc).map_err(|e| {
-                    ProbeError::new(ErrorType::ProtocolError, format!("bad redirect Location {loc:?}: {e}"))
+                let next = url.join(&loc).map_err(|e| {
+                    ProbeError::new(
+                        ErrorType::ProtocolError,
+                        format!("bad redirect Location {:?}: {e}", crate::redact::url(&loc)),
+                    )
                 })?;
-                if !matches!(url.scheme(), "http" | "https") {
+                if !matches!(next.scheme(), "http" | "https") || next.host_str().is_none() {
                     return Err(ProbeError::new(
                         ErrorType::ProtocolError,
-                        format!("redirect to unsupported URL {url}"),
+                        format!("redirect to unsupported URL {}", crate::redact::url(next.as_str())),
                     ));
                 }
+                if origin(&next) != origin(&self.url) && !self.credentials_cross_origin {
+                    headers = std::borrow::Cow::Owned(without_credentials(&headers));
+                }
+                url = next;
                 if status == http::StatusCode::SEE_OTHER {
                     method = Method::GET;
                     body = BodySpec::Empty;
@@ -295,7 +324,7 @@ impl HttpProbe {
             }
             rec.set("body_bytes", body_bytes as f64);
             rec.set("redirects", f64::from(hops));
-            rec.detail("url", url.as_str());
+            rec.detail("url", crate::redact::url(url.as_str()));
             let result = self.check(rec, status.as_u16(), &head.headers, captured.as_deref());
             if result.is_ok() {
                 self.keep(&mut pool_guard, conn, &url);
@@ -355,6 +384,19 @@ impl HttpProbe {
         }
         Ok(())
     }
+}
+
+/// The request headers minus every credential: Authorization, Proxy-Authorization, Cookie
+/// and any header whose value came from a secret (curl and the Fetch standard drop the
+/// first three on a cross-origin redirect; a secret header is a credential by definition).
+fn without_credentials(headers: &[(HeaderName, HeaderValue)]) -> Vec<(HeaderName, HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(k, v)| {
+            !v.is_sensitive() && *k != header::AUTHORIZATION && *k != header::PROXY_AUTHORIZATION && *k != header::COOKIE
+        })
+        .cloned()
+        .collect()
 }
 
 /// Reads the body to its end, cutting it off past `max` bytes.

@@ -24,10 +24,13 @@ pub mod http_config;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::FutureExt as _;
 
 use crate::budget::{self, Budgets};
 use crate::config::{ConfigError, ProbeConfig};
@@ -162,11 +165,14 @@ impl BuiltProbe {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let mut rec = Recorder::new(start);
-        let result = tokio::time::timeout(self.timeout, self.probe.run(&mut rec)).await;
+        // A panic in a probe is a classified failed run: never a lost run, never a pass.
+        let guarded = AssertUnwindSafe(self.probe.run(&mut rec)).catch_unwind();
+        let result = tokio::time::timeout(self.timeout, guarded).await;
         let end = Instant::now();
         let error = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(e))) => Some(e),
+            Ok(Err(panic)) => Some(panic_error(panic.as_ref())),
             Err(_) => Some(timeout_error(rec.phase(), self.timeout)),
         };
         let mut outcome = rec.finish(&self.name, self.kind, started_at, end, error);
@@ -180,7 +186,8 @@ impl BuiltProbe {
             outcome.measurements.push(("goodput", if good { 1.0 } else { 0.0 }));
         }
         if let Some(d) = outcome.retry_after {
-            *self.backoff_until.lock().expect("backoff lock") = Some(end + d);
+            // `d` is capped when recorded; checked_add keeps even a bad cap from panicking.
+            *self.backoff_until.lock().expect("backoff lock") = end.checked_add(d);
         }
         outcome
     }
@@ -191,6 +198,15 @@ impl BuiltProbe {
         let left = until.saturating_duration_since(Instant::now());
         (!left.is_zero()).then_some(left)
     }
+}
+
+fn panic_error(panic: &(dyn std::any::Any + Send)) -> ProbeError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    ProbeError::new(ErrorType::Internal, format!("internal error: {what}"))
 }
 
 /// A timeout is named after the phase it cut short.

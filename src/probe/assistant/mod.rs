@@ -1,12 +1,13 @@
 //! `kind = "assistant"`: time to first token over a streaming LLM response, the way the
 //! user sees it. Connection phases come from the shared timed HTTP exchange; the stream is
-//! read event by event (SSE via `eventsource-stream`) and each event is classified by
-//! the configured wire format. Definitions: docs/metrics.md, "Assistant".
+//! read event by event (SSE through the bounded decoder in `sse.rs`) and each event is
+//! classified by the configured wire format. Definitions: docs/metrics.md, "Assistant".
+
+pub mod sse;
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use http::Method;
 use http::header::{self, HeaderName, HeaderValue};
@@ -199,11 +200,16 @@ pub struct AssistantProbe {
     status: Option<Vec<u16>>,
     header_present: Vec<HeaderName>,
     stall_timeout: Option<Duration>,
+    max_event: usize,
     tls: std::sync::Arc<rustls::ClientConfig>,
     server_name: Option<String>,
     version: Version,
     resolver: Resolver,
 }
+
+/// Longest SSE line or event accepted by default; a longer one is a `protocol_error`.
+const DEFAULT_MAX_EVENT: usize = 1024 * 1024;
+const MAX_MAX_EVENT: usize = 64 * 1024 * 1024;
 
 const FORMATS: &str = "openai-chat, openai-responses, anthropic-messages, sse, chunked";
 
@@ -288,11 +294,26 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
             "stall_timeout must be above zero and at most `timeout`",
         ));
     }
+    let max_event = match &raw.max_event {
+        None => DEFAULT_MAX_EVENT,
+        Some(m) if m.get_ref().0 == 0 || m.get_ref().0 > MAX_MAX_EVENT as u64 => {
+            return Err(cfg.error_at(
+                m,
+                "probe.max_event",
+                format!("max_event must be between 1 byte and {} MiB", MAX_MAX_EVENT >> 20),
+            ));
+        }
+        Some(m) => m.get_ref().0 as usize,
+    };
     reject_unused(
         cfg,
         "assistant",
         &[
             ("follow_redirects", raw.follow_redirects.as_ref().map(|s| s.span())),
+            (
+                "redirect_credentials",
+                raw.redirect_credentials.as_ref().map(|s| s.span()),
+            ),
             ("connection", raw.connection.as_ref().map(|s| s.span())),
             ("request.body_size", req.body_size.as_ref().map(|s| s.span())),
             ("expect.body_regex", raw.expect.body_regex.as_ref().map(|s| s.span())),
@@ -313,6 +334,7 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         status: t.status,
         header_present: t.header_present,
         stall_timeout,
+        max_event,
         tls: t.tls,
         server_name: t.server_name,
         version: t.version,
@@ -462,19 +484,32 @@ impl AssistantProbe {
                 if !chunk.is_empty() {
                     tally.apply(rec, &[Signal::Content], now)?;
                 }
+                tokio::task::consume_budget().await;
             }
             return Ok(());
         }
-        let mut events = Box::pin(data.eventsource());
-        while let Some(event) = self.next_within_stall(events.next()).await? {
-            let event =
-                event.map_err(|e| ProbeError::new(ErrorType::ProtocolError, format!("bad event stream: {e}")))?;
+        let mut chunks = Box::pin(data);
+        let mut decoder = sse::Decoder::new(self.max_event);
+        let mut events = Vec::new();
+        while let Some(chunk) = self.next_within_stall(chunks.next()).await? {
+            let chunk = chunk.map_err(|e| nethttp::classify_hyper(&e, "reading the stream"))?;
             let now = Instant::now();
-            if rec.get("first_chunk").is_none() {
-                rec.set("first_chunk", rec.offset(now));
+            decoder.feed(&chunk, &mut events).map_err(|e| {
+                ProbeError::new(
+                    ErrorType::ProtocolError,
+                    format!("an event stream line or event exceeded max_event ({} bytes)", e.limit),
+                )
+            })?;
+            for event in events.drain(..) {
+                if rec.get("first_chunk").is_none() {
+                    rec.set("first_chunk", rec.offset(now));
+                }
+                let signals = classify(self.format, &event.event, &event.data)?;
+                tally.apply(rec, &signals, now)?;
             }
-            let signals = classify(self.format, &event.event, &event.data)?;
-            tally.apply(rec, &signals, now)?;
+            // A target that sends without pause must not keep this task on the CPU:
+            // other probes, the scrape and the timeout all need their turn.
+            tokio::task::consume_budget().await;
         }
         Ok(())
     }
@@ -629,7 +664,6 @@ pub fn classify(format: Format, event: &str, data: &str) -> Result<Vec<Signal>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::stream;
 
     /// Runs raw stream bytes through the SSE parser, split into reads at `cuts`, and
     /// classifies every event.
@@ -638,27 +672,19 @@ mod tests {
         let mut last = 0;
         for &c in cuts.iter().chain(std::iter::once(&wire.len())) {
             if c > last && c <= wire.len() {
-                pieces.push(Ok::<_, std::convert::Infallible>(Bytes::copy_from_slice(
-                    &wire.as_bytes()[last..c],
-                )));
+                pieces.push(&wire.as_bytes()[last..c]);
                 last = c;
             }
         }
-        let events: Vec<_> = futures_executor(stream::iter(pieces).eventsource().collect::<Vec<_>>());
+        let mut decoder = sse::Decoder::new(DEFAULT_MAX_EVENT);
+        let mut events = Vec::new();
+        for p in pieces {
+            decoder.feed(&p, &mut events).expect("within max_event");
+        }
         events
             .into_iter()
-            .map(|e| {
-                let e = e.expect("parses");
-                classify(format, &e.event, &e.data).map_err(|e| e.kind)
-            })
+            .map(|e| classify(format, &e.event, &e.data).map_err(|e| e.kind))
             .collect()
-    }
-
-    fn futures_executor<F: Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
     }
 
     const CHAT: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
