@@ -93,6 +93,7 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
     // Before anything else: an early SIGHUP must reload, not kill (its default action).
     let mut signals = Signals::new()?;
     let listen = loaded.config.server.listen;
+    let loaded_limits = loaded.config.server.limits();
     let (server_stop_tx, server_stop) = watch::channel(false);
     if let Some(d) = &loaded.config.demo {
         let listener = demo::bind(d.listen)
@@ -102,7 +103,7 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
         let mut stop = server_stop.clone();
         tokio::spawn(async move {
             tokio::select! {
-                r = demo::serve(listener) => if let Err(e) = r { tracing::error!(error = %e, "demo target stopped") },
+                () = demo::serve(listener) => {}
                 _ = stop.changed() => {}
             }
         });
@@ -120,16 +121,12 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
         .with_context(|| format!("binding [server] listen = {listen}"))?;
     tracing::info!(%listen, "serving /metrics /healthz /readyz");
     let mut stop_rx = server_stop.clone();
+    let limits = loaded_limits;
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop_rx.changed().await;
         };
-        if let Err(e) = axum::serve(listener, server::router(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "metrics server failed");
-        }
+        server::serve(listener, server::router(state), limits, shutdown).await;
     });
     ready.store(true, Ordering::Relaxed);
     notify_systemd("READY=1");

@@ -44,9 +44,9 @@ pub fn router() -> Router {
         .layer(axum::middleware::map_response(add_request_id))
 }
 
-/// Serves the target until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router()).await
+/// Serves the target (through the daemon's hardened accept loop) until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener) {
+    crate::server::serve(listener, router(), crate::server::Limits::default(), std::future::pending()).await
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

@@ -220,7 +220,7 @@ async fn main() -> ExitCode {
             };
             tracing::info!(%listen, "demo target serving");
             tokio::select! {
-                r = sloprobe::demo::serve(listener) => if let Err(e) = r { eprintln!("error: {e}"); return ExitCode::FAILURE; },
+                () = sloprobe::demo::serve(listener) => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
             ExitCode::SUCCESS

@@ -1,4 +1,7 @@
-//! The daemon's own HTTP endpoints: `/metrics` (Prometheus), `/healthz`, `/readyz`.
+//! The daemon's own HTTP endpoints (`/metrics`, `/healthz`, `/readyz`), and [`serve`], the
+//! one accept loop every listener the daemon opens goes through: a connection cap, a
+//! header-read timeout and an idle timeout, so slow or silent clients cannot pin file
+//! descriptors that the probes need.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -10,7 +13,177 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+
 use crate::telemetry::Telemetry;
+
+/// Limits on one listener. Defaults: docs/config.md, `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections at most; more wait in the kernel's accept queue, holding no fd here.
+    pub max_connections: usize,
+    /// Time a client has to send a request's complete headers (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes either way for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: default_max_connections(),
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A quarter of the soft open-files limit, at most 1,024: the rest stays for probes.
+pub fn default_max_connections() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and has no other effects.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur as usize
+    } else {
+        1024
+    };
+    (soft / 4).clamp(8, 1024)
+}
+
+/// Serves `router` on `listener` under `limits` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+            () = &mut shutdown => break,
+        };
+        let tcp = tokio::select! {
+            r = listener.accept() => r,
+            () = &mut shutdown => break,
+        };
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        let tcp = match tcp {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of fds or a reset before accept: back off instead of spinning.
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        connections.spawn(async move {
+            let _permit = permit;
+            let (io, activity) = IdleIo::new(tcp);
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            builder.http2().timer(TokioTimer::new()).max_concurrent_streams(64);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            tokio::select! {
+                _ = conn => {}
+                () = activity.idle_for(limits.idle_timeout) => {}
+            }
+        });
+    }
+    connections.shutdown().await;
+}
+
+/// Stream wrapper that notes the last time bytes moved.
+struct IdleIo<S> {
+    inner: S,
+    activity: Activity,
+}
+
+#[derive(Clone)]
+struct Activity {
+    base: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms
+            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Completes once no byte has moved for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let quiet = self.base.elapsed().saturating_sub(last);
+            if quiet >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - quiet).await;
+        }
+    }
+}
+
+impl<S> IdleIo<S> {
+    fn new(inner: S) -> (Self, Activity) {
+        let activity = Activity {
+            base: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        };
+        (
+            IdleIo {
+                inner,
+                activity: activity.clone(),
+            },
+            activity,
+        )
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for IdleIo<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        res
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {

@@ -122,8 +122,9 @@ async fn redirects_off_by_default_and_summed_when_followed() {
         .sum();
     assert!(sum <= total + 1e-6 && total - sum < 0.01, "sum {sum} total {total}");
 
+    // Past the limit is its own error type, not "unexpected status 302".
     let o = run_probe(&probe(&t.url("/redirect/3"), "follow_redirects = 1")).await;
-    assert_eq!(error_type(&o), "http_status");
+    assert_eq!(error_type(&o), "redirect_limit");
     assert_eq!(m(&o, "redirects"), 1.0);
 }
 

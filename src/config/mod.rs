@@ -190,12 +190,32 @@ fn resolve_otlp(raw: RawOtlp, source: &Source) -> Result<OtlpSettings, ConfigErr
 pub struct ServerConfig {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Open connections at most (default: a quarter of the open-files limit, ≤ 1024).
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers (default 5s).
+    pub header_read_timeout: Option<Dur>,
+    /// Close a connection with no traffic for this long (default 60s).
+    pub idle_timeout: Option<Dur>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: default_listen(),
+            max_connections: None,
+            header_read_timeout: None,
+            idle_timeout: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn limits(&self) -> crate::server::Limits {
+        let d = crate::server::Limits::default();
+        crate::server::Limits {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            header_read_timeout: self.header_read_timeout.map_or(d.header_read_timeout, |t| t.0),
+            idle_timeout: self.idle_timeout.map_or(d.idle_timeout, |t| t.0),
         }
     }
 }

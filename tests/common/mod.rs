@@ -40,7 +40,7 @@ pub async fn plain_target() -> Target {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        let _ = sloprobe::demo::serve(listener).await;
+        sloprobe::demo::serve(listener).await;
     });
     Target { addr, task }
 }
