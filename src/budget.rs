@@ -114,9 +114,16 @@ pub fn parse(cfg: &ProbeConfig, measures: &[&'static Measure]) -> Result<Budgets
     Ok(budgets)
 }
 
+/// `p0` … `p100`, with an optional decimal part (`p99.9`); nothing else (`p1e2`, `p+5`).
 fn percentile_key(key: &str) -> Option<f64> {
-    let q: f64 = key.strip_prefix('p')?.parse().ok()?;
-    (q > 0.0 && q <= 100.0).then_some(q)
+    let num = key.strip_prefix('p')?;
+    let (int, frac) = num.split_once('.').unwrap_or((num, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || !digits(frac) {
+        return None;
+    }
+    let q: f64 = num.parse().ok()?;
+    (0.0..=100.0).contains(&q).then_some(q)
 }
 
 fn threshold(
@@ -155,6 +162,14 @@ fn threshold(
 /// A threshold written for a measurement of `unit`: a duration, a size or a number.
 /// Budgets and SLO thresholds share this, so both accept the same forms.
 pub fn parse_value(unit: Unit, key: &str, value: &toml::Value) -> Result<f64, String> {
+    let v = parse_any(unit, key, value)?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{key}` must be a finite value of at least 0"));
+    }
+    Ok(v)
+}
+
+fn parse_any(unit: Unit, key: &str, value: &toml::Value) -> Result<f64, String> {
     match (unit, value) {
         (Unit::Seconds, toml::Value::String(s)) => parse_duration(s).map(|d| d.as_secs_f64()),
         (Unit::Bytes, toml::Value::String(s)) => parse_size(s).map(|b| b as f64),
@@ -168,7 +183,18 @@ pub fn parse_value(unit: Unit, key: &str, value: &toml::Value) -> Result<f64, St
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{percentile, percentile_key};
+
+    #[test]
+    fn percentile_keys_are_strict() {
+        assert_eq!(percentile_key("p0"), Some(0.0));
+        assert_eq!(percentile_key("p95"), Some(95.0));
+        assert_eq!(percentile_key("p99.9"), Some(99.9));
+        assert_eq!(percentile_key("p100"), Some(100.0));
+        for bad in ["p1e2", "p+5", "p-1", "p101", "p", "p.5", "p5.", "pinf", "pNaN", "ttfb"] {
+            assert_eq!(percentile_key(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn nearest_rank() {
@@ -176,6 +202,7 @@ mod tests {
         assert_eq!(percentile(&mut v, 50.0), Some(3.0));
         assert_eq!(percentile(&mut v, 95.0), Some(5.0));
         assert_eq!(percentile(&mut v, 1.0), Some(1.0));
+        assert_eq!(percentile(&mut v, 0.0), Some(1.0));
         let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentile(&mut v, 95.0), Some(95.0));
         assert_eq!(percentile(&mut [], 50.0), None);

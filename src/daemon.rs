@@ -11,13 +11,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
-use crate::outcome::Outcome;
+use crate::runlog::RunLog;
 use crate::probe::{self, BuildContext, BuiltProbe};
 use crate::schedule::Ticker;
 use crate::server::{self, AppState};
 use crate::slo::{self, Slo};
 use crate::telemetry::{Plan, Telemetry};
-use crate::{config::fmt_seconds, demo};
+use crate::demo;
 
 /// Telemetry's plan for a set of probes: their catalogs, and budgets as bucket edges.
 pub fn telemetry_plan<'a>(probes: impl IntoIterator<Item = &'a BuiltProbe>) -> Plan {
@@ -56,7 +56,7 @@ struct Generation {
 }
 
 impl Generation {
-    fn start(loaded: Loaded) -> anyhow::Result<Generation> {
+    fn start(loaded: Loaded, log: &Arc<RunLog>) -> anyhow::Result<Generation> {
         let Loaded { config, probes, .. } = loaded;
         let plan = telemetry_plan(probes.iter());
         let telemetry = Arc::new(Telemetry::new(&config.location, plan, config.otlp.as_ref())?);
@@ -72,7 +72,7 @@ impl Generation {
             .into_iter()
             .map(|p| {
                 tracing::info!(probe = %p.name, kind = p.kind, schedule = %p.schedule.describe(), "scheduled");
-                tokio::spawn(probe_loop(Arc::new(p), telemetry.clone(), stop_rx.clone()))
+                tokio::spawn(probe_loop(Arc::new(p), telemetry.clone(), log.clone(), stop_rx.clone()))
             })
             .collect::<Vec<_>>();
         tracing::info!(probes = loops.len(), location = %config.location, "probes running");
@@ -109,7 +109,19 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
         });
     }
 
-    let mut current = Generation::start(loaded)?;
+    let log = Arc::new(RunLog::default());
+    let mut current = Generation::start(loaded, &log)?;
+    let summary = tokio::spawn({
+        let log = log.clone();
+        async move {
+            let mut every = tokio::time::interval(crate::runlog::SUMMARY_EVERY);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                log.summary();
+            }
+        }
+    });
     let ready = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(RwLock::new(current.telemetry.clone()));
     let state = AppState {
@@ -146,7 +158,10 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
                         notify_systemd("RELOADING=1");
                         let old = current;
                         old.stop().await;
-                        current = Generation::start(next)?;
+                        let names: std::collections::HashSet<String> =
+                            next.probes.iter().map(|p| p.name.clone()).collect();
+                        log.retain(&|n| names.contains(n));
+                        current = Generation::start(next, &log)?;
                         *shared.write().expect("telemetry lock") = current.telemetry.clone();
                         notify_systemd("READY=1");
                         tracing::info!("reloaded");
@@ -159,6 +174,7 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
     ready.store(false, Ordering::Relaxed);
     notify_systemd("STOPPING=1");
     current.stop().await;
+    summary.abort();
     let _ = server_stop_tx.send(true);
     let _ = server.await;
     tracing::info!("stopped");
@@ -166,7 +182,12 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
 }
 
 /// Runs one probe on its timeline until told to stop; waits for its in-flight run.
-pub async fn probe_loop(probe: Arc<BuiltProbe>, telemetry: Arc<Telemetry>, mut stop: watch::Receiver<bool>) {
+pub async fn probe_loop(
+    probe: Arc<BuiltProbe>,
+    telemetry: Arc<Telemetry>,
+    log: Arc<RunLog>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticker = Ticker::new(probe.schedule.clone());
     let mut running: Option<JoinHandle<()>> = None;
     loop {
@@ -189,43 +210,15 @@ pub async fn probe_loop(probe: Arc<BuiltProbe>, telemetry: Arc<Telemetry>, mut s
             tracing::warn!(probe = %probe.name, "previous run still in flight: this run skipped");
             continue;
         }
-        let (p, t) = (probe.clone(), telemetry.clone());
+        let (p, t, log) = (probe.clone(), telemetry.clone(), log.clone());
         running = Some(tokio::spawn(async move {
             let outcome = p.execute().await;
             t.record(&outcome);
-            log_outcome(&outcome);
+            log.record(&outcome);
         }));
     }
     if let Some(h) = running {
         let _ = h.await;
-    }
-}
-
-fn log_outcome(o: &Outcome) {
-    let ms = |k: &str| o.get(k).map(fmt_seconds).unwrap_or_else(|| "-".into());
-    match &o.error {
-        None if o.breaches.is_empty() => {
-            // Routine at 1,000 probes; SLOPROBE_LOG=info,sloprobe=debug shows every run.
-            tracing::debug!(probe = %o.probe, kind = o.kind, ttfb = %ms("ttfb"), total = %ms("total"), "ok")
-        }
-        None => {
-            let broken: Vec<String> = o
-                .breaches
-                .iter()
-                .map(|b| {
-                    format!(
-                        "{} {} > {}",
-                        b.measurement,
-                        b.unit.format(b.value),
-                        b.unit.format(b.threshold)
-                    )
-                })
-                .collect();
-            tracing::warn!(probe = %o.probe, kind = o.kind, ttfb = %ms("ttfb"), total = %ms("total"), budget = %broken.join(", "), "budget broken")
-        }
-        Some(e) => {
-            tracing::warn!(probe = %o.probe, kind = o.kind, error_type = %e.kind, error = %e.message, total = %ms("total"), "failed")
-        }
     }
 }
 

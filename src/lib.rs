@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod precise_timer;
 pub mod probe;
 pub mod redact;
+pub mod runlog;
 pub mod schedule;
 pub mod server;
 pub mod slo;

@@ -3,9 +3,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use sloprobe::config::{Config, DEFAULT_CONFIG};
+use sloprobe::config::DEFAULT_CONFIG;
 use sloprobe::once::{self, Format};
-use sloprobe::probe::{self, BuildContext};
 
 #[derive(Parser)]
 #[command(
@@ -41,8 +40,8 @@ enum Command {
         /// Only these probes (repeatable). Default: all.
         #[arg(long = "probe")]
         probes: Vec<String>,
-        /// Runs per probe.
-        #[arg(long, default_value_t = 1)]
+        /// Runs per probe (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         runs: u32,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
@@ -113,11 +112,32 @@ fn init_logging(format: LogFormat, to_stderr: bool) {
     }
 }
 
-fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
-        eprintln!("config error: {e}");
-        ExitCode::from(once::EXIT_CONFIG as u8)
-    })
+/// Panics go to the log, not raw to stderr, and each place that panics is logged at most
+/// once a minute: a probe that panics on every run is counted (`error.type="internal"`)
+/// by the runner, which must not flood the log with a backtrace per run.
+fn install_panic_hook() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map_or_else(|| "unknown".to_string(), |l| format!("{}:{}", l.file(), l.line()));
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = last.get_or_insert_with(HashMap::new);
+        let due = seen.get(&place).is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if due {
+            seen.insert(place.clone(), Instant::now());
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(at = %place, panic = %msg, "panic (repeats from the same place are logged once a minute)");
+        }
+    }));
 }
 
 #[tokio::main]
@@ -126,6 +146,7 @@ async fn main() -> ExitCode {
     // `once` and `check` print results on stdout; keep logs off it.
     let logs_to_stderr = !matches!(cli.command, Command::Run { .. } | Command::Target { .. });
     init_logging(cli.log_format, logs_to_stderr);
+    install_panic_hook();
     match cli.command {
         Command::Run { config } => {
             let loaded = match load_checked(&config) {
@@ -150,24 +171,22 @@ async fn main() -> ExitCode {
             runs,
             format,
         } => {
-            let mut cfg = match load(&config) {
-                Ok(c) => c,
+            // The gate checks the whole config, [[slo]] included, like `check` and `run`.
+            let sloprobe::daemon::Loaded {
+                config: cfg,
+                probes: mut built,
+                ..
+            } = match load_checked(&config) {
+                Ok(l) => l,
                 Err(code) => return code,
             };
             if !only.is_empty() {
-                if let Some(missing) = only.iter().find(|n| !cfg.probes.iter().any(|p| &p.name == *n)) {
+                if let Some(missing) = only.iter().find(|n| !built.iter().any(|p| &p.name == *n)) {
                     eprintln!("config error: no probe named {missing:?} in {}", config.display());
                     return ExitCode::from(once::EXIT_CONFIG as u8);
                 }
-                cfg.probes.retain(|p| only.contains(&p.name));
+                built.retain(|p| only.contains(&p.name));
             }
-            let built = match probe::build_all(&cfg.probes, &BuildContext::new()) {
-                Ok(b) => b,
-                Err(e) => {
-                    eprintln!("config error: {e}");
-                    return ExitCode::from(once::EXIT_CONFIG as u8);
-                }
-            };
             // The demo target serves the shipped config's probes; start it for `once` too.
             let demo = match &cfg.demo {
                 Some(d) => match sloprobe::demo::bind(d.listen).await {

@@ -187,11 +187,22 @@ pub const COMMON_MEASURES: &[Measure] = &[Measure {
     labels: &[],
 }];
 
+/// Tells, when the run is cut off, whether the phase has moved on without the probe
+/// getting a chance to say so (a request fully written while the probe awaits the reply).
+pub struct PhaseHint(Box<dyn Fn() -> Option<&'static str> + Send + Sync>);
+
+impl fmt::Debug for PhaseHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PhaseHint")
+    }
+}
+
 /// Accumulates a run's measurements as it goes.
 #[derive(Debug)]
 pub struct Recorder {
     start: Instant,
     phase: &'static str,
+    phase_hint: Option<PhaseHint>,
     measurements: Vec<(&'static str, f64)>,
     samples: Vec<(&'static str, f64)>,
     labels: Vec<(&'static str, String)>,
@@ -204,6 +215,7 @@ impl Recorder {
         Recorder {
             start,
             phase: "start",
+            phase_hint: None,
             measurements: Vec::new(),
             samples: Vec::new(),
             labels: Vec::new(),
@@ -236,10 +248,16 @@ impl Recorder {
     /// Names the phase the run is in now; a timeout is classified by it.
     pub fn enter(&mut self, phase: &'static str) {
         self.phase = phase;
+        self.phase_hint = None;
+    }
+
+    /// Until the next `enter`, `hint` may name a later phase than the one entered.
+    pub fn hint_phase(&mut self, hint: impl Fn() -> Option<&'static str> + Send + Sync + 'static) {
+        self.phase_hint = Some(PhaseHint(Box::new(hint)));
     }
 
     pub fn phase(&self) -> &'static str {
-        self.phase
+        self.phase_hint.as_ref().and_then(|h| (h.0)()).unwrap_or(self.phase)
     }
 
     /// Sets a measurement, replacing an earlier value of the same key.

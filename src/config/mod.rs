@@ -16,7 +16,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use error::{ConfigError, Source};
-pub use values::{Dur, Secret, Size, fmt_seconds, parse_duration, parse_size};
+pub use values::{Dur, Secret, Size, fmt_seconds, parse_duration, parse_size, read_capped};
+
+/// Largest config file read (daemon file or probe file).
+pub const MAX_CONFIG_FILE: u64 = 16 * 1024 * 1024;
+/// Largest request body file (`body_file`); `body_size` generates larger bodies.
+pub const MAX_BODY_FILE: u64 = 64 * 1024 * 1024;
 
 use crate::schedule::Schedule;
 
@@ -89,7 +94,7 @@ struct RawOtlp {
     endpoint: Option<Spanned<String>>,
     protocol: Option<Spanned<String>>,
     /// Values may be secrets (`env:NAME`, `file:PATH`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "values::secret_text_map")]
     headers: BTreeMap<String, Spanned<String>>,
     interval: Option<Spanned<Dur>>,
     timeout: Option<Spanned<Dur>>,
@@ -165,6 +170,16 @@ fn resolve_otlp(raw: RawOtlp, source: &Source) -> Result<OtlpSettings, ConfigErr
             .and_then(|ms| ms.parse::<u64>().ok())
             .map_or(Duration::from_secs(15), Duration::from_millis),
     };
+    if let Some(e) = &raw.endpoint {
+        let bad = match url::Url::parse(e.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => None,
+            Ok(u) => Some(format!("scheme {:?}: OTLP endpoints are http:// or https:// URLs with a host", u.scheme())),
+            Err(err) => Some(format!("not a URL ({err}); write e.g. \"http://127.0.0.1:4317\"")),
+        };
+        if let Some(msg) = bad {
+            return Err(source.error_at(e.span(), Some("export.otlp.endpoint"), msg));
+        }
+    }
     // For http/protobuf a bare base URL gets the signal path, as OTEL_EXPORTER_OTLP_ENDPOINT does.
     let endpoint = raw.endpoint.map(|e| {
         let e = e.into_inner();
@@ -304,13 +319,14 @@ pub struct RawProbe {
 pub struct RequestConfig {
     pub method: Option<Spanned<String>>,
     /// Values may be secrets (`env:NAME`, `file:PATH`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "values::secret_text_map")]
     pub headers: BTreeMap<String, Spanned<String>>,
     pub body: Option<Spanned<String>>,
     pub body_file: Option<Spanned<String>>,
     /// A generated body of this many bytes (upload checks).
     pub body_size: Option<Spanned<Size>>,
     /// `env:NAME` or `file:PATH`; sent as `Authorization: Bearer ...`.
+    #[serde(default, deserialize_with = "values::secret_text")]
     pub bearer: Option<Spanned<String>>,
 }
 
@@ -322,6 +338,8 @@ pub struct ExpectConfig {
     pub header_present: Vec<Spanned<String>>,
     pub body_regex: Option<Spanned<String>>,
     pub body_not_regex: Option<Spanned<String>>,
+    /// Body assertions look at this many leading bytes (default 1 MiB, at most 64 MiB).
+    pub match_window: Option<Spanned<Size>>,
     pub max_body: Option<Spanned<Size>>,
 }
 
@@ -360,6 +378,11 @@ impl ProbeConfig {
         Secret::resolve(reference.get_ref(), base).map_err(|e| self.error_at(reference, key, e))
     }
 
+    /// Reads a file named at `at` (relative to this config file) up to `cap` bytes.
+    pub fn read_file(&self, at: &Spanned<String>, key: &str, cap: u64) -> Result<Vec<u8>, ConfigError> {
+        read_capped(&self.path(at.get_ref()), cap).map_err(|e| self.error_at(at, key, e))
+    }
+
     /// Resolves a path written in config relative to the file it is written in.
     pub fn path(&self, p: &str) -> PathBuf {
         self.source.path.parent().unwrap_or(Path::new(".")).join(p)
@@ -377,8 +400,10 @@ impl Config {
         let mut probes: Vec<(RawProbe, Arc<Source>)> = raw.probes.into_iter().map(|p| (p, source.clone())).collect();
         let mut slos: Vec<(RawSlo, Arc<Source>)> = raw.slos.into_iter().map(|s| (s, source.clone())).collect();
         let base = path.parent().unwrap_or(Path::new("."));
+        let mut files_read = 0;
         for pattern in &raw.include {
             for file in expand_include(&source, base, pattern)? {
+                files_read += 1;
                 let src = Arc::new(read_source(&file)?);
                 let pf: RawProbeFile = toml::from_str(&src.text).map_err(|e| src.from_toml(&e))?;
                 probes.extend(pf.probes.into_iter().map(|p| (p, src.clone())));
@@ -386,24 +411,33 @@ impl Config {
             }
         }
 
-        let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
+        // Positions are turned into line numbers only for the error: doing it for every
+        // probe made loading quadratic in the file size.
+        let mut seen: HashMap<String, (Arc<Source>, usize)> = HashMap::with_capacity(probes.len());
         let mut out = Vec::with_capacity(probes.len());
         for (raw_probe, src) in probes {
             let cfg = validate_probe(raw_probe, src)?;
-            let (line, _) = error::line_col(&cfg.source.text, cfg.raw.name.span().start);
-            if let Some((file, first)) = seen.get(&cfg.name) {
+            if let Some((first_src, first_at)) = seen.get(&cfg.name) {
+                let (line, _) = error::line_col(&first_src.text, *first_at);
                 return Err(cfg.error_at(
                     &cfg.raw.name,
                     "probe.name",
                     format!(
-                        "duplicate probe name {:?} (first defined at {}:{first})",
+                        "duplicate probe name {:?} (first defined at {}:{line})",
                         cfg.name,
-                        file.display()
+                        first_src.path.display()
                     ),
                 ));
             }
-            seen.insert(cfg.name.clone(), (cfg.source.path.clone(), line));
+            seen.insert(cfg.name.clone(), (cfg.source.clone(), cfg.raw.name.span().start));
             out.push(cfg);
+        }
+        if out.is_empty() {
+            return Err(source.error(format!(
+                "no probes defined: add [[probe]] tables here or in files matched by `include` ({} include pattern(s), {} file(s) read)",
+                raw.include.len(),
+                files_read
+            )));
         }
 
         Ok(Config {
@@ -419,13 +453,15 @@ impl Config {
 }
 
 fn read_source(path: &Path) -> Result<Source, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let error = |message: String| ConfigError {
         file: path.to_path_buf(),
         line: 0,
         column: 0,
         key: String::new(),
-        message: format!("cannot read config file: {e}"),
-    })?;
+        message,
+    };
+    let bytes = read_capped(path, MAX_CONFIG_FILE).map_err(|e| error(format!("cannot load config file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| error("config file is not UTF-8 text".to_string()))?;
     Ok(Source {
         path: path.to_path_buf(),
         text,
@@ -434,6 +470,17 @@ fn read_source(path: &Path) -> Result<Source, ConfigError> {
 
 fn expand_include(source: &Source, base: &Path, pattern: &Spanned<String>) -> Result<Vec<PathBuf>, ConfigError> {
     let full = base.join(pattern.get_ref());
+    if full.is_dir() {
+        return Err(source.error_at(
+            pattern.span(),
+            Some("include"),
+            format!(
+                "{} is a directory; include its files with a glob such as \"{}/*.toml\"",
+                full.display(),
+                pattern.get_ref().trim_end_matches('/')
+            ),
+        ));
+    }
     let full_str = full.to_string_lossy();
     let paths = glob::glob(&full_str)
         .map_err(|e| source.error_at(pattern.span(), Some("include"), format!("bad glob: {e}")))?;
@@ -493,12 +540,40 @@ fn validate_probe(raw: RawProbe, source: Arc<Source>) -> Result<ProbeConfig, Con
                     "interval must be between 100ms and 366d".into(),
                 ));
             }
-            let max_splay = raw.splay.as_ref().map_or(interval, |s| s.get_ref().0.min(interval));
+            if let Some(s) = &raw.splay
+                && s.get_ref().0 > interval
+            {
+                return Err(err(
+                    s.span(),
+                    "probe.splay",
+                    format!(
+                        "splay {} is longer than the interval {}: the start offset is always within one interval",
+                        humantime::format_duration(s.get_ref().0),
+                        humantime::format_duration(interval)
+                    ),
+                ));
+            }
+            let max_splay = raw.splay.as_ref().map_or(interval, |s| s.get_ref().0);
             Schedule::every(interval, &name, max_splay)
         }
         (None, Some(cron)) => {
             let max_splay = raw.splay.as_ref().map_or(Duration::ZERO, |s| s.get_ref().0);
-            Schedule::cron(cron.get_ref(), &name, max_splay).map_err(|e| err(cron.span(), "probe.cron", e))?
+            let schedule =
+                Schedule::cron(cron.get_ref(), &name, max_splay).map_err(|e| err(cron.span(), "probe.cron", e))?;
+            if let Some(s) = &raw.splay
+                && s.get_ref().0 > schedule.shortest_period()
+            {
+                return Err(err(
+                    s.span(),
+                    "probe.splay",
+                    format!(
+                        "splay {} is longer than the cron period {}",
+                        humantime::format_duration(s.get_ref().0),
+                        humantime::format_duration(schedule.shortest_period())
+                    ),
+                ));
+            }
+            schedule
         }
     };
     let period = schedule.shortest_period();

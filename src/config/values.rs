@@ -35,17 +35,91 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Str(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(Size(n)),
-            Raw::Str(s) => parse_size(&s).map(Size).map_err(de::Error::custom),
+        match toml::Value::deserialize(d)? {
+            toml::Value::Integer(n) if n < 0 => Err(de::Error::custom(format!("size {n} is negative"))),
+            toml::Value::Integer(n) => Ok(Size(n as u64)),
+            toml::Value::String(s) => parse_size(&s).map(Size).map_err(de::Error::custom),
+            other => Err(de::Error::custom(format!(
+                "expected a size such as \"180KB\" or a number of bytes, found a {}",
+                other.type_str()
+            ))),
         }
     }
+}
+
+/// Text that may be a secret reference. Wrong types are reported without echoing the
+/// value (a token pasted as a bare number must not land in an error message).
+struct SecretText(String);
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => Ok(SecretText(s)),
+            other => Err(de::Error::custom(format!(
+                "expected a string such as \"env:NAME\" or \"file:PATH\", found a {} (value not shown)",
+                other.type_str()
+            ))),
+        }
+    }
+}
+
+/// `deserialize_with` for an optional secret-bearing string.
+pub fn secret_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<toml::Spanned<String>>, D::Error> {
+    let v: Option<toml::Spanned<SecretText>> = Deserialize::deserialize(d)?;
+    Ok(v.map(|s| {
+        let span = s.span();
+        toml::Spanned::new(span, s.into_inner().0)
+    }))
+}
+
+/// `deserialize_with` for a table of header values, any of which may be a secret.
+pub fn secret_text_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, toml::Spanned<String>>, D::Error> {
+    let v: std::collections::BTreeMap<String, toml::Spanned<SecretText>> = Deserialize::deserialize(d)?;
+    Ok(v.into_iter()
+        .map(|(k, s)| {
+            let span = s.span();
+            (k, toml::Spanned::new(span, s.into_inner().0))
+        })
+        .collect())
+}
+
+/// Largest secret file read (`file:PATH`).
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Reads a file named in config: it must be a regular file (a FIFO would hang the
+/// daemon, `/dev/zero` would never end), at most `cap` bytes.
+pub fn read_capped(path: &std::path::Path, cap: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.is_dir() {
+        return Err(format!("{} is a directory, not a file", path.display()));
+    }
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a device, FIFO or socket cannot be read as config)",
+            path.display()
+        ));
+    }
+    if meta.len() > cap {
+        return Err(format!(
+            "{} is {} bytes, over the {} byte limit for this file",
+            path.display(),
+            meta.len(),
+            cap
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    // The file may grow between the stat and the read: never read past the cap.
+    file.take(cap + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if data.len() as u64 > cap {
+        return Err(format!("{} grew over the {cap} byte limit while being read", path.display()));
+    }
+    Ok(data)
 }
 
 /// A reference to a secret (`env:NAME` or `file:PATH`), resolved once at load.
@@ -71,8 +145,8 @@ impl Secret {
             }
         } else if let Some(path) = reference.strip_prefix("file:") {
             let path = base.join(path);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("secret {reference}: cannot read {}: {e}", path.display()))?;
+            let bytes = read_capped(&path, MAX_SECRET_FILE).map_err(|e| format!("secret {reference}: {e}"))?;
+            let text = String::from_utf8(bytes).map_err(|_| format!("secret {reference}: file is not UTF-8 text"))?;
             let v = text.trim_end_matches(['\n', '\r']).to_string();
             if v.is_empty() {
                 return Err(format!("secret {reference}: file {} is empty", path.display()));

@@ -47,15 +47,23 @@ pub async fn resolve(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>
     }
 }
 
+/// hickory's Display prints internal structs (`Query { name: .., query_type: AAAA }`);
+/// the message says what happened instead.
 fn classify(host: &str, e: &NetError) -> ProbeError {
-    let kind = match e {
+    let (kind, what) = match e {
         NetError::Dns(DnsError::NoRecordsFound(nr)) if nr.response_code == ResponseCode::NXDomain => {
-            ErrorType::DnsNxdomain
+            (ErrorType::DnsNxdomain, "no such domain (NXDOMAIN)".to_string())
         }
-        NetError::Dns(DnsError::NoRecordsFound(_)) => ErrorType::DnsNoRecords,
-        NetError::Dns(DnsError::ResponseCode(ResponseCode::NXDomain)) => ErrorType::DnsNxdomain,
-        NetError::Timeout => ErrorType::DnsTimeout,
-        _ => ErrorType::DnsError,
+        NetError::Dns(DnsError::NoRecordsFound(nr)) => (
+            ErrorType::DnsNoRecords,
+            format!("the name has no A/AAAA records (response {})", nr.response_code),
+        ),
+        NetError::Dns(DnsError::ResponseCode(ResponseCode::NXDomain)) => {
+            (ErrorType::DnsNxdomain, "no such domain (NXDOMAIN)".to_string())
+        }
+        NetError::Dns(DnsError::ResponseCode(code)) => (ErrorType::DnsError, format!("DNS server answered {code}")),
+        NetError::Timeout => (ErrorType::DnsTimeout, "no answer from the DNS server in time".to_string()),
+        other => (ErrorType::DnsError, format!("lookup failed: {other}")),
     };
-    ProbeError::new(kind, format!("resolving {host}: {e}"))
+    ProbeError::new(kind, format!("resolving {host}: {what}"))
 }

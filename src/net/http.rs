@@ -109,6 +109,12 @@ impl HttpConn {
         let body_end = req.extensions().get::<BodyEnd>().cloned().unwrap_or_default();
         let is_h2 = self.is_h2();
         self.marks.reset();
+        // Once the request is on the wire, a cut-off run was waiting for the server.
+        let (marks, end, no_body) = (self.marks.clone(), body_end.clone(), req.body().is_end_stream());
+        rec.hint_phase(move || {
+            let written = marks.get().first_write.is_some() && (no_body || end.get().is_some());
+            written.then_some("wait")
+        });
         let t_send = Instant::now();
         let resp = match &mut self.sender {
             Sender::H1(s) => s.send_request(req).await,

@@ -31,8 +31,8 @@ pub fn client_config(
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = ca_file {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?
+            let pem = crate::config::read_capped(path, 4 * 1024 * 1024).map_err(|e| format!("CA file: {e}"))?;
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("bad PEM in CA file {}: {e}", path.display()))?;
             if certs.is_empty() {
@@ -71,15 +71,7 @@ pub fn classify_handshake_error(e: &io::Error) -> ProbeError {
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => ErrorType::TlsCertExpired,
                 _ => ErrorType::TlsCertInvalid,
             };
-            let detail = match cert_err {
-                CertificateError::ExpiredContext { time, not_after } => format!(
-                    "certificate expired {}s ago (notAfter {})",
-                    time.as_secs().saturating_sub(not_after.as_secs()),
-                    fmt_unix(not_after.as_secs())
-                ),
-                other => format!("{other:?}"),
-            };
-            ProbeError::new(kind, format!("TLS certificate rejected: {detail}"))
+            ProbeError::new(kind, format!("TLS certificate rejected: {}", describe(cert_err)))
         }
         Some(other) => ProbeError::new(ErrorType::TlsHandshake, format!("TLS handshake failed: {other}")),
         None if e.kind() == io::ErrorKind::UnexpectedEof => ProbeError::new(
@@ -87,6 +79,38 @@ pub fn classify_handshake_error(e: &io::Error) -> ProbeError {
             "TLS handshake failed: peer closed the connection",
         ),
         None => ProbeError::new(ErrorType::TlsHandshake, format!("TLS handshake failed: {e}")),
+    }
+}
+
+/// A certificate problem in words a reader acts on (rustls prints several as Debug).
+fn describe(e: &CertificateError) -> String {
+    match e {
+        CertificateError::ExpiredContext { time, not_after } => format!(
+            "certificate expired {}s ago (notAfter {})",
+            time.as_secs().saturating_sub(not_after.as_secs()),
+            fmt_unix(not_after.as_secs())
+        ),
+        CertificateError::Expired => "certificate has expired".into(),
+        CertificateError::NotValidYet => "certificate is not valid yet (check the clocks)".into(),
+        CertificateError::UnknownIssuer => {
+            "certificate is not signed by a trusted CA (self-signed, or a private CA missing from tls.ca_file)"
+                .into()
+        }
+        CertificateError::BadSignature => "certificate signature does not verify".into(),
+        CertificateError::BadEncoding => "certificate is not valid DER".into(),
+        CertificateError::Revoked => "certificate has been revoked".into(),
+        CertificateError::NotValidForName => "certificate is not valid for this host name".into(),
+        CertificateError::InvalidPurpose => "certificate is not meant for TLS servers".into(),
+        CertificateError::Other(other) => {
+            let inner = other.to_string();
+            match inner.as_str() {
+                "CaUsedAsEndEntity" => "the server presented a CA certificate as its own certificate".into(),
+                "EndEntityUsedAsCa" => "a leaf certificate was used as an issuing CA".into(),
+                _ => format!("certificate rejected ({inner})"),
+            }
+        }
+        // The remaining variants carry context rustls already prints in words.
+        other => other.to_string(),
     }
 }
 

@@ -91,12 +91,18 @@ pub const MEASURES: &[Measure] = &[
 ];
 
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+/// Body regexes see the first MiB by default: memory per run stays bounded whatever
+/// `max_body` allows (docs/config.md).
+const DEFAULT_MATCH_WINDOW: usize = 1024 * 1024;
+const MAX_MATCH_WINDOW: usize = 64 * 1024 * 1024;
 
 struct Expect {
     status: Option<Vec<u16>>,
     header_present: Vec<HeaderName>,
     body_regex: Option<Regex>,
     body_not_regex: Option<Regex>,
+    /// Leading body bytes the regexes see; the rest is counted, not kept.
+    match_window: usize,
     max_body: u64,
 }
 
@@ -133,14 +139,7 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
     let body = if let Some(b) = &req.body {
         BodySpec::Bytes(Bytes::from(b.get_ref().clone()))
     } else if let Some(f) = &req.body_file {
-        let path = cfg.path(f.get_ref());
-        let data = std::fs::read(&path).map_err(|e| {
-            cfg.error_at(
-                f,
-                "probe.request.body_file",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
+        let data = cfg.read_file(f, "probe.request.body_file", crate::config::MAX_BODY_FILE)?;
         BodySpec::Bytes(Bytes::from(data))
     } else if let Some(n) = &req.body_size {
         BodySpec::Generated(n.get_ref().0)
@@ -150,6 +149,15 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
     let method = http_config::method(cfg, !matches!(body, BodySpec::Empty))?;
 
     let ex = &raw.expect;
+    if let Some(mb) = &ex.max_body
+        && mb.get_ref().0 == 0
+    {
+        return Err(cfg.error_at(
+            mb,
+            "probe.expect.max_body",
+            "max_body = 0 fails every response with a body; give a size such as \"10MiB\"",
+        ));
+    }
     let regex = |r: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<Regex>, ConfigError> {
         r.as_ref()
             .map(|s| Regex::new(s.get_ref()).map_err(|e| cfg.error_at(s, key, format!("invalid regex: {e}"))))
@@ -161,6 +169,17 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         body_regex: regex(&ex.body_regex, "probe.expect.body_regex")?,
         body_not_regex: regex(&ex.body_not_regex, "probe.expect.body_not_regex")?,
         max_body: ex.max_body.as_ref().map_or(DEFAULT_MAX_BODY, |s| s.get_ref().0),
+        match_window: match &ex.match_window {
+            None => DEFAULT_MATCH_WINDOW,
+            Some(w) if w.get_ref().0 == 0 || w.get_ref().0 > MAX_MATCH_WINDOW as u64 => {
+                return Err(cfg.error_at(
+                    w,
+                    "probe.expect.match_window",
+                    format!("match_window must be between 1 byte and {} MiB", MAX_MATCH_WINDOW >> 20),
+                ));
+            }
+            Some(w) => w.get_ref().0 as usize,
+        },
     };
 
     let pool = match raw.connection.as_ref().map(|c| c.get_ref().as_str()) {
@@ -291,7 +310,8 @@ impl HttpProbe {
             }
             let capture = !redirect && (self.expect.body_regex.is_some() || self.expect.body_not_regex.is_some());
             let (head, incoming) = resp.into_parts();
-            let read = read_body(incoming, self.expect.max_body, capture).await;
+            let window = if capture { self.expect.match_window } else { 0 };
+            let read = read_body(incoming, self.expect.max_body, window).await;
             rec.add("transfer", first_byte.elapsed().as_secs_f64());
             let (body_bytes, captured) = read?;
 
@@ -399,10 +419,11 @@ fn without_credentials(headers: &[(HeaderName, HeaderValue)]) -> Vec<(HeaderName
         .collect()
 }
 
-/// Reads the body to its end, cutting it off past `max` bytes.
-async fn read_body(mut body: Incoming, max: u64, capture: bool) -> Result<(u64, Option<Vec<u8>>), ProbeError> {
+/// Reads the body to its end, cutting it off past `max` bytes; keeps the first `window`
+/// bytes for assertions (none when 0).
+async fn read_body(mut body: Incoming, max: u64, window: usize) -> Result<(u64, Option<Vec<u8>>), ProbeError> {
     let mut n: u64 = 0;
-    let mut buf = capture.then(Vec::new);
+    let mut buf = (window > 0).then(Vec::new);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| nethttp::classify_hyper(&e, "reading the body"))?;
         if let Ok(data) = frame.into_data() {
@@ -414,7 +435,8 @@ async fn read_body(mut body: Incoming, max: u64, capture: bool) -> Result<(u64, 
                 ));
             }
             if let Some(b) = buf.as_mut() {
-                b.extend_from_slice(&data);
+                let room = window.saturating_sub(b.len());
+                b.extend_from_slice(&data[..data.len().min(room)]);
             }
         }
     }

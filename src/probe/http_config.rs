@@ -70,10 +70,17 @@ pub fn target(cfg: &ProbeConfig, ctx: &BuildContext, kind: &str) -> Result<HttpT
     }
 
     let ex = &raw.expect;
-    if let Some(st) = &ex.status
-        && let Some(bad) = st.get_ref().iter().find(|s| !(100..=599).contains(*s))
-    {
-        return Err(cfg.error_at(st, "probe.expect.status", format!("{bad} is not an HTTP status code")));
+    if let Some(st) = &ex.status {
+        if st.get_ref().is_empty() {
+            return Err(cfg.error_at(
+                st,
+                "probe.expect.status",
+                "status is empty, so every run would fail; list the codes that count as up, e.g. [200], or drop the key for any 2xx",
+            ));
+        }
+        if let Some(bad) = st.get_ref().iter().find(|s| !(100..=599).contains(*s)) {
+            return Err(cfg.error_at(st, "probe.expect.status", format!("{bad} is not an HTTP status code")));
+        }
     }
     let mut header_present = Vec::new();
     for h in &ex.header_present {

@@ -248,9 +248,8 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
     let body_text = if let Some(b) = raw.body.as_ref().or(req.body.as_ref()) {
         Some((b.get_ref().clone(), b))
     } else if let Some(f) = raw.body_file.as_ref().or(req.body_file.as_ref()) {
-        let path = cfg.path(f.get_ref());
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| cfg.error_at(f, "probe.body_file", format!("cannot read {}: {e}", path.display())))?;
+        let bytes = cfg.read_file(f, "probe.body_file", crate::config::MAX_BODY_FILE)?;
+        let text = String::from_utf8(bytes).map_err(|_| cfg.error_at(f, "probe.body_file", "body file is not UTF-8 text"))?;
         Some((text, f))
     } else {
         None
@@ -322,6 +321,10 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
                 raw.expect.body_not_regex.as_ref().map(|s| s.span()),
             ),
             ("expect.max_body", raw.expect.max_body.as_ref().map(|s| s.span())),
+            (
+                "expect.match_window",
+                raw.expect.match_window.as_ref().map(|s| s.span()),
+            ),
         ],
     )?;
     Ok(Box::new(AssistantProbe {

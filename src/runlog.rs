@@ -1,0 +1,122 @@
+//! Run logging that stays readable at 1,000 probes: a probe's state changes
+//! (ok → failing, one error type → another, failing → ok) are logged when they happen;
+//! repeats are only counted, and a periodic summary names the probes still failing.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::fmt_seconds;
+use crate::outcome::Outcome;
+
+/// How often the "still failing" summary is written.
+pub const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Clone, PartialEq, Eq)]
+enum State {
+    Ok,
+    Failed(&'static str),
+    OverBudget(Vec<String>),
+}
+
+struct Failing {
+    state: State,
+    /// Runs in this state since the last summary (the first one was logged).
+    repeats: u64,
+}
+
+#[derive(Default)]
+pub struct RunLog {
+    failing: Mutex<BTreeMap<String, Failing>>,
+}
+
+impl RunLog {
+    /// Logs the run if it changed the probe's state; otherwise counts it.
+    pub fn record(&self, o: &Outcome) {
+        let state = match &o.error {
+            Some(e) => State::Failed(e.kind.as_str()),
+            None if o.breaches.is_empty() => State::Ok,
+            None => State::OverBudget(o.breaches.iter().map(|b| b.measurement.clone()).collect()),
+        };
+        let mut failing = self.failing.lock().expect("run log lock");
+        let previous = failing.get(&o.probe).map(|f| f.state.clone());
+        match (&state, previous) {
+            (State::Ok, None) => log_ok(o),
+            (State::Ok, Some(_)) => {
+                let f = failing.remove(&o.probe).expect("present");
+                tracing::info!(probe = %o.probe, kind = o.kind, repeats_since_summary = f.repeats, total = %ms(o, "total"), "recovered");
+            }
+            (s, Some(prev)) if *s == prev => {
+                if let Some(f) = failing.get_mut(&o.probe) {
+                    f.repeats += 1;
+                }
+                tracing::debug!(probe = %o.probe, kind = o.kind, "still failing (logged on change and in the summary)");
+            }
+            (s, _) => {
+                log_failure(o);
+                failing.insert(
+                    o.probe.clone(),
+                    Failing {
+                        state: s.clone(),
+                        repeats: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Forgets probes that no longer exist (after a reload).
+    pub fn retain(&self, keep: &dyn Fn(&str) -> bool) {
+        self.failing.lock().expect("run log lock").retain(|k, _| keep(k));
+    }
+
+    /// One line naming the probes still failing and how many runs were not logged.
+    pub fn summary(&self) {
+        let mut failing = self.failing.lock().expect("run log lock");
+        if failing.is_empty() {
+            return;
+        }
+        let repeats: u64 = failing.values().map(|f| f.repeats).sum();
+        let mut names: Vec<String> = failing
+            .iter()
+            .take(10)
+            .map(|(name, f)| match &f.state {
+                State::Failed(t) => format!("{name} ({t})"),
+                State::OverBudget(keys) => format!("{name} (over budget: {})", keys.join(",")),
+                State::Ok => name.clone(),
+            })
+            .collect();
+        if failing.len() > 10 {
+            names.push(format!("and {} more", failing.len() - 10));
+        }
+        tracing::warn!(failing = failing.len(), repeated_runs_not_logged = repeats, probes = %names.join(", "), "probes still failing");
+        for f in failing.values_mut() {
+            f.repeats = 0;
+        }
+    }
+}
+
+fn ms(o: &Outcome, k: &str) -> String {
+    o.get(k).map(fmt_seconds).unwrap_or_else(|| "-".into())
+}
+
+fn log_ok(o: &Outcome) {
+    // Routine at 1,000 probes; SLOPROBE_LOG=info,sloprobe=debug shows every run.
+    tracing::debug!(probe = %o.probe, kind = o.kind, ttfb = %ms(o, "ttfb"), total = %ms(o, "total"), "ok")
+}
+
+fn log_failure(o: &Outcome) {
+    match &o.error {
+        Some(e) => {
+            tracing::warn!(probe = %o.probe, kind = o.kind, error_type = %e.kind, error = %e.message, total = %ms(o, "total"), "failed")
+        }
+        None => {
+            let broken: Vec<String> = o
+                .breaches
+                .iter()
+                .map(|b| format!("{} {} > {}", b.measurement, b.unit.format(b.value), b.unit.format(b.threshold)))
+                .collect();
+            tracing::warn!(probe = %o.probe, kind = o.kind, ttfb = %ms(o, "ttfb"), total = %ms(o, "total"), budget = %broken.join(", "), "budget broken")
+        }
+    }
+}
