@@ -20,10 +20,10 @@ pub fn print_plan(
         writeln!(out, "demo target: {}", d.listen)?;
     }
     if let Some(o) = &config.otlp {
-        let endpoint = o
-            .endpoint
-            .as_deref()
-            .map_or("(OTEL_EXPORTER_OTLP_ENDPOINT or default)".to_string(), crate::redact::url);
+        let endpoint = o.endpoint.as_deref().map_or(
+            "(OTEL_EXPORTER_OTLP_ENDPOINT or default)".to_string(),
+            crate::redact::url,
+        );
         let headers: Vec<&str> = o.headers.iter().map(|(k, _)| k.as_str()).collect();
         writeln!(
             out,

@@ -11,13 +11,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
-use crate::runlog::RunLog;
+use crate::demo;
 use crate::probe::{self, BuildContext, BuiltProbe};
+use crate::runlog::RunLog;
 use crate::schedule::Ticker;
 use crate::server::{self, AppState};
 use crate::slo::{self, Slo};
 use crate::telemetry::{Plan, Telemetry};
-use crate::demo;
 
 /// Telemetry's plan for a set of probes: their catalogs, and budgets as bucket edges.
 pub fn telemetry_plan<'a>(probes: impl IntoIterator<Item = &'a BuiltProbe>) -> Plan {

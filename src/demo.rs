@@ -46,7 +46,13 @@ pub fn router() -> Router {
 
 /// Serves the target (through the daemon's hardened accept loop) until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener) {
-    crate::server::serve(listener, router(), crate::server::Limits::default(), std::future::pending()).await
+    crate::server::serve(
+        listener,
+        router(),
+        crate::server::Limits::default(),
+        std::future::pending(),
+    )
+    .await
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

@@ -40,7 +40,11 @@ impl ProbeReport {
 pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut dyn Write) -> i32 {
     // Nothing run is nothing proven: the gate never passes on zero probes or runs.
     if probes.is_empty() || runs == 0 {
-        let _ = writeln!(out, "FAIL: nothing to run ({} probe(s), {runs} run(s) each)", probes.len());
+        let _ = writeln!(
+            out,
+            "FAIL: nothing to run ({} probe(s), {runs} run(s) each)",
+            probes.len()
+        );
         return EXIT_FAIL;
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, u32, Outcome)>();

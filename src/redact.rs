@@ -33,7 +33,10 @@ mod tests {
     #[test]
     fn credentials_and_query_values_go() {
         let r = super::url("https://alice:s3cret@example.com:8443/p/a?token=abc&x=1#frag");
-        assert_eq!(r, "https://redacted:redacted@example.com:8443/p/a?token=redacted&x=redacted");
+        assert_eq!(
+            r,
+            "https://redacted:redacted@example.com:8443/p/a?token=redacted&x=redacted"
+        );
         assert_eq!(super::url("http://h/"), "http://h/");
         assert_eq!(super::url("not a url s3cret"), "<unparsable url>");
     }

@@ -114,7 +114,14 @@ fn log_failure(o: &Outcome) {
             let broken: Vec<String> = o
                 .breaches
                 .iter()
-                .map(|b| format!("{} {} > {}", b.measurement, b.unit.format(b.value), b.unit.format(b.threshold)))
+                .map(|b| {
+                    format!(
+                        "{} {} > {}",
+                        b.measurement,
+                        b.unit.format(b.value),
+                        b.unit.format(b.threshold)
+                    )
+                })
                 .collect();
             tracing::warn!(probe = %o.probe, kind = o.kind, ttfb = %ms(o, "ttfb"), total = %ms(o, "total"), budget = %broken.join(", "), "budget broken")
         }

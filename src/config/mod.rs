@@ -173,7 +173,10 @@ fn resolve_otlp(raw: RawOtlp, source: &Source) -> Result<OtlpSettings, ConfigErr
     if let Some(e) = &raw.endpoint {
         let bad = match url::Url::parse(e.get_ref()) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => None,
-            Ok(u) => Some(format!("scheme {:?}: OTLP endpoints are http:// or https:// URLs with a host", u.scheme())),
+            Ok(u) => Some(format!(
+                "scheme {:?}: OTLP endpoints are http:// or https:// URLs with a host",
+                u.scheme()
+            )),
             Err(err) => Some(format!("not a URL ({err}); write e.g. \"http://127.0.0.1:4317\"")),
         };
         if let Some(msg) = bad {

@@ -117,7 +117,10 @@ pub fn read_capped(path: &std::path::Path, cap: u64) -> Result<Vec<u8>, String> 
         .read_to_end(&mut data)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if data.len() as u64 > cap {
-        return Err(format!("{} grew over the {cap} byte limit while being read", path.display()));
+        return Err(format!(
+            "{} grew over the {cap} byte limit while being read",
+            path.display()
+        ));
     }
     Ok(data)
 }

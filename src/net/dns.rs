@@ -62,7 +62,10 @@ fn classify(host: &str, e: &NetError) -> ProbeError {
             (ErrorType::DnsNxdomain, "no such domain (NXDOMAIN)".to_string())
         }
         NetError::Dns(DnsError::ResponseCode(code)) => (ErrorType::DnsError, format!("DNS server answered {code}")),
-        NetError::Timeout => (ErrorType::DnsTimeout, "no answer from the DNS server in time".to_string()),
+        NetError::Timeout => (
+            ErrorType::DnsTimeout,
+            "no answer from the DNS server in time".to_string(),
+        ),
         other => (ErrorType::DnsError, format!("lookup failed: {other}")),
     };
     ProbeError::new(kind, format!("resolving {host}: {what}"))

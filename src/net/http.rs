@@ -405,7 +405,12 @@ mod tests {
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-5"), None);
         let cap = crate::outcome::MAX_RETRY_AFTER;
-        for huge in ["18446744073709551615", "9223372036854775807", "99999999999999999999999", "Thu, 01 Jan 2099 00:00:00 GMT"] {
+        for huge in [
+            "18446744073709551615",
+            "9223372036854775807",
+            "99999999999999999999999",
+            "Thu, 01 Jan 2099 00:00:00 GMT",
+        ] {
             assert_eq!(parse_retry_after(huge), Some(cap), "{huge}");
         }
     }

@@ -93,8 +93,7 @@ fn describe(e: &CertificateError) -> String {
         CertificateError::Expired => "certificate has expired".into(),
         CertificateError::NotValidYet => "certificate is not valid yet (check the clocks)".into(),
         CertificateError::UnknownIssuer => {
-            "certificate is not signed by a trusted CA (self-signed, or a private CA missing from tls.ca_file)"
-                .into()
+            "certificate is not signed by a trusted CA (self-signed, or a private CA missing from tls.ca_file)".into()
         }
         CertificateError::BadSignature => "certificate signature does not verify".into(),
         CertificateError::BadEncoding => "certificate is not valid DER".into(),

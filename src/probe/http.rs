@@ -305,7 +305,10 @@ impl HttpProbe {
             if status.is_redirection() && location.is_some() && self.follow_redirects > 0 && !redirect {
                 return Err(ProbeError::new(
                     ErrorType::RedirectLimit,
-                    format!("more than follow_redirects = {} redirects (status {status})", self.follow_redirects),
+                    format!(
+                        "more than follow_redirects = {} redirects (status {status})",
+                        self.follow_redirects
+                    ),
                 ));
             }
             let capture = !redirect && (self.expect.body_regex.is_some() || self.expect.body_not_regex.is_some());
@@ -413,7 +416,10 @@ fn without_credentials(headers: &[(HeaderName, HeaderValue)]) -> Vec<(HeaderName
     headers
         .iter()
         .filter(|(k, v)| {
-            !v.is_sensitive() && *k != header::AUTHORIZATION && *k != header::PROXY_AUTHORIZATION && *k != header::COOKIE
+            !v.is_sensitive()
+                && *k != header::AUTHORIZATION
+                && *k != header::PROXY_AUTHORIZATION
+                && *k != header::COOKIE
         })
         .cloned()
         .collect()

@@ -241,3 +241,40 @@ pub fn reject_unused(
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Panics;
+
+    impl Probe for Panics {
+        fn run<'a>(&'a self, rec: &'a mut Recorder) -> BoxFuture<'a, Result<(), ProbeError>> {
+            Box::pin(async move {
+                rec.set("dns", 0.001);
+                let far = Instant::now() + Duration::from_secs(u64::MAX / 2);
+                panic!("overflow when adding duration to instant: {far:?}");
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_probe_is_an_internal_failure_not_a_lost_run() {
+        let p = BuiltProbe {
+            name: "p".into(),
+            kind: "http",
+            schedule: Schedule::every(Duration::from_secs(30), "p", Duration::ZERO),
+            timeout: Duration::from_secs(1),
+            budgets: Budgets::default(),
+            measures: measures_of(&http::KIND),
+            goodput: &[],
+            probe: Box::new(Panics),
+            backoff_until: Mutex::new(None),
+        };
+        let o = p.execute().await;
+        assert_eq!(o.error.as_ref().map(|e| e.kind), Some(ErrorType::Internal));
+        assert!(!o.passed());
+        // What was measured before the panic survives.
+        assert_eq!(o.get("dns"), Some(0.001));
+    }
+}

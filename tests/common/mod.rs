@@ -15,6 +15,8 @@ use sloprobe::config::Config;
 use sloprobe::outcome::Outcome;
 use sloprobe::probe::{self, BuildContext, BuiltProbe};
 
+pub mod hostile;
+
 /// A target task that stops when dropped.
 pub struct Target {
     pub addr: SocketAddr,

@@ -249,7 +249,8 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         Some((b.get_ref().clone(), b))
     } else if let Some(f) = raw.body_file.as_ref().or(req.body_file.as_ref()) {
         let bytes = cfg.read_file(f, "probe.body_file", crate::config::MAX_BODY_FILE)?;
-        let text = String::from_utf8(bytes).map_err(|_| cfg.error_at(f, "probe.body_file", "body file is not UTF-8 text"))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| cfg.error_at(f, "probe.body_file", "body file is not UTF-8 text"))?;
         Some((text, f))
     } else {
         None
@@ -510,8 +511,8 @@ impl AssistantProbe {
                 let signals = classify(self.format, &event.event, &event.data)?;
                 tally.apply(rec, &signals, now)?;
             }
-            // A target that sends without pause must not keep this task on the CPU:
-            // other probes, the scrape and the timeout all need their turn.
+            // Decoding is bounded per chunk; still, a target that sends without pause
+            // should not keep this task on the CPU ahead of other probes and the scrape.
             tokio::task::consume_budget().await;
         }
         Ok(())

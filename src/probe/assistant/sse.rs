@@ -149,7 +149,11 @@ mod tests {
         let got = decode(&[wire], 1 << 20).unwrap();
         assert_eq!(got, want);
         for cut in 1..wire.len() {
-            assert_eq!(decode(&[&wire[..cut], &wire[cut..]], 1 << 20).unwrap(), got, "cut {cut}");
+            assert_eq!(
+                decode(&[&wire[..cut], &wire[cut..]], 1 << 20).unwrap(),
+                got,
+                "cut {cut}"
+            );
         }
         let bytes: Vec<&[u8]> = wire.chunks(1).collect();
         assert_eq!(decode(&bytes, 1 << 20).unwrap(), got);

@@ -1,0 +1,296 @@
+//! Hostile targets for the fault matrix: raw TCP servers that misbehave on purpose
+//! (silence, garbage, endless or huge bodies, absurd headers), run on their own runtime
+//! so a probe under test cannot slow them down, and only on loopback.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub type Handler = fn(TcpStream, String) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The runtime hostile servers (and the healthy neighbour's target) live on.
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// A server that stops accepting when dropped; connections it holds end within 20 s.
+pub struct Hostile {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `read_request`: read the request head (up to 64 KiB) before calling the handler.
+pub fn start(handler: Handler, read_request: bool) -> Hostile {
+    let listener = runtime()
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = runtime().spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let head = if read_request {
+                    read_head(&mut tcp).await
+                } else {
+                    String::new()
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(20), handler(tcp, head)).await;
+            });
+        }
+    });
+    Hostile { port, task }
+}
+
+async fn read_head(tcp: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 64 * 1024 {
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The request path of a head.
+pub fn path(head: &str) -> &str {
+    head.split_whitespace().nth(1).unwrap_or("/")
+}
+
+/// Percent-decoding for values passed in the path.
+pub fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Request heads a recorder server saw, by its port.
+pub fn recorded(port: u16) -> Vec<String> {
+    recorder_log()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| *p == port)
+        .map(|(_, h)| h.clone())
+        .collect()
+}
+
+fn recorder_log() -> &'static Mutex<Vec<(u16, String)>> {
+    static LOG: OnceLock<Mutex<Vec<(u16, String)>>> = OnceLock::new();
+    LOG.get_or_init(Mutex::default)
+}
+
+async fn write_then_hold(mut tcp: TcpStream, bytes: Vec<u8>) {
+    let _ = tcp.write_all(&bytes).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+}
+
+async fn write_then_close(mut tcp: TcpStream, bytes: Vec<u8>) {
+    let _ = tcp.write_all(&bytes).await;
+    let _ = tcp.shutdown().await;
+}
+
+/// Streams a head, then `piece` up to `total` bytes, then holds the connection.
+async fn stream(mut tcp: TcpStream, head: &str, piece: Vec<u8>, total: usize) {
+    if tcp.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut sent = 0;
+    while sent < total {
+        if tcp.write_all(&piece).await.is_err() {
+            return;
+        }
+        sent += piece.len();
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+}
+
+const SSE_HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+
+pub fn silent(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let _hold = tcp;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    })
+}
+
+pub fn never_answer(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    silent(tcp, String::new())
+}
+
+pub fn close_at_once(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move { drop(tcp) })
+}
+
+pub fn hang_mid_body(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(write_then_hold(
+        tcp,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789".to_vec(),
+    ))
+}
+
+pub fn endless_body(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let mut piece = b"4000\r\n".to_vec();
+    piece.extend_from_slice(&[b'e'; 0x4000]);
+    piece.extend_from_slice(b"\r\n");
+    Box::pin(stream(
+        tcp,
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        piece,
+        usize::MAX,
+    ))
+}
+
+/// 429 with the Retry-After given (percent-encoded) after `/ra/` in the path.
+pub fn retry_after(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let value = unescape(path(&head).trim_start_matches("/ra/"));
+    let resp = format!("HTTP/1.1 429 Too Many Requests\r\nretry-after: {value}\r\ncontent-length: 0\r\n\r\n");
+    Box::pin(write_then_close(tcp, resp.into_bytes()))
+}
+
+pub fn redirect_loop(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(write_then_close(
+        tcp,
+        b"HTTP/1.1 302 Found\r\nlocation: /loop\r\ncontent-length: 0\r\n\r\n".to_vec(),
+    ))
+}
+
+/// `/xo/{port}` redirects to the recorder on that port (another origin); `/same/...` to
+/// a path on this server, which then answers 200.
+pub fn redirector(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
+    let p = path(&head).to_string();
+    let resp = if let Some(port) = p.strip_prefix("/xo/") {
+        format!("HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{port}/landing\r\ncontent-length: 0\r\n\r\n")
+    } else if p.starts_with("/same/") {
+        "HTTP/1.1 302 Found\r\nlocation: /landed\r\ncontent-length: 0\r\n\r\n".to_string()
+    } else {
+        recorder_log().lock().unwrap().push((port, head.clone()));
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_string()
+    };
+    Box::pin(write_then_close(tcp, resp.into_bytes()))
+}
+
+/// Answers 200 and keeps every request head it saw (see [`recorded`]).
+pub fn recorder(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
+    recorder_log().lock().unwrap().push((port, head));
+    Box::pin(write_then_close(
+        tcp,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+    ))
+}
+
+pub fn garbage(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(write_then_close(tcp, b"HELLO \x00\xff NOT HTTP\r\n\r\n".to_vec()))
+}
+
+pub fn oversize_headers(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let mut resp = b"HTTP/1.1 200 OK\r\nx-big: ".to_vec();
+    resp.extend(std::iter::repeat_n(b'a', 1024 * 1024));
+    resp.extend_from_slice(b"\r\n\r\n");
+    Box::pin(write_then_hold(tcp, resp))
+}
+
+/// Plain HTTP where the client expects a TLS handshake.
+pub fn plain_to_tls(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(write_then_close(tcp, b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()))
+}
+
+/// One `data:` line of 200 MB with no line break.
+pub fn sse_huge_line(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let mut piece = b"data: ".to_vec();
+    piece.resize(64 * 1024, b'x');
+    Box::pin(stream(tcp, SSE_HEAD, piece, 200 * 1024 * 1024))
+}
+
+/// 26 M short `data:` lines and never a blank line: one event that never ends.
+pub fn sse_many_lines(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(stream(tcp, SSE_HEAD, b"data: x\n".repeat(8192), 26_000_000 * 8))
+}
+
+/// Valid events, as fast as the socket takes them, forever.
+pub fn sse_endless(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(stream(tcp, SSE_HEAD, b"data: x\n\n".repeat(8192), usize::MAX))
+}
+
+pub fn sse_malformed(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let body = format!("{SSE_HEAD}data: {{\"choices\":[{{\"delta\":{{\"content\":\"x\"\n\n");
+    Box::pin(write_then_close(tcp, body.into_bytes()))
+}
+
+pub fn sse_stalled(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let body = format!("{SSE_HEAD}data: {{\"choices\":[{{\"delta\":{{\"content\":\"Hi\"}}}}]}}\n\n");
+    Box::pin(write_then_hold(tcp, body.into_bytes()))
+}
+
+pub fn sse_error_event(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let body = format!("{SSE_HEAD}data: {{\"error\":{{\"message\":\"overloaded\"}}}}\n\n");
+    Box::pin(write_then_close(tcp, body.into_bytes()))
+}
+
+/// Open client sockets of this process whose peer is `port` (from /proc/net/tcp{,6}):
+/// what a probe leaked, if anything, to the target on that port.
+pub fn client_sockets_to(port: u16) -> usize {
+    let mut ours = std::collections::HashSet::new();
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        for e in dir.flatten() {
+            if let Ok(link) = std::fs::read_link(e.path()) {
+                let l = link.to_string_lossy();
+                if let Some(inode) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    ours.insert(inode.to_string());
+                }
+            }
+        }
+    }
+    let mut n = 0;
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 {
+                continue;
+            }
+            let remote_port = f[2].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            if remote_port == Some(port) && ours.contains(f[9]) {
+                n += 1;
+            }
+        }
+    }
+    n
+}

@@ -1,0 +1,516 @@
+//! The fault matrix: every probe kind against hostile targets (loopback only). One table
+//! row per fault; for each row the runner asserts
+//! - the run fails with the expected error type (or passes, where that is right),
+//! - it ends within its timeout, and nothing panics,
+//! - a healthy probe running beside it is fine and starts on time,
+//! - no socket to the target and no task is left behind,
+//! - no secret (bearer, secret header, URL password, query value) reaches the output.
+//!
+//! A new probe kind joins by adding rows: a server (or none) and its probe table.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::hostile::{self, Handler};
+use common::*;
+use sloprobe::outcome::{MAX_RETRY_AFTER, Outcome};
+
+const TOKEN: &str = "fm-bearer-7c1d";
+const URL_PASSWORD: &str = "fm-urlpass-93b";
+const QUERY_SECRET: &str = "fm-query-5e2";
+const TIMEOUT: f64 = 1.0;
+
+enum Server {
+    /// Nothing listens on the port.
+    Nothing,
+    /// A raw TCP server; `true` reads the request head before the handler runs.
+    Raw(Handler, bool),
+    /// The demo router over TLS with a certificate for `localhost` (expired when the
+    /// row's name says so).
+    Tls,
+}
+
+/// What a row's probe table is written from.
+struct Ctx {
+    /// `http://user:password@127.0.0.1:PORT` (or https://...@localhost:PORT for TLS rows).
+    base: String,
+    port: u16,
+    /// PEM of the CA that signed a TLS row's certificate.
+    ca_file: String,
+    /// Port of a recorder server on another origin.
+    recorder: u16,
+}
+
+struct Case {
+    name: &'static str,
+    server: Server,
+    probe: fn(&Ctx) -> String,
+    /// Error type, or "none" for a run that must pass.
+    expect: &'static str,
+    check: fn(&Outcome, &Ctx),
+}
+
+fn secrets_block() -> String {
+    format!("[probe.request]\nbearer = \"env:FM_TOKEN\"\n[probe.request.headers]\nx-api-key = \"env:FM_TOKEN\"\n")
+}
+
+fn http(url: String, extra: &str) -> String {
+    format!(
+        "[[probe]]\nname = \"victim\"\nkind = \"http\"\nurl = \"{url}\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\n{extra}\n{}",
+        secrets_block()
+    )
+}
+
+fn assistant(url: String, extra: &str) -> String {
+    format!(
+        "[[probe]]\nname = \"victim\"\nkind = \"assistant\"\nformat = \"openai-chat\"\nurl = \"{url}\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\nbody = '{{\"model\":\"m\",\"stream\":true}}'\n{extra}\n{}",
+        secrets_block()
+    )
+}
+
+fn with_query(c: &Ctx, path: &str) -> String {
+    format!("{}{path}?apikey={QUERY_SECRET}", c.base)
+}
+
+fn nothing(_: &Outcome, _: &Ctx) {}
+
+fn retry_capped(o: &Outcome, _: &Ctx) {
+    let d = o.retry_after.expect("a 429 with a usable Retry-After is kept");
+    assert!(d <= MAX_RETRY_AFTER, "retry_after {d:?} over the cap");
+}
+
+fn no_retry(o: &Outcome, _: &Ctx) {
+    assert!(
+        o.retry_after.is_none(),
+        "unusable Retry-After kept: {:?}",
+        o.retry_after
+    );
+}
+
+fn during_wait(o: &Outcome, _: &Ctx) {
+    let msg = &o.error.as_ref().unwrap().message;
+    assert!(msg.contains("during wait"), "{msg}");
+}
+
+fn during_transfer(o: &Outcome, _: &Ctx) {
+    let msg = &o.error.as_ref().unwrap().message;
+    assert!(msg.contains("during transfer"), "{msg}");
+}
+
+fn readable(o: &Outcome, _: &Ctx) {
+    let msg = &o.error.as_ref().unwrap().message;
+    for debug_dump in ["Query {", "query_type", "OtherError", "Some(", "{ "] {
+        assert!(!msg.contains(debug_dump), "debug dump in message: {msg}");
+    }
+}
+
+fn credentials_dropped_cross_origin(o: &Outcome, c: &Ctx) {
+    let seen = hostile::recorded(c.recorder).join("\n").to_ascii_lowercase();
+    assert!(seen.contains("get /landing"), "the redirect was not followed: {seen:?}");
+    assert!(!seen.contains(TOKEN), "credentials crossed origins: {seen}");
+    assert!(!seen.contains("authorization"), "authorization crossed origins: {seen}");
+    assert_eq!(m(o, "redirects"), 1.0);
+}
+
+fn credentials_kept_same_origin(_: &Outcome, c: &Ctx) {
+    let seen = hostile::recorded(c.port).join("\n");
+    assert!(
+        seen.contains("/landed") && seen.contains(&format!("Bearer {TOKEN}")),
+        "same-origin redirect lost its credentials: {seen}"
+    );
+}
+
+fn credentials_kept_when_asked(_: &Outcome, c: &Ctx) {
+    let seen = hostile::recorded(c.recorder).join("\n");
+    assert!(
+        seen.contains(TOKEN),
+        "redirect_credentials = \"always\" dropped them: {seen}"
+    );
+}
+
+fn ra(value: &str) -> &'static str {
+    // Percent-encoded into the path the retry_after handler reads.
+    Box::leak(format!("/ra/{}", urlencode(value)).into_boxed_str())
+}
+
+fn cases() -> Vec<Case> {
+    use hostile::*;
+    let mut rows = vec![
+        Case {
+            name: "refused",
+            server: Server::Nothing,
+            probe: |c| http(with_query(c, "/"), ""),
+            expect: "connect_refused",
+            check: nothing,
+        },
+        Case {
+            name: "nxdomain",
+            server: Server::Nothing,
+            probe: |_| {
+                http(
+                    format!("http://u:{URL_PASSWORD}@no-such-host.invalid/?k={QUERY_SECRET}"),
+                    "",
+                )
+            },
+            expect: "dns_nxdomain",
+            check: readable,
+        },
+        Case {
+            name: "accept and stay silent",
+            server: Server::Raw(silent, false),
+            probe: |c| http(with_query(c, "/"), ""),
+            expect: "timeout",
+            check: during_wait,
+        },
+        Case {
+            name: "read the request, never answer",
+            server: Server::Raw(never_answer, true),
+            probe: |c| http(with_query(c, "/"), ""),
+            expect: "timeout",
+            check: during_wait,
+        },
+        Case {
+            name: "close at once",
+            server: Server::Raw(close_at_once, true),
+            probe: |c| http(with_query(c, "/"), ""),
+            expect: "connection_closed",
+            check: nothing,
+        },
+        Case {
+            name: "hang mid-body",
+            server: Server::Raw(hang_mid_body, true),
+            probe: |c| http(with_query(c, "/"), ""),
+            expect: "timeout",
+            check: during_transfer,
+        },
+        Case {
+            name: "endless body",
+            server: Server::Raw(endless_body, true),
+            probe: |c| {
+                http(
+                    with_query(c, "/"),
+                    "[probe.expect]\nmax_body = \"1MiB\"\nbody_regex = \"never\"",
+                )
+            },
+            expect: "body_too_large",
+            check: nothing,
+        },
+        Case {
+            name: "redirect loop",
+            server: Server::Raw(redirect_loop, true),
+            probe: |c| http(with_query(c, "/loop"), "follow_redirects = 5"),
+            expect: "redirect_limit",
+            check: |o, _| assert_eq!(m(o, "redirects"), 5.0),
+        },
+        Case {
+            name: "cross-origin redirect with secrets",
+            server: Server::Raw(redirector, true),
+            probe: |c| http(format!("{}/xo/{}", c.base, c.recorder), "follow_redirects = 2"),
+            expect: "none",
+            check: credentials_dropped_cross_origin,
+        },
+        Case {
+            name: "same-origin redirect keeps credentials",
+            server: Server::Raw(redirector, true),
+            probe: |c| http(format!("{}/same/x", c.base), "follow_redirects = 2"),
+            expect: "none",
+            check: credentials_kept_same_origin,
+        },
+        Case {
+            name: "cross-origin redirect, credentials kept on request",
+            server: Server::Raw(redirector, true),
+            probe: |c| {
+                http(
+                    format!("{}/xo/{}", c.base, c.recorder),
+                    "follow_redirects = 2\nredirect_credentials = \"always\"",
+                )
+            },
+            expect: "none",
+            check: credentials_kept_when_asked,
+        },
+        Case {
+            name: "garbage instead of HTTP",
+            server: Server::Raw(garbage, true),
+            probe: |c| http(with_query(c, "/"), ""),
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "1 MiB response header",
+            server: Server::Raw(oversize_headers, true),
+            probe: |c| http(with_query(c, "/"), ""),
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "plain HTTP answering a TLS handshake",
+            server: Server::Raw(plain_to_tls, false),
+            probe: |c| http(with_query(c, "/").replace("http://", "https://"), ""),
+            expect: "tls_handshake",
+            check: readable,
+        },
+        Case {
+            name: "self-signed (untrusted) certificate",
+            server: Server::Tls,
+            probe: |c| http(with_query(c, "/"), ""),
+            expect: "tls_cert_invalid",
+            check: readable,
+        },
+        Case {
+            name: "expired certificate",
+            server: Server::Tls,
+            probe: |c| http(with_query(c, "/"), &format!("[probe.tls]\nca_file = \"{}\"", c.ca_file)),
+            expect: "tls_cert_expired",
+            check: readable,
+        },
+        Case {
+            name: "certificate for another host",
+            server: Server::Tls,
+            probe: |c| {
+                http(
+                    with_query(c, "/").replace("@localhost:", "@127.0.0.1:"),
+                    &format!("[probe.tls]\nca_file = \"{}\"", c.ca_file),
+                )
+            },
+            expect: "tls_cert_invalid",
+            check: readable,
+        },
+        // Assistant (streaming) rows.
+        Case {
+            name: "assistant: malformed SSE",
+            server: Server::Raw(sse_malformed, true),
+            probe: |c| assistant(with_query(c, "/"), ""),
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "assistant: one 200 MB SSE line",
+            server: Server::Raw(sse_huge_line, true),
+            probe: |c| assistant(with_query(c, "/"), ""),
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "assistant: 26 M data lines, never a blank line",
+            server: Server::Raw(sse_many_lines, true),
+            probe: |c| assistant(with_query(c, "/"), ""),
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "assistant: stream stalls",
+            server: Server::Raw(sse_stalled, true),
+            probe: |c| assistant(with_query(c, "/"), "stall_timeout = \"300ms\""),
+            expect: "stream_stalled",
+            check: |o, _| assert!(m(o, "ttft") < 0.3),
+        },
+        Case {
+            name: "assistant: error event",
+            server: Server::Raw(sse_error_event, true),
+            probe: |c| assistant(with_query(c, "/"), ""),
+            expect: "upstream_error",
+            check: nothing,
+        },
+        Case {
+            name: "assistant: 429 with Retry-After far beyond u64 seconds",
+            server: Server::Raw(retry_after, true),
+            probe: |c| assistant(format!("{}{}", c.base, ra("99999999999999999999999")), ""),
+            expect: "rate_limited",
+            check: retry_capped,
+        },
+        Case {
+            name: "assistant: endless SSE of valid events",
+            server: Server::Raw(sse_endless, true),
+            probe: |c| assistant(with_query(c, "/"), "").replace("\"openai-chat\"", "\"sse\""),
+            expect: "timeout",
+            check: nothing,
+        },
+    ];
+    // Every Retry-After shape: huge, overflowing, far-future dates, negative, garbage.
+    for value in [
+        "18446744073709551615",
+        "9223372036854775807",
+        "Thu, 01 Jan 2099 00:00:00 GMT",
+    ] {
+        rows.push(Case {
+            name: Box::leak(format!("429, Retry-After: {value}").into_boxed_str()),
+            server: Server::Raw(retry_after, true),
+            probe: match value {
+                "18446744073709551615" => |c| http(format!("{}{}", c.base, ra("18446744073709551615")), ""),
+                "9223372036854775807" => |c| http(format!("{}{}", c.base, ra("9223372036854775807")), ""),
+                _ => |c| http(format!("{}{}", c.base, ra("Thu, 01 Jan 2099 00:00:00 GMT")), ""),
+            },
+            expect: "rate_limited",
+            check: retry_capped,
+        });
+    }
+    for (value, probe) in [
+        (
+            "-1",
+            (|c| http(format!("{}{}", c.base, ra("-1")), "")) as fn(&Ctx) -> String,
+        ),
+        ("soon", |c| http(format!("{}{}", c.base, ra("soon")), "")),
+        ("", |c| http(format!("{}{}", c.base, ra("")), "")),
+    ] {
+        rows.push(Case {
+            name: Box::leak(format!("429, Retry-After: {value:?}").into_boxed_str()),
+            server: Server::Raw(retry_after, true),
+            probe,
+            expect: "rate_limited",
+            check: no_retry,
+        });
+    }
+    rows
+}
+
+/// Runs one row on its own single-threaded runtime, so a probe that hogs the CPU starves
+/// its healthy neighbour visibly, and the runtime's task count is this row's alone.
+fn run_case(case: &Case, healthy_url: &str, recorder: u16) -> Result<(), String> {
+    let pki = pki(case.name.contains("expired"));
+    let dir = write_files(&[("ca.pem", &pki.ca_pem)]);
+    let ca_file = path_str(&dir.path().join("ca.pem"));
+    let (port, _server, _tls): (u16, Option<hostile::Hostile>, Option<Target>) = match case.server {
+        Server::Nothing => (refused_port(), None, None),
+        Server::Raw(h, read) => {
+            let s = hostile::start(h, read);
+            (s.port, Some(s), None)
+        }
+        Server::Tls => {
+            let t = hostile::runtime().block_on(tls_target(&pki));
+            (t.addr.port(), None, Some(t))
+        }
+    };
+    let host = if matches!(case.server, Server::Tls) {
+        format!("https://fmuser:{URL_PASSWORD}@localhost:{port}")
+    } else {
+        format!("http://fmuser:{URL_PASSWORD}@127.0.0.1:{port}")
+    };
+    let ctx = Ctx {
+        base: host,
+        port,
+        ca_file,
+        recorder,
+    };
+    let victim_toml = (case.probe)(&ctx);
+    let healthy_toml = format!(
+        "[[probe]]\nname = \"healthy\"\nkind = \"http\"\nurl = \"{healthy_url}\"\nevery = \"30s\"\ntimeout = \"1s\"\n"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (victim, healthy, lateness, tasks_left) = rt.block_on(async {
+        let (_d, probes) = build_probes(&format!("{victim_toml}\n{healthy_toml}"));
+        let planned = Instant::now() + Duration::from_millis(150);
+        let healthy_run = async {
+            tokio::time::sleep_until(planned.into()).await;
+            let lateness = planned.elapsed();
+            (probes[1].execute().await, lateness)
+        };
+        let (victim, (healthy, lateness)) = tokio::join!(probes[0].execute(), healthy_run);
+        drop(probes);
+        // Connection tasks are aborted when their run ends; give the runtime a moment.
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let mut left = metrics.num_alive_tasks();
+        for _ in 0..100 {
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            left = metrics.num_alive_tasks();
+        }
+        (victim, healthy, lateness, left)
+    });
+    drop(rt);
+
+    let got = error_type(&victim);
+    if got != case.expect {
+        return Err(format!(
+            "error type {got}, expected {} ({:?})",
+            case.expect, victim.error
+        ));
+    }
+    let total = m(&victim, "total");
+    if total > TIMEOUT + 0.3 {
+        return Err(format!("run took {total:.3}s against a {TIMEOUT}s timeout"));
+    }
+    (case.check)(&victim, &ctx);
+    if !healthy.success() || m(&healthy, "ttfb") > 0.3 {
+        return Err(format!(
+            "healthy neighbour suffered: {:?} ttfb {:?}",
+            healthy.error,
+            healthy.get("ttfb")
+        ));
+    }
+    if lateness > Duration::from_millis(50) {
+        return Err(format!("healthy neighbour started {lateness:?} late"));
+    }
+    if tasks_left != 0 {
+        return Err(format!("{tasks_left} task(s) left after the run"));
+    }
+    let mut sockets = hostile::client_sockets_to(port);
+    for _ in 0..50 {
+        if sockets == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        sockets = hostile::client_sockets_to(port);
+    }
+    if sockets != 0 {
+        return Err(format!("{sockets} socket(s) to the target left open"));
+    }
+    let output = format!(
+        "{} {:?} {:?}",
+        sloprobe::once::run_json(&victim, 1),
+        victim.error,
+        victim.details
+    );
+    for secret in [TOKEN, URL_PASSWORD, QUERY_SECRET] {
+        if output.contains(secret) {
+            return Err(format!("secret {secret} in output: {output}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn fault_matrix() {
+    // SAFETY: set before any probe is built; only this test binary reads it.
+    unsafe { std::env::set_var("FM_TOKEN", TOKEN) };
+    let healthy = hostile::runtime().block_on(plain_target());
+    let healthy_url = healthy.url("/delay/20");
+    let recorder = hostile::start(hostile::recorder, true);
+    let mut failures = Vec::new();
+    let rows = cases();
+    for case in &rows {
+        let t = Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_case(case, &healthy_url, recorder.port)
+        }));
+        let verdict = match result {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => {
+                failures.push(format!("{}: {e}", case.name));
+                format!("FAILED: {e}")
+            }
+            Err(_) => {
+                failures.push(format!("{}: panicked", case.name));
+                "PANICKED".to_string()
+            }
+        };
+        eprintln!(
+            "fault matrix: {:<55} {:>6.2}s {verdict}",
+            case.name,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+}
