@@ -51,21 +51,20 @@ struct Case {
     check: fn(&Outcome, &Ctx),
 }
 
-fn secrets_block() -> String {
-    format!("[probe.request]\nbearer = \"env:FM_TOKEN\"\n[probe.request.headers]\nx-api-key = \"env:FM_TOKEN\"\n")
-}
+const SECRETS_BLOCK: &str =
+    "[probe.request]\nbearer = \"env:FM_TOKEN\"\n[probe.request.headers]\nx-api-key = \"env:FM_TOKEN\"\n";
 
 fn http(url: String, extra: &str) -> String {
     format!(
         "[[probe]]\nname = \"victim\"\nkind = \"http\"\nurl = \"{url}\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\n{extra}\n{}",
-        secrets_block()
+        SECRETS_BLOCK
     )
 }
 
 fn assistant(url: String, extra: &str) -> String {
     format!(
         "[[probe]]\nname = \"victim\"\nkind = \"assistant\"\nformat = \"openai-chat\"\nurl = \"{url}\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\nbody = '{{\"model\":\"m\",\"stream\":true}}'\n{extra}\n{}",
-        secrets_block()
+        SECRETS_BLOCK
     )
 }
 
@@ -512,5 +511,119 @@ fn fault_matrix() {
         failures.len(),
         rows.len(),
         failures.join("\n")
+    );
+}
+
+fn scrape_value(text: &str, name: &str, must: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && must.iter().all(|m| l.contains(m)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Slowloris against the daemon's listener under a 256-fd limit: the listener holds at most
+/// its connection cap, drops clients that never finish their headers, and the probes go
+/// on without a single failed run.
+#[test]
+fn slowloris_against_the_daemon() {
+    use std::io::{Read, Write};
+    let target = hostile::runtime().block_on(plain_target());
+    let port = free_port();
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[probe]]\nname = \"healthy\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"200ms\"\ntimeout = \"150ms\"\n",
+            target.url("/delay/5")
+        ),
+    )]);
+    let daemon = Child(
+        std::process::Command::new("sh")
+            .args(["-c", "ulimit -n 256 && exec \"$0\" run -c \"$1\""])
+            .arg(bin())
+            .arg(dir.path().join("sloprobe.toml"))
+            .env("SLOPROBE_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let scrape = || {
+        hostile::runtime()
+            .block_on(http_get(&format!("{base}/metrics")))
+            .map(|(_, t)| t)
+    };
+    let mut before = None;
+    for _ in 0..100 {
+        if let Some(t) = scrape().filter(|t| t.contains("probe_name=\"healthy\"")) {
+            before = Some(t);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = before.expect("daemon never served metrics");
+    let ok_before = scrape_value(
+        &before,
+        "probe_runs_total",
+        &["probe_name=\"healthy\"", "outcome=\"success\""],
+    );
+
+    // 300 clients that send half a request head and then one byte a second.
+    let mut clients: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    let start = Instant::now();
+    let mut most_fds = 0;
+    while start.elapsed() < Duration::from_secs(7) {
+        for c in &mut clients {
+            let _ = c.write_all(b"X");
+        }
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", daemon.0.id())).map_or(0, |d| d.count());
+        most_fds = most_fds.max(fds);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let mut dropped = 0;
+    for c in &mut clients {
+        c.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        let mut buf = [0u8; 512];
+        // The server closed it (EOF or reset) or answered 408; a read timeout means open.
+        let let_go = match c.read(&mut buf) {
+            Ok(n) => n == 0 || buf.starts_with(b"HTTP/1.1 408"),
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        };
+        dropped += usize::from(let_go);
+    }
+    drop(clients);
+    let elapsed = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = scrape().expect("metrics after the attack");
+    let ok_after = scrape_value(
+        &after,
+        "probe_runs_total",
+        &["probe_name=\"healthy\"", "outcome=\"success\""],
+    );
+    let failed = scrape_value(
+        &after,
+        "probe_runs_total",
+        &["probe_name=\"healthy\"", "outcome=\"failure\""],
+    );
+    drop(daemon);
+
+    // The cap under `ulimit -n 256` is 64 connections; the rest waited in the kernel's queue.
+    assert!(most_fds <= 64 + 40, "daemon held {most_fds} fds under attack");
+    assert!(
+        dropped >= 64,
+        "only {dropped} slow clients were cut off by the header timeout"
+    );
+    assert_eq!(failed, 0.0, "probe runs failed during the attack");
+    let expected = elapsed / 0.2;
+    assert!(
+        ok_after - ok_before >= expected * 0.8,
+        "{} runs during {elapsed:.1}s of attack, expected about {expected:.0}",
+        ok_after - ok_before
     );
 }

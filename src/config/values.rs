@@ -40,7 +40,7 @@ impl<'de> Deserialize<'de> for Size {
             toml::Value::Integer(n) => Ok(Size(n as u64)),
             toml::Value::String(s) => parse_size(&s).map(Size).map_err(de::Error::custom),
             other => Err(de::Error::custom(format!(
-                "expected a size such as \"180KB\" or a number of bytes, found a {}",
+                "expected a size such as \"180KB\" or a number of bytes, got a value of type {}",
                 other.type_str()
             ))),
         }
@@ -56,7 +56,7 @@ impl<'de> Deserialize<'de> for SecretText {
         match toml::Value::deserialize(d)? {
             toml::Value::String(s) => Ok(SecretText(s)),
             other => Err(de::Error::custom(format!(
-                "expected a string such as \"env:NAME\" or \"file:PATH\", found a {} (value not shown)",
+                "expected a string such as \"env:NAME\" or \"file:PATH\", got a value of type {} (not shown)",
                 other.type_str()
             ))),
         }

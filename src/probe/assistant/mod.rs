@@ -683,7 +683,7 @@ mod tests {
         let mut decoder = sse::Decoder::new(DEFAULT_MAX_EVENT);
         let mut events = Vec::new();
         for p in pieces {
-            decoder.feed(&p, &mut events).expect("within max_event");
+            decoder.feed(p, &mut events).expect("within max_event");
         }
         events
             .into_iter()
