@@ -302,3 +302,50 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_running_one() {
     let status = child.0.wait().unwrap();
     assert!(status.success());
 }
+
+/// 10 probes failing every 100 ms for 2 s are ~200 failed runs: the log gets one line per
+/// probe when it starts failing, not one per run.
+#[tokio::test]
+async fn failing_probes_log_state_changes_not_every_run() {
+    let port = free_port();
+    let refused = refused_port();
+    let mut text = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+    for i in 0..10 {
+        text.push_str(&format!(
+            "\n[[probe]]\nname = \"down-{i}\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{refused}/\"\nevery = \"100ms\"\n"
+        ));
+    }
+    let dir = write_files(&[("sloprobe.toml", &text)]);
+    let log = dir.path().join("daemon.log");
+    let child = Child(
+        Command::new(bin())
+            .args(["run", "-c"])
+            .arg(dir.path().join("sloprobe.toml"))
+            .env("SLOPROBE_LOG", "warn")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let runs = eventually(60, Duration::from_millis(100), || async {
+        let (_, t) = http_get(&format!("http://127.0.0.1:{port}/metrics")).await?;
+        let n: f64 = t
+            .lines()
+            .filter(|l| l.starts_with("probe_runs_total") && l.contains("connect_refused"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (n >= 150.0).then_some(n)
+    })
+    .await
+    .expect("failed runs did not accumulate");
+    drop(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let failed_lines = text
+        .lines()
+        .filter(|l| l.contains("failed") && l.contains("down-"))
+        .count();
+    assert_eq!(
+        failed_lines, 10,
+        "{runs} failed runs gave {failed_lines} log lines:\n{text}"
+    );
+}
