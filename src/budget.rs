@@ -91,7 +91,7 @@ pub fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
 /// Reads `[probe.budget]` against the measures this probe kind produces.
 pub fn parse(cfg: &ProbeConfig, measures: &[&'static Measure]) -> Result<Budgets, ConfigError> {
     let mut budgets = Budgets::default();
-    for (key, value) in &cfg.raw.budget {
+    for (key, value) in &cfg.common.budget {
         if let Some(q) = percentile_key(key) {
             let toml::Value::Table(table) = value.get_ref() else {
                 return Err(cfg.error_at(
@@ -132,7 +132,7 @@ fn threshold(
     key: &str,
     value: &toml::Value,
     path: &str,
-    at: &toml::Spanned<toml::Value>,
+    at: &crate::config::Spanned<toml::Value>,
 ) -> Result<Threshold, ConfigError> {
     let Some(measure) = measures.iter().find(|m| m.key == key && m.unit != Unit::UnixTime) else {
         let mut known: Vec<&str> = measures
@@ -146,7 +146,7 @@ fn threshold(
             path,
             format!(
                 "`{key}` is not a measurement of kind {:?}; budgets can name: {}, or p50/p90/p95/p99 tables",
-                cfg.kind,
+                cfg.kind.name,
                 known.join(", ")
             ),
         ));

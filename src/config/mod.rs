@@ -1,9 +1,12 @@
 //! Loading and validating the TOML config: one daemon file plus probe files it includes.
 //!
-//! This layer checks what every probe shares (names, schedules, timeouts); each probe kind
-//! checks its own keys when it is built (`probe::build`), with the same file:line errors.
+//! This layer reads what every probe shares (`name`, `kind`, the schedule, `timeout`,
+//! budgets). The rest of each `[[probe]]` table, with its source spans, goes to the kind's
+//! own settings type (`probe::Kind::settings`), so errors keep file, line and key and no
+//! key of one kind is named here.
 
 mod error;
+pub mod schema;
 mod values;
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,11 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
-use toml::Spanned;
+use serde::de::IntoDeserializer as _;
+use toml::de::{DeTable, DeValue};
 
 pub use error::{ConfigError, Source};
-pub use values::{Dur, Secret, Size, fmt_seconds, parse_duration, parse_size, read_capped};
+pub use values::{Dur, Secret, SecretText, Size, Spanned, fmt_seconds, parse_duration, parse_size, read_capped};
 
 /// Largest config file read (daemon file or probe file).
 pub const MAX_CONFIG_FILE: u64 = 16 * 1024 * 1024;
@@ -43,16 +48,21 @@ pub struct Config {
 }
 
 /// A `[[slo]]` table as written (daemon file or probe files).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSlo {
+    /// Unique SLO name (A-Z a-z 0-9 - _ .).
     pub name: Spanned<String>,
+    /// The probes whose runs count toward this SLO.
     pub probes: Spanned<Vec<String>>,
     /// `success`, or a measurement (`ttfb`, `ttft`, ...) judged against `threshold`.
     pub sli: Spanned<String>,
     /// For a measurement SLI: the good/bad line; defaults to the probes' per-run budget.
+    #[schemars(with = "Option<schema::Threshold>")]
     pub threshold: Option<Spanned<toml::Value>>,
+    /// The target share of good runs, between 0 and 1 (e.g. 0.999).
     pub objective: Spanned<f64>,
+    /// The SLO period (default 30d).
     #[serde(default = "default_slo_window")]
     pub window: Spanned<Dur>,
     /// Error types left out of a success SLI, e.g. `["rate_limited"]`.
@@ -82,22 +92,28 @@ pub enum OtlpProtocol {
     HttpProtobuf,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawExport {
+    /// OTLP push beside /metrics (docs/config.md).
     otlp: Option<RawOtlp>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawOtlp {
+    /// Collector URL (http:// or https://); default from OTEL_EXPORTER_OTLP_ENDPOINT.
     endpoint: Option<Spanned<String>>,
+    /// "grpc" (default) or "http/protobuf".
     protocol: Option<Spanned<String>>,
-    /// Values may be secrets (`env:NAME`, `file:PATH`).
-    #[serde(default, deserialize_with = "values::secret_text_map")]
-    headers: BTreeMap<String, Spanned<String>>,
+    /// Header name → value; values may be secrets (`env:NAME`, `file:PATH`).
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<SecretText>>,
+    /// How often to push (at least 1s; default 15s).
     interval: Option<Spanned<Dur>>,
+    /// Per export (default 10s).
     timeout: Option<Spanned<Dur>>,
+    /// "cumulative" (default) or "delta".
     temporality: Option<Spanned<String>>,
 }
 
@@ -144,13 +160,13 @@ fn resolve_otlp(raw: RawOtlp, source: &Source) -> Result<OtlpSettings, ConfigErr
     let base = source.path.parent().unwrap_or(Path::new("."));
     let mut headers = Vec::new();
     for (name, value) in &raw.headers {
-        let v = if Secret::is_reference(value.get_ref()) {
-            Secret::resolve(value.get_ref(), base)
+        let v = if Secret::is_reference(value.get_ref().as_str()) {
+            Secret::resolve(value.get_ref().as_str(), base)
                 .map_err(|e| source.error_at(value.span(), Some(&format!("export.otlp.headers.{name}")), e))?
                 .expose()
                 .to_string()
         } else {
-            value.get_ref().clone()
+            value.get_ref().0.clone()
         };
         let key = format!("export.otlp.headers.{name}");
         if http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() {
@@ -203,10 +219,12 @@ fn resolve_otlp(raw: RawOtlp, source: &Source) -> Result<OtlpSettings, ConfigErr
     })
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
+    /// Address for /metrics, /healthz and /readyz (default 127.0.0.1:9464).
     #[serde(default = "default_listen")]
+    #[schemars(with = "String")]
     pub listen: SocketAddr,
     /// Open connections at most (default: a quarter of the open-files limit, ≤ 1024).
     pub max_connections: Option<usize>,
@@ -242,130 +260,73 @@ fn default_listen() -> SocketAddr {
     DEFAULT_LISTEN.parse().expect("valid default")
 }
 
-/// The built-in demo target (see `demo.rs`): lets a fresh install show real numbers
+/// The built-in demo target (see `demo/`): lets a fresh install show real numbers
 /// with no outside service.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DemoConfig {
+    /// Address the demo target listens on, e.g. "127.0.0.1:9465".
+    #[schemars(with = "String")]
     pub listen: SocketAddr,
 }
 
-#[derive(Deserialize)]
+/// The daemon file, less its `[[probe]]` tables (read by `read_probes`). Probe files hold
+/// only `[[probe]]` and `[[slo]]`, so they are read as this too and checked for that.
+#[derive(Deserialize, JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
-struct RawDaemonFile {
+pub struct RawDaemonFile {
+    /// Where the probes run from: the `probe.location` attribute on every metric.
     location: Option<String>,
+    /// Probe files, as globs relative to this file.
     #[serde(default)]
     include: Vec<Spanned<String>>,
+    /// The daemon's own endpoints.
     #[serde(default)]
     server: ServerConfig,
+    /// The built-in demo target.
     demo: Option<DemoConfig>,
+    /// Push exporters.
     #[serde(default)]
     export: RawExport,
-    #[serde(default, rename = "probe")]
-    probes: Vec<RawProbe>,
+    /// SLOs over the probes (docs/slo.md).
     #[serde(default, rename = "slo")]
     slos: Vec<RawSlo>,
 }
 
-#[derive(Deserialize)]
+/// The keys every probe kind shares. The kind's own keys are its settings type's.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawProbeFile {
-    #[serde(default, rename = "probe")]
-    probes: Vec<RawProbe>,
-    #[serde(default, rename = "slo")]
-    slos: Vec<RawSlo>,
-}
-
-/// A `[[probe]]` table as written. Keys for every kind live here; a kind rejects the
-/// keys it does not use when it is built.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawProbe {
+pub struct ProbeCommon {
+    /// Unique across all files; 1-64 of A-Z a-z 0-9 - _ .
     pub name: Spanned<String>,
+    /// The probe kind; it decides which other keys the table takes.
     pub kind: Spanned<String>,
-    pub url: Option<Spanned<String>>,
+    /// Fixed interval, 100ms to 366d; set this or `cron`.
     pub every: Option<Spanned<Dur>>,
+    /// Cron expression, 5 fields (minute first) or 6 (seconds first), local time.
     pub cron: Option<Spanned<String>>,
-    /// Upper bound of the name-derived start offset; `"0s"` turns it off.
+    /// Upper bound of the name-derived start offset; "0s" turns it off.
     pub splay: Option<Spanned<Dur>>,
+    /// Bounds the whole run; shorter than the interval. Default min(10s, 0.9 × interval).
     pub timeout: Option<Spanned<Dur>>,
-    /// `fresh` (default): a new connection per run. `reuse`: keep one warm connection.
-    pub connection: Option<Spanned<String>>,
-    pub follow_redirects: Option<Spanned<u32>>,
-    /// `same-origin` (default): credentials are dropped when a redirect leaves the
-    /// original scheme/host/port, as curl and browsers do. `always`: keep sending them.
-    pub redirect_credentials: Option<Spanned<String>>,
-    /// `auto` (ALPN h2 or http/1.1), `1.1` or `2`.
-    pub http_version: Option<Spanned<String>>,
-    /// assistant: the stream's wire format (`openai-chat`, `openai-responses`,
-    /// `anthropic-messages`, `sse`, `chunked`).
-    pub format: Option<Spanned<String>>,
-    /// assistant: the longest silence allowed between two events.
-    pub stall_timeout: Option<Spanned<Dur>>,
-    /// assistant: the longest SSE line or event accepted (default 1 MiB).
-    pub max_event: Option<Spanned<Size>>,
-    /// assistant: the request body (JSON) inline, or from a file.
-    pub body: Option<Spanned<String>>,
-    pub body_file: Option<Spanned<String>>,
+    /// Per-run thresholds by measurement, and `pNN` tables of percentile thresholds.
     #[serde(default)]
-    pub request: RequestConfig,
-    #[serde(default)]
-    pub expect: ExpectConfig,
-    #[serde(default)]
-    pub tls: TlsConfig,
-    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, schema::Threshold>")]
     pub budget: BTreeMap<String, Spanned<toml::Value>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RequestConfig {
-    pub method: Option<Spanned<String>>,
-    /// Values may be secrets (`env:NAME`, `file:PATH`).
-    #[serde(default, deserialize_with = "values::secret_text_map")]
-    pub headers: BTreeMap<String, Spanned<String>>,
-    pub body: Option<Spanned<String>>,
-    pub body_file: Option<Spanned<String>>,
-    /// A generated body of this many bytes (upload checks).
-    pub body_size: Option<Spanned<Size>>,
-    /// `env:NAME` or `file:PATH`; sent as `Authorization: Bearer ...`.
-    #[serde(default, deserialize_with = "values::secret_text")]
-    pub bearer: Option<Spanned<String>>,
-}
+/// The keys `ProbeCommon` takes; everything else in a `[[probe]]` table is the kind's.
+pub const COMMON_KEYS: &[&str] = &["name", "kind", "every", "cron", "splay", "timeout", "budget"];
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExpectConfig {
-    pub status: Option<Spanned<Vec<u16>>>,
-    #[serde(default)]
-    pub header_present: Vec<Spanned<String>>,
-    pub body_regex: Option<Spanned<String>>,
-    pub body_not_regex: Option<Spanned<String>>,
-    /// Body assertions look at this many leading bytes (default 1 MiB, at most 64 MiB).
-    pub match_window: Option<Spanned<Size>>,
-    pub max_body: Option<Spanned<Size>>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file with extra trusted CA certificates.
-    pub ca_file: Option<Spanned<String>>,
-    /// Accept any certificate. Only for targets you control.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-    /// SNI / verification name when it differs from the URL host.
-    pub server_name: Option<Spanned<String>>,
-}
-
-/// One probe after the shared checks: schedule resolved, raw keys kept for the kind's build.
+/// One probe after the shared checks, with its kind's settings parsed.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
     pub name: String,
-    pub kind: String,
+    pub kind: &'static crate::probe::Kind,
     pub schedule: Schedule,
     pub timeout: Duration,
-    pub raw: RawProbe,
+    pub common: ProbeCommon,
+    pub settings: Arc<dyn crate::probe::Settings>,
     pub source: Arc<Source>,
 }
 
@@ -376,9 +337,9 @@ impl ProbeConfig {
     }
 
     /// Resolves a secret reference, reporting a missing one at its line.
-    pub fn secret(&self, reference: &Spanned<String>, key: &str) -> Result<Secret, ConfigError> {
+    pub fn secret(&self, reference: &Spanned<SecretText>, key: &str) -> Result<Secret, ConfigError> {
         let base = self.source.path.parent().unwrap_or(Path::new("."));
-        Secret::resolve(reference.get_ref(), base).map_err(|e| self.error_at(reference, key, e))
+        Secret::resolve(reference.get_ref().as_str(), base).map_err(|e| self.error_at(reference, key, e))
     }
 
     /// Reads a file named at `at` (relative to this config file) up to `cap` bytes.
@@ -395,12 +356,9 @@ impl ProbeConfig {
 impl Config {
     /// Reads the daemon file and every probe file it includes.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let source = read_source(path)?;
-        let raw: RawDaemonFile = toml::from_str(&source.text).map_err(|e| source.from_toml(&e))?;
+        let source = Arc::new(read_source(path)?);
+        let (raw, mut probes) = read_file(&source)?;
         let otlp = raw.export.otlp.map(|o| resolve_otlp(o, &source)).transpose()?;
-        let source = Arc::new(source);
-
-        let mut probes: Vec<(RawProbe, Arc<Source>)> = raw.probes.into_iter().map(|p| (p, source.clone())).collect();
         let mut slos: Vec<(RawSlo, Arc<Source>)> = raw.slos.into_iter().map(|s| (s, source.clone())).collect();
         let base = path.parent().unwrap_or(Path::new("."));
         let mut files_read = 0;
@@ -408,8 +366,13 @@ impl Config {
             for file in expand_include(&source, base, pattern)? {
                 files_read += 1;
                 let src = Arc::new(read_source(&file)?);
-                let pf: RawProbeFile = toml::from_str(&src.text).map_err(|e| src.from_toml(&e))?;
-                probes.extend(pf.probes.into_iter().map(|p| (p, src.clone())));
+                let (pf, more) = read_file(&src)?;
+                if let Some(key) = pf.daemon_only_key() {
+                    return Err(src.error(format!(
+                        "`{key}` belongs in the daemon file; probe files hold only [[probe]] and [[slo]]"
+                    )));
+                }
+                probes.extend(more);
                 slos.extend(pf.slos.into_iter().map(|s| (s, src.clone())));
             }
         }
@@ -417,13 +380,11 @@ impl Config {
         // Positions are turned into line numbers only for the error: doing it for every
         // probe made loading quadratic in the file size.
         let mut seen: HashMap<String, (Arc<Source>, usize)> = HashMap::with_capacity(probes.len());
-        let mut out = Vec::with_capacity(probes.len());
-        for (raw_probe, src) in probes {
-            let cfg = validate_probe(raw_probe, src)?;
+        for cfg in &probes {
             if let Some((first_src, first_at)) = seen.get(&cfg.name) {
                 let (line, _) = error::line_col(&first_src.text, *first_at);
                 return Err(cfg.error_at(
-                    &cfg.raw.name,
+                    &cfg.common.name,
                     "probe.name",
                     format!(
                         "duplicate probe name {:?} (first defined at {}:{line})",
@@ -432,10 +393,9 @@ impl Config {
                     ),
                 ));
             }
-            seen.insert(cfg.name.clone(), (cfg.source.clone(), cfg.raw.name.span().start));
-            out.push(cfg);
+            seen.insert(cfg.name.clone(), (cfg.source.clone(), cfg.common.name.span().start));
         }
-        if out.is_empty() {
+        if probes.is_empty() {
             return Err(source.error(format!(
                 "no probes defined: add [[probe]] tables here or in files matched by `include` ({} include pattern(s), {} file(s) read)",
                 raw.include.len(),
@@ -449,10 +409,118 @@ impl Config {
             server: raw.server,
             demo: raw.demo,
             otlp,
-            probes: out,
+            probes,
             slos,
         })
     }
+}
+
+impl RawDaemonFile {
+    /// A key set that only the daemon file may set, if any.
+    fn daemon_only_key(&self) -> Option<&'static str> {
+        let server_set = self.server.listen != default_listen()
+            || self.server.max_connections.is_some()
+            || self.server.header_read_timeout.is_some()
+            || self.server.idle_timeout.is_some();
+        [
+            (self.location.is_some(), "location"),
+            (!self.include.is_empty(), "include"),
+            (server_set, "server"),
+            (self.demo.is_some(), "demo"),
+            (self.export.otlp.is_some(), "export"),
+        ]
+        .into_iter()
+        .find_map(|(set, key)| set.then_some(key))
+    }
+}
+
+/// Parses one file: the `[[probe]]` tables one by one (shared keys here, the rest by the
+/// kind), and everything else as a daemon file.
+fn read_file(source: &Arc<Source>) -> Result<(RawDaemonFile, Vec<ProbeConfig>), ConfigError> {
+    let doc = DeTable::parse(&source.text).map_err(|e| source.from_toml(&e))?;
+    let span = doc.span();
+    let mut rest = DeTable::new();
+    let mut probe_tables = None;
+    for (key, value) in doc.into_inner() {
+        if key.get_ref() == "probe" {
+            probe_tables = Some(value);
+        } else {
+            rest.insert(key, value);
+        }
+    }
+    let raw = RawDaemonFile::deserialize(toml::Spanned::new(span, rest).into_deserializer())
+        .map_err(|e| source.from_toml(&e))?;
+    let mut probes = Vec::new();
+    if let Some(tables) = probe_tables {
+        let at = tables.span();
+        let DeValue::Array(items) = tables.into_inner() else {
+            return Err(source.error_at(at, Some("probe"), "write probes as [[probe]] tables"));
+        };
+        for item in items {
+            probes.push(read_probe(item, source)?);
+        }
+    }
+    Ok((raw, probes))
+}
+
+/// Splits one `[[probe]]` table into the shared keys and the kind's, and parses both.
+fn read_probe(table: toml::Spanned<DeValue<'_>>, source: &Arc<Source>) -> Result<ProbeConfig, ConfigError> {
+    let span = table.span();
+    let DeValue::Table(entries) = table.into_inner() else {
+        return Err(source.error_at(span, Some("probe"), "write probes as [[probe]] tables"));
+    };
+    let (mut common, mut own) = (DeTable::new(), DeTable::new());
+    for (key, value) in entries {
+        if COMMON_KEYS.contains(&key.get_ref().as_ref()) {
+            common.insert(key, value);
+        } else {
+            own.insert(key, value);
+        }
+    }
+    let common = ProbeCommon::deserialize(toml::Spanned::new(span.clone(), DeValue::Table(common)).into_deserializer())
+        .map_err(|e| probe_key_error(source, &e, span.start, None))?;
+    let Some(kind) = crate::probe::kind(common.kind.get_ref()) else {
+        let known: Vec<&str> = crate::probe::KINDS.iter().map(|k| k.name).collect();
+        return Err(source.error_at(
+            common.kind.span(),
+            Some("probe.kind"),
+            format!(
+                "unknown probe kind {:?}; known kinds: {}",
+                common.kind.get_ref(),
+                known.join(", ")
+            ),
+        ));
+    };
+    let settings = (kind.settings)(toml::Spanned::new(span.clone(), DeValue::Table(own)).into_deserializer())
+        .map_err(|e| probe_key_error(source, &e, common.name.span().start, Some(kind.name)))?;
+    validate_probe(common, kind, settings.into(), source.clone())
+}
+
+/// A serde error inside a `[[probe]]` table, with the key path named: `missing field` is
+/// placed at the probe's name, and an unknown key says which kind rejected it.
+fn probe_key_error(source: &Source, e: &toml::de::Error, name_at: usize, kind: Option<&str>) -> ConfigError {
+    let message = e.message().trim();
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        let what = kind.map_or_else(|| "every probe".to_string(), |k| format!("a {k:?} probe"));
+        return source.error_at(
+            name_at..name_at,
+            Some(&format!("probe.{field}")),
+            format!("{what} needs `{field}`"),
+        );
+    }
+    let mut err = source.from_toml(e);
+    if let Some(rest) = message.strip_prefix("unknown variant") {
+        // "unknown variant `grpc`" reads better as "unknown format `grpc`".
+        let what = err.key.rsplit('.').next().unwrap_or("value").to_string();
+        err.message = format!("unknown {what}{rest}");
+    }
+    if let (Some(kind), true) = (kind, message.starts_with("unknown field")) {
+        err.message = message.replacen(", expected", &format!(" for kind {kind:?}, expected"), 1);
+    }
+    err
 }
 
 fn read_source(path: &Path) -> Result<Source, ConfigError> {
@@ -508,7 +576,12 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn validate_probe(raw: RawProbe, source: Arc<Source>) -> Result<ProbeConfig, ConfigError> {
+fn validate_probe(
+    raw: ProbeCommon,
+    kind: &'static crate::probe::Kind,
+    settings: Arc<dyn crate::probe::Settings>,
+    source: Arc<Source>,
+) -> Result<ProbeConfig, ConfigError> {
     let err = |span: std::ops::Range<usize>, key: &str, msg: String| source.error_at(span, Some(key), msg);
     let name = raw.name.get_ref().clone();
     if !valid_name(&name) {
@@ -603,10 +676,11 @@ fn validate_probe(raw: RawProbe, source: Arc<Source>) -> Result<ProbeConfig, Con
     };
     Ok(ProbeConfig {
         name,
-        kind: raw.kind.get_ref().clone(),
+        kind,
         schedule,
         timeout,
-        raw,
+        common: raw,
+        settings,
         source,
     })
 }

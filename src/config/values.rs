@@ -3,7 +3,63 @@
 use std::fmt;
 use std::time::Duration;
 
+use std::borrow::Cow;
+use std::ops::Range;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, de};
+
+/// A config value with the byte range it was written at, so checks made after parsing
+/// can still name the line. Deserializes through `toml::Spanned`; its JSON Schema is the
+/// inner value's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spanned<T> {
+    span: Range<usize>,
+    value: T,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(span: Range<usize>, value: T) -> Self {
+        Spanned { span, value }
+    }
+
+    pub fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.value
+    }
+
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = toml::Spanned::<T>::deserialize(d)?;
+        Ok(Spanned {
+            span: s.span(),
+            value: s.into_inner(),
+        })
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Spanned<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        T::json_schema(g)
+    }
+}
 
 /// A duration written as `250ms`, `30s`, `5m`, `1h30m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -13,6 +69,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"250ms\", \"30s\", \"5m\""))?;
     Ok(d)
+}
+
+impl JsonSchema for Dur {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^\\s*[0-9]",
+            "description": "A duration: \"250ms\", \"30s\", \"5m\", \"1h30m\"."
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for Dur {
@@ -33,6 +105,24 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("invalid size {s:?} ({e}); write e.g. \"180KB\", \"10MiB\""))
 }
 
+impl JsonSchema for Size {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Size".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "string", "pattern": "^\\s*[0-9]" },
+                { "type": "integer", "minimum": 0 }
+            ],
+            "description": "A byte size: \"180KB\" (decimal), \"10MiB\" (binary) or a number of bytes."
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match toml::Value::deserialize(d)? {
@@ -47,9 +137,17 @@ impl<'de> Deserialize<'de> for Size {
     }
 }
 
-/// Text that may be a secret reference. Wrong types are reported without echoing the
-/// value (a token pasted as a bare number must not land in an error message).
-struct SecretText(String);
+/// Text that may be a secret reference (`env:NAME`, `file:PATH`). Wrong types are
+/// reported without echoing the value: a token pasted as a bare number must not land in
+/// an error message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretText(pub String);
+
+impl SecretText {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl<'de> Deserialize<'de> for SecretText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -63,26 +161,19 @@ impl<'de> Deserialize<'de> for SecretText {
     }
 }
 
-/// `deserialize_with` for an optional secret-bearing string.
-pub fn secret_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<toml::Spanned<String>>, D::Error> {
-    let v: Option<toml::Spanned<SecretText>> = Deserialize::deserialize(d)?;
-    Ok(v.map(|s| {
-        let span = s.span();
-        toml::Spanned::new(span, s.into_inner().0)
-    }))
-}
-
-/// `deserialize_with` for a table of header values, any of which may be a secret.
-pub fn secret_text_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<std::collections::BTreeMap<String, toml::Spanned<String>>, D::Error> {
-    let v: std::collections::BTreeMap<String, toml::Spanned<SecretText>> = Deserialize::deserialize(d)?;
-    Ok(v.into_iter()
-        .map(|(k, s)| {
-            let span = s.span();
-            (k, toml::Spanned::new(span, s.into_inner().0))
+impl JsonSchema for SecretText {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "SecretText".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "A secret reference, \"env:NAME\" or \"file:PATH\" (header values may also be literal text)."
         })
-        .collect())
+    }
 }
 
 /// Largest secret file read (`file:PATH`).

@@ -12,8 +12,12 @@ use hyper::body::Incoming;
 use regex::Regex;
 use rustls::ClientConfig;
 
-use super::{BoxFuture, BuildContext, Kind, Probe, http_config, reject_unused};
-use crate::config::{ConfigError, ProbeConfig};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::http_config::{self, HttpVersion, Request, TargetKeys, Tls};
+use super::{BoxFuture, BuildContext, Kind, Probe, Settings};
+use crate::config::{ConfigError, ProbeConfig, Size, Spanned};
 use crate::net::Resolver;
 use crate::net::http::{self as nethttp, BodySpec, HttpConn, Version};
 use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit};
@@ -21,9 +25,79 @@ use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit}
 pub const KIND: Kind = Kind {
     name: "http",
     measures: MEASURES,
-    build,
+    settings: super::settings_of::<HttpSettings>,
+    schema: <HttpSettings as JsonSchema>::json_schema,
     goodput: &[],
 };
+
+/// The keys of `kind = "http"` (besides the shared ones).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Target URL, http:// or https://.
+    pub url: Spanned<String>,
+    /// "fresh" (default): a new connection every run. "reuse": keep one warm connection.
+    #[serde(default)]
+    pub connection: Connection,
+    /// Follow up to N redirects; phases are summed over hops. Past N: `redirect_limit`.
+    #[serde(default)]
+    pub follow_redirects: u32,
+    /// "same-origin" (default): drop credentials when a redirect leaves the original
+    /// scheme, host and port. "always": keep sending them.
+    #[serde(default)]
+    pub redirect_credentials: RedirectCredentials,
+    /// "auto" (ALPN h2 or http/1.1), "1.1" or "2".
+    #[serde(default)]
+    pub http_version: HttpVersion,
+    /// The request: method, headers, secrets, body.
+    #[serde(default)]
+    pub request: Request,
+    /// What a good response looks like.
+    #[serde(default)]
+    pub expect: HttpExpect,
+    /// TLS options.
+    #[serde(default)]
+    pub tls: Tls,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Connection {
+    /// A new connection (DNS, connect, TLS) every run.
+    #[default]
+    Fresh,
+    /// One warm connection kept between runs; runs are labelled new or reused.
+    Reuse,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedirectCredentials {
+    /// Drop Authorization, Cookie and secret headers on a redirect to another origin.
+    #[default]
+    SameOrigin,
+    /// Keep sending them (curl's --location-trusted).
+    Always,
+}
+
+/// `[probe.expect]` of the http kind.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpExpect {
+    /// Accepted status codes (default: any 2xx).
+    pub status: Option<Spanned<Vec<u16>>>,
+    /// Response headers that must be present.
+    #[serde(default)]
+    pub header_present: Vec<Spanned<String>>,
+    /// The body must match this regex (within `match_window`).
+    pub body_regex: Option<Spanned<String>>,
+    /// The body must not match this regex (within `match_window`).
+    pub body_not_regex: Option<Spanned<String>>,
+    /// Leading body bytes the regexes see (default 1MiB, at most 64MiB).
+    pub match_window: Option<Spanned<Size>>,
+    /// Read the body up to this size, then fail with `body_too_large` (default 10MiB).
+    pub max_body: Option<Spanned<Size>>,
+}
 
 const CONN: &[&str] = &["probe.connection"];
 const SEMCONV: &[&str] = &[
@@ -123,113 +197,98 @@ pub struct HttpProbe {
     resolver: Resolver,
 }
 
-fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
-    let raw = &cfg.raw;
-    let t = http_config::target(cfg, ctx, "http")?;
-
-    let req = &raw.request;
-    let bodies = [req.body.is_some(), req.body_file.is_some(), req.body_size.is_some()];
-    if bodies.iter().filter(|b| **b).count() > 1 {
-        return Err(cfg.error_at(
-            &raw.name,
-            "probe.request",
-            "set only one of `body`, `body_file`, `body_size`",
-        ));
+impl Settings for HttpSettings {
+    fn plan(&self) -> Vec<String> {
+        http_config::plan(&self.url, &self.request)
     }
-    let body = if let Some(b) = &req.body {
-        BodySpec::Bytes(Bytes::from(b.get_ref().clone()))
-    } else if let Some(f) = &req.body_file {
-        let data = cfg.read_file(f, "probe.request.body_file", crate::config::MAX_BODY_FILE)?;
-        BodySpec::Bytes(Bytes::from(data))
-    } else if let Some(n) = &req.body_size {
-        BodySpec::Generated(n.get_ref().0)
-    } else {
-        BodySpec::Empty
-    };
-    let method = http_config::method(cfg, !matches!(body, BodySpec::Empty))?;
 
-    let ex = &raw.expect;
-    if let Some(mb) = &ex.max_body
-        && mb.get_ref().0 == 0
-    {
-        return Err(cfg.error_at(
-            mb,
-            "probe.expect.max_body",
-            "max_body = 0 fails every response with a body; give a size such as \"10MiB\"",
-        ));
-    }
-    let regex = |r: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<Regex>, ConfigError> {
-        r.as_ref()
-            .map(|s| Regex::new(s.get_ref()).map_err(|e| cfg.error_at(s, key, format!("invalid regex: {e}"))))
-            .transpose()
-    };
-    let expect = Expect {
-        status: t.status.clone(),
-        header_present: t.header_present.clone(),
-        body_regex: regex(&ex.body_regex, "probe.expect.body_regex")?,
-        body_not_regex: regex(&ex.body_not_regex, "probe.expect.body_not_regex")?,
-        max_body: ex.max_body.as_ref().map_or(DEFAULT_MAX_BODY, |s| s.get_ref().0),
-        match_window: match &ex.match_window {
-            None => DEFAULT_MATCH_WINDOW,
-            Some(w) if w.get_ref().0 == 0 || w.get_ref().0 > MAX_MATCH_WINDOW as u64 => {
-                return Err(cfg.error_at(
-                    w,
-                    "probe.expect.match_window",
-                    format!("match_window must be between 1 byte and {} MiB", MAX_MATCH_WINDOW >> 20),
-                ));
-            }
-            Some(w) => w.get_ref().0 as usize,
-        },
-    };
+    fn build(&self, cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
+        let raw = self;
+        let t = http_config::target(
+            cfg,
+            ctx,
+            &TargetKeys {
+                kind: "http",
+                url: &raw.url,
+                http_version: raw.http_version,
+                request: &raw.request,
+                status: raw.expect.status.as_ref(),
+                header_present: &raw.expect.header_present,
+                tls: &raw.tls,
+            },
+        )?;
 
-    let pool = match raw.connection.as_ref().map(|c| c.get_ref().as_str()) {
-        None | Some("fresh") => None,
-        Some("reuse") => Some(tokio::sync::Mutex::new(None)),
-        Some(other) => {
+        let req = &raw.request;
+        let bodies = [req.body.is_some(), req.body_file.is_some(), req.body_size.is_some()];
+        if bodies.iter().filter(|b| **b).count() > 1 {
             return Err(cfg.error_at(
-                raw.connection.as_ref().expect("matched Some"),
-                "probe.connection",
-                format!("connection {other:?}: use \"fresh\" (default) or \"reuse\""),
+                &cfg.common.name,
+                "probe.request",
+                "set only one of `body`, `body_file`, `body_size`",
             ));
         }
-    };
-    let credentials_cross_origin = match raw.redirect_credentials.as_ref().map(|c| c.get_ref().as_str()) {
-        None | Some("same-origin") => false,
-        Some("always") => true,
-        Some(other) => {
+        let body = if let Some(b) = &req.body {
+            BodySpec::Bytes(Bytes::from(b.get_ref().clone()))
+        } else if let Some(f) = &req.body_file {
+            let data = cfg.read_file(f, "probe.request.body_file", crate::config::MAX_BODY_FILE)?;
+            BodySpec::Bytes(Bytes::from(data))
+        } else if let Some(n) = &req.body_size {
+            BodySpec::Generated(n.get_ref().0)
+        } else {
+            BodySpec::Empty
+        };
+        let method = http_config::method(cfg, req, !matches!(body, BodySpec::Empty))?;
+
+        let ex = &raw.expect;
+        if let Some(mb) = &ex.max_body
+            && mb.get_ref().0 == 0
+        {
             return Err(cfg.error_at(
-                raw.redirect_credentials.as_ref().expect("matched Some"),
-                "probe.redirect_credentials",
-                format!("redirect_credentials {other:?}: use \"same-origin\" (default) or \"always\""),
+                mb,
+                "probe.expect.max_body",
+                "max_body = 0 fails every response with a body; give a size such as \"10MiB\"",
             ));
         }
-    };
-    reject_unused(
-        cfg,
-        "http",
-        &[
-            ("format", raw.format.as_ref().map(|s| s.span())),
-            ("stall_timeout", raw.stall_timeout.as_ref().map(|s| s.span())),
-            ("max_event", raw.max_event.as_ref().map(|s| s.span())),
-            ("body", raw.body.as_ref().map(|s| s.span())),
-            ("body_file", raw.body_file.as_ref().map(|s| s.span())),
-        ],
-    )?;
+        let regex = |r: &Option<Spanned<String>>, key: &str| -> Result<Option<Regex>, ConfigError> {
+            r.as_ref()
+                .map(|s| Regex::new(s.get_ref()).map_err(|e| cfg.error_at(s, key, format!("invalid regex: {e}"))))
+                .transpose()
+        };
+        let expect = Expect {
+            status: t.status.clone(),
+            header_present: t.header_present.clone(),
+            body_regex: regex(&ex.body_regex, "probe.expect.body_regex")?,
+            body_not_regex: regex(&ex.body_not_regex, "probe.expect.body_not_regex")?,
+            max_body: ex.max_body.as_ref().map_or(DEFAULT_MAX_BODY, |s| s.get_ref().0),
+            match_window: match &ex.match_window {
+                None => DEFAULT_MATCH_WINDOW,
+                Some(w) if w.get_ref().0 == 0 || w.get_ref().0 > MAX_MATCH_WINDOW as u64 => {
+                    return Err(cfg.error_at(
+                        w,
+                        "probe.expect.match_window",
+                        format!("match_window must be between 1 byte and {} MiB", MAX_MATCH_WINDOW >> 20),
+                    ));
+                }
+                Some(w) => w.get_ref().0 as usize,
+            },
+        };
 
-    Ok(Box::new(HttpProbe {
-        url: t.url,
-        method,
-        headers: t.headers,
-        body,
-        expect,
-        tls: t.tls,
-        server_name: t.server_name,
-        version: t.version,
-        follow_redirects: raw.follow_redirects.as_ref().map_or(0, |f| *f.get_ref()),
-        credentials_cross_origin,
-        pool,
-        resolver: ctx.resolver.clone(),
-    }))
+        let pool = (raw.connection == Connection::Reuse).then(|| tokio::sync::Mutex::new(None));
+        Ok(Box::new(HttpProbe {
+            url: t.url,
+            method,
+            headers: t.headers,
+            body,
+            expect,
+            tls: t.tls,
+            server_name: t.server_name,
+            version: t.version,
+            follow_redirects: raw.follow_redirects,
+            credentials_cross_origin: raw.redirect_credentials == RedirectCredentials::Always,
+            pool,
+            resolver: ctx.resolver.clone(),
+        }))
+    }
 }
 
 impl Probe for HttpProbe {

@@ -1,14 +1,86 @@
-//! Config keys shared by every probe that speaks HTTP (`http`, `assistant`): the URL,
-//! request headers and secrets, expected status and headers, TLS and HTTP version.
+//! Config pieces shared by every probe that speaks HTTP (`http`, `assistant`): the
+//! `[probe.request]` and `[probe.tls]` tables, the HTTP version, and turning them into a
+//! ready target with secrets resolved.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::Method;
 use http::header::{self, HeaderName, HeaderValue};
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 use super::BuildContext;
-use crate::config::{ConfigError, ProbeConfig, Secret};
+use crate::config::{ConfigError, ProbeConfig, Secret, SecretText, Size, Spanned};
 use crate::net::http::Version;
+
+/// `[probe.request]`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// HTTP method; GET without a body, POST with one.
+    pub method: Option<Spanned<String>>,
+    /// Header name → value; a value written "env:NAME" or "file:PATH" is a secret.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<SecretText>>,
+    /// Literal request body.
+    pub body: Option<Spanned<String>>,
+    /// Request body read from a regular file (relative to the config file, at most 64 MiB).
+    pub body_file: Option<Spanned<String>>,
+    /// A generated body of this many bytes, streamed from one shared buffer (upload checks).
+    pub body_size: Option<Spanned<Size>>,
+    /// "env:NAME" or "file:PATH"; sent as `Authorization: Bearer ...`.
+    pub bearer: Option<Spanned<SecretText>>,
+}
+
+/// `[probe.tls]`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM file with extra trusted CA certificates (added to the Mozilla roots).
+    pub ca_file: Option<Spanned<String>>,
+    /// Accept any certificate chain (still checks handshake signatures). Only for targets you control.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// SNI and verification name when it differs from the URL host.
+    pub server_name: Option<Spanned<String>>,
+}
+
+/// `http_version`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// Offer ALPN h2 and http/1.1.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// HTTP/1.1 only.
+    #[serde(rename = "1.1", alias = "1")]
+    Http1,
+    /// HTTP/2 only (prior-knowledge h2c on http://).
+    #[serde(rename = "2")]
+    Http2,
+}
+
+impl From<HttpVersion> for Version {
+    fn from(v: HttpVersion) -> Version {
+        match v {
+            HttpVersion::Auto => Version::Auto,
+            HttpVersion::Http1 => Version::Http1,
+            HttpVersion::Http2 => Version::Http2,
+        }
+    }
+}
+
+/// The keys an HTTP-speaking kind hands over to build its target.
+pub struct TargetKeys<'a> {
+    pub kind: &'static str,
+    pub url: &'a Spanned<String>,
+    pub http_version: HttpVersion,
+    pub request: &'a Request,
+    pub status: Option<&'a Spanned<Vec<u16>>>,
+    pub header_present: &'a [Spanned<String>],
+    pub tls: &'a Tls,
+}
 
 pub struct HttpTarget {
     pub url: url::Url,
@@ -21,42 +93,39 @@ pub struct HttpTarget {
     pub version: Version,
 }
 
-pub fn target(cfg: &ProbeConfig, ctx: &BuildContext, kind: &str) -> Result<HttpTarget, ConfigError> {
-    let raw = &cfg.raw;
-    let Some(url_s) = &raw.url else {
-        return Err(cfg.error_at(
-            &raw.name,
+pub fn target(cfg: &ProbeConfig, ctx: &BuildContext, keys: &TargetKeys<'_>) -> Result<HttpTarget, ConfigError> {
+    let url_s = keys.url;
+    let url = url::Url::parse(url_s.get_ref()).map_err(|e| {
+        cfg.error_at(
+            url_s,
             "probe.url",
-            format!("{kind} probe {:?} needs `url`", cfg.name),
-        ));
-    };
-    let url = url::Url::parse(url_s.get_ref())
-        .map_err(|e| cfg.error_at(url_s, "probe.url", format!("invalid URL {:?}: {e}", url_s.get_ref())))?;
+            format!("invalid URL {:?}: {e}", crate::redact::url(url_s.get_ref())),
+        )
+    })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(cfg.error_at(
             url_s,
             "probe.url",
-            format!("{kind} probes need an http:// or https:// URL with a host"),
+            format!("{} probes need an http:// or https:// URL with a host", keys.kind),
         ));
     }
 
-    let req = &raw.request;
     let mut headers = Vec::new();
-    for (name, value) in &req.headers {
+    for (name, value) in &keys.request.headers {
         let key = format!("probe.request.headers.{name}");
         let hname = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| cfg.error_at(value, &key, format!("invalid header name {name:?}")))?;
-        let (text, sensitive) = if Secret::is_reference(value.get_ref()) {
+        let (text, sensitive) = if Secret::is_reference(value.get_ref().as_str()) {
             (cfg.secret(value, &key)?.expose().to_string(), true)
         } else {
-            (value.get_ref().clone(), false)
+            (value.get_ref().0.clone(), false)
         };
         let mut hvalue = HeaderValue::from_str(&text)
             .map_err(|_| cfg.error_at(value, &key, "header value has invalid characters"))?;
         hvalue.set_sensitive(sensitive);
         headers.push((hname, hvalue));
     }
-    if let Some(b) = &req.bearer {
+    if let Some(b) = &keys.request.bearer {
         let secret = cfg.secret(b, "probe.request.bearer")?;
         let mut v = HeaderValue::from_str(&format!("Bearer {}", secret.expose())).map_err(|_| {
             cfg.error_at(
@@ -69,8 +138,7 @@ pub fn target(cfg: &ProbeConfig, ctx: &BuildContext, kind: &str) -> Result<HttpT
         headers.push((header::AUTHORIZATION, v));
     }
 
-    let ex = &raw.expect;
-    if let Some(st) = &ex.status {
+    if let Some(st) = keys.status {
         if st.get_ref().is_empty() {
             return Err(cfg.error_at(
                 st,
@@ -83,30 +151,20 @@ pub fn target(cfg: &ProbeConfig, ctx: &BuildContext, kind: &str) -> Result<HttpT
         }
     }
     let mut header_present = Vec::new();
-    for h in &ex.header_present {
+    for h in keys.header_present {
         header_present.push(
             HeaderName::from_bytes(h.get_ref().as_bytes())
                 .map_err(|_| cfg.error_at(h, "probe.expect.header_present", "invalid header name"))?,
         );
     }
 
-    let version = match raw.http_version.as_ref().map(|v| v.get_ref().as_str()) {
-        None | Some("auto") => Version::Auto,
-        Some("1.1") | Some("1") => Version::Http1,
-        Some("2") => Version::Http2,
-        Some(other) => {
-            return Err(cfg.error_at(
-                raw.http_version.as_ref().expect("matched Some"),
-                "probe.http_version",
-                format!("http_version {other:?}: use \"auto\", \"1.1\" or \"2\""),
-            ));
-        }
-    };
-    let ca_file = raw.tls.ca_file.as_ref().map(|f| (cfg.path(f.get_ref()), f));
+    let version = Version::from(keys.http_version);
+    let tls_keys = keys.tls;
+    let ca_file = tls_keys.ca_file.as_ref().map(|f| (cfg.path(f.get_ref()), f));
     let tls = ctx
         .tls_config(
             ca_file.as_ref().map(|(p, _)| p.as_path()),
-            raw.tls.insecure_skip_verify,
+            tls_keys.insecure_skip_verify,
             version.alpn(),
         )
         .map_err(|e| match &ca_file {
@@ -117,20 +175,44 @@ pub fn target(cfg: &ProbeConfig, ctx: &BuildContext, kind: &str) -> Result<HttpT
     Ok(HttpTarget {
         url,
         headers,
-        status: ex.status.as_ref().map(|s| s.get_ref().clone()),
+        status: keys.status.map(|s| s.get_ref().clone()),
         header_present,
         tls,
-        server_name: raw.tls.server_name.as_ref().map(|s| s.get_ref().clone()),
+        server_name: tls_keys.server_name.as_ref().map(|s| s.get_ref().clone()),
         version,
     })
 }
 
 /// `[probe.request] method`; GET without a body, POST with one.
-pub fn method(cfg: &ProbeConfig, has_body: bool) -> Result<Method, ConfigError> {
-    match &cfg.raw.request.method {
+pub fn method(cfg: &ProbeConfig, request: &Request, has_body: bool) -> Result<Method, ConfigError> {
+    match &request.method {
         Some(m) => Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes())
             .map_err(|_| cfg.error_at(m, "probe.request.method", format!("invalid method {:?}", m.get_ref()))),
         None if has_body => Ok(Method::POST),
         None => Ok(Method::GET),
     }
+}
+
+/// `check` lines for an HTTP target. Header values are shown only as "secret <ref>" or
+/// "literal": a literal can still be a credential someone pasted in.
+pub fn plan(url: &Spanned<String>, request: &Request) -> Vec<String> {
+    let mut lines = vec![format!("url: {}", crate::redact::url(url.get_ref()))];
+    if let Some(m) = &request.method {
+        lines.push(format!("method: {}", m.get_ref()));
+    }
+    for (name, value) in &request.headers {
+        let shown = if Secret::is_reference(value.get_ref().as_str()) {
+            format!("secret {} <redacted>", value.get_ref().as_str())
+        } else {
+            "literal <not shown>".to_string()
+        };
+        lines.push(format!("header {name}: {shown}"));
+    }
+    if let Some(b) = &request.bearer {
+        lines.push(format!("bearer: secret {} <redacted>", b.get_ref().as_str()));
+    }
+    if let Some(n) = &request.body_size {
+        lines.push(format!("body: {} generated bytes", n.get_ref().0));
+    }
+    lines
 }

@@ -1,6 +1,7 @@
-//! Probe kinds behind one small interface. Each kind is one file: it declares its
-//! measurement catalog and a `build` that checks its config keys and returns a [`Probe`].
-//! Runs are driven here, so timeouts and budgets work the same for every kind.
+//! Probe kinds behind one small interface. Each kind is one file (or folder) that owns its
+//! config keys (a serde [`Settings`] type), its measurement catalog and its run; the
+//! registry below is the only list of kinds. Runs are driven here, so timeouts and
+//! budgets work the same for every kind.
 
 /// A connection phase of an HTTP-speaking probe, all feeding one histogram labelled by
 /// `phase`. Defined before the kind modules so both can use it.
@@ -92,17 +93,42 @@ impl Default for BuildContext {
     }
 }
 
-/// Checks a probe's keys and returns the ready-to-run probe.
-pub type BuildFn = fn(&ProbeConfig, &BuildContext) -> Result<Box<dyn Probe>, ConfigError>;
+/// A kind's own config keys, parsed from the `[[probe]]` table (less the shared keys) by
+/// serde with `deny_unknown_fields`; the type is the one source of the kind's keys, for
+/// parsing, for the JSON Schema and for the docs' key tables.
+pub trait Settings: std::fmt::Debug + Send + Sync {
+    /// Checks what serde cannot (secrets, files, value ranges) and builds the probe.
+    fn build(&self, cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError>;
+    /// Lines for `check`'s plan: the target (URL redacted), secrets as references only.
+    fn plan(&self) -> Vec<String>;
+}
+
+/// Parses a kind's settings from what is left of its `[[probe]]` table.
+pub type SettingsFn = fn(toml::de::ValueDeserializer<'_>) -> Result<Box<dyn Settings>, toml::de::Error>;
+
+/// `Kind::settings` for a settings type.
+pub fn settings_of<T: Settings + serde::de::DeserializeOwned + 'static>(
+    d: toml::de::ValueDeserializer<'_>,
+) -> Result<Box<dyn Settings>, toml::de::Error> {
+    Ok(Box::new(T::deserialize(d)?))
+}
 
 /// A registered probe kind.
 pub struct Kind {
     pub name: &'static str,
     pub measures: &'static [Measure],
-    pub build: BuildFn,
+    pub settings: SettingsFn,
+    /// The settings type's JSON Schema (`<T as JsonSchema>::json_schema`).
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// Budgets that together define a "good" run; when set, every run records
     /// `goodput` = 1 if it succeeded within all of them, else 0.
     pub goodput: &'static [&'static str],
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kind({})", self.name)
+    }
 }
 
 pub const KINDS: &[Kind] = &[http::KIND, assistant::KIND];
@@ -131,17 +157,10 @@ pub struct BuiltProbe {
 }
 
 pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, ConfigError> {
-    let Some(kind) = kind(&cfg.kind) else {
-        let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        return Err(cfg.error_at(
-            &cfg.raw.kind,
-            "probe.kind",
-            format!("unknown probe kind {:?}; known kinds: {}", cfg.kind, known.join(", ")),
-        ));
-    };
+    let kind = cfg.kind;
     let measures = measures_of(kind);
     let budgets = budget::parse(cfg, &measures)?;
-    let probe = (kind.build)(cfg, ctx)?;
+    let probe = cfg.settings.build(cfg, ctx)?;
     Ok(BuiltProbe {
         name: cfg.name.clone(),
         kind: kind.name,
@@ -223,23 +242,6 @@ fn timeout_error(phase: &str, timeout: Duration) -> ProbeError {
             humantime::format_duration(timeout)
         ),
     )
-}
-
-/// Rejects keys this kind does not use, so a typo never silently does nothing.
-/// Each entry is a key and, when it is set, where (so the error names its line).
-pub fn reject_unused(
-    cfg: &ProbeConfig,
-    kind: &str,
-    present: &[(&str, Option<std::ops::Range<usize>>)],
-) -> Result<(), ConfigError> {
-    match present.iter().find_map(|(key, span)| Some((key, span.clone()?))) {
-        Some((key, span)) => Err(cfg.source.error_at(
-            span,
-            Some(&format!("probe.{key}")),
-            format!("probe {:?}: key `{key}` is not used by kind {kind:?}", cfg.name),
-        )),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

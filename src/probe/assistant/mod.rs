@@ -15,8 +15,12 @@ use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::{BoxFuture, BuildContext, Kind, Probe, http_config, reject_unused};
-use crate::config::{ConfigError, ProbeConfig};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::http_config::{self, HttpVersion, Request, TargetKeys, Tls};
+use super::{BoxFuture, BuildContext, Kind, Probe, Settings};
+use crate::config::{ConfigError, Dur, ProbeConfig, Size, Spanned};
 use crate::net::Resolver;
 use crate::net::http::{self as nethttp, BodySpec, Version};
 use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit};
@@ -24,9 +28,51 @@ use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit}
 pub const KIND: Kind = Kind {
     name: "assistant",
     measures: MEASURES,
-    build,
+    settings: super::settings_of::<AssistantSettings>,
+    schema: <AssistantSettings as JsonSchema>::json_schema,
     goodput: &["ttft", "tpot"],
 };
+
+/// The keys of `kind = "assistant"` (besides the shared ones).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssistantSettings {
+    /// The streaming endpoint, http:// or https://.
+    pub url: Spanned<String>,
+    /// The stream's wire format.
+    pub format: Format,
+    /// The longest silence between two events before the run fails with `stream_stalled`; at most `timeout`.
+    pub stall_timeout: Option<Spanned<Dur>>,
+    /// The longest SSE line or event accepted (default 1MiB, at most 64MiB); longer is `protocol_error`.
+    pub max_event: Option<Spanned<Size>>,
+    /// The request body (JSON for the vendor formats); its `model` becomes `gen_ai.request.model`.
+    pub body: Option<Spanned<String>>,
+    /// The request body read from a file (relative to the config file, at most 64 MiB).
+    pub body_file: Option<Spanned<String>>,
+    /// "auto" (ALPN h2 or http/1.1), "1.1" or "2".
+    #[serde(default)]
+    pub http_version: HttpVersion,
+    /// The request: method, headers, secrets (`body` / `body_file` here too; no `body_size`).
+    #[serde(default)]
+    pub request: Request,
+    /// What a good response looks like before the stream starts.
+    #[serde(default)]
+    pub expect: StreamExpect,
+    /// TLS options.
+    #[serde(default)]
+    pub tls: Tls,
+}
+
+/// `[probe.expect]` of the assistant kind.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamExpect {
+    /// Accepted status codes (default: any 2xx).
+    pub status: Option<Spanned<Vec<u16>>>,
+    /// Response headers that must be present.
+    #[serde(default)]
+    pub header_present: Vec<Spanned<String>>,
+}
 
 const GENAI: &[&str] = &["gen_ai.request.model", "gen_ai.provider.name", "gen_ai.operation.name"];
 const GENAI_E2E: &[&str] = &[
@@ -135,27 +181,26 @@ pub const MEASURES: &[Measure] = &[
 ];
 
 /// The stream's wire format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum Format {
+    /// OpenAI chat.completions SSE.
+    #[serde(rename = "openai-chat")]
     OpenAiChat,
+    /// OpenAI Responses API events.
+    #[serde(rename = "openai-responses")]
     OpenAiResponses,
+    /// Anthropic Messages SSE.
+    #[serde(rename = "anthropic-messages")]
     AnthropicMessages,
+    /// Any SSE stream: the first non-empty `data` is the first token.
+    #[serde(rename = "sse")]
     Sse,
+    /// Any streamed body: the first non-empty bytes are the first token.
+    #[serde(rename = "chunked")]
     Chunked,
 }
 
 impl Format {
-    fn parse(s: &str) -> Option<Format> {
-        Some(match s {
-            "openai-chat" => Format::OpenAiChat,
-            "openai-responses" => Format::OpenAiResponses,
-            "anthropic-messages" => Format::AnthropicMessages,
-            "sse" => Format::Sse,
-            "chunked" => Format::Chunked,
-            _ => return None,
-        })
-    }
-
     fn provider(self) -> Option<&'static str> {
         match self {
             Format::OpenAiChat | Format::OpenAiResponses => Some("openai"),
@@ -211,27 +256,41 @@ pub struct AssistantProbe {
 const DEFAULT_MAX_EVENT: usize = 1024 * 1024;
 const MAX_MAX_EVENT: usize = 64 * 1024 * 1024;
 
-const FORMATS: &str = "openai-chat, openai-responses, anthropic-messages, sse, chunked";
+impl Settings for AssistantSettings {
+    fn plan(&self) -> Vec<String> {
+        let mut lines = http_config::plan(&self.url, &self.request);
+        lines.push(format!("format: {:?}", self.format));
+        lines
+    }
 
-fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
-    let raw = &cfg.raw;
-    let t = http_config::target(cfg, ctx, "assistant")?;
-    let Some(format_s) = &raw.format else {
-        return Err(cfg.error_at(
-            &raw.name,
-            "probe.format",
-            format!("assistant probe {:?} needs `format`: one of {FORMATS}", cfg.name),
-        ));
-    };
-    let format = Format::parse(format_s.get_ref()).ok_or_else(|| {
-        cfg.error_at(
-            format_s,
-            "probe.format",
-            format!("unknown format {:?}; use one of {FORMATS}", format_s.get_ref()),
-        )
-    })?;
+    fn build(&self, cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
+        build(self, cfg, ctx)
+    }
+}
 
+fn build(raw: &AssistantSettings, cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
+    let t = http_config::target(
+        cfg,
+        ctx,
+        &TargetKeys {
+            kind: "assistant",
+            url: &raw.url,
+            http_version: raw.http_version,
+            request: &raw.request,
+            status: raw.expect.status.as_ref(),
+            header_present: &raw.expect.header_present,
+            tls: &raw.tls,
+        },
+    )?;
+    let format = raw.format;
     let req = &raw.request;
+    if let Some(n) = &req.body_size {
+        return Err(cfg.error_at(
+            n,
+            "probe.request.body_size",
+            "an assistant request needs a real body (`body` or `body_file`), not a generated one",
+        ));
+    }
     let given = [
         raw.body.is_some(),
         raw.body_file.is_some(),
@@ -240,7 +299,7 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
     ];
     if given.iter().filter(|g| **g).count() > 1 {
         return Err(cfg.error_at(
-            &raw.name,
+            &cfg.common.name,
             "probe.body",
             "set the request body once: `body` or `body_file`",
         ));
@@ -267,7 +326,7 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         }
     }
     let body = body_text.map_or(BodySpec::Empty, |(t, _)| BodySpec::Bytes(Bytes::from(t)));
-    let method = http_config::method(cfg, !matches!(body, BodySpec::Empty))?;
+    let method = http_config::method(cfg, req, !matches!(body, BodySpec::Empty))?;
 
     let mut headers = vec![
         (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
@@ -305,29 +364,6 @@ fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, Config
         }
         Some(m) => m.get_ref().0 as usize,
     };
-    reject_unused(
-        cfg,
-        "assistant",
-        &[
-            ("follow_redirects", raw.follow_redirects.as_ref().map(|s| s.span())),
-            (
-                "redirect_credentials",
-                raw.redirect_credentials.as_ref().map(|s| s.span()),
-            ),
-            ("connection", raw.connection.as_ref().map(|s| s.span())),
-            ("request.body_size", req.body_size.as_ref().map(|s| s.span())),
-            ("expect.body_regex", raw.expect.body_regex.as_ref().map(|s| s.span())),
-            (
-                "expect.body_not_regex",
-                raw.expect.body_not_regex.as_ref().map(|s| s.span()),
-            ),
-            ("expect.max_body", raw.expect.max_body.as_ref().map(|s| s.span())),
-            (
-                "expect.match_window",
-                raw.expect.match_window.as_ref().map(|s| s.span()),
-            ),
-        ],
-    )?;
     Ok(Box::new(AssistantProbe {
         url: t.url,
         format,

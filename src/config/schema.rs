@@ -1,0 +1,111 @@
+//! The JSON Schema of the whole config (`sloprobe schema`, shipped as
+//! `config/sloprobe.schema.json`): the daemon keys, and for `[[probe]]` the shared keys plus,
+//! selected by `kind`, that kind's own settings. Editors with TOML schema support (taplo /
+//! Even Better TOML) validate and complete probe files with it.
+
+use std::borrow::Cow;
+
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde_json::{Map, Value, json};
+
+use super::{ProbeCommon, RawDaemonFile};
+
+/// A budget or SLO threshold: a duration, a size, a number, or (for `pNN` keys) a table.
+pub struct Threshold;
+
+impl JsonSchema for Threshold {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Threshold".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "string" },
+                { "type": "number" },
+                { "type": "object", "additionalProperties": { "type": ["string", "number"] } }
+            ],
+            "description": "A threshold in the measurement's unit: \"500ms\", \"180KB\", 0.1; a `p95` key takes a table of them."
+        })
+    }
+}
+
+/// The schema as JSON.
+pub fn config_schema() -> Value {
+    let mut generator = SchemaSettings::draft07().into_generator();
+    let mut root = generator.root_schema_for::<RawDaemonFile>().to_value();
+    let common = object_parts(&mut generator, ProbeCommon::json_schema);
+    let kinds: Vec<&str> = crate::probe::KINDS.iter().map(|k| k.name).collect();
+
+    let mut branches = Vec::new();
+    for kind in crate::probe::KINDS {
+        let own = object_parts(&mut generator, kind.schema);
+        let mut properties = common.0.clone();
+        properties.extend(own.0);
+        properties.insert(
+            "kind".into(),
+            json!({ "const": kind.name, "description": common.0["kind"]["description"] }),
+        );
+        let mut required: Vec<Value> = common.1.clone();
+        required.extend(own.1);
+        branches.push(json!({
+            "if": { "properties": { "kind": { "const": kind.name } }, "required": ["kind"] },
+            "then": {
+                "type": "object",
+                "properties": properties,
+                "required": required,
+                "additionalProperties": false
+            }
+        }));
+    }
+    let mut kind_prop = common.0["kind"].clone();
+    kind_prop["enum"] = json!(kinds);
+    let mut base_props = Map::new();
+    base_props.insert("kind".into(), kind_prop);
+    let probe = json!({
+        "type": "object",
+        "description": "A probe: the shared keys plus the keys of its kind.",
+        "properties": base_props,
+        "required": ["name", "kind"],
+        "allOf": branches
+    });
+    let obj = root.as_object_mut().expect("object schema");
+    obj.insert("$id".into(), json!("https://sloprobe.dev/sloprobe.schema.json"));
+    obj.insert(
+        "title".into(),
+        json!("sloprobe configuration (daemon file or probe file)"),
+    );
+    obj["properties"].as_object_mut().expect("properties").insert(
+        "probe".into(),
+        json!({ "type": "array", "description": "Probes ([[probe]] tables).", "items": probe }),
+    );
+    let defs = generator.take_definitions(true);
+    if !defs.is_empty() {
+        let entry = obj.entry("definitions").or_insert_with(|| json!({}));
+        entry.as_object_mut().expect("definitions").extend(defs);
+    }
+    root
+}
+
+/// The properties and required keys of an object schema (its definitions stay in the
+/// generator).
+fn object_parts(
+    generator: &mut SchemaGenerator,
+    schema: fn(&mut SchemaGenerator) -> Schema,
+) -> (Map<String, Value>, Vec<Value>) {
+    let value = schema(generator).to_value();
+    let properties = value
+        .get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let required = value
+        .get("required")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    (properties, required)
+}
