@@ -9,7 +9,6 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod demo;
-pub mod demo_llm;
 pub mod net;
 pub mod once;
 pub mod outcome;

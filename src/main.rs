@@ -56,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         what: SloCommand,
     },
+    /// Print the JSON Schema of the config (daemon and probe files), for editors.
+    Schema,
     /// Serve the demo target (injectable delays) on its own, e.g. for benchmarks.
     Target {
         #[arg(long, default_value = "127.0.0.1:9465")]
@@ -228,6 +230,11 @@ async fn main() -> ExitCode {
                 }
                 Err(code) => code,
             }
+        }
+        Command::Schema => {
+            let schema = sloprobe::config::schema::config_schema();
+            println!("{}", serde_json::to_string_pretty(&schema).expect("json"));
+            ExitCode::SUCCESS
         }
         Command::Target { listen } => {
             let listener = match sloprobe::demo::bind(listen).await {

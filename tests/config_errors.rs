@@ -155,3 +155,77 @@ fn bad_otlp_settings_point_at_their_line() {
     let msg = config_error(&[("sloprobe.toml", text)]);
     assert!(msg.contains("SLOPROBE_TEST_UNSET_OTLP is not set"), "{msg}");
 }
+
+/// A bad key at every nesting level of every kind names its file, line and key path.
+#[test]
+fn bad_key_at_every_level_of_every_kind() {
+    let heads = [
+        (
+            "http",
+            "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nevery = \"30s\"\n",
+        ),
+        (
+            "assistant",
+            "[[probe]]\nname = \"a\"\nkind = \"assistant\"\nformat = \"sse\"\nurl = \"http://127.0.0.1:1/\"\nevery = \"30s\"\n",
+        ),
+    ];
+    for (kind, head) in heads {
+        let first = head.lines().count() + 1;
+        let cases: Vec<(String, usize, &str)> = vec![
+            ("bogus = 1\n".into(), first, "probe.bogus"),
+            ("[probe.request]\nbogus = 1\n".into(), first + 1, "probe.request.bogus"),
+            (
+                "[probe.request.headers]\nx-a = 1\n".into(),
+                first + 1,
+                "probe.request.headers.x-a",
+            ),
+            ("[probe.expect]\nbogus = 1\n".into(), first + 1, "probe.expect.bogus"),
+            (
+                "[probe.expect]\nstatus = \"200\"\n".into(),
+                first + 1,
+                "probe.expect.status",
+            ),
+            ("[probe.tls]\nbogus = 1\n".into(), first + 1, "probe.tls.bogus"),
+            (
+                "[probe.tls]\ninsecure_skip_verify = \"yes\"\n".into(),
+                first + 1,
+                "probe.tls.insecure_skip_verify",
+            ),
+            (
+                "[probe.budget]\nbogus = \"1s\"\n".into(),
+                first + 1,
+                "probe.budget.bogus",
+            ),
+            (
+                "[probe.budget.p95]\nbogus = \"1s\"\n".into(),
+                first,
+                "probe.budget.p95.bogus",
+            ),
+            ("timeout = 5\n".into(), first, "probe.timeout"),
+            ("http_version = \"3\"\n".into(), first, "probe.http_version"),
+        ];
+        for (tail, line, key) in cases {
+            let msg = config_error(&[("sloprobe.toml", &format!("{head}{tail}"))]);
+            assert_points(&msg, "sloprobe.toml", line, key);
+            if tail.starts_with("bogus") || tail.contains("\nbogus = 1") {
+                assert!(msg.contains(&format!("for kind \"{kind}\"")), "{kind}: {msg}");
+            }
+        }
+    }
+    // Keys of one kind are unknown to the other, at their own line.
+    let http = heads[0].1;
+    let msg = config_error(&[("sloprobe.toml", &format!("{http}stall_timeout = \"1s\"\n"))]);
+    assert_points(&msg, "sloprobe.toml", 6, "probe.stall_timeout");
+    assert!(msg.contains("unknown field `stall_timeout` for kind \"http\""), "{msg}");
+    let assistant = heads[1].1;
+    let msg = config_error(&[(
+        "sloprobe.toml",
+        &format!("{assistant}[probe.expect]\nbody_regex = \"x\"\n"),
+    )]);
+    assert_points(&msg, "sloprobe.toml", 8, "probe.expect.body_regex");
+    let msg = config_error(&[("sloprobe.toml", &format!("{assistant}connection = \"reuse\"\n"))]);
+    assert_points(&msg, "sloprobe.toml", 7, "probe.connection");
+    // A missing required key of the kind points at the probe.
+    let msg = config_error(&[("sloprobe.toml", &http.replace("url = \"http://127.0.0.1:1/\"\n", ""))]);
+    assert_points(&msg, "sloprobe.toml", 2, "probe.url");
+}

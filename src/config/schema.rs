@@ -78,6 +78,10 @@ pub fn config_schema() -> Value {
         "title".into(),
         json!("sloprobe configuration (daemon file or probe file)"),
     );
+    obj.insert(
+        "description".into(),
+        json!("A daemon file (location, server, include, export, demo, probes, SLOs) or a probe file (probes and SLOs). Reference: docs/config.md."),
+    );
     obj["properties"].as_object_mut().expect("properties").insert(
         "probe".into(),
         json!({ "type": "array", "description": "Probes ([[probe]] tables).", "items": probe }),

@@ -1,5 +1,5 @@
-//! Streaming LLM responses for the demo target, in every wire format the assistant probe
-//! reads, with injected first-token delay, inter-token gaps and faults. Route:
+//! Demo routes for the `assistant` kind: streaming LLM responses in every wire format the
+//! probe reads (docs/demo.md), with injected first-token delay, inter-token gaps and faults. Route:
 //! `/llm/{format}?first=MS&gap=MS&tokens=N` plus optional `reasoning=MS` (thinking output
 //! at MS, before the answer), `ping=1` (`: ping` comments), `crlf=1`, `error_after=K`,
 //! `malformed=1`, `stall_after=K`, `no_content=1`, `status=429`.
@@ -7,11 +7,18 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::any;
 use serde::Deserialize;
+
+/// The assistant kind's routes.
+pub fn routes() -> Router {
+    Router::new().route("/llm/{format}", any(llm))
+}
 
 #[derive(Deserialize)]
 pub struct LlmParams {

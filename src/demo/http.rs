@@ -1,19 +1,8 @@
-//! A small HTTP target with injectable timings. It backs the shipped default config (so a
-//! fresh install shows real numbers with no outside service), the integration tests and
-//! the benchmarks, where known delays make the expected numbers known.
-//!
-//! Routes (any method):
-//! - `/` and `/api/items`: small responses (`/api/items` adds 5–25 ms of server time)
-//! - `/delay/{ms}`: response headers after `ms`
-//! - `/trickle?delay=D&chunks=N&interval=I&size=S`: headers after D ms, then N chunks of
-//!   S bytes, I ms apart
-//! - `/endless?interval=I&size=S`: a body that never ends
-//! - `/bytes/{n}`: n bytes; `/status/{code}`: that status (429 carries `Retry-After: 1`)
-//! - `/redirect/{n}`: n hops of 302 ending in 200; `/upload`: reads the body, returns its length
-//! - `/llm/{format}`: a streaming LLM response (see `demo_llm.rs`)
+//! Demo routes for the `http` kind: fixed and injected server time, trickled, endless and
+//! sized bodies, statuses, redirects and uploads. Every route and parameter is listed in
+//! docs/demo.md.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,7 +15,8 @@ use futures_util::stream;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
-pub fn router() -> Router {
+/// The http kind's routes (any method).
+pub fn routes() -> Router {
     Router::new()
         .route(
             "/",
@@ -40,26 +30,9 @@ pub fn router() -> Router {
         .route("/status/{code}", any(status))
         .route("/redirect/{n}", any(redirect))
         .route("/upload", any(upload))
-        .route("/llm/{format}", any(crate::demo_llm::llm))
-        .layer(axum::middleware::map_response(add_request_id))
 }
 
-/// Serves the target (through the daemon's hardened accept loop) until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener) {
-    crate::server::serve(
-        listener,
-        router(),
-        crate::server::Limits::default(),
-        std::future::pending(),
-    )
-    .await
-}
-
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
-}
-
-async fn add_request_id(mut resp: Response) -> Response {
+pub(super) async fn add_request_id(mut resp: Response) -> Response {
     let id = format!("{:x}", pseudo_random());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);

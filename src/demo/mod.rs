@@ -1,0 +1,34 @@
+//! The built-in demo target: injectable timings and faults, one file of routes per probe
+//! kind. It backs the shipped default config (a fresh install shows real numbers with no
+//! outside service), the integration tests and the benchmarks, where known delays make the
+//! expected numbers known. Routes and parameters: docs/demo.md.
+
+mod http;
+mod llm;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+
+/// Every kind's routes on one router.
+pub fn router() -> Router {
+    Router::new()
+        .merge(http::routes())
+        .merge(llm::routes())
+        .layer(axum::middleware::map_response(http::add_request_id))
+}
+
+/// Serves the target (through the daemon's hardened accept loop) until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener) {
+    crate::server::serve(
+        listener,
+        router(),
+        crate::server::Limits::default(),
+        std::future::pending(),
+    )
+    .await
+}
+
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
