@@ -146,3 +146,20 @@ async fn secrets_never_reach_once_output() {
     );
     assert!(!all.contains("s3cr3t-value-do-not-print"), "{all}");
 }
+
+/// The gate checks the whole config like `check` and `run` do: a bad [[slo]] is exit 2,
+/// never a pass.
+#[test]
+fn once_rejects_a_bad_slo_and_an_empty_config() {
+    let slo = "\n[[slo]]\nname = \"s\"\nprobes = [\"p\"]\nsli = \"success\"\nobjective = 1.5\n";
+    let dir = write_files(&[("sloprobe.toml", &format!("{}{slo}", cfg("http://127.0.0.1:1/", "")))]);
+    let out = once(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`slo.objective`"));
+    let dir = write_files(&[("sloprobe.toml", "# nothing here\n")]);
+    let out = once(dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("PASS"));
+    let out = once(dir.path(), &["--runs", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+}

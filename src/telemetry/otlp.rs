@@ -64,6 +64,7 @@ pub fn reader(settings: &OtlpSettings) -> anyhow::Result<PeriodicReader<Guarded>
     let guarded = Guarded {
         inner: exporter,
         state: Mutex::new(LogState::default()),
+        endpoint: settings.endpoint.clone(),
     };
     Ok(PeriodicReader::builder(guarded)
         .with_interval(settings.interval)
@@ -81,6 +82,8 @@ struct LogState {
 pub struct Guarded {
     inner: MetricExporter,
     state: Mutex<LogState>,
+    /// Replaced by its redacted form in logged errors (it may carry credentials).
+    endpoint: Option<String>,
 }
 
 impl std::fmt::Debug for Guarded {
@@ -106,7 +109,11 @@ impl PushMetricExporter for Guarded {
                 s.failing_since.get_or_insert_with(Instant::now);
                 if s.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
                     s.last_log = Some(Instant::now());
-                    tracing::warn!(error = %e, failed_exports = s.failures, "OTLP export failed; probing continues, retrying every interval");
+                    let mut error = e.to_string();
+                    if let Some(ep) = self.endpoint.as_deref().filter(|ep| !ep.is_empty()) {
+                        error = error.replace(ep, &crate::redact::url(ep));
+                    }
+                    tracing::warn!(%error, failed_exports = s.failures, "OTLP export failed; probing continues, retrying every interval");
                 }
             }
         }
