@@ -347,6 +347,31 @@ impl ProbeConfig {
         read_capped(&self.path(at.get_ref()), cap).map_err(|e| self.error_at(at, key, e))
     }
 
+    /// A size key bounded to 1 byte ..= `max`, or `default` when unset.
+    pub fn size_within(
+        &self,
+        at: Option<&Spanned<Size>>,
+        key: &str,
+        default: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        match at {
+            None => Ok(default),
+            Some(s) if s.get_ref().0 == 0 || s.get_ref().0 > max => {
+                let field = key.rsplit('.').next().unwrap_or(key);
+                Err(self.error_at(
+                    s,
+                    key,
+                    format!(
+                        "{field} must be between 1 byte and {}",
+                        bytesize::ByteSize(max).display().iec()
+                    ),
+                ))
+            }
+            Some(s) => Ok(s.get_ref().0),
+        }
+    }
+
     /// Resolves a path written in config relative to the file it is written in.
     pub fn path(&self, p: &str) -> PathBuf {
         self.source.path.parent().unwrap_or(Path::new(".")).join(p)

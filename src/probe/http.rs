@@ -260,17 +260,12 @@ impl Settings for HttpSettings {
             body_regex: regex(&ex.body_regex, "probe.expect.body_regex")?,
             body_not_regex: regex(&ex.body_not_regex, "probe.expect.body_not_regex")?,
             max_body: ex.max_body.as_ref().map_or(DEFAULT_MAX_BODY, |s| s.get_ref().0),
-            match_window: match &ex.match_window {
-                None => DEFAULT_MATCH_WINDOW,
-                Some(w) if w.get_ref().0 == 0 || w.get_ref().0 > MAX_MATCH_WINDOW as u64 => {
-                    return Err(cfg.error_at(
-                        w,
-                        "probe.expect.match_window",
-                        format!("match_window must be between 1 byte and {} MiB", MAX_MATCH_WINDOW >> 20),
-                    ));
-                }
-                Some(w) => w.get_ref().0 as usize,
-            },
+            match_window: cfg.size_within(
+                ex.match_window.as_ref(),
+                "probe.expect.match_window",
+                DEFAULT_MATCH_WINDOW as u64,
+                MAX_MATCH_WINDOW as u64,
+            )? as usize,
         };
 
         let pool = (raw.connection == Connection::Reuse).then(|| tokio::sync::Mutex::new(None));

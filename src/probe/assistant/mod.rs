@@ -353,17 +353,12 @@ fn build(raw: &AssistantSettings, cfg: &ProbeConfig, ctx: &BuildContext) -> Resu
             "stall_timeout must be above zero and at most `timeout`",
         ));
     }
-    let max_event = match &raw.max_event {
-        None => DEFAULT_MAX_EVENT,
-        Some(m) if m.get_ref().0 == 0 || m.get_ref().0 > MAX_MAX_EVENT as u64 => {
-            return Err(cfg.error_at(
-                m,
-                "probe.max_event",
-                format!("max_event must be between 1 byte and {} MiB", MAX_MAX_EVENT >> 20),
-            ));
-        }
-        Some(m) => m.get_ref().0 as usize,
-    };
+    let max_event = cfg.size_within(
+        raw.max_event.as_ref(),
+        "probe.max_event",
+        DEFAULT_MAX_EVENT as u64,
+        MAX_MAX_EVENT as u64,
+    )? as usize;
     Ok(Box::new(AssistantProbe {
         url: t.url,
         format,
