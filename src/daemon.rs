@@ -1,6 +1,7 @@
 //! `sloprobe run`: build everything from config, run every probe on its schedule,
 //! serve the endpoints, and stop cleanly on SIGTERM/SIGINT.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -16,18 +17,41 @@ use crate::probe::{self, BuildContext, BuiltProbe};
 use crate::runlog::RunLog;
 use crate::schedule::Ticker;
 use crate::server::{self, AppState};
-use crate::slo::{self, Slo};
-use crate::telemetry::{Plan, Telemetry};
+use crate::slo::{self, Sli, Slo};
+use crate::telemetry::{Plan, ProbePlan, Telemetry, Watch};
 
-/// Telemetry's plan for a set of probes: their catalogs, and budgets as bucket edges.
-pub fn telemetry_plan<'a>(probes: impl IntoIterator<Item = &'a BuiltProbe>) -> Plan {
+/// Telemetry's plan: every kind's catalog, and per probe its labels and the thresholds to
+/// count exactly (per-run and percentile budgets, and the SLO thresholds naming it).
+pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
     let mut plan = Plan::default();
+    for kind in probe::KINDS {
+        plan.add_kind(kind.name, &probe::measures_of(kind));
+    }
     for p in probes {
-        plan.probes += 1;
-        plan.add_kind(p.kind, &p.measures);
+        let mut thresholds: Vec<Watch> = Vec::new();
+        let mut watch = |key: &'static str, value: f64| {
+            if !thresholds.iter().any(|w| w.key == key && w.value == value) {
+                thresholds.push(Watch { key, value });
+            }
+        };
         for t in p.budgets.all() {
-            plan.add_threshold(p.kind, t.key, t.value);
+            watch(t.key, t.value);
         }
+        for slo in slos.iter().filter(|s| s.probes.contains(&p.name)) {
+            if let Sli::Below { key, threshold, .. } = &slo.sli
+                && let Some(m) = p.measures.iter().find(|m| m.key == key.as_str())
+            {
+                watch(m.key, *threshold);
+            }
+        }
+        plan.probes.insert(
+            p.name.clone(),
+            ProbePlan {
+                kind: p.kind,
+                labels: p.labels.clone(),
+                thresholds,
+            },
+        );
     }
     plan
 }
@@ -42,50 +66,102 @@ pub struct Loaded {
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let config = Config::load(path)?;
     let probes = probe::build_all(&config.probes, &BuildContext::new())?;
-    let plan = telemetry_plan(probes.iter());
-    let slos = slo::resolve(&config, &probes, &plan)?;
+    let slos = slo::resolve(&config, &probes)?;
     Ok(Loaded { config, probes, slos })
 }
 
-/// One set of running probes with the telemetry built for them. A reload replaces the
-/// whole set, because budgets (bucket edges) may have changed with the probes.
-struct Generation {
-    telemetry: Arc<Telemetry>,
-    stop: watch::Sender<bool>,
-    loops: Vec<JoinHandle<()>>,
+impl Loaded {
+    fn plan(&self, instance_id: &str) -> Plan {
+        let mut plan = telemetry_plan(&self.probes, &self.slos);
+        plan.histograms = self.config.histograms;
+        plan.instance_id = Some(instance_id.to_string());
+        plan.config_hash = self.config.hash.clone();
+        plan
+    }
 }
 
-impl Generation {
-    fn start(loaded: Loaded, log: &Arc<RunLog>) -> anyhow::Result<Generation> {
-        let Loaded { config, probes, .. } = loaded;
-        let plan = telemetry_plan(probes.iter());
-        let telemetry = Arc::new(Telemetry::new(&config.location, plan, config.otlp.as_ref())?);
-        if let Some(o) = &config.otlp {
-            let endpoint = o.endpoint.as_deref().map_or_else(
-                || "(from OTEL_EXPORTER_OTLP_ENDPOINT or default)".to_string(),
-                crate::redact::url,
-            );
-            tracing::info!(protocol = ?o.protocol, %endpoint, interval = ?o.interval, "OTLP push enabled");
+/// One probe's loop: its schedule runs on while a reload swaps the probe it runs, so an
+/// unchanged probe keeps its phase and its series.
+struct Loop {
+    schedule: String,
+    probe: watch::Sender<Arc<BuiltProbe>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The running probe loops, by name.
+#[derive(Default)]
+struct Loops(HashMap<String, Loop>);
+
+type SharedTelemetry = Arc<RwLock<Arc<Telemetry>>>;
+
+impl Loops {
+    /// Starts, keeps or stops loops so that exactly `probes` run; returns
+    /// (kept, started, stopped).
+    async fn apply(
+        &mut self,
+        probes: Vec<BuiltProbe>,
+        telemetry: &SharedTelemetry,
+        log: &Arc<RunLog>,
+    ) -> (usize, usize, usize) {
+        let names: HashSet<String> = probes.iter().map(|p| p.name.clone()).collect();
+        let mut stopping = Vec::new();
+        for name in self
+            .0
+            .keys()
+            .filter(|n| !names.contains(*n))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            stopping.push(self.0.remove(&name).expect("present"));
         }
-        let (stop, stop_rx) = watch::channel(false);
-        let loops = probes
-            .into_iter()
-            .map(|p| {
-                tracing::info!(probe = %p.name, kind = p.kind, schedule = %p.schedule.describe(), "scheduled");
-                tokio::spawn(probe_loop(Arc::new(p), telemetry.clone(), log.clone(), stop_rx.clone()))
-            })
-            .collect::<Vec<_>>();
-        tracing::info!(probes = loops.len(), location = %config.location, "probes running");
-        Ok(Generation { telemetry, stop, loops })
+        let (mut kept, mut started) = (0, 0);
+        for p in probes {
+            let schedule = p.schedule.describe();
+            let p = Arc::new(p);
+            match self.0.get(&p.name) {
+                Some(l) if l.schedule == schedule => {
+                    let _ = l.probe.send(p);
+                    kept += 1;
+                }
+                _ => {
+                    if let Some(old) = self.0.remove(&p.name) {
+                        stopping.push(old);
+                    }
+                    tracing::info!(probe = %p.name, kind = p.kind, schedule = %schedule, "scheduled");
+                    let (probe_tx, probe_rx) = watch::channel(p.clone());
+                    let (stop_tx, stop_rx) = watch::channel(false);
+                    let task = tokio::spawn(probe_loop(probe_rx, telemetry.clone(), log.clone(), stop_rx));
+                    self.0.insert(
+                        p.name.clone(),
+                        Loop {
+                            schedule,
+                            probe: probe_tx,
+                            stop: stop_tx,
+                            task,
+                        },
+                    );
+                    started += 1;
+                }
+            }
+        }
+        let stopped = stopping.len();
+        stop_all(stopping).await;
+        (kept, started, stopped)
     }
 
-    /// Stops scheduling, lets in-flight runs finish or time out, flushes push exporters.
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        for l in self.loops {
-            let _ = l.await;
-        }
-        self.telemetry.shutdown(Duration::from_secs(5)).await;
+    /// Stops scheduling and lets in-flight runs finish or time out.
+    async fn stop(&mut self) {
+        stop_all(self.0.drain().map(|(_, l)| l).collect()).await;
+    }
+}
+
+async fn stop_all(loops: Vec<Loop>) {
+    for l in &loops {
+        let _ = l.stop.send(true);
+    }
+    for l in loops {
+        let _ = l.task.await;
     }
 }
 
@@ -109,8 +185,23 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
         });
     }
 
+    let instance_id = crate::telemetry::stable_instance_id(&path, &listen.to_string());
+    let location = loaded.config.location.clone();
+    let otlp = loaded.config.otlp.clone();
+    let telemetry = Arc::new(Telemetry::new(&location, loaded.plan(&instance_id), otlp.as_ref())?);
+    if let Some(o) = &otlp {
+        let endpoint = o.endpoint.as_deref().map_or_else(
+            || "(from OTEL_EXPORTER_OTLP_ENDPOINT or default)".to_string(),
+            crate::redact::url,
+        );
+        tracing::info!(protocol = ?o.protocol, %endpoint, interval = ?o.interval, "OTLP push enabled");
+    }
+    let shared: SharedTelemetry = Arc::new(RwLock::new(telemetry));
     let log = Arc::new(RunLog::default());
-    let mut current = Generation::start(loaded, &log)?;
+    let mut loops = Loops::default();
+    let n = loaded.probes.len();
+    loops.apply(loaded.probes, &shared, &log).await;
+    tracing::info!(probes = n, location = %location, %instance_id, "probes running");
     let summary = tokio::spawn({
         let log = log.clone();
         async move {
@@ -123,7 +214,6 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
         }
     });
     let ready = Arc::new(AtomicBool::new(false));
-    let shared = Arc::new(RwLock::new(current.telemetry.clone()));
     let state = AppState {
         telemetry: shared.clone(),
         ready: ready.clone(),
@@ -149,22 +239,39 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
             Signal::Reload => {
                 tracing::info!(config = %path.display(), "SIGHUP: reloading");
                 // Validate everything first; a bad file leaves the running set alone.
+                let telemetry = shared.read().expect("telemetry lock").clone();
                 match load(&path) {
-                    Err(e) => tracing::error!(error = %e, "reload failed: keeping the running config"),
+                    Err(e) => {
+                        telemetry.reload_attempt(false);
+                        tracing::error!(error = %e, "reload failed: keeping the running config");
+                    }
                     Ok(next) => {
                         if next.config.server.listen != listen {
                             tracing::warn!("[server] listen changed: takes effect on restart");
                         }
+                        if next.config.location != location || next.config.otlp.is_some() != otlp.is_some() {
+                            tracing::warn!("location and [export.otlp] changes take effect on restart");
+                        }
                         notify_systemd("RELOADING=1");
-                        let old = current;
-                        old.stop().await;
-                        let names: std::collections::HashSet<String> =
-                            next.probes.iter().map(|p| p.name.clone()).collect();
+                        let names: HashSet<String> = next.probes.iter().map(|p| p.name.clone()).collect();
                         log.retain(&|n| names.contains(n));
-                        current = Generation::start(next, &log)?;
-                        *shared.write().expect("telemetry lock") = current.telemetry.clone();
+                        let plan = next.plan(&instance_id);
+                        if telemetry.fits(next.probes.len()) && next.config.histograms == telemetry_mode(&telemetry) {
+                            telemetry.config_loaded(plan, true);
+                        } else {
+                            // More probes than the series limits were sized for: new
+                            // instruments (counters restart, which Prometheus handles).
+                            tracing::warn!(
+                                probes = next.probes.len(),
+                                "telemetry rebuilt for the new probe count; counters restart"
+                            );
+                            let fresh = Arc::new(Telemetry::new(&location, plan, otlp.as_ref())?);
+                            let old = std::mem::replace(&mut *shared.write().expect("telemetry lock"), fresh);
+                            old.shutdown(Duration::from_secs(5)).await;
+                        }
+                        let (kept, started, stopped) = loops.apply(next.probes, &shared, &log).await;
                         notify_systemd("READY=1");
-                        tracing::info!("reloaded");
+                        tracing::info!(kept, started, stopped, "reloaded");
                     }
                 }
             }
@@ -173,28 +280,37 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
     tracing::info!("shutting down: waiting for in-flight runs");
     ready.store(false, Ordering::Relaxed);
     notify_systemd("STOPPING=1");
-    current.stop().await;
+    loops.stop().await;
     summary.abort();
+    let telemetry = shared.read().expect("telemetry lock").clone();
+    telemetry.shutdown(Duration::from_secs(5)).await;
     let _ = server_stop_tx.send(true);
     let _ = server.await;
     tracing::info!("stopped");
     Ok(())
 }
 
+fn telemetry_mode(t: &Telemetry) -> crate::telemetry::HistogramMode {
+    t.histogram_mode()
+}
+
 /// Runs one probe on its timeline until told to stop; waits for its in-flight run.
-pub async fn probe_loop(
-    probe: Arc<BuiltProbe>,
-    telemetry: Arc<Telemetry>,
+async fn probe_loop(
+    probes: watch::Receiver<Arc<BuiltProbe>>,
+    telemetry: SharedTelemetry,
     log: Arc<RunLog>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = Ticker::new(probe.schedule.clone());
+    let mut ticker = Ticker::new(probes.borrow().schedule.clone());
     let mut running: Option<JoinHandle<()>> = None;
     loop {
         let tick = tokio::select! {
             t = ticker.tick() => t,
             _ = stop.changed() => break,
         };
+        // The latest config of this probe (a reload may have swapped it) and telemetry.
+        let probe = probes.borrow().clone();
+        let telemetry = telemetry.read().expect("telemetry lock").clone();
         telemetry.record_lateness(&probe.name, probe.kind, tick.lateness);
         if tick.missed > 0 {
             telemetry.record_skipped(&probe.name, probe.kind, "missed", tick.missed);

@@ -4,6 +4,11 @@
 //! Data flow: `config` → `schedule` → `probe` (over `net`) → `outcome` → `budget` →
 //! `telemetry`. `daemon` wires them for `run`, `once` for the CI gate, `check` prints the plan.
 
+/// The git revision this binary was built from (`unknown` outside a checkout).
+pub const REVISION: &str = env!("SLOPROBE_REVISION");
+/// The UTC date of the build.
+pub const BUILD_DATE: &str = env!("SLOPROBE_BUILD_DATE");
+
 pub mod budget;
 pub mod check;
 pub mod config;

@@ -223,7 +223,8 @@ async fn main() -> ExitCode {
                     if rules {
                         print!("{}", sloprobe::slo::rules::render(&l.slos, &path.display().to_string()));
                     } else {
-                        let d = sloprobe::slo::dashboard::render(&l.probes, &l.slos);
+                        let kinds: Vec<&sloprobe::probe::Kind> = sloprobe::probe::KINDS.iter().collect();
+                        let d = sloprobe::slo::dashboard::render(&kinds, &l.slos);
                         println!("{}", serde_json::to_string_pretty(&d).expect("json"));
                     }
                     ExitCode::SUCCESS

@@ -100,12 +100,16 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut d
 
 pub fn run_json(o: &Outcome, run: u32) -> Value {
     let measurements: Map<String, Value> = o.measurements.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    let labels: Map<String, Value> = o.labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let labels: Map<String, Value> = o
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.int.map_or_else(|| json!(v.text), |n| json!(n))))
+        .collect();
     let details: Map<String, Value> = o.details.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let mut samples: Map<String, Value> = Map::new();
-    for (k, v) in &o.samples {
-        if let Value::Array(list) = samples.entry(k.to_string()).or_insert_with(|| json!([])) {
-            list.push(json!(v));
+    for s in &o.samples {
+        if let Value::Array(list) = samples.entry(s.key.to_string()).or_insert_with(|| json!([])) {
+            list.push(json!(s.value));
         }
     }
     json!({

@@ -126,6 +126,8 @@ pub enum Unit {
     Tokens,
     /// Seconds since the Unix epoch (a point in wall time, e.g. a certificate's notAfter).
     UnixTime,
+    /// Probe runs (OTel unit `{run}`), e.g. the goodput counter.
+    Runs,
 }
 
 impl Unit {
@@ -134,7 +136,7 @@ impl Unit {
         match self {
             Unit::Seconds => crate::config::fmt_seconds(v),
             Unit::Bytes => format!("{v:.0}B"),
-            Unit::Count | Unit::Tokens => format!("{v}"),
+            Unit::Count | Unit::Tokens | Unit::Runs => format!("{v}"),
             Unit::UnixTime => {
                 chrono::DateTime::from_timestamp(v as i64, 0).map_or(v.to_string(), |t| t.date_naive().to_string())
             }
@@ -144,8 +146,13 @@ impl Unit {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Instrument {
-    /// Every value goes into a histogram.
+    /// Every value goes into a histogram with the unit's fixed bucket edges
+    /// (docs/metrics.md), or an exponential one when `histograms = "exponential"`.
     Histogram,
+    /// A histogram without buckets: count and sum, so rates give the mean. For
+    /// breakdowns (phases) where a distribution per probe would cost more series than it
+    /// tells; thresholds on them are still exact (`probe.threshold.runs`).
+    Mean,
     /// Only the last value counts.
     Gauge,
     /// Values are added up (e.g. 1 for every run that met its goodput budgets).
@@ -179,10 +186,11 @@ pub const ERROR_TYPE_LABEL: &str = "error.type";
 /// Measurements every probe kind has; the runner records them.
 pub const COMMON_MEASURES: &[Measure] = &[Measure {
     key: "total",
-    metric: "probe.duration",
+    // Not `probe.duration`: blackbox_exporter's probe_duration_seconds is a gauge.
+    metric: "probe.run.duration",
     unit: Unit::Seconds,
-    instrument: Instrument::Histogram,
-    description: "Whole run, start to last byte or failure.",
+    instrument: Instrument::Mean,
+    description: "Whole run, start to last byte or failure. Count and sum only (mean); thresholds on `total` are exact counters.",
     fixed: &[],
     labels: &[],
 }];
@@ -197,6 +205,49 @@ impl fmt::Debug for PhaseHint {
     }
 }
 
+/// An attribute value: text, and for numeric attributes (status codes, ports) the number,
+/// which OTLP carries as an integer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttrValue {
+    pub text: String,
+    pub int: Option<i64>,
+}
+
+impl From<&str> for AttrValue {
+    fn from(s: &str) -> Self {
+        AttrValue {
+            text: s.to_string(),
+            int: None,
+        }
+    }
+}
+
+impl From<String> for AttrValue {
+    fn from(text: String) -> Self {
+        AttrValue { text, int: None }
+    }
+}
+
+impl From<i64> for AttrValue {
+    fn from(n: i64) -> Self {
+        AttrValue {
+            text: n.to_string(),
+            int: Some(n),
+        }
+    }
+}
+
+pub type Attrs = Vec<(&'static str, AttrValue)>;
+
+/// One of many values of a key in a run. A sample with its own attributes (one HTTP
+/// request of several redirect hops) is exported with those instead of the run's labels.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub key: &'static str,
+    pub value: f64,
+    pub attrs: Option<Attrs>,
+}
+
 /// Accumulates a run's measurements as it goes.
 #[derive(Debug)]
 pub struct Recorder {
@@ -204,10 +255,15 @@ pub struct Recorder {
     phase: &'static str,
     phase_hint: Option<PhaseHint>,
     measurements: Vec<(&'static str, f64)>,
-    samples: Vec<(&'static str, f64)>,
-    labels: Vec<(&'static str, String)>,
+    samples: Vec<Sample>,
+    labels: Attrs,
     details: Vec<(&'static str, String)>,
     retry_after: Option<std::time::Duration>,
+    /// A sample being timed (an HTTP request in flight); closed at the run's end if the
+    /// run is cut off, so a timed-out request is still counted, with its error type.
+    open: Option<(&'static str, Instant, Attrs)>,
+    /// Keys that take the run's total when the run ends without them.
+    at_end: Vec<&'static str>,
 }
 
 impl Recorder {
@@ -221,12 +277,54 @@ impl Recorder {
             labels: Vec::new(),
             details: Vec::new(),
             retry_after: None,
+            open: None,
+            at_end: Vec::new(),
         }
     }
 
     /// One of many values of a key in a run (e.g. every inter-chunk gap).
     pub fn sample(&mut self, key: &'static str, value: f64) {
-        self.samples.push((key, value));
+        self.samples.push(Sample {
+            key,
+            value,
+            attrs: None,
+        });
+    }
+
+    /// Starts timing a sample of `key` that carries its own attributes.
+    pub fn open_sample(&mut self, key: &'static str, attrs: Attrs) {
+        self.open = Some((key, Instant::now(), attrs));
+    }
+
+    /// Adds an attribute to the open sample.
+    pub fn open_attr(&mut self, key: &'static str, value: impl Into<AttrValue>) {
+        if let Some((_, _, attrs)) = self.open.as_mut() {
+            *slot(attrs, key) = value.into();
+        }
+    }
+
+    /// Ends the open sample now; `error` becomes its `error.type`.
+    pub fn close_sample(&mut self, error: Option<&str>) {
+        self.close_at(Instant::now(), error);
+    }
+
+    fn close_at(&mut self, end: Instant, error: Option<&str>) {
+        if let Some((key, start, mut attrs)) = self.open.take() {
+            if let Some(e) = error {
+                *slot(&mut attrs, ERROR_TYPE_LABEL) = e.into();
+            }
+            self.samples.push(Sample {
+                key,
+                value: end.saturating_duration_since(start).as_secs_f64(),
+                attrs: Some(attrs),
+            });
+        }
+    }
+
+    /// If the run ends without `key` (it failed or was cut off first), `key` takes the
+    /// run's total: e.g. the GenAI operation duration of a failed call.
+    pub fn default_to_total(&mut self, key: &'static str) {
+        self.at_end.push(key);
     }
 
     /// The server asked for no requests before this much time passes (HTTP Retry-After).
@@ -275,7 +373,7 @@ impl Recorder {
     }
 
     /// A bounded attribute that metrics may carry (status code, protocol version).
-    pub fn label(&mut self, key: &'static str, value: impl Into<String>) {
+    pub fn label(&mut self, key: &'static str, value: impl Into<AttrValue>) {
         *slot(&mut self.labels, key) = value.into();
     }
 
@@ -293,6 +391,13 @@ impl Recorder {
         error: Option<ProbeError>,
     ) -> Outcome {
         self.set("total", self.offset(end));
+        let error_kind = error.as_ref().map(|e| e.kind.as_str());
+        self.close_at(end, error_kind);
+        for key in std::mem::take(&mut self.at_end) {
+            if self.get(key).is_none() {
+                self.set(key, self.offset(end));
+            }
+        }
         Outcome {
             probe: probe.to_string(),
             kind,
@@ -340,8 +445,8 @@ pub struct Outcome {
     pub error: Option<ProbeError>,
     pub measurements: Vec<(&'static str, f64)>,
     /// Keys with many values per run, each exported into the key's histogram.
-    pub samples: Vec<(&'static str, f64)>,
-    pub labels: Vec<(&'static str, String)>,
+    pub samples: Vec<Sample>,
+    pub labels: Attrs,
     pub details: Vec<(&'static str, String)>,
     /// Filled by the budget judge.
     pub breaches: Vec<Breach>,
@@ -364,7 +469,15 @@ impl Outcome {
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.text.as_str())
+    }
+
+    /// The samples of `key`, in order.
+    pub fn samples_of<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| s.key == key)
     }
 }
 

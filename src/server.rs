@@ -201,22 +201,39 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Collection and encoding are CPU work proportional to the series count (0.3 s for
-/// 1,000 probes). They run on their own thread at a lower CPU priority, so on a busy host
-/// the probes' timers win the CPU and a scrape does not make runs start late.
-async fn metrics(State(s): State<AppState>) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<String>(4);
+const PROTOBUF: &str = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// Collection and encoding are CPU work proportional to the series count. They run on
+/// their own thread at a lower CPU priority, so on a busy host the probes' timers win the
+/// CPU and a scrape does not make runs start late. The text exposition streams out in
+/// chunks (gzipped when the scraper accepts it); a scraper that asks for protobuf (as
+/// Prometheus does with native histograms on) gets the delimited `MetricFamily` format.
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let accepts = |name: header::HeaderName, what: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains(what))
+    };
+    let protobuf = accepts(header::ACCEPT, "application/vnd.google.protobuf");
+    let gzip = accepts(header::ACCEPT_ENCODING, "gzip");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let telemetry = s.telemetry.read().expect("telemetry lock").clone();
     let spawned = std::thread::Builder::new()
         .name("metrics-encode".into())
         .spawn(move || {
             lower_thread_priority();
-            let result = telemetry.prometheus_text(&mut |chunk| {
-                let _ = tx.blocking_send(chunk);
-            });
+            let mut sink = Sink::new(tx, gzip);
+            let result = if protobuf {
+                telemetry.prometheus_protobuf().map(|bytes| sink.write(&bytes))
+            } else {
+                telemetry.prometheus_text(&mut |chunk| sink.write(chunk.as_bytes()))
+            };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "collecting metrics");
             }
+            sink.finish();
         });
     if let Err(e) = spawned {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot start encoder: {e}\n")).into_response();
@@ -226,11 +243,58 @@ async fn metrics(State(s): State<AppState>) -> Response {
             .await
             .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
     });
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        Body::from_stream(body),
-    )
-        .into_response()
+    let content_type = if protobuf {
+        PROTOBUF
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    let mut resp = ([(header::CONTENT_TYPE, content_type)], Body::from_stream(body)).into_response();
+    if gzip {
+        resp.headers_mut()
+            .insert(header::CONTENT_ENCODING, axum::http::HeaderValue::from_static("gzip"));
+    }
+    resp.headers_mut().insert(
+        header::VARY,
+        axum::http::HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    resp
+}
+
+/// Where the encoder writes: chunks to the response, through gzip when asked.
+struct Sink {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+}
+
+impl Sink {
+    fn new(tx: tokio::sync::mpsc::Sender<Vec<u8>>, gzip: bool) -> Self {
+        let gzip = gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        Sink { tx, gzip }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        match self.gzip.as_mut() {
+            Some(gz) => {
+                let _ = std::io::Write::write_all(gz, bytes);
+                if gz.get_ref().len() >= 64 * 1024 {
+                    let out = std::mem::take(gz.get_mut());
+                    let _ = self.tx.blocking_send(out);
+                }
+            }
+            None => {
+                let _ = self.tx.blocking_send(bytes.to_vec());
+            }
+        }
+    }
+
+    fn finish(self) {
+        if let Some(gz) = self.gzip
+            && let Ok(rest) = gz.finish()
+            && !rest.is_empty()
+        {
+            let _ = self.tx.blocking_send(rest);
+        }
+    }
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

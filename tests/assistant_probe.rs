@@ -44,7 +44,7 @@ async fn ttft_and_token_counts_in_every_format() {
             // Role-only / created / message_start events come at once and are not output.
             assert!(first_chunk < 0.05, "{format}: first_chunk {first_chunk}");
         }
-        let gaps: Vec<f64> = o.samples.iter().filter(|(k, _)| *k == "gap").map(|(_, v)| *v).collect();
+        let gaps: Vec<f64> = o.samples_of("gap").map(|s| s.value).collect();
         assert_eq!(gaps.len(), 9, "{format}");
         for g in &gaps {
             assert!((0.010..0.030).contains(g), "{format}: gap {g}");
@@ -204,7 +204,7 @@ fn config_checks() {
 }
 
 #[tokio::test]
-async fn exported_with_genai_names_and_budget_edges() {
+async fn exported_with_genai_names_and_exact_thresholds() {
     let t = plain_target().await;
     let url = t.url("/llm/anthropic-messages?first=40&gap=5&tokens=10");
     let (_d, probes) = build_probes(&probe(
@@ -212,7 +212,7 @@ async fn exported_with_genai_names_and_budget_edges() {
         "anthropic-messages",
         "[probe.budget]\nttft = \"1.7s\"\ntpot = \"40ms\"",
     ));
-    let plan = sloprobe::daemon::telemetry_plan(probes.iter());
+    let plan = sloprobe::daemon::telemetry_plan(&probes, &[]);
     let telemetry = sloprobe::telemetry::Telemetry::new("lab", plan, None).unwrap();
     let o = probes[0].execute().await;
     assert!(o.success(), "{:?}", o.error);
@@ -222,21 +222,46 @@ async fn exported_with_genai_names_and_budget_edges() {
     let has = |needle: &str| assert!(text.contains(needle), "missing {needle} in\n{text}");
     has("# TYPE gen_ai_client_operation_time_to_first_chunk_seconds histogram");
     has("# TYPE gen_ai_client_operation_duration_seconds histogram");
+    has("gen_ai_client_operation_duration_seconds_bucket{");
     has("# TYPE gen_ai_client_token_usage histogram");
     has("gen_ai_token_type=\"output\"");
     has("gen_ai_token_type=\"input\"");
     has("gen_ai_provider_name=\"anthropic\"");
     has("probe_token_source=\"usage\"");
-    // Every inter-chunk gap lands in the histogram: 10 tokens, 9 gaps.
+    // Every inter-chunk gap is counted: 10 tokens, 9 gaps.
     has(
-        "gen_ai_client_operation_time_per_output_chunk_seconds_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\",gen_ai_request_model=\"demo-model\",probe_kind=\"assistant\",probe_location=\"lab\",probe_name=\"a\"} 9",
+        "gen_ai_client_operation_time_per_output_chunk_seconds_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\",gen_ai_request_model=\"demo-model\",otel_scope_name=\"sloprobe\",otel_scope_version=\"0.1.0\",probe_kind=\"assistant\",probe_location=\"lab\",probe_name=\"a\"} 9",
     );
     has("probe_assistant_goodput_total{");
-    // Budget thresholds are bucket edges.
+    // Budget thresholds are exact counters of this probe, not bucket edges.
     has(
-        "probe_assistant_ttft_seconds_bucket{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\",gen_ai_request_model=\"demo-model\",probe_kind=\"assistant\",probe_location=\"lab\",probe_name=\"a\",le=\"1.7\"} 1",
+        "probe_threshold_runs_total{measurement=\"ttft\",otel_scope_name=\"sloprobe\",otel_scope_version=\"0.1.0\",probe_kind=\"assistant\",probe_location=\"lab\",probe_name=\"a\",threshold=\"1.7\",verdict=\"good\"} 1",
     );
     has(
-        "probe_assistant_tpot_seconds_bucket{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\",gen_ai_request_model=\"demo-model\",probe_kind=\"assistant\",probe_location=\"lab\",probe_name=\"a\",le=\"0.04\"} 1",
+        "probe_threshold_runs_total{measurement=\"tpot\",otel_scope_name=\"sloprobe\",otel_scope_version=\"0.1.0\",probe_kind=\"assistant\",probe_location=\"lab\",probe_name=\"a\",threshold=\"0.04\",verdict=\"good\"} 1",
+    );
+    assert!(!text.contains("le=\"1.7\""), "a budget leaked into the bucket edges");
+}
+
+/// A failed call is still a GenAI operation: its duration is recorded with error.type.
+#[tokio::test]
+async fn failed_calls_record_the_operation_duration() {
+    let t = plain_target().await;
+    let url = t.url("/llm/openai-chat?status=500");
+    let (_d, probes) = build_probes(&probe(&url, "openai-chat", ""));
+    let telemetry =
+        sloprobe::telemetry::Telemetry::new("lab", sloprobe::daemon::telemetry_plan(&probes, &[]), None).unwrap();
+    let o = probes[0].execute().await;
+    assert_eq!(error_type(&o), "http_status");
+    telemetry.record(&o);
+    let mut text = String::new();
+    telemetry.prometheus_text(&mut |c| text.push_str(&c)).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("gen_ai_client_operation_duration_seconds_count{"))
+        .unwrap_or_else(|| panic!("no operation duration for a failed call:\n{text}"));
+    assert!(
+        line.contains("error_type=\"http_status\"") && line.contains("http_response_status_code=\"500\""),
+        "{line}"
     );
 }

@@ -135,7 +135,14 @@ async fn rotel_receives_over_grpc_and_http_protobuf() {
             "Name: http.client.request.duration",
             "Name: probe.runs",
             "Unit: s",
-            "ExplicitBounds #7: 0.123",
+            "Name: probe.threshold.runs",
+            "threshold: Str(0.123)",
+            "http.response.status_code: Int(200)",
+            "server.port: Int(",
+            "server.address: Str(127.0.0.1)",
+            "http.request.method: Str(GET)",
+            "Name: sloprobe.build.info",
+            "revision: Str(",
             "probe.name: Str(otlp-0)",
             "probe.location: Str(otlp-lab)",
             "service.name: Str(sloprobe)",
@@ -228,6 +235,7 @@ fn attr(attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -
         .find(|kv| kv.key == key)
         .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
             AnyValue::StringValue(s) => Some(s.clone()),
+            AnyValue::IntValue(n) => Some(format!("int:{n}")),
             other => Some(format!("{other:?}")),
         })
 }
@@ -243,7 +251,7 @@ async fn exact_names_units_buckets_and_attributes() {
     let dir = write_files(&[("sloprobe.toml", &toml)]);
     let cfg = sloprobe::config::Config::load(&dir.path().join("sloprobe.toml")).unwrap();
     let probes = sloprobe::probe::build_all(&cfg.probes, &sloprobe::probe::BuildContext::new()).unwrap();
-    let plan = sloprobe::daemon::telemetry_plan(probes.iter());
+    let plan = sloprobe::daemon::telemetry_plan(&probes, &[]);
     let telemetry = sloprobe::telemetry::Telemetry::new(&cfg.location, plan, cfg.otlp.as_ref()).unwrap();
     let o = probes[0].execute().await;
     assert!(o.success());
@@ -273,7 +281,8 @@ async fn exact_names_units_buckets_and_attributes() {
         panic!("ttfb is not a histogram")
     };
     let dp = &h.data_points[0];
-    assert!(dp.explicit_bounds.contains(&0.321), "{:?}", dp.explicit_bounds);
+    // Fixed edges (the Prometheus client defaults), whatever the budgets.
+    assert_eq!(dp.explicit_bounds, sloprobe::telemetry::buckets::SECONDS);
     assert_eq!(dp.count, 1);
     assert_eq!(attr(&dp.attributes, "probe.name").as_deref(), Some("exact"));
     assert_eq!(attr(&dp.attributes, "probe.kind").as_deref(), Some("http"));
@@ -298,10 +307,33 @@ async fn exact_names_units_buckets_and_attributes() {
     };
     let dp = &h.data_points[0];
     assert_eq!(attr(&dp.attributes, "http.request.method").as_deref(), Some("GET"));
+    // Semantic conventions: the status code and port are integers; no error.type on a 200.
     assert_eq!(
         attr(&dp.attributes, "http.response.status_code").as_deref(),
-        Some("200")
+        Some("int:200")
     );
+    assert_eq!(attr(&dp.attributes, "server.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        attr(&dp.attributes, "server.port"),
+        Some(format!("int:{}", t.addr.port()))
+    );
+    assert_eq!(attr(&dp.attributes, "url.scheme").as_deref(), Some("http"));
+    assert_eq!(attr(&dp.attributes, "network.protocol.version").as_deref(), Some("1.1"));
+    assert_eq!(attr(&dp.attributes, "error.type"), None);
+
+    // The budget is an exact pair of counters on this probe.
+    let thresholds = find("probe.threshold.runs");
+    let Some(Data::Sum(sum)) = &thresholds.data else {
+        panic!("probe.threshold.runs is not a sum")
+    };
+    let good = sum
+        .data_points
+        .iter()
+        .find(|d| attr(&d.attributes, "verdict").as_deref() == Some("good"))
+        .expect("a good verdict");
+    assert_eq!(attr(&good.attributes, "threshold").as_deref(), Some("0.321"));
+    assert_eq!(attr(&good.attributes, "measurement").as_deref(), Some("ttfb"));
+    assert_eq!(thresholds.unit, "{run}");
 
     let body = find("http.client.response.body.size");
     assert_eq!(body.unit, "By");

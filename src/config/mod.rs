@@ -38,6 +38,9 @@ const MAX_DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
+    /// FNV-1a of every file read, in order (`sloprobe_config_info{config_hash}`).
+    pub hash: String,
+    pub histograms: crate::telemetry::HistogramMode,
     pub location: String,
     pub server: ServerConfig,
     pub demo: Option<DemoConfig>,
@@ -68,6 +71,48 @@ pub struct RawSlo {
     /// Error types left out of a success SLI, e.g. `["rate_limited"]`.
     #[serde(default)]
     pub exclude_errors: Vec<Spanned<String>>,
+    /// Labels on every rule and alert of this SLO, e.g. `{ team = "search" }` (routing).
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
+    /// Alert annotations, e.g. `{ runbook_url = "https://…", summary = "…" }`.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, Spanned<String>>,
+    /// The `severity` label of the two alert tiers (default "page" and "ticket").
+    #[serde(default)]
+    pub severity: SloSeverity,
+    /// Page only when at least this many locations burn at once (multi-location quorum).
+    pub min_locations: Option<Spanned<u32>>,
+    /// Sloth's `service` label (`sloth_service`); default "sloprobe".
+    pub service: Option<Spanned<String>>,
+}
+
+/// `[slo.severity]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SloSeverity {
+    /// Severity of the fast-burn alert (default "page").
+    #[serde(default = "default_page")]
+    pub page: String,
+    /// Severity of the slow-burn and no-data alerts (default "ticket").
+    #[serde(default = "default_ticket")]
+    pub ticket: String,
+}
+
+impl Default for SloSeverity {
+    fn default() -> Self {
+        SloSeverity {
+            page: default_page(),
+            ticket: default_ticket(),
+        }
+    }
+}
+
+fn default_page() -> String {
+    "page".into()
+}
+
+fn default_ticket() -> String {
+    "ticket".into()
 }
 
 fn default_slo_window() -> Spanned<Dur> {
@@ -288,9 +333,21 @@ pub struct RawDaemonFile {
     /// Push exporters.
     #[serde(default)]
     export: RawExport,
+    /// How metrics are aggregated.
+    #[serde(default)]
+    metrics: RawMetrics,
     /// SLOs over the probes (docs/slo.md).
     #[serde(default, rename = "slo")]
     slos: Vec<RawSlo>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// "explicit" (default): fixed bucket edges. "exponential": OTel base-2 exponential
+    /// histograms over OTLP, Prometheus native histograms over the protobuf exposition.
+    #[serde(default)]
+    histograms: crate::telemetry::HistogramMode,
 }
 
 /// The keys every probe kind shares. The kind's own keys are its settings type's.
@@ -313,10 +370,72 @@ pub struct ProbeCommon {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, schema::Threshold>")]
     pub budget: BTreeMap<String, Spanned<toml::Value>>,
+    /// Up to 8 labels on every series of this probe and its SLOs' alerts, e.g. `team = "search"`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
 }
 
 /// The keys `ProbeCommon` takes; everything else in a `[[probe]]` table is the kind's.
-pub const COMMON_KEYS: &[&str] = &["name", "kind", "every", "cron", "splay", "timeout", "budget"];
+pub const COMMON_KEYS: &[&str] = &["name", "kind", "every", "cron", "splay", "timeout", "budget", "labels"];
+
+/// At most this many `[probe.labels]` per probe, so series stay bounded.
+pub const MAX_PROBE_LABELS: usize = 8;
+
+/// Label names the daemon sets itself; `[probe.labels]` cannot take them.
+const RESERVED_LABELS: &[&str] = &[
+    "le",
+    "job",
+    "instance",
+    "outcome",
+    "measurement",
+    "threshold",
+    "verdict",
+    "phase",
+    "reason",
+    "slo",
+    "severity",
+];
+
+fn check_labels(raw: &ProbeCommon, source: &Source) -> Result<Vec<(String, String)>, ConfigError> {
+    if raw.labels.len() > MAX_PROBE_LABELS {
+        let (_, first) = raw.labels.iter().nth(MAX_PROBE_LABELS).expect("more than the max");
+        return Err(source.error_at(
+            first.span(),
+            Some("probe.labels"),
+            format!(
+                "at most {MAX_PROBE_LABELS} labels per probe (each multiplies nothing, but each is on every series)"
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(raw.labels.len());
+    for (k, v) in &raw.labels {
+        let key = format!("probe.labels.{k}");
+        let name_ok = crate::slo::valid_label_name(k)
+            && k.len() <= 32
+            && !RESERVED_LABELS.contains(&k.as_str())
+            && !k.starts_with("probe_")
+            && !k.starts_with("otel_")
+            && !k.starts_with("error_")
+            && !k.contains("__");
+        if !name_ok {
+            return Err(source.error_at(
+                v.span(),
+                Some(&key),
+                format!("label name {k:?}: use 1-32 of a-z A-Z 0-9 _ (not starting with a digit), and not a name sloprobe sets itself (probe_*, otel_*, error_*, le, job, instance, outcome, measurement, threshold, verdict, phase, reason, slo, severity)"),
+            ));
+        }
+        let value = v.get_ref();
+        if value.is_empty() || value.len() > 64 || value.chars().any(char::is_control) {
+            return Err(source.error_at(
+                v.span(),
+                Some(&key),
+                "label values are 1-64 printable characters (a fixed value, never a URL or an id)",
+            ));
+        }
+        out.push((k.clone(), value.clone()));
+    }
+    Ok(out)
+}
 
 /// One probe after the shared checks, with its kind's settings parsed.
 #[derive(Debug, Clone)]
@@ -325,6 +444,8 @@ pub struct ProbeConfig {
     pub kind: &'static crate::probe::Kind,
     pub schedule: Schedule,
     pub timeout: Duration,
+    /// `[probe.labels]`, validated.
+    pub labels: Vec<(String, String)>,
     pub common: ProbeCommon,
     pub settings: Arc<dyn crate::probe::Settings>,
     pub source: Arc<Source>,
@@ -382,6 +503,8 @@ impl Config {
     /// Reads the daemon file and every probe file it includes.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let source = Arc::new(read_source(path)?);
+        let mut hash = FNV_OFFSET;
+        hash = fnv(hash, source.text.as_bytes());
         let (raw, mut probes) = read_file(&source)?;
         let otlp = raw.export.otlp.map(|o| resolve_otlp(o, &source)).transpose()?;
         let mut slos: Vec<(RawSlo, Arc<Source>)> = raw.slos.into_iter().map(|s| (s, source.clone())).collect();
@@ -391,6 +514,8 @@ impl Config {
             for file in expand_include(&source, base, pattern)? {
                 files_read += 1;
                 let src = Arc::new(read_source(&file)?);
+                hash = fnv(hash, src.path.to_string_lossy().as_bytes());
+                hash = fnv(hash, src.text.as_bytes());
                 let (pf, more) = read_file(&src)?;
                 if let Some(key) = pf.daemon_only_key() {
                     return Err(src.error(format!(
@@ -430,6 +555,8 @@ impl Config {
 
         Ok(Config {
             path: path.to_path_buf(),
+            hash: format!("{hash:016x}"),
+            histograms: raw.metrics.histograms,
             location: raw.location.unwrap_or_else(|| "default".to_string()),
             server: raw.server,
             demo: raw.demo,
@@ -453,6 +580,10 @@ impl RawDaemonFile {
             (server_set, "server"),
             (self.demo.is_some(), "demo"),
             (self.export.otlp.is_some(), "export"),
+            (
+                self.metrics.histograms != crate::telemetry::HistogramMode::default(),
+                "metrics",
+            ),
         ]
         .into_iter()
         .find_map(|(set, key)| set.then_some(key))
@@ -546,6 +677,14 @@ fn probe_key_error(source: &Source, e: &toml::de::Error, name_at: usize, kind: O
         err.message = message.replacen(", expected", &format!(" for kind {kind:?}, expected"), 1);
     }
     err
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv(seed: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(seed, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 fn read_source(path: &Path) -> Result<Source, ConfigError> {
@@ -699,11 +838,13 @@ fn validate_probe(
         }
         None => MAX_DEFAULT_TIMEOUT.min(period.mul_f64(0.9)),
     };
+    let labels = check_labels(&raw, &source)?;
     Ok(ProbeConfig {
         name,
         kind,
         schedule,
         timeout,
+        labels,
         common: raw,
         settings,
         source,

@@ -100,14 +100,16 @@ pub struct HttpExpect {
 }
 
 const CONN: &[&str] = &["probe.connection"];
+/// The semantic conventions' attributes of `http.client.request.duration`; each request
+/// (redirect hop) carries its own.
 const SEMCONV: &[&str] = &[
     "http.request.method",
     "http.response.status_code",
     "network.protocol.version",
     "server.address",
+    "server.port",
     "url.scheme",
     crate::outcome::ERROR_TYPE_LABEL,
-    "probe.connection",
 ];
 
 pub const MEASURES: &[Measure] = &[
@@ -127,11 +129,11 @@ pub const MEASURES: &[Measure] = &[
         labels: CONN,
     },
     Measure {
-        key: "total",
+        key: "request",
         metric: "http.client.request.duration",
         unit: Unit::Seconds,
         instrument: Instrument::Histogram,
-        description: "Duration of the HTTP request, start to last body byte (OTel semantic conventions).",
+        description: "Duration of one HTTP request (each redirect hop is one), connection to last body byte (OTel semantic conventions). error.type: the transport failure, or the status code of a 4xx/5xx.",
         fixed: &[],
         labels: SEMCONV,
     },
@@ -139,7 +141,7 @@ pub const MEASURES: &[Measure] = &[
         key: "body_bytes",
         metric: "http.client.response.body.size",
         unit: Unit::Bytes,
-        instrument: Instrument::Histogram,
+        instrument: Instrument::Mean,
         description: "Size of the final response body.",
         fixed: &[],
         labels: &["http.request.method", "http.response.status_code"],
@@ -292,6 +294,18 @@ impl Probe for HttpProbe {
     }
 }
 
+/// What one request of a run brought back.
+struct Hop {
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    /// The Location to follow, when this response is a redirect within the limit.
+    redirect_to: Option<String>,
+    has_location: bool,
+    body_bytes: u64,
+    captured: Option<Vec<u8>>,
+    conn: HttpConn,
+}
+
 struct Pooled {
     origin: (String, String, u16),
     conn: HttpConn,
@@ -307,7 +321,6 @@ fn origin(url: &url::Url) -> (String, String, u16) {
 
 impl HttpProbe {
     async fn run_hops(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
-        let reuse_mode = self.pool.is_some();
         let mut pool_guard = match &self.pool {
             Some(p) => Some(p.lock().await),
             None => None,
@@ -321,61 +334,34 @@ impl HttpProbe {
         rec.label("url.scheme", self.url.scheme());
 
         loop {
-            let mut conn = match pool_guard.as_mut().and_then(|g| g.take()) {
-                Some(p) if p.origin == origin(&url) && p.conn.is_ready() => p.conn.reused(),
-                _ => {
-                    nethttp::open(
-                        &self.resolver,
-                        rec,
-                        &url,
-                        &self.tls,
-                        self.server_name.as_deref(),
-                        self.version,
-                    )
-                    .await?
+            rec.open_sample(
+                "request",
+                vec![
+                    ("http.request.method", method.as_str().into()),
+                    ("server.address", url.host_str().unwrap_or_default().into()),
+                    (
+                        "server.port",
+                        i64::from(url.port_or_known_default().unwrap_or(80)).into(),
+                    ),
+                    ("url.scheme", url.scheme().into()),
+                ],
+            );
+            let hop = match self
+                .hop(rec, &mut pool_guard, &url, &method, &headers, &body, hops)
+                .await
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    rec.close_sample(Some(e.kind.as_str()));
+                    return Err(e);
                 }
             };
-            rec.label(
-                "probe.connection",
-                match (reuse_mode, conn.was_reused()) {
-                    (false, _) => "fresh",
-                    (true, false) => "new",
-                    (true, true) => "reused",
-                },
-            );
-            rec.label("network.protocol.version", if conn.is_h2() { "2" } else { "1.1" });
-            rec.label("http.request.method", method.as_str());
-            let req = nethttp::build_request(&url, &method, &headers, &body, conn.is_h2(), reuse_mode)?;
-            let (resp, first_byte) = conn.exchange(rec, req).await?;
-            let status = resp.status();
-            rec.label("http.response.status_code", status.as_u16().to_string());
+            let status = hop.status.as_u16();
+            rec.close_sample((status >= 400).then(|| status.to_string()).as_deref());
 
-            let location = resp
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let redirect = status.is_redirection() && hops < self.follow_redirects && location.is_some();
-            if status.is_redirection() && location.is_some() && self.follow_redirects > 0 && !redirect {
-                return Err(ProbeError::new(
-                    ErrorType::RedirectLimit,
-                    format!(
-                        "more than follow_redirects = {} redirects (status {status})",
-                        self.follow_redirects
-                    ),
-                ));
-            }
-            let capture = !redirect && (self.expect.body_regex.is_some() || self.expect.body_not_regex.is_some());
-            let (head, incoming) = resp.into_parts();
-            let window = if capture { self.expect.match_window } else { 0 };
-            let read = read_body(incoming, self.expect.max_body, window).await;
-            rec.add("transfer", first_byte.elapsed().as_secs_f64());
-            let (body_bytes, captured) = read?;
-
-            if redirect {
+            if let Some(loc) = hop.redirect_to {
                 hops += 1;
                 rec.set("redirects", f64::from(hops));
-                let loc = location.expect("checked above");
                 let next = url.join(&loc).map_err(|e| {
                     ProbeError::new(
                         ErrorType::ProtocolError,
@@ -392,22 +378,101 @@ impl HttpProbe {
                     headers = std::borrow::Cow::Owned(without_credentials(&headers));
                 }
                 url = next;
-                if status == http::StatusCode::SEE_OTHER {
+                if hop.status == http::StatusCode::SEE_OTHER {
                     method = Method::GET;
                     body = BodySpec::Empty;
                 }
-                self.keep(&mut pool_guard, conn, &url);
+                self.keep(&mut pool_guard, hop.conn, &url);
                 continue;
             }
-            rec.set("body_bytes", body_bytes as f64);
+            if hop.status.is_redirection() && hop.has_location && self.follow_redirects > 0 {
+                return Err(ProbeError::new(
+                    ErrorType::RedirectLimit,
+                    format!(
+                        "more than follow_redirects = {} redirects (status {})",
+                        self.follow_redirects, hop.status
+                    ),
+                ));
+            }
+            rec.set("body_bytes", hop.body_bytes as f64);
             rec.set("redirects", f64::from(hops));
             rec.detail("url", crate::redact::url(url.as_str()));
-            let result = self.check(rec, status.as_u16(), &head.headers, captured.as_deref());
+            let result = self.check(rec, status, &hop.headers, hop.captured.as_deref());
             if result.is_ok() {
-                self.keep(&mut pool_guard, conn, &url);
+                self.keep(&mut pool_guard, hop.conn, &url);
             }
             return result;
         }
+    }
+
+    /// One request: connect (or take the pooled connection), send, read the response.
+    #[allow(clippy::too_many_arguments)]
+    async fn hop(
+        &self,
+        rec: &mut Recorder,
+        pool: &mut Option<tokio::sync::MutexGuard<'_, Option<Pooled>>>,
+        url: &url::Url,
+        method: &Method,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &BodySpec,
+        hops: u32,
+    ) -> Result<Hop, ProbeError> {
+        let reuse_mode = self.pool.is_some();
+        let mut conn = match pool.as_mut().and_then(|g| g.take()) {
+            Some(p) if p.origin == origin(url) && p.conn.is_ready() => p.conn.reused(),
+            _ => {
+                nethttp::open(
+                    &self.resolver,
+                    rec,
+                    url,
+                    &self.tls,
+                    self.server_name.as_deref(),
+                    self.version,
+                )
+                .await?
+            }
+        };
+        rec.label(
+            "probe.connection",
+            match (reuse_mode, conn.was_reused()) {
+                (false, _) => "fresh",
+                (true, false) => "new",
+                (true, true) => "reused",
+            },
+        );
+        let proto = if conn.is_h2() { "2" } else { "1.1" };
+        rec.label("network.protocol.version", proto);
+        rec.open_attr("network.protocol.version", proto);
+        rec.label("http.request.method", method.as_str());
+        let req = nethttp::build_request(url, method, headers, body, conn.is_h2(), reuse_mode)?;
+        let (resp, first_byte) = conn.exchange(rec, req).await?;
+        let status = resp.status();
+        rec.label("http.response.status_code", i64::from(status.as_u16()));
+        rec.open_attr("http.response.status_code", i64::from(status.as_u16()));
+
+        let location = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let has_location = location.is_some();
+        let redirect_to = location.filter(|_| status.is_redirection() && hops < self.follow_redirects);
+        let capture =
+            redirect_to.is_none() && (self.expect.body_regex.is_some() || self.expect.body_not_regex.is_some());
+        let (head, incoming) = resp.into_parts();
+        let window = if capture { self.expect.match_window } else { 0 };
+        let read = read_body(incoming, self.expect.max_body, window).await;
+        rec.add("transfer", first_byte.elapsed().as_secs_f64());
+        let (body_bytes, captured) = read?;
+        Ok(Hop {
+            status,
+            headers: head.headers,
+            redirect_to,
+            has_location,
+            body_bytes,
+            captured,
+            conn,
+        })
     }
 
     /// Returns a connection to the pool in reuse mode (dropped, and so closed, otherwise).

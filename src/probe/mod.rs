@@ -3,16 +3,17 @@
 //! registry below is the only list of kinds. Runs are driven here, so timeouts and
 //! budgets work the same for every kind.
 
-/// A connection phase of an HTTP-speaking probe, all feeding one histogram labelled by
-/// `phase`. Defined before the kind modules so both can use it.
+/// A connection phase of an HTTP-speaking probe, all feeding one bucketless histogram
+/// labelled by `phase` (its sum and count give the mean per phase). Defined before the
+/// kind modules so both can use it.
 macro_rules! http_phase {
     ($key:literal, $labels:expr) => {
         $crate::outcome::Measure {
             key: $key,
             metric: "probe.http.phase.duration",
             unit: $crate::outcome::Unit::Seconds,
-            instrument: $crate::outcome::Instrument::Histogram,
-            description: "HTTP probe time by phase (dns, connect, tls, send, wait, transfer); phases are disjoint.",
+            instrument: $crate::outcome::Instrument::Mean,
+            description: "HTTP probe time by phase (dns, connect, tls, send, wait, transfer); phases are disjoint. Count and sum only: rate(sum)/rate(count) is the mean.",
             fixed: &[("phase", $key)],
             labels: $labels,
         }
@@ -146,6 +147,8 @@ pub fn measures_of(kind: &Kind) -> Vec<&'static Measure> {
 pub struct BuiltProbe {
     pub name: String,
     pub kind: &'static str,
+    /// `[probe.labels]`.
+    pub labels: Vec<(String, String)>,
     pub schedule: Schedule,
     pub timeout: Duration,
     pub budgets: Budgets,
@@ -164,6 +167,7 @@ pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, Config
     Ok(BuiltProbe {
         name: cfg.name.clone(),
         kind: kind.name,
+        labels: cfg.labels.clone(),
         schedule: cfg.schedule.clone(),
         timeout: cfg.timeout,
         budgets,
@@ -265,6 +269,7 @@ mod tests {
         let p = BuiltProbe {
             name: "p".into(),
             kind: "http",
+            labels: Vec::new(),
             schedule: Schedule::every(Duration::from_secs(30), "p", Duration::ZERO),
             timeout: Duration::from_secs(1),
             budgets: Budgets::default(),

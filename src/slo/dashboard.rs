@@ -1,17 +1,18 @@
-//! A Grafana dashboard for the probes and SLOs: per probe, the phase breakdown, the
-//! headline latency's p50/p95/p99 from the histograms with budget lines, and the success
-//! ratio; per SLO, compliance over the window and the error budget left. A `location`
-//! variable filters everything.
+//! A Grafana dashboard for the probes and SLOs that works at 1,000 probes: an overview
+//! (failing probes, worst compliance, soonest certificate expiry, schedule lateness,
+//! skipped runs, the daemon's own health), one row repeated per selected probe (phase
+//! breakdown, headline latency p50/p95/p99, threshold compliance, success ratio), and per
+//! SLO its compliance, budget left and burn rate. `location` and `probe` variables filter.
 
 use serde_json::{Value, json};
 
-use super::{Sli, Slo, prom_duration};
-use crate::outcome::Unit;
-use crate::probe::BuiltProbe;
+use super::{Sli, Slo, num, prom_duration};
 use crate::telemetry::{otel_unit, prometheus::metric_name};
 
 const DS: &str = "${datasource}";
 const LOC: &str = "probe_location=~\"$location\"";
+/// The daemon's own series (they carry no probe label).
+const SELF: &str = "job=~\".+\"";
 
 fn panel(
     id: &mut u32,
@@ -51,96 +52,213 @@ fn lines(unit: &str, thresholds: &[f64]) -> Value {
     })
 }
 
-fn grafana_unit(unit: Unit) -> &'static str {
-    match unit {
-        Unit::Seconds => "s",
-        Unit::Bytes => "bytes",
-        _ => "short",
+fn ratio_field(decimals: u32, green_from: f64) -> Value {
+    json!({"defaults": {"unit": "percentunit", "decimals": decimals, "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "green", "value": green_from}]}}, "overrides": []})
+}
+
+fn row(id: &mut u32, title: &str, y: u32, repeat: Option<&str>) -> Value {
+    *id += 1;
+    let mut r = json!({"id": *id, "type": "row", "title": title, "collapsed": false, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}, "panels": []});
+    if let Some(var) = repeat {
+        r["repeat"] = json!(var);
     }
+    r
 }
 
-/// The measurement a probe kind is judged by first: time to first token, else TTFB.
-fn headline(p: &BuiltProbe) -> Option<&'static crate::outcome::Measure> {
-    ["ttft", "ttfb", "total"].iter().find_map(|k| {
-        p.measures
-            .iter()
-            .find(|m| m.key == *k && m.instrument == crate::outcome::Instrument::Histogram)
-            .copied()
-    })
-}
-
-pub fn render(probes: &[BuiltProbe], slos: &[Slo]) -> Value {
+/// The dashboard. Headline latencies are the kinds' histogram measures named `ttfb` (http)
+/// and `ttft` (assistant), found in the catalogs rather than named here.
+pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo]) -> Value {
     let mut panels = Vec::new();
     let mut id = 0;
     let mut y = 0;
-    for p in probes {
-        let sel = format!("probe_name=\"{}\",{LOC}", p.name);
-        id += 1;
-        panels.push(json!({"id": id, "type": "row", "title": format!("{} ({})", p.name, p.kind), "collapsed": false, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}}));
-        y += 1;
+    let sel_all = LOC.to_string();
 
-        // Phase breakdown: mean seconds per phase, stacked.
-        if let Some(m) = p.measures.iter().find(|m| m.fixed.iter().any(|(k, _)| *k == "phase")) {
-            let name = metric_name(m.metric, otel_unit(m.unit), false);
-            let expr = format!(
-                "sum by (phase) (rate({name}_sum{{{sel}}}[$__rate_interval])) / sum by (phase) (rate({name}_count{{{sel}}}[$__rate_interval]))"
-            );
-            let mut field = lines("s", &[]);
-            field["defaults"]["custom"]["stacking"] = json!({"mode": "normal"});
-            field["defaults"]["custom"]["fillOpacity"] = json!(60);
-            panels.push(panel(
-                &mut id,
-                "Phase breakdown (mean)",
-                "timeseries",
-                (0, y, 8, 8),
-                vec![target(expr, "{{phase}}", "A")],
-                field,
-            ));
-        }
+    panels.push(row(&mut id, "Overview", y, None));
+    y += 1;
+    let failing = format!(
+        "topk(20, 1 - (sum by (probe_name) (rate(probe_runs_total{{{sel_all},outcome=\"success\"}}[$__range])) or sum by (probe_name) (rate(probe_runs_total{{{sel_all}}}[$__range])) * 0) / sum by (probe_name) (rate(probe_runs_total{{{sel_all}}}[$__range])))"
+    );
+    let mut field = ratio_field(2, 0.0);
+    field["defaults"]["thresholds"]["steps"] =
+        json!([{"color": "green", "value": null}, {"color": "red", "value": 0.001}]);
+    panels.push(panel(
+        &mut id,
+        "Failure ratio by probe (worst 20)",
+        "bargauge",
+        (0, y, 8, 8),
+        vec![target(failing, "{{probe_name}}", "A")],
+        field,
+    ));
+    let worst = format!(
+        "bottomk(20, sum by (probe_name, measurement, threshold) (rate(probe_threshold_runs_total{{{sel_all},verdict=\"good\"}}[$__range])) / sum by (probe_name, measurement, threshold) (rate(probe_threshold_runs_total{{{sel_all}}}[$__range])))"
+    );
+    panels.push(panel(
+        &mut id,
+        "Budget compliance (worst 20)",
+        "bargauge",
+        (8, y, 8, 8),
+        vec![target(worst, "{{probe_name}} {{measurement}} ≤ {{threshold}}", "A")],
+        ratio_field(2, 0.99),
+    ));
+    let certs =
+        format!("bottomk(10, min by (probe_name) (probe_tls_cert_expiry_timestamp_seconds{{{sel_all}}}) - time())");
+    let field = json!({"defaults": {"unit": "s", "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "orange", "value": 604800}, {"color": "green", "value": 2592000}]}}, "overrides": []});
+    panels.push(panel(
+        &mut id,
+        "Certificates expiring soonest",
+        "bargauge",
+        (16, y, 8, 8),
+        vec![target(certs, "{{probe_name}}", "A")],
+        field,
+    ));
+    y += 8;
+    let late = format!(
+        "histogram_quantile(0.99, sum by (le) (rate(probe_schedule_lateness_seconds_bucket{{{sel_all}}}[$__rate_interval])))"
+    );
+    panels.push(panel(
+        &mut id,
+        "Schedule lateness p99 (all probes)",
+        "timeseries",
+        (0, y, 6, 7),
+        vec![target(late, "p99", "A")],
+        lines("s", &[0.005]),
+    ));
+    let skipped = format!(
+        "sum by (reason) (rate(probe_runs_skipped_total{{{sel_all}}}[$__rate_interval])) or sum(rate(probe_runs_total{{{sel_all}}}[$__rate_interval])) * 0"
+    );
+    panels.push(panel(
+        &mut id,
+        "Skipped runs/s by reason",
+        "timeseries",
+        (6, y, 6, 7),
+        vec![target(skipped, "{{reason}}", "A")],
+        lines("short", &[]),
+    ));
+    let targets = vec![
+        target(
+            format!("process_resident_memory_bytes{{{SELF}}}"),
+            "RSS {{instance}}",
+            "A",
+        ),
+        target(
+            format!("rate(process_cpu_seconds_total{{{SELF}}}[$__rate_interval])"),
+            "CPU {{instance}}",
+            "B",
+        ),
+    ];
+    panels.push(panel(
+        &mut id,
+        "Daemon RSS and CPU",
+        "timeseries",
+        (12, y, 6, 7),
+        targets,
+        lines("short", &[]),
+    ));
+    let targets = vec![
+        target(
+            format!("sum by (outcome) (rate(sloprobe_otlp_exports_total{{{SELF}}}[$__rate_interval]))"),
+            "OTLP {{outcome}}",
+            "A",
+        ),
+        target(
+            format!("sloprobe_config_last_reload_success{{{SELF}}}"),
+            "last reload ok {{instance}}",
+            "B",
+        ),
+        target(
+            format!("count by (version, revision) (sloprobe_build_info{{{SELF}}})"),
+            "daemons on {{version}} {{revision}}",
+            "C",
+        ),
+    ];
+    panels.push(panel(
+        &mut id,
+        "OTLP exports/s, reloads, versions",
+        "timeseries",
+        (18, y, 6, 7),
+        targets,
+        lines("short", &[]),
+    ));
+    y += 7;
 
-        if let Some(m) = headline(p) {
-            let name = metric_name(m.metric, otel_unit(m.unit), false);
-            let targets = [("0.5", "p50", "A"), ("0.95", "p95", "B"), ("0.99", "p99", "C")]
-                .iter()
-                .map(|(q, legend, r)| {
-                    target(
-                        format!(
-                            "histogram_quantile({q}, sum by (le) (rate({name}_bucket{{{sel}}}[$__rate_interval])))"
-                        ),
-                        legend,
-                        r,
-                    )
-                })
-                .collect();
-            let budgets: Vec<f64> = p.budgets.all().filter(|t| t.key == m.key).map(|t| t.value).collect();
-            panels.push(panel(
-                &mut id,
-                &format!("{} p50 / p95 / p99", m.key),
-                "timeseries",
-                (8, y, 8, 8),
-                targets,
-                lines(grafana_unit(m.unit), &budgets),
-            ));
-        }
-
+    // One row per selected probe (Grafana repeats it for each value of $probe).
+    panels.push(row(&mut id, "$probe", y, Some("probe")));
+    y += 1;
+    let sel = format!("probe_name=~\"$probe\",{LOC}");
+    let phase_metric = kinds
+        .iter()
+        .flat_map(|k| k.measures.iter())
+        .find(|m| m.fixed.iter().any(|(k, _)| *k == "phase"))
+        .map(|m| metric_name(m.metric, otel_unit(m.unit), false));
+    if let Some(name) = phase_metric {
         let expr = format!(
-            "sum(rate(probe_runs_total{{{sel},outcome=\"success\"}}[$__range])) / sum(rate(probe_runs_total{{{sel}}}[$__range]))"
+            "sum by (phase) (rate({name}_sum{{{sel}}}[$__rate_interval])) / sum by (phase) (rate({name}_count{{{sel}}}[$__rate_interval]))"
         );
-        let field = json!({"defaults": {"unit": "percentunit", "decimals": 3, "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "green", "value": 0.99}]}}, "overrides": []});
+        let mut field = lines("s", &[]);
+        field["defaults"]["custom"]["stacking"] = json!({"mode": "normal"});
+        field["defaults"]["custom"]["fillOpacity"] = json!(60);
         panels.push(panel(
             &mut id,
-            "Success ratio (range)",
-            "stat",
-            (16, y, 8, 8),
-            vec![target(expr, "", "A")],
+            "Phase breakdown (mean)",
+            "timeseries",
+            (0, y, 6, 8),
+            vec![target(expr, "{{phase}}", "A")],
             field,
         ));
-        y += 8;
     }
+    let mut headline_targets = Vec::new();
+    let mut seen = Vec::new();
+    for m in kinds.iter().flat_map(|k| k.measures.iter()) {
+        if matches!(m.key, "ttfb" | "ttft")
+            && m.instrument == crate::outcome::Instrument::Histogram
+            && !seen.contains(&m.metric)
+        {
+            seen.push(m.metric);
+            let name = metric_name(m.metric, otel_unit(m.unit), false);
+            for (q, legend) in [("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")] {
+                let r = format!("{}", (b'A' + headline_targets.len() as u8) as char);
+                headline_targets.push(target(
+                    format!("histogram_quantile({q}, sum by (le) (rate({name}_bucket{{{sel}}}[$__rate_interval])))"),
+                    &format!("{} {legend}", m.key),
+                    &r,
+                ));
+            }
+        }
+    }
+    panels.push(panel(
+        &mut id,
+        "Headline latency p50 / p95 / p99 (ttfb, ttft)",
+        "timeseries",
+        (6, y, 6, 8),
+        headline_targets,
+        lines("s", &[]),
+    ));
+    let compliance = format!(
+        "sum by (measurement, threshold) (rate(probe_threshold_runs_total{{{sel},verdict=\"good\"}}[$__range])) / sum by (measurement, threshold) (rate(probe_threshold_runs_total{{{sel}}}[$__range]))"
+    );
+    panels.push(panel(
+        &mut id,
+        "Budget compliance (exact)",
+        "bargauge",
+        (12, y, 6, 8),
+        vec![target(compliance, "{{measurement}} ≤ {{threshold}}", "A")],
+        ratio_field(3, 0.99),
+    ));
+    let expr = format!(
+        "sum(rate(probe_runs_total{{{sel},outcome=\"success\"}}[$__range])) / sum(rate(probe_runs_total{{{sel}}}[$__range]))"
+    );
+    panels.push(panel(
+        &mut id,
+        "Success ratio (range)",
+        "stat",
+        (18, y, 6, 8),
+        vec![target(expr, "", "A")],
+        ratio_field(3, 0.99),
+    ));
+    y += 8;
 
     if !slos.is_empty() {
-        id += 1;
-        panels.push(json!({"id": id, "type": "row", "title": "SLOs", "collapsed": false, "gridPos": {"x": 0, "y": y, "w": 24, "h": 1}}));
+        panels.push(row(&mut id, "SLOs", y, None));
         y += 1;
     }
     for slo in slos {
@@ -150,17 +268,17 @@ pub fn render(probes: &[BuiltProbe], slos: &[Slo]) -> Value {
             Sli::Below { key, .. } => key.clone(),
         };
         let compliance = format!("1 - slo:sli_error:ratio_rate{period}{{slo=\"{}\",{LOC}}}", slo.name);
-        let field = json!({"defaults": {"unit": "percentunit", "decimals": 3, "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "green", "value": slo.objective}]}}, "overrides": []});
         panels.push(panel(
             &mut id,
             &format!(
                 "{}: {what} compliance over {period} (objective {})",
-                slo.name, slo.objective
+                slo.name,
+                num(slo.objective)
             ),
             "stat",
             (0, y, 8, 6),
             vec![target(compliance, "{{probe_location}}", "A")],
-            field,
+            ratio_field(3, slo.objective),
         ));
         let budget = format!("slo:error_budget_remaining:ratio{{slo=\"{}\",{LOC}}}", slo.name);
         let field = json!({"defaults": {"unit": "percentunit", "decimals": 1, "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "orange", "value": 0.1}, {"color": "green", "value": 0.5}]}}, "overrides": []});
@@ -172,16 +290,17 @@ pub fn render(probes: &[BuiltProbe], slos: &[Slo]) -> Value {
             vec![target(budget, "{{probe_location}}", "A")],
             field,
         ));
-        let burn = format!(
-            "slo:sli_error:ratio_rate1h{{slo=\"{}\",{LOC}}} / {}",
-            slo.name,
-            slo.budget()
-        );
-        let mut field = lines("short", &[1.0, 6.0, 14.4]);
+        let burn = format!("slo:current_burn_rate:ratio{{slo=\"{}\",{LOC}}}", slo.name);
+        let factors: Vec<f64> = super::rules::ALERTS
+            .iter()
+            .flat_map(|(_, _, pairs)| pairs.iter())
+            .map(|(c, l, _)| super::rules::burn_factor(*c, slo.window, l))
+            .collect();
+        let mut field = lines("short", &factors);
         field["defaults"]["custom"]["thresholdsStyle"] = json!({"mode": "line"});
         panels.push(panel(
             &mut id,
-            &format!("{}: burn rate (1h)", slo.name),
+            &format!("{}: burn rate (5m)", slo.name),
             "timeseries",
             (16, y, 8, 6),
             vec![target(burn, "{{probe_location}}", "A")],
@@ -208,6 +327,14 @@ pub fn render(probes: &[BuiltProbe], slos: &[Slo]) -> Value {
                 "definition": "label_values(probe_runs_total, probe_location)",
                 "includeAll": true, "multi": true, "allValue": ".*", "refresh": 2,
                 "current": {"text": "All", "value": "$__all"}
+            },
+            {
+                "name": "probe", "label": "Probe", "type": "query",
+                "datasource": {"type": "prometheus", "uid": DS},
+                "query": {"query": "label_values(probe_runs_total{probe_location=~\"$location\"}, probe_name)", "refId": "probe"},
+                "definition": "label_values(probe_runs_total{probe_location=~\"$location\"}, probe_name)",
+                "includeAll": false, "multi": true, "refresh": 2, "sort": 1,
+                "description": "Pick a few probes: each gets a row of panels."
             }
         ]},
         "panels": panels,

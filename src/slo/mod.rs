@@ -1,6 +1,8 @@
-//! The SLO layer: `[[slo]]` entries checked against the probes and their histogram bucket
-//! edges, turned into Prometheus recording and multi-window burn-rate alerting rules
-//! (`rules.rs`) and a Grafana dashboard (`dashboard.rs`). Design notes: docs/slo.md.
+//! The SLO layer: `[[slo]]` entries checked against the probes, turned into Prometheus
+//! recording and multi-window burn-rate alerting rules (`rules.rs`, with Sloth-compatible
+//! metadata) and a Grafana dashboard (`dashboard.rs`). A measurement SLI is read from the
+//! exact threshold counters (`probe.threshold.runs`), so any threshold is exact. Design
+//! notes: docs/slo.md.
 
 pub mod dashboard;
 pub mod rules;
@@ -10,9 +12,8 @@ use std::time::Duration;
 
 use crate::budget;
 use crate::config::{Config, ConfigError};
-use crate::outcome::{ErrorType, Instrument, Unit};
+use crate::outcome::{ErrorType, Unit};
 use crate::probe::BuiltProbe;
-use crate::telemetry::{Plan, buckets, otel_unit, prometheus::metric_name};
 
 #[derive(Debug, Clone)]
 pub struct Slo {
@@ -22,20 +23,37 @@ pub struct Slo {
     pub objective: f64,
     pub window: Duration,
     pub exclude_errors: Vec<String>,
+    /// Static labels on every rule and alert: the SLO's own, plus each probe label all
+    /// its probes share.
+    pub labels: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
+    pub page_severity: String,
+    pub ticket_severity: String,
+    /// Locations that must burn at once for an alert (1 = any location).
+    pub min_locations: u32,
+    /// Sloth's service label.
+    pub service: String,
 }
 
 #[derive(Debug, Clone)]
 pub enum Sli {
     /// Good = a run that succeeded.
     Success,
-    /// Good = a measured value at or under the threshold (a bucket edge of `metric`).
-    Below {
-        key: String,
-        /// Prometheus base name of the histogram, e.g. `probe_http_ttfb_seconds`.
-        metric: String,
-        threshold: f64,
-        unit: Unit,
-    },
+    /// Good = a run whose `key` measured at or under `threshold` (exact, from
+    /// `probe_threshold_runs_total`).
+    Below { key: String, threshold: f64, unit: Unit },
+}
+
+/// The longest alert window: an SLO period must be at least this long.
+pub const LONGEST_ALERT_WINDOW: Duration = Duration::from_secs(3 * 86400);
+
+/// A Prometheus label name we accept in config: `[a-zA-Z_][a-zA-Z0-9_]*`, not reserved.
+pub fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+        && name.len() <= 64
 }
 
 impl Slo {
@@ -45,8 +63,8 @@ impl Slo {
     }
 }
 
-/// Checks every `[[slo]]` against the built probes and the bucket edges they export.
-pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Vec<Slo>, ConfigError> {
+/// Checks every `[[slo]]` against the built probes.
+pub fn resolve(config: &Config, probes: &[BuiltProbe]) -> Result<Vec<Slo>, ConfigError> {
     let mut names = HashSet::new();
     let mut out = Vec::new();
     for (raw, src) in &config.slos {
@@ -92,11 +110,11 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Ve
             ));
         }
         let window = raw.window.get_ref().0;
-        if window < Duration::from_secs(3600) {
+        if window < LONGEST_ALERT_WINDOW {
             return Err(err(
                 raw.window.span(),
                 "slo.window",
-                "window must be at least 1h (typically 28d or 30d)".into(),
+                "window must be at least 3d, the longest burn-rate alert window (typically 28d or 30d)".into(),
             ));
         }
         let mut exclude_errors = Vec::new();
@@ -128,39 +146,30 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Ve
                     "exclude_errors applies to `sli = \"success\"` only".into(),
                 ));
             }
-            // Every member must feed the same histogram for this key.
-            let mut found: Option<(&'static str, Unit)> = None;
+            // Every member must measure this key, in the same unit.
+            let mut unit: Option<Unit> = None;
             for b in &members {
                 let m = b
                     .measures
                     .iter()
-                    .find(|m| m.key == sli_key && m.instrument == Instrument::Histogram && m.unit != Unit::UnixTime)
+                    .find(|m| m.key == sli_key && m.unit != Unit::UnixTime)
                     .ok_or_else(|| {
                         err(
                             raw.sli.span(),
                             "slo.sli",
-                            format!(
-                                "probe {:?} ({}) has no histogram measurement {sli_key:?}",
-                                b.name, b.kind
-                            ),
+                            format!("probe {:?} ({}) has no measurement {sli_key:?}", b.name, b.kind),
                         )
                     })?;
-                match found {
-                    None => found = Some((m.metric, m.unit)),
-                    Some((metric, _)) if metric != m.metric => {
-                        return Err(err(
-                            raw.sli.span(),
-                            "slo.sli",
-                            format!(
-                                "the probes export {sli_key:?} as different metrics ({metric}, {})",
-                                m.metric
-                            ),
-                        ));
-                    }
-                    _ => {}
+                if unit.is_some_and(|u| u != m.unit) {
+                    return Err(err(
+                        raw.sli.span(),
+                        "slo.sli",
+                        format!("the probes measure {sli_key:?} in different units"),
+                    ));
                 }
+                unit = Some(m.unit);
             }
-            let (metric, unit) = found.expect("at least one member");
+            let unit = unit.expect("at least one member");
             let threshold = match &raw.threshold {
                 Some(t) => {
                     budget::parse_value(unit, sli_key, t.get_ref()).map_err(|e| err(t.span(), "slo.threshold", e))?
@@ -182,29 +191,74 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Ve
                         )
                     })?,
             };
-            let extra = plan.thresholds.get(metric).map(Vec::as_slice).unwrap_or(&[]);
-            let edges = buckets::with_thresholds(unit, extra);
-            if !edges
-                .iter()
-                .any(|e| (e - threshold).abs() <= 1e-12 * threshold.abs().max(1.0))
-            {
-                let at = raw.threshold.as_ref().map_or(raw.sli.span(), |t| t.span());
-                return Err(err(
-                    at,
-                    "slo.threshold",
-                    format!(
-                        "threshold {threshold} is not a bucket edge of {metric}, so compliance could only be estimated; add it as a budget on the probes (e.g. `{sli_key} = ...` under [probe.budget]) or pick an edge: {}",
-                        edges.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
-                    ),
-                ));
-            }
             Sli::Below {
                 key: sli_key.to_string(),
-                metric: metric_name(metric, otel_unit(unit), false),
                 threshold,
                 unit,
             }
         };
+        let mut labels = Vec::new();
+        for (k, v) in &raw.labels {
+            if !valid_label_name(k)
+                || matches!(k.as_str(), "slo" | "severity" | "probe_location")
+                || k.starts_with("sloth_")
+            {
+                return Err(err(
+                    v.span(),
+                    &format!("slo.labels.{k}"),
+                    format!(
+                        "{k:?} cannot be a label name here (A-Z a-z 0-9 _, not slo, severity, probe_location or sloth_*)"
+                    ),
+                ));
+            }
+            labels.push((k.clone(), v.get_ref().clone()));
+        }
+        // Probe labels every member shares route the SLO's alerts too.
+        if let Some(first) = members.first() {
+            for (k, v) in &first.labels {
+                let shared = members
+                    .iter()
+                    .all(|m| m.labels.iter().any(|(k2, v2)| k2 == k && v2 == v));
+                if shared && !labels.iter().any(|(k2, _)| k2 == k) {
+                    labels.push((k.clone(), v.clone()));
+                }
+            }
+        }
+        let mut annotations = Vec::new();
+        for (k, v) in &raw.annotations {
+            if !valid_label_name(k) {
+                return Err(err(
+                    v.span(),
+                    &format!("slo.annotations.{k}"),
+                    format!("{k:?} is not a valid annotation name (A-Z a-z 0-9 _)"),
+                ));
+            }
+            annotations.push((k.clone(), v.get_ref().clone()));
+        }
+        let min_locations = match &raw.min_locations {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(err(
+                    n.span(),
+                    "slo.min_locations",
+                    "min_locations must be at least 1".into(),
+                ));
+            }
+            Some(n) => *n.get_ref(),
+            None => 1,
+        };
+        for (key, sev) in [("page", &raw.severity.page), ("ticket", &raw.severity.ticket)] {
+            if sev.is_empty() || sev.contains(['\'', '"', '\n']) {
+                return Err(err(
+                    raw.name.span(),
+                    &format!("slo.severity.{key}"),
+                    "severity must be a plain word such as \"critical\"".into(),
+                ));
+            }
+        }
+        let service = raw
+            .service
+            .as_ref()
+            .map_or_else(|| "sloprobe".to_string(), |s| s.get_ref().clone());
         out.push(Slo {
             name,
             probes: listed.clone(),
@@ -212,9 +266,26 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe], plan: &Plan) -> Result<Ve
             objective,
             window,
             exclude_errors,
+            labels,
+            annotations,
+            page_severity: raw.severity.page.clone(),
+            ticket_severity: raw.severity.ticket.clone(),
+            min_locations,
+            service,
         });
     }
     Ok(out)
+}
+
+/// A number for rules and dashboards without binary float artifacts: 1 − 0.999 is
+/// written 0.001, not 0.0010000000000000009.
+pub fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return crate::telemetry::prometheus::float_text(v);
+    }
+    let s = format!("{v:.12}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_string() }
 }
 
 /// A duration as Prometheus writes it: `30d`, `6h`, `5m`, `90s`.

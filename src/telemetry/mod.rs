@@ -1,46 +1,80 @@
 //! Outcomes → OpenTelemetry instruments. This is the one place that maps measurements
-//! to metrics; it reads the probes' measurement catalogs as data and knows no probe.
+//! to metrics; it reads the probes' measurement catalogs and per-probe plans as data and
+//! knows no probe kind.
+//!
+//! A probe's series depend only on that probe: histograms use fixed, documented edges per
+//! unit, and every budget or SLO threshold becomes a pair of exact counters
+//! (`probe.threshold.runs{measurement, threshold, verdict}`) on that probe alone.
 
 pub mod buckets;
 pub mod otlp;
+pub mod process;
 pub mod prometheus;
+pub mod protobuf;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _};
-use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::{Instrument as SdkInstrument, SdkMeterProvider, Stream};
+use opentelemetry_sdk::metrics::{Aggregation, Instrument as SdkInstrument, SdkMeterProvider, Stream};
 
-use crate::outcome::{ERROR_TYPE_LABEL, Instrument, Measure, Outcome, Unit};
+use crate::outcome::{AttrValue, ERROR_TYPE_LABEL, Instrument, Measure, Outcome, Unit};
 
 pub const SERVICE_NAME: &str = "sloprobe";
 
-/// What telemetry needs to know up front: each kind's catalog, and the budget thresholds
-/// that must become bucket edges (keyed by metric name).
+/// How `Instrument::Histogram` measures are aggregated (`[metrics] histograms`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HistogramMode {
+    /// Fixed bucket edges per unit (docs/metrics.md).
+    #[default]
+    Explicit,
+    /// OTel base-2 exponential histograms; Prometheus native histograms over the protobuf
+    /// exposition (the text exposition carries their count and sum).
+    Exponential,
+}
+
+/// A threshold watched on one probe: a per-run or percentile budget, or an SLO threshold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Watch {
+    pub key: &'static str,
+    pub value: f64,
+}
+
+/// What telemetry knows of one probe.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProbePlan {
+    pub kind: &'static str,
+    /// `[probe.labels]`: on every series of the probe.
+    pub labels: Vec<(String, String)>,
+    pub thresholds: Vec<Watch>,
+}
+
+/// Everything telemetry needs up front: each kind's catalog, and per probe its labels and
+/// watched thresholds. Rebuilt on every reload; instruments are not.
 #[derive(Default)]
 pub struct Plan {
     pub catalogs: HashMap<&'static str, Vec<&'static Measure>>,
-    pub thresholds: HashMap<&'static str, Vec<f64>>,
-    /// Probes in the config; sizes the per-instrument series limit.
-    pub probes: usize,
+    pub probes: HashMap<String, ProbePlan>,
+    pub histograms: HistogramMode,
+    /// `service.instance.id`; a random one when unset (tests).
+    pub instance_id: Option<String>,
+    /// Reported as `sloprobe_config_info{config_hash}`.
+    pub config_hash: String,
 }
 
 impl Plan {
     pub fn add_kind(&mut self, kind: &'static str, measures: &[&'static Measure]) {
         self.catalogs.entry(kind).or_insert_with(|| measures.to_vec());
     }
-
-    /// A threshold on `key` becomes an edge of every instrument fed by that key.
-    pub fn add_threshold(&mut self, kind: &'static str, key: &str, value: f64) {
-        if let Some(measures) = self.catalogs.get(kind) {
-            for m in measures.iter().filter(|m| m.key == key) {
-                self.thresholds.entry(m.metric).or_default().push(value);
-            }
-        }
-    }
 }
+
+/// Metric names of the instruments every probe gets, for docs and tests.
+pub const RUNS: &str = "probe.runs";
+pub const THRESHOLD_RUNS: &str = "probe.threshold.runs";
 
 pub struct Telemetry {
     provider: SdkMeterProvider,
@@ -52,9 +86,17 @@ pub struct Telemetry {
     counters: HashMap<&'static str, Counter<u64>>,
     runs: Counter<u64>,
     success: Gauge<f64>,
-    breaches: Counter<u64>,
+    thresholds: Counter<u64>,
     lateness: Histogram<f64>,
     skipped: Counter<u64>,
+    reloads: Counter<u64>,
+    last_reload: Gauge<f64>,
+    last_reload_ok: Gauge<u64>,
+    config_info: Gauge<u64>,
+    plan: RwLock<Arc<Plan>>,
+    /// Probes the series limits were sized for; past it, a reload rebuilds telemetry.
+    capacity: usize,
+    mode: HistogramMode,
 }
 
 pub fn otel_unit(unit: Unit) -> &'static str {
@@ -63,29 +105,50 @@ pub fn otel_unit(unit: Unit) -> &'static str {
         Unit::Bytes => "By",
         Unit::Count => "",
         Unit::Tokens => "{token}",
+        Unit::Runs => "{run}",
     }
 }
 
 impl Telemetry {
     pub fn new(location: &str, plan: Plan, otlp: Option<&crate::config::OtlpSettings>) -> anyhow::Result<Telemetry> {
         let pull = prometheus::PullReader::new();
-        let resource = resource(location);
-        // The SDK caps each instrument at 2,000 series and preallocates that many slots, so
-        // size each cap from the probe count: room for 8 attribute combinations (status,
-        // error type, connection) per probe and per measurement that feeds the instrument.
+        let instance_id = plan.instance_id.clone().unwrap_or_else(random_instance_id);
+        let resource = resource(location, &instance_id);
+        // Room for a few attribute combinations (status code, error type) per probe and
+        // per measurement feeding the instrument, with headroom for reloads that add
+        // probes. The SDK reserves a map of that size per instrument, so it is not
+        // simply set high.
+        let capacity = (plan.probes.len() + plan.probes.len() / 4).max(64);
         let mut feeds: HashMap<&'static str, usize> = HashMap::new();
         for measures in plan.catalogs.values() {
             for m in measures {
                 *feeds.entry(m.metric).or_default() += 1;
             }
         }
-        let probes = plan.probes.max(1);
+        let exponential: HashSet<&'static str> = match plan.histograms {
+            HistogramMode::Explicit => HashSet::new(),
+            HistogramMode::Exponential => plan
+                .catalogs
+                .values()
+                .flatten()
+                .filter(|m| m.instrument == Instrument::Histogram)
+                .map(|m| m.metric)
+                .collect(),
+        };
         let provider = SdkMeterProvider::builder()
             .with_reader(pull.clone())
             .with_view(move |i: &SdkInstrument| {
-                let per_probe = 8 * feeds.get(i.name()).copied().unwrap_or(1);
-                let limit = (probes * per_probe).max(2_000);
-                Stream::builder().with_cardinality_limit(limit).build().ok()
+                let per_probe = 3 * feeds.get(i.name()).copied().unwrap_or(1);
+                let limit = (capacity * per_probe).max(2_000);
+                let mut stream = Stream::builder().with_cardinality_limit(limit);
+                if exponential.contains(i.name()) {
+                    stream = stream.with_aggregation(Aggregation::Base2ExponentialHistogram {
+                        max_size: 160,
+                        max_scale: 20,
+                        record_min_max: true,
+                    });
+                }
+                stream.build().ok()
             })
             .with_resource(resource);
         let provider = match otlp {
@@ -104,16 +167,13 @@ impl Telemetry {
         for measures in plan.catalogs.values() {
             for m in measures {
                 match m.instrument {
-                    Instrument::Histogram => {
+                    Instrument::Histogram | Instrument::Mean => {
                         histograms.entry(m.metric).or_insert_with(|| {
-                            let extra = plan.thresholds.get(m.metric).map(Vec::as_slice).unwrap_or(&[]);
-                            histogram(
-                                &meter,
-                                m.metric,
-                                m.unit,
-                                m.description,
-                                buckets::with_thresholds(m.unit, extra),
-                            )
+                            let edges = match m.instrument {
+                                Instrument::Histogram => buckets::defaults(m.unit).to_vec(),
+                                _ => Vec::new(),
+                            };
+                            histogram(&meter, m.metric, m.unit, m.description, edges)
                         });
                     }
                     Instrument::Gauge => {
@@ -137,19 +197,24 @@ impl Telemetry {
                 }
             }
         }
+        self_metrics(&meter);
 
-        Ok(Telemetry {
+        let telemetry = Telemetry {
             runs: meter
-                .u64_counter("probe.runs")
+                .u64_counter(RUNS)
+                .with_unit("{run}")
                 .with_description("Probe runs by outcome and error type.")
                 .build(),
             success: meter
                 .f64_gauge("probe.success")
                 .with_description("1 if the last run succeeded, else 0.")
                 .build(),
-            breaches: meter
-                .u64_counter("probe.budget.breaches")
-                .with_description("Runs that broke a per-run budget, by measurement.")
+            thresholds: meter
+                .u64_counter(THRESHOLD_RUNS)
+                .with_unit("{run}")
+                .with_description(
+                    "Runs that measured `measurement`, by verdict against one threshold (a budget or an SLO threshold): good = at or under it. Exact compliance: good / (good + bad).",
+                )
                 .build(),
             lateness: histogram(
                 &meter,
@@ -160,30 +225,98 @@ impl Telemetry {
             ),
             skipped: meter
                 .u64_counter("probe.runs.skipped")
+                .with_unit("{run}")
                 .with_description(
-                    "Due runs not started: `overlap` (previous still running) or `missed` (host stalled).",
+                    "Due runs not started: `overlap` (previous still running), `missed` (host stalled), `retry_after` (target asked to wait).",
                 )
+                .build(),
+            reloads: meter
+                .u64_counter("sloprobe.config.reloads")
+                .with_unit("{reload}")
+                .with_description("SIGHUP or /-/reload config reloads by outcome.")
+                .build(),
+            last_reload: meter
+                .f64_gauge("sloprobe.config.last_reload.timestamp")
+                .with_unit("s")
+                .with_description("When the config was last (re)loaded successfully, Unix seconds.")
+                .build(),
+            last_reload_ok: meter
+                .u64_gauge("sloprobe.config.last_reload.success")
+                .with_description("1 if the last reload attempt succeeded, else 0.")
+                .build(),
+            config_info: meter
+                .u64_gauge("sloprobe.config.info")
+                .with_description("1, with the hash of the loaded config as `config_hash`.")
                 .build(),
             provider,
             pull,
             location: location.to_string(),
-            catalogs: plan.catalogs,
+            catalogs: plan.catalogs.clone(),
             histograms,
             gauges,
             counters,
-        })
+            plan: RwLock::new(Arc::new(Plan::default())),
+            capacity,
+            mode: plan.histograms,
+        };
+        telemetry.config_loaded(plan, true);
+        Ok(telemetry)
     }
 
-    fn base(&self, probe: &str, kind: &str) -> Vec<KeyValue> {
-        vec![
+    /// Swaps in the plan of a (re)loaded config. Series of probes no longer in it stop
+    /// being served on /metrics. `reload` counts it as a reload.
+    pub fn config_loaded(&self, plan: Plan, reload: bool) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let old = self.plan.read().expect("plan lock").config_hash.clone();
+        if !old.is_empty() && old != plan.config_hash {
+            self.config_info.record(0, &[KeyValue::new("config_hash", old)]);
+        }
+        self.config_info
+            .record(1, &[KeyValue::new("config_hash", plan.config_hash.clone())]);
+        self.last_reload.record(now, &[]);
+        if reload {
+            self.reload_attempt(true);
+        } else {
+            self.last_reload_ok.record(1, &[]);
+        }
+        *self.plan.write().expect("plan lock") = Arc::new(plan);
+    }
+
+    /// Counts a reload attempt (a failed one leaves the running config as it was).
+    pub fn reload_attempt(&self, ok: bool) {
+        self.reloads
+            .add(1, &[KeyValue::new("outcome", if ok { "success" } else { "failure" })]);
+        self.last_reload_ok.record(u64::from(ok), &[]);
+    }
+
+    pub fn histogram_mode(&self) -> HistogramMode {
+        self.mode
+    }
+
+    /// Whether a plan with this many probes still fits the series limits this telemetry
+    /// was built with.
+    pub fn fits(&self, probes: usize) -> bool {
+        probes <= self.capacity
+    }
+
+    fn base(&self, plan: &Plan, probe: &str, kind: &str) -> Vec<KeyValue> {
+        let mut attrs = vec![
             KeyValue::new("probe.name", probe.to_string()),
             KeyValue::new("probe.kind", kind.to_string()),
             KeyValue::new("probe.location", self.location.clone()),
-        ]
+        ];
+        if let Some(p) = plan.probes.get(probe) {
+            attrs.extend(p.labels.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())));
+        }
+        attrs
     }
 
     pub fn record(&self, o: &Outcome) {
-        let base = self.base(&o.probe, o.kind);
+        let plan = self.plan.read().expect("plan lock").clone();
+        let base = self.base(&plan, &o.probe, o.kind);
         let mut run_attrs = base.clone();
         run_attrs.push(KeyValue::new(
             "outcome",
@@ -194,67 +327,92 @@ impl Telemetry {
         }
         self.runs.add(1, &run_attrs);
         self.success.record(if o.success() { 1.0 } else { 0.0 }, &base);
-        for b in &o.breaches {
-            let mut attrs = base.clone();
-            attrs.push(KeyValue::new("measurement", b.measurement.clone()));
-            self.breaches.add(1, &attrs);
+        if let Some(p) = plan.probes.get(&o.probe) {
+            for w in &p.thresholds {
+                if let Some(v) = o.get(w.key) {
+                    let mut attrs = base.clone();
+                    attrs.push(KeyValue::new("measurement", w.key));
+                    attrs.push(KeyValue::new("threshold", prometheus::float_text(w.value)));
+                    attrs.push(KeyValue::new("verdict", if v <= w.value { "good" } else { "bad" }));
+                    self.thresholds.add(1, &attrs);
+                }
+            }
         }
 
         let Some(catalog) = self.catalogs.get(o.kind) else {
             return;
         };
-        for (key, value) in o.measurements.iter().chain(o.samples.iter()) {
+        for (key, value) in &o.measurements {
             for m in catalog.iter().filter(|m| m.key == *key) {
-                let attrs = self.attributes(&base, m, o);
-                match m.instrument {
-                    Instrument::Histogram => {
-                        if let Some(h) = self.histograms.get(m.metric) {
-                            h.record(*value, &attrs);
-                        }
+                let attrs = attributes(&base, m, &o.labels, o.error.as_ref().map(|e| e.kind.as_str()));
+                self.write(m, *value, &attrs);
+            }
+        }
+        for s in &o.samples {
+            for m in catalog.iter().filter(|m| m.key == s.key) {
+                let attrs = match &s.attrs {
+                    // A sample with its own attributes (one request of a run) carries its
+                    // own error type, not the run's verdict.
+                    Some(own) => {
+                        let err = own
+                            .iter()
+                            .find(|(k, _)| *k == ERROR_TYPE_LABEL)
+                            .map(|(_, v)| v.text.as_str());
+                        attributes(&base, m, own, err)
                     }
-                    Instrument::Gauge => {
-                        if let Some(g) = self.gauges.get(m.metric) {
-                            g.record(*value, &attrs);
-                        }
-                    }
-                    Instrument::Counter => {
-                        if let Some(c) = self.counters.get(m.metric) {
-                            c.add(value.max(0.0) as u64, &attrs);
-                        }
-                    }
-                }
+                    None => attributes(&base, m, &o.labels, o.error.as_ref().map(|e| e.kind.as_str())),
+                };
+                self.write(m, s.value, &attrs);
             }
         }
     }
 
-    fn attributes(&self, base: &[KeyValue], m: &Measure, o: &Outcome) -> Vec<KeyValue> {
-        let mut attrs = base.to_vec();
-        attrs.extend(m.fixed.iter().map(|(k, v)| KeyValue::new(*k, *v)));
-        for label in m.labels {
-            if *label == ERROR_TYPE_LABEL {
-                if let Some(e) = &o.error {
-                    attrs.push(KeyValue::new(ERROR_TYPE_LABEL, e.kind.as_str()));
+    fn write(&self, m: &Measure, value: f64, attrs: &[KeyValue]) {
+        match m.instrument {
+            Instrument::Histogram | Instrument::Mean => {
+                if let Some(h) = self.histograms.get(m.metric) {
+                    h.record(value, attrs);
                 }
-            } else if let Some(v) = o.label(label) {
-                attrs.push(KeyValue::new(*label, v.to_string()));
+            }
+            Instrument::Gauge => {
+                if let Some(g) = self.gauges.get(m.metric) {
+                    g.record(value, attrs);
+                }
+            }
+            Instrument::Counter => {
+                if let Some(c) = self.counters.get(m.metric) {
+                    c.add(value.max(0.0) as u64, attrs);
+                }
             }
         }
-        attrs
     }
 
     pub fn record_lateness(&self, probe: &str, kind: &str, lateness: Duration) {
-        self.lateness.record(lateness.as_secs_f64(), &self.base(probe, kind));
+        let plan = self.plan.read().expect("plan lock").clone();
+        self.lateness
+            .record(lateness.as_secs_f64(), &self.base(&plan, probe, kind));
     }
 
     pub fn record_skipped(&self, probe: &str, kind: &str, reason: &'static str, n: u64) {
-        let mut attrs = self.base(probe, kind);
+        let plan = self.plan.read().expect("plan lock").clone();
+        let mut attrs = self.base(&plan, probe, kind);
         attrs.push(KeyValue::new("reason", reason));
         self.skipped.add(n, &attrs);
     }
 
-    /// The Prometheus text exposition of everything recorded so far, in chunks.
+    /// The Prometheus text exposition of everything recorded so far, in chunks. Series
+    /// of probes that a reload removed are left out.
     pub fn prometheus_text(&self, emit: &mut dyn FnMut(String)) -> Result<(), String> {
-        self.pull.encode(emit).map_err(|e| e.to_string())
+        let plan = self.plan.read().expect("plan lock").clone();
+        let live = |name: &str| plan.probes.is_empty() || plan.probes.contains_key(name);
+        self.pull.encode(&live, emit).map_err(|e| e.to_string())
+    }
+
+    /// The protobuf exposition (with native histograms), delimited `MetricFamily` messages.
+    pub fn prometheus_protobuf(&self) -> Result<Vec<u8>, String> {
+        let plan = self.plan.read().expect("plan lock").clone();
+        let live = |name: &str| plan.probes.is_empty() || plan.probes.contains_key(name);
+        self.pull.encode_protobuf(&live).map_err(|e| e.to_string())
     }
 
     /// Flushes push exporters once and stops them; bounded by `deadline`.
@@ -268,6 +426,32 @@ impl Telemetry {
             Err(_) => tracing::warn!(?deadline, "metrics flush did not finish in time; exiting anyway"),
         }
     }
+}
+
+/// A measure's attributes: the probe's base set, the measure's fixed ones, and the labels
+/// it names, from `labels` (the run's, or a sample's own); `error` for `error.type`.
+fn attributes(
+    base: &[KeyValue],
+    m: &Measure,
+    labels: &[(&'static str, AttrValue)],
+    error: Option<&str>,
+) -> Vec<KeyValue> {
+    let mut attrs = base.to_vec();
+    attrs.extend(m.fixed.iter().map(|(k, v)| KeyValue::new(*k, *v)));
+    for label in m.labels {
+        if *label == ERROR_TYPE_LABEL {
+            if let Some(e) = error {
+                attrs.push(KeyValue::new(ERROR_TYPE_LABEL, e.to_string()));
+            }
+        } else if let Some((_, v)) = labels.iter().find(|(k, _)| k == label) {
+            let value = match v.int {
+                Some(n) => Value::I64(n),
+                None => Value::from(v.text.clone()),
+            };
+            attrs.push(KeyValue::new(*label, value));
+        }
+    }
+    attrs
 }
 
 fn histogram(
@@ -285,10 +469,48 @@ fn histogram(
         .build()
 }
 
+/// `sloprobe_build_info` and the OTLP exporter's own counters (observed at collection).
+fn self_metrics(meter: &Meter) {
+    meter
+        .u64_gauge("sloprobe.build.info")
+        .with_description("1, with the version and the git revision it was built from.")
+        .build()
+        .record(
+            1,
+            &[
+                KeyValue::new("version", env!("CARGO_PKG_VERSION")),
+                KeyValue::new("revision", crate::REVISION),
+            ],
+        );
+    let _exports = meter
+        .u64_observable_counter("sloprobe.otlp.exports")
+        .with_unit("{export}")
+        .with_description("OTLP exports by outcome (success, failure).")
+        .with_callback(|o| {
+            let (ok, failed, _) = otlp::stats();
+            if ok + failed > 0 {
+                o.observe(ok, &[KeyValue::new("outcome", "success")]);
+                o.observe(failed, &[KeyValue::new("outcome", "failure")]);
+            }
+        })
+        .build();
+    let _time = meter
+        .f64_observable_counter("sloprobe.otlp.export.time")
+        .with_unit("s")
+        .with_description("Time spent in OTLP exports; with sloprobe.otlp.exports, the mean export duration.")
+        .with_callback(|o| {
+            let (ok, failed, seconds) = otlp::stats();
+            if ok + failed > 0 {
+                o.observe(seconds, &[]);
+            }
+        })
+        .build();
+}
+
 /// Resource attributes. `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME` are read by the
 /// SDK; the attributes set here win over them, except `service.name`, which the
 /// environment may set (the config has no key for it).
-fn resource(location: &str) -> Resource {
+fn resource(location: &str, instance_id: &str) -> Resource {
     let env_names_service = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
         || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| v.contains("service.name="));
     let mut b = Resource::builder();
@@ -297,7 +519,7 @@ fn resource(location: &str) -> Resource {
     }
     b.with_attributes([
         KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-        KeyValue::new("service.instance.id", instance_id()),
+        KeyValue::new("service.instance.id", instance_id.to_string()),
         KeyValue::new("host.name", host_name()),
         KeyValue::new("probe.location", location.to_string()),
         // Everything this process measures is synthetic traffic.
@@ -306,7 +528,7 @@ fn resource(location: &str) -> Resource {
     .build()
 }
 
-fn host_name() -> String {
+pub fn host_name() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok())
@@ -315,19 +537,26 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-/// A random UUIDv4 per process start, as the semantic conventions recommend.
-fn instance_id() -> String {
-    let mut b = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut b);
-    } else {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        b = (nanos ^ u128::from(std::process::id()) << 64).to_le_bytes();
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
+/// `service.instance.id` that survives reloads and restarts: a UUID (version 8, the
+/// custom layout) from FNV-1a hashes of the host name, the absolute config path and the
+/// listen address. Two daemons on one host differ by config or listener; one daemon keeps
+/// its id, so OTLP backends see one target across restarts (docs/metrics.md).
+pub fn stable_instance_id(config_path: &std::path::Path, listen: &str) -> String {
+    let path = std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let key = format!("{}\n{}\n{listen}", host_name(), path.display());
+    let a = fnv1a(key.as_bytes(), 0xcbf2_9ce4_8422_2325);
+    let b = fnv1a(key.as_bytes(), 0x8422_2325_cbf2_9ce4);
+    uuid_text(((u128::from(a)) << 64 | u128::from(b)).to_be_bytes(), 8)
+}
+
+fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
+    bytes
+        .iter()
+        .fold(seed, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+fn uuid_text(mut b: [u8; 16], version: u8) -> String {
+    b[6] = (b[6] & 0x0f) | (version << 4);
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
@@ -338,4 +567,19 @@ fn instance_id() -> String {
         &h[16..20],
         &h[20..32]
     )
+}
+
+/// A random UUIDv4 (tests and `once`, which have no stable identity to keep).
+fn random_instance_id() -> String {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    } else {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b = (nanos ^ u128::from(std::process::id()) << 64).to_le_bytes();
+    }
+    uuid_text(b, 4)
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use opentelemetry_otlp::{MetricExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -16,6 +17,19 @@ use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
 use crate::config::{OtlpProtocol, OtlpSettings};
 
 const LOG_EVERY: Duration = Duration::from_secs(60);
+
+static EXPORTS_OK: AtomicU64 = AtomicU64::new(0);
+static EXPORTS_FAILED: AtomicU64 = AtomicU64::new(0);
+static EXPORT_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// (successful exports, failed exports, seconds spent exporting) since the process started.
+pub fn stats() -> (u64, u64, f64) {
+    (
+        EXPORTS_OK.load(Ordering::Relaxed),
+        EXPORTS_FAILED.load(Ordering::Relaxed),
+        EXPORT_MICROS.load(Ordering::Relaxed) as f64 / 1e6,
+    )
+}
 
 /// Builds the periodic reader. Must run inside the Tokio runtime (the gRPC channel lives on it).
 pub fn reader(settings: &OtlpSettings) -> anyhow::Result<PeriodicReader<Guarded>> {
@@ -94,7 +108,13 @@ impl std::fmt::Debug for Guarded {
 
 impl PushMetricExporter for Guarded {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let started = Instant::now();
         let result = self.inner.export(metrics).await;
+        EXPORT_MICROS.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match &result {
+            Ok(()) => EXPORTS_OK.fetch_add(1, Ordering::Relaxed),
+            Err(_) => EXPORTS_FAILED.fetch_add(1, Ordering::Relaxed),
+        };
         let mut s = self.state.lock().expect("otlp log state");
         match &result {
             Ok(()) => {

@@ -34,12 +34,23 @@ impl PullReader {
         ))
     }
 
-    /// Collects once and hands the text to `emit` in chunks of about 64 KiB.
-    pub fn encode(&self, emit: &mut dyn FnMut(String)) -> OTelSdkResult {
+    /// Collects once and hands the text to `emit` in chunks of about 64 KiB; series of
+    /// probes for which `live` is false are left out.
+    pub fn encode(&self, live: &dyn Fn(&str) -> bool, emit: &mut dyn FnMut(String)) -> OTelSdkResult {
         let mut rm = ResourceMetrics::default();
         self.0.collect(&mut rm)?;
-        encode(&rm, emit);
+        encode(&rm, live, emit);
         Ok(())
+    }
+
+    /// Collects once and encodes the protobuf exposition (native histograms included).
+    pub fn encode_protobuf(
+        &self,
+        live: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<u8>, opentelemetry_sdk::error::OTelSdkError> {
+        let mut rm = ResourceMetrics::default();
+        self.0.collect(&mut rm)?;
+        Ok(super::protobuf::encode(&rm, live))
     }
 }
 
@@ -67,7 +78,24 @@ impl MetricReader for PullReader {
     }
 }
 
-pub fn encode(rm: &ResourceMetrics, emit: &mut dyn FnMut(String)) {
+/// True when the point belongs to a live probe (or to no probe).
+pub fn is_live(attrs: &[&opentelemetry::KeyValue], live: &dyn Fn(&str) -> bool) -> bool {
+    attrs
+        .iter()
+        .find(|kv| kv.key.as_str() == "probe.name")
+        .is_none_or(|kv| live(kv.value.as_str().as_ref()))
+}
+
+/// `otel_scope_name` / `otel_scope_version`, as the OTel → Prometheus compatibility spec asks.
+pub fn scope_labels(scope: &opentelemetry::InstrumentationScope) -> Vec<(&'static str, String)> {
+    let mut out = vec![("otel_scope_name", scope.name().to_string())];
+    if let Some(v) = scope.version() {
+        out.push(("otel_scope_version", v.to_string()));
+    }
+    out
+}
+
+pub fn encode(rm: &ResourceMetrics, live: &dyn Fn(&str) -> bool, emit: &mut dyn FnMut(String)) {
     let mut buf = String::with_capacity(CHUNK + 4096);
     let mut flush = |buf: &mut String, force: bool| {
         if (force && !buf.is_empty()) || buf.len() >= CHUNK {
@@ -80,34 +108,74 @@ pub fn encode(rm: &ResourceMetrics, emit: &mut dyn FnMut(String)) {
     sample(&mut buf, "target_info", "", &resource, None, "1");
 
     for scope in rm.scope_metrics() {
+        let scope_labels = scope_labels(scope.scope());
+        let ctx = Ctx {
+            live,
+            scope: &scope_labels,
+        };
         for metric in scope.metrics() {
             match metric.data() {
-                AggregatedMetrics::F64(d) => write_metric(&mut buf, metric, d, &mut flush),
-                AggregatedMetrics::U64(d) => write_metric(&mut buf, metric, d, &mut flush),
-                AggregatedMetrics::I64(d) => write_metric(&mut buf, metric, d, &mut flush),
+                AggregatedMetrics::F64(d) => write_metric(&mut buf, metric, d, &ctx, &mut flush),
+                AggregatedMetrics::U64(d) => write_metric(&mut buf, metric, d, &ctx, &mut flush),
+                AggregatedMetrics::I64(d) => write_metric(&mut buf, metric, d, &ctx, &mut flush),
             }
         }
+    }
+    for (name, kind, help, value) in super::process::metrics() {
+        let _ = writeln!(buf, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        sample(&mut buf, name, "", "", None, &float_text(value));
     }
     flush(&mut buf, true);
 }
 
-trait Num: Copy {
+struct Ctx<'a> {
+    live: &'a dyn Fn(&str) -> bool,
+    scope: &'a [(&'static str, String)],
+}
+
+impl Ctx<'_> {
+    /// The label text of a point, or None when it belongs to a probe a reload removed.
+    fn labels<'a>(&self, attrs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> Option<String> {
+        let attrs: Vec<&opentelemetry::KeyValue> = attrs.collect();
+        if !is_live(&attrs, self.live) {
+            return None;
+        }
+        let scope: Vec<(&str, Value)> = self.scope.iter().map(|(k, v)| (*k, Value::from(v.clone()))).collect();
+        let all = attrs
+            .iter()
+            .map(|kv| (kv.key.as_str(), &kv.value))
+            .chain(scope.iter().map(|(k, v)| (*k, v)));
+        Some(label_text(all))
+    }
+}
+
+pub trait Num: Copy {
     fn text(self) -> String;
+    fn as_f64(self) -> f64;
 }
 
 impl Num for f64 {
     fn text(self) -> String {
         float_text(self)
     }
+    fn as_f64(self) -> f64 {
+        self
+    }
 }
 impl Num for u64 {
     fn text(self) -> String {
         self.to_string()
     }
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
 }
 impl Num for i64 {
     fn text(self) -> String {
         self.to_string()
+    }
+    fn as_f64(self) -> f64 {
+        self as f64
     }
 }
 
@@ -115,13 +183,13 @@ fn write_metric<T: Num>(
     buf: &mut String,
     metric: &Metric,
     data: &MetricData<T>,
+    ctx: &Ctx<'_>,
     flush: &mut dyn FnMut(&mut String, bool),
 ) {
     let (kind, counter) = match data {
         MetricData::Sum(s) if s.is_monotonic() => ("counter", true),
         MetricData::Sum(_) | MetricData::Gauge(_) => ("gauge", false),
-        MetricData::Histogram(_) => ("histogram", false),
-        MetricData::ExponentialHistogram(_) => return,
+        MetricData::Histogram(_) | MetricData::ExponentialHistogram(_) => ("histogram", false),
     };
     let name = metric_name(metric.name(), metric.unit(), counter);
     let _ = writeln!(buf, "# HELP {name} {}", escape_help(metric.description()));
@@ -129,21 +197,27 @@ fn write_metric<T: Num>(
     match data {
         MetricData::Sum(s) => {
             for p in s.data_points() {
-                let labels = label_text(p.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                let Some(labels) = ctx.labels(p.attributes()) else {
+                    continue;
+                };
                 sample(buf, &name, "", &labels, None, &p.value().text());
                 flush(buf, false);
             }
         }
         MetricData::Gauge(g) => {
             for p in g.data_points() {
-                let labels = label_text(p.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                let Some(labels) = ctx.labels(p.attributes()) else {
+                    continue;
+                };
                 sample(buf, &name, "", &labels, None, &p.value().text());
                 flush(buf, false);
             }
         }
         MetricData::Histogram(h) => {
             for p in h.data_points() {
-                let labels = label_text(p.attributes().map(|kv| (kv.key.as_str(), &kv.value)));
+                let Some(labels) = ctx.labels(p.attributes()) else {
+                    continue;
+                };
                 let mut cumulative = 0u64;
                 for (bound, count) in p.bounds().zip(p.bucket_counts()) {
                     cumulative += count;
@@ -163,7 +237,20 @@ fn write_metric<T: Num>(
                 flush(buf, false);
             }
         }
-        MetricData::ExponentialHistogram(_) => {}
+        // The text format has no exponential buckets: count and sum (and the +Inf bucket
+        // a histogram needs) here; the buckets go out as native histograms over protobuf.
+        MetricData::ExponentialHistogram(h) => {
+            for p in h.data_points() {
+                let Some(labels) = ctx.labels(p.attributes()) else {
+                    continue;
+                };
+                let count = p.count().to_string();
+                sample(buf, &name, "_bucket", &labels, Some("+Inf"), &count);
+                sample(buf, &name, "_sum", &labels, None, &p.sum().text());
+                sample(buf, &name, "_count", &labels, None, &count);
+                flush(buf, false);
+            }
+        }
     }
 }
 
@@ -191,7 +278,7 @@ fn sample(buf: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&
 }
 
 /// `a="x",b="y"`: names sanitized, sorted, values escaped.
-fn label_text<'a>(attrs: impl Iterator<Item = (&'a str, &'a Value)>) -> String {
+pub fn label_text<'a>(attrs: impl Iterator<Item = (&'a str, &'a Value)>) -> String {
     let mut labels: Vec<(String, String)> = attrs.map(|(k, v)| (label_name(k), value_text(v))).collect();
     labels.sort_unstable();
     let mut out = String::new();
@@ -218,7 +305,7 @@ fn value_text(v: &Value) -> String {
     v.as_str().into_owned()
 }
 
-fn escape_help(s: &str) -> String {
+pub fn escape_help(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
@@ -247,7 +334,7 @@ fn unit_suffix(unit: &str) -> Option<&'static str> {
     })
 }
 
-fn label_name(name: &str) -> String {
+pub fn label_name(name: &str) -> String {
     sanitize(name, false)
 }
 
@@ -310,30 +397,30 @@ mod tests {
         h.record(9.0, &[KeyValue::new("probe.name", "a\"b")]);
         meter.u64_counter("probe.runs").build().add(2, &[]);
         let mut text = String::new();
-        reader.encode(&mut |chunk| text.push_str(&chunk)).unwrap();
+        reader.encode(&|_| true, &mut |chunk| text.push_str(&chunk)).unwrap();
         assert!(text.contains("# TYPE x_duration_seconds histogram\n"), "{text}");
         assert!(
-            text.contains("x_duration_seconds_bucket{probe_name=\"a\\\"b\",le=\"0.1\"} 1\n"),
+            text.contains("x_duration_seconds_bucket{otel_scope_name=\"t\",probe_name=\"a\\\"b\",le=\"0.1\"} 1\n"),
             "{text}"
         );
         assert!(
-            text.contains("x_duration_seconds_bucket{probe_name=\"a\\\"b\",le=\"0.5\"} 2\n"),
+            text.contains("x_duration_seconds_bucket{otel_scope_name=\"t\",probe_name=\"a\\\"b\",le=\"0.5\"} 2\n"),
             "{text}"
         );
         assert!(
-            text.contains("x_duration_seconds_bucket{probe_name=\"a\\\"b\",le=\"+Inf\"} 3\n"),
+            text.contains("x_duration_seconds_bucket{otel_scope_name=\"t\",probe_name=\"a\\\"b\",le=\"+Inf\"} 3\n"),
             "{text}"
         );
         assert!(
-            text.contains("x_duration_seconds_count{probe_name=\"a\\\"b\"} 3\n"),
+            text.contains("x_duration_seconds_count{otel_scope_name=\"t\",probe_name=\"a\\\"b\"} 3\n"),
             "{text}"
         );
         assert!(
-            text.contains("x_duration_seconds_sum{probe_name=\"a\\\"b\"} 9.35\n"),
+            text.contains("x_duration_seconds_sum{otel_scope_name=\"t\",probe_name=\"a\\\"b\"} 9.35\n"),
             "{text}"
         );
         assert!(
-            text.contains("# TYPE probe_runs_total counter\nprobe_runs_total 2\n"),
+            text.contains("# TYPE probe_runs_total counter\nprobe_runs_total{otel_scope_name=\"t\"} 2\n"),
             "{text}"
         );
         assert!(text.contains("target_info{"), "{text}");

@@ -91,11 +91,14 @@ const TOKENS: &[&str] = &[
 
 macro_rules! seconds {
     ($key:literal, $metric:literal, $labels:expr, $desc:literal) => {
+        seconds!($key, $metric, Histogram, $labels, $desc)
+    };
+    ($key:literal, $metric:literal, $instrument:ident, $labels:expr, $desc:literal) => {
         Measure {
             key: $key,
             metric: $metric,
             unit: Unit::Seconds,
-            instrument: Instrument::Histogram,
+            instrument: Instrument::$instrument,
             description: $desc,
             fixed: &[],
             labels: $labels,
@@ -118,6 +121,7 @@ pub const MEASURES: &[Measure] = &[
     seconds!(
         "first_chunk",
         "gen_ai.client.operation.time_to_first_chunk",
+        Mean,
         GENAI,
         "Run start to the first streamed event of any kind."
     ),
@@ -130,6 +134,7 @@ pub const MEASURES: &[Measure] = &[
     seconds!(
         "ttft_reasoning",
         "probe.assistant.ttft_reasoning",
+        Mean,
         GENAI,
         "Run start to the first reasoning/thinking output, when it comes before visible output."
     ),
@@ -142,12 +147,14 @@ pub const MEASURES: &[Measure] = &[
     seconds!(
         "gap",
         "gen_ai.client.operation.time_per_output_chunk",
+        Mean,
         GENAI,
         "Time between consecutive output events (every gap of every run)."
     ),
     seconds!(
         "tpot",
         "probe.assistant.tpot",
+        Mean,
         GENAI,
         "Time per output token after the first: (last − first output) / (output tokens − 1)."
     ),
@@ -155,7 +162,7 @@ pub const MEASURES: &[Measure] = &[
         key: "output_tokens",
         metric: "gen_ai.client.token.usage",
         unit: Unit::Tokens,
-        instrument: Instrument::Histogram,
+        instrument: Instrument::Mean,
         description: "Tokens per run, by gen_ai.token.type; from server usage when sent, else counted output events.",
         fixed: &[("gen_ai.token.type", "output")],
         labels: TOKENS,
@@ -164,7 +171,7 @@ pub const MEASURES: &[Measure] = &[
         key: "input_tokens",
         metric: "gen_ai.client.token.usage",
         unit: Unit::Tokens,
-        instrument: Instrument::Histogram,
+        instrument: Instrument::Mean,
         description: "Tokens per run, by gen_ai.token.type; from server usage when sent, else counted output events.",
         fixed: &[("gen_ai.token.type", "input")],
         labels: TOKENS,
@@ -172,7 +179,7 @@ pub const MEASURES: &[Measure] = &[
     Measure {
         key: "goodput",
         metric: "probe.assistant.goodput",
-        unit: Unit::Count,
+        unit: Unit::Runs,
         instrument: Instrument::Counter,
         description: "Runs that succeeded within both their ttft and tpot budgets.",
         fixed: &[],
@@ -451,6 +458,8 @@ impl Tally {
 
 impl AssistantProbe {
     async fn run_stream(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
+        // A failed call is still an operation: its duration is recorded with error.type.
+        rec.default_to_total("e2e");
         rec.label("gen_ai.operation.name", "chat");
         if let Some(p) = self.format.provider() {
             rec.label("gen_ai.provider.name", p);
@@ -470,7 +479,7 @@ impl AssistantProbe {
         let req = nethttp::build_request(&self.url, &self.method, &self.headers, &self.body, conn.is_h2(), false)?;
         let (resp, _first_byte) = conn.exchange(rec, req).await?;
         let status = resp.status().as_u16();
-        rec.label("http.response.status_code", status.to_string());
+        rec.label("http.response.status_code", i64::from(status));
         let ok = match &self.status {
             Some(list) => list.contains(&status),
             None => (200..300).contains(&status),

@@ -1,0 +1,93 @@
+//! Process metrics as the Prometheus client libraries name them (`process_cpu_seconds_total`,
+//! `process_resident_memory_bytes`, ...), read from /proc at scrape time. Served on
+//! /metrics only (OTLP backends get the SDK's own resource and the self metrics).
+
+/// (name, type, help, value) for each process metric this platform can read.
+pub fn metrics() -> Vec<(&'static str, &'static str, &'static str, f64)> {
+    let mut out = Vec::new();
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        // SAFETY: as above.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // Fields after the command name, which may contain spaces, ends in ')'.
+            let f: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().collect())
+                .unwrap_or_default();
+            let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+            if let (Some(utime), Some(stime)) = (field(11), field(12)) {
+                out.push((
+                    "process_cpu_seconds_total",
+                    "counter",
+                    "Total user and system CPU time spent in seconds.",
+                    (utime + stime) / ticks,
+                ));
+            }
+            if let Some(threads) = field(17) {
+                out.push((
+                    "process_threads",
+                    "gauge",
+                    "Number of OS threads in the process.",
+                    threads,
+                ));
+            }
+            if let (Some(start), Some(boot)) = (field(19), boot_time()) {
+                out.push((
+                    "process_start_time_seconds",
+                    "gauge",
+                    "Start time of the process since unix epoch in seconds.",
+                    boot + start / ticks,
+                ));
+            }
+            if let Some(vsize) = field(20) {
+                out.push((
+                    "process_virtual_memory_bytes",
+                    "gauge",
+                    "Virtual memory size in bytes.",
+                    vsize,
+                ));
+            }
+            if let Some(rss) = field(21) {
+                out.push((
+                    "process_resident_memory_bytes",
+                    "gauge",
+                    "Resident memory size in bytes.",
+                    rss * page,
+                ));
+            }
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            out.push((
+                "process_open_fds",
+                "gauge",
+                "Number of open file descriptors.",
+                dir.count() as f64,
+            ));
+        }
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we pass.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            out.push((
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                lim.rlim_cur as f64,
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(target_os = "linux")]
+fn boot_time() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
