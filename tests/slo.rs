@@ -39,9 +39,10 @@ sli = "ttfb"
 objective = 0.99
 "#;
 
-#[test]
-fn promtool_checks_and_unit_tests_the_rules() {
-    let dir = write_files(&[("sloprobe.toml", UNIT_CONFIG)]);
+/// Writes the rules for `config`, checks them with promtool, and runs `tests` (the body of
+/// a promtool test file's `tests:` list) against them.
+fn promtool_test(config: &str, tests: &str) -> String {
+    let dir = write_files(&[("sloprobe.toml", config)]);
     let rules = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
     std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
     run_ok(
@@ -49,45 +50,133 @@ fn promtool_checks_and_unit_tests_the_rules() {
             .args(["check", "rules"])
             .arg(dir.path().join("rules.yml")),
     );
-
-    // 60 runs a minute. Fast burn: everything fails (1000× the budget). Slow burn: 0.5 %
-    // fails (5×: under both page rates, over the 3× ticket). Healthy: nothing fails.
-    let series = |ok: &str, failed: &str| {
-        format!(
-            "      - series: 'probe_runs_total{{probe_name=\"p\",probe_location=\"l\",outcome=\"success\"}}'\n        values: '{ok}'\n      - series: 'probe_runs_total{{probe_name=\"p\",probe_location=\"l\",outcome=\"failure\",error_type=\"timeout\"}}'\n        values: '{failed}'\n"
-        )
-    };
-    let alert = |at: &str, name: &str, severity: Option<&str>| match severity {
-        Some(s) => {
-            let burn = if s == "page" {
-                "14.4× over 1h/5m or 6× over 6h/30m"
-            } else {
-                "3× over 1d/2h or 1× over 3d/6h"
-            };
-            format!(
-                "      - eval_time: {at}\n        alertname: {name}\n        exp_alerts:\n          - exp_labels: {{severity: {s}, slo: p-availability, probe_location: l}}\n            exp_annotations:\n              summary: 'SLO p-availability is burning its error budget (l)'\n              description: '99.9% of runs of p succeed over 30d. Error budget burn above {burn} at l.'\n"
-            )
-        }
-        None => format!("      - eval_time: {at}\n        alertname: {name}\n        exp_alerts: []\n"),
-    };
-    let test = format!(
-        "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{}    alert_rule_test:\n{}{}\n  - interval: 1m\n    input_series:\n{}    alert_rule_test:\n{}{}\n  - interval: 1m\n    input_series:\n{}    alert_rule_test:\n{}{}    promql_expr_test:\n      - expr: slo:error_budget_remaining:ratio{{slo=\"p-availability\"}}\n        eval_time: 1500m\n        exp_samples:\n          - labels: 'slo:error_budget_remaining:ratio{{slo=\"p-availability\",probe_location=\"l\"}}'\n            value: 1\n",
-        series("0+0x120", "0+60x120"),
-        alert("70m", "SloprobeBurnRatePage", Some("page")),
-        alert("70m", "SloprobeBurnRateTicket", Some("ticket")),
-        series("0+995x1600", "0+5x1600"),
-        alert("1500m", "SloprobeBurnRatePage", None),
-        alert("1500m", "SloprobeBurnRateTicket", Some("ticket")),
-        series("0+1000x1600", "0+0x1600"),
-        alert("1500m", "SloprobeBurnRatePage", None),
-        alert("1500m", "SloprobeBurnRateTicket", None),
-    );
+    let test = format!("rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n{tests}");
     std::fs::write(dir.path().join("test.yml"), test).unwrap();
     run_ok(
         Command::new(tool("promtool"))
             .args(["test", "rules", "test.yml"])
             .current_dir(dir.path()),
     );
+    rules
+}
+
+/// 60 runs a minute at `location`, `failed` of which fail, as promtool input series.
+fn runs(location: &str, ok: &str, failed: &str) -> String {
+    format!(
+        "      - series: 'probe_runs_total{{probe_name=\"p\",probe_location=\"{location}\",outcome=\"success\"}}'\n        values: '{ok}'\n      - series: 'probe_runs_total{{probe_name=\"p\",probe_location=\"{location}\",outcome=\"failure\",error_type=\"timeout\"}}'\n        values: '{failed}'\n"
+    )
+}
+
+fn labels(slo: &str, severity: &str, extra: &str) -> String {
+    format!("{{severity: {severity}, slo: {slo}, sloth_id: sloprobe-{slo}, sloth_service: sloprobe, sloth_slo: {slo}{extra}}}")
+}
+
+fn no_alert(at: &str, name: &str) -> String {
+    format!("      - eval_time: {at}\n        alertname: {name}\n        exp_alerts: []\n")
+}
+
+#[test]
+fn promtool_checks_and_unit_tests_the_rules() {
+    // Fast burn: everything fails (1000× the budget). Slow burn: 0.5 % fails (5×: under
+    // both page rates, over the 3× ticket). Healthy: nothing fails.
+    let alert = |at: &str, name: &str, severity: &str| {
+        let burn = if severity == "page" {
+            "14.4× over 1h/5m or 6× over 6h/30m"
+        } else {
+            "3× over 1d/2h or 1× over 3d/6h"
+        };
+        format!(
+            "      - eval_time: {at}\n        alertname: {name}\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO p-availability is burning its error budget (at l)'\n              description: '99.9% of runs of p succeed over 30d. Error budget burn above {burn} at l.'\n              runbook_url: 'https://runbooks.example/p'\n",
+            labels("p-availability", severity, ", team: search, probe_location: l")
+        )
+    };
+    let test = |input: String, alerts: Vec<String>, extra: &str| {
+        format!("  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{}{extra}", alerts.concat())
+    };
+    let tests = [
+        test(
+            runs("l", "0+0x120", "0+60x120"),
+            vec![alert("70m", "SloprobeBurnRatePage", "page"), alert("70m", "SloprobeBurnRateTicket", "ticket")],
+            "",
+        ),
+        test(
+            runs("l", "0+995x1600", "0+5x1600"),
+            vec![no_alert("1500m", "SloprobeBurnRatePage"), alert("1500m", "SloprobeBurnRateTicket", "ticket")],
+            "",
+        ),
+        test(
+            runs("l", "0+1000x1600", "0+0x1600"),
+            vec![no_alert("1500m", "SloprobeBurnRatePage"), no_alert("1500m", "SloprobeBurnRateTicket")],
+            "    promql_expr_test:\n      - expr: slo:error_budget_remaining:ratio{slo=\"p-availability\"}\n        eval_time: 1500m\n        exp_samples:\n          - labels: 'slo:error_budget_remaining:ratio{slo=\"p-availability\",sloth_id=\"sloprobe-p-availability\",sloth_service=\"sloprobe\",sloth_slo=\"p-availability\",team=\"search\",probe_location=\"l\"}'\n            value: 1\n      - expr: sloth_slo_info{sloth_slo=\"p-availability\"}\n        eval_time: 10m\n        exp_samples:\n          - labels: 'sloth_slo_info{slo=\"p-availability\",sloth_id=\"sloprobe-p-availability\",sloth_mode=\"cli-gen-prom\",sloth_objective=\"99.9\",sloth_service=\"sloprobe\",sloth_slo=\"p-availability\",sloth_spec=\"sloprobe/v1\",sloth_version=\"0.1.0\",team=\"search\"}'\n            value: 1\n",
+        ),
+    ];
+    let config = UNIT_CONFIG.replace(
+        "window = \"30d\"",
+        "window = \"30d\"\nlabels = { team = \"search\" }\nannotations = { runbook_url = \"https://runbooks.example/p\" }",
+    );
+    promtool_test(&config, &tests.concat());
+}
+
+/// Burn factors follow the period (Sloth's formula): at 7d a 4× burn pages (3.36× over
+/// 1h); at 30d it does not (14.4× over 1h, 6× over 6h). At 28d the page factor is 13.44.
+#[test]
+fn burn_factors_scale_with_the_slo_window() {
+    let slo = |window: &str| {
+        format!(
+            "[[probe]]\nname = \"p\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nevery = \"30s\"\n\n[[slo]]\nname = \"s\"\nprobes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nwindow = \"{window}\"\n"
+        )
+    };
+    // 1 % budget; 4 % of runs fail = a 4× burn.
+    let input = runs("l", "0+96x120", "0+4x120");
+    let page = |expect: bool| {
+        let alerts = if expect {
+            format!(
+                "      - eval_time: 70m\n        alertname: SloprobeBurnRatePage\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO s is burning its error budget (at l)'\n              description: '99% of runs of p succeed over 7d. Error budget burn above 3.36× over 1h/5m or 1.4× over 6h/30m at l.'\n",
+                labels("s", "page", ", probe_location: l")
+            )
+        } else {
+            no_alert("70m", "SloprobeBurnRatePage")
+        };
+        format!("  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{alerts}")
+    };
+    let rules7 = promtool_test(&slo("7d"), &page(true));
+    assert!(rules7.contains("(3.36 * 0.01)") && rules7.contains("(1.4 * 0.01)"), "{rules7}");
+    promtool_test(&slo("30d"), &page(false));
+    let dir = write_files(&[("sloprobe.toml", &slo("28d"))]);
+    let rules28 = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
+    assert!(rules28.contains("(13.44 * 0.01)") && rules28.contains("(5.6 * 0.01)"), "{rules28}");
+    assert!(rules28.contains("(2.8 * 0.01)"), "{rules28}");
+    assert!(!rules28.contains("0000000"), "float artifact in:\n{rules28}");
+}
+
+/// When the probes' series stop (daemon dead, scrape broken), the burn alerts go quiet;
+/// the no-data alert fires instead.
+#[test]
+fn no_data_alert_fires_when_scrapes_stop() {
+    let input = runs("l", "0+60x30 _x60", "0+0x30 _x60");
+    let tests = format!(
+        "  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{}      - eval_time: 60m\n        alertname: SloprobeSLONoData\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO p-availability has no data'\n              description: 'No samples of p for 10m: the probes or the daemon are down or not scraped, and the burn-rate alerts of p-availability cannot fire.'\n",
+        no_alert("20m", "SloprobeSLONoData"),
+        labels("p-availability", "ticket", "")
+    );
+    let availability_only = &UNIT_CONFIG[..UNIT_CONFIG.find("[[slo]]\nname = \"p-ttfb\"").unwrap()];
+    promtool_test(availability_only, &tests);
+}
+
+/// `min_locations = 2`: a burn at one location of three does not page; at two it does.
+#[test]
+fn quorum_pages_at_two_of_three_locations() {
+    let config = UNIT_CONFIG.replace("window = \"30d\"", "window = \"30d\"\nmin_locations = 2");
+    let healthy = "0+60x120";
+    let zero = "0+0x120";
+    let one = format!("{}{}{}", runs("a", zero, healthy), runs("b", healthy, zero), runs("c", healthy, zero));
+    let two = format!("{}{}{}", runs("a", zero, healthy), runs("b", zero, healthy), runs("c", healthy, zero));
+    let tests = format!(
+        "  - interval: 1m\n    input_series:\n{one}    alert_rule_test:\n{}  - interval: 1m\n    input_series:\n{two}    alert_rule_test:\n      - eval_time: 70m\n        alertname: SloprobeBurnRatePage\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO p-availability is burning its error budget (at 2 or more locations)'\n              description: '99.9% of runs of p succeed over 30d. Error budget burn above 14.4× over 1h/5m or 6× over 6h/30m at 2 or more locations.'\n",
+        no_alert("70m", "SloprobeBurnRatePage"),
+        labels("p-availability", "page", "")
+    );
+    promtool_test(&config, &tests);
 }
 
 #[test]
@@ -126,13 +215,12 @@ fn slo_config_errors() {
         msg.contains("sloprobe.toml:8:") && msg.contains("`slo.probes`") && msg.contains("\"nope\""),
         "{msg}"
     );
-    let msg = check(slo(
-        "probes = [\"p\"]\nsli = \"ttfb\"\nthreshold = \"123ms\"\nobjective = 0.99",
-    ));
-    assert!(
-        msg.contains("`slo.threshold`") && msg.contains("not a bucket edge"),
-        "{msg}"
-    );
+    let msg = check(slo("probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nwindow = \"1d\""));
+    assert!(msg.contains("`slo.window`") && msg.contains("at least 3d"), "{msg}");
+    let msg = check(slo("probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nlabels = { severity = \"x\" }"));
+    assert!(msg.contains("`slo.labels.severity`"), "{msg}");
+    let msg = check(slo("probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nmin_locations = 0"));
+    assert!(msg.contains("`slo.min_locations`"), "{msg}");
     let msg = check(slo("probes = [\"p\"]\nsli = \"ttfb\"\nobjective = 0.99"));
     assert!(msg.contains("`slo.threshold`"), "{msg}");
     let msg = check(slo("probes = [\"p\"]\nsli = \"success\"\nobjective = 99.9"));
@@ -141,10 +229,10 @@ fn slo_config_errors() {
         "probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nexclude_errors = [\"rate_limitd\"]",
     ));
     assert!(msg.contains("`slo.exclude_errors`"), "{msg}");
-    // A default bucket edge is fine without a budget.
+    // Any threshold is exact (a counter, not a bucket edge), with or without a budget.
     let dir = write_files(&[(
         "sloprobe.toml",
-        &slo("probes = [\"p\"]\nsli = \"ttfb\"\nthreshold = \"250ms\"\nobjective = 0.99"),
+        &slo("probes = [\"p\"]\nsli = \"ttfb\"\nthreshold = \"123ms\"\nobjective = 0.99"),
     )]);
     let out = Command::new(bin())
         .args(["check", "-c"])
@@ -157,12 +245,31 @@ fn slo_config_errors() {
 #[tokio::test]
 async fn real_prometheus_returns_data_for_every_rule_and_panel() {
     let (listen, demo) = (free_port(), free_port());
+    // A TLS target (certificate panel) and a collector that refuses (OTLP panel).
+    let pki = pki(false);
+    let tls = tls_target(&pki).await;
+    let ca_dir = write_files(&[("ca.pem", &pki.ca_pem)]);
+    let ca = ca_dir.path().join("ca.pem");
+    let (tls_port, otlp_port) = (tls.addr.port(), refused_port());
     let config = format!(
         r#"location = "e2e"
 [server]
 listen = "127.0.0.1:{listen}"
 [demo]
 listen = "127.0.0.1:{demo}"
+[export.otlp]
+endpoint = "http://127.0.0.1:{otlp_port}"
+protocol = "http/protobuf"
+interval = "1s"
+timeout = "1s"
+
+[[probe]]
+name = "tls"
+kind = "http"
+url = "https://localhost:{tls_port}/"
+every = "1s"
+[probe.tls]
+ca_file = "{ca}"
 
 [[probe]]
 name = "api"
@@ -201,7 +308,8 @@ probes = ["chat"]
 sli = "ttft"
 objective = 0.95
 window = "28d"
-"#
+"#,
+        ca = ca.display()
     );
     let dir = write_files(&[("sloprobe.toml", &config)]);
     let cfg = dir.path().join("sloprobe.toml");
@@ -251,7 +359,8 @@ window = "28d"
         let q = q
             .replace("$__rate_interval", "10s")
             .replace("$__range", "1m")
-            .replace("$location", ".*");
+            .replace("$location", ".*")
+            .replace("$probe", ".*");
         let ok = eventually(30, Duration::from_millis(500), || query(q.clone())).await;
         assert!(ok.is_some(), "no data for dashboard query {q}");
     }
