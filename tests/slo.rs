@@ -68,7 +68,9 @@ fn runs(location: &str, ok: &str, failed: &str) -> String {
 }
 
 fn labels(slo: &str, severity: &str, extra: &str) -> String {
-    format!("{{severity: {severity}, slo: {slo}, sloth_id: sloprobe-{slo}, sloth_service: sloprobe, sloth_slo: {slo}{extra}}}")
+    format!(
+        "{{severity: {severity}, slo: {slo}, sloth_id: sloprobe-{slo}, sloth_service: sloprobe, sloth_slo: {slo}{extra}}}"
+    )
 }
 
 fn no_alert(at: &str, name: &str) -> String {
@@ -91,22 +93,34 @@ fn promtool_checks_and_unit_tests_the_rules() {
         )
     };
     let test = |input: String, alerts: Vec<String>, extra: &str| {
-        format!("  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{}{extra}", alerts.concat())
+        format!(
+            "  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{}{extra}",
+            alerts.concat()
+        )
     };
     let tests = [
         test(
             runs("l", "0+0x120", "0+60x120"),
-            vec![alert("70m", "SloprobeBurnRatePage", "page"), alert("70m", "SloprobeBurnRateTicket", "ticket")],
+            vec![
+                alert("70m", "SloprobeBurnRatePage", "page"),
+                alert("70m", "SloprobeBurnRateTicket", "ticket"),
+            ],
             "",
         ),
         test(
             runs("l", "0+995x1600", "0+5x1600"),
-            vec![no_alert("1500m", "SloprobeBurnRatePage"), alert("1500m", "SloprobeBurnRateTicket", "ticket")],
+            vec![
+                no_alert("1500m", "SloprobeBurnRatePage"),
+                alert("1500m", "SloprobeBurnRateTicket", "ticket"),
+            ],
             "",
         ),
         test(
             runs("l", "0+1000x1600", "0+0x1600"),
-            vec![no_alert("1500m", "SloprobeBurnRatePage"), no_alert("1500m", "SloprobeBurnRateTicket")],
+            vec![
+                no_alert("1500m", "SloprobeBurnRatePage"),
+                no_alert("1500m", "SloprobeBurnRateTicket"),
+            ],
             "    promql_expr_test:\n      - expr: slo:error_budget_remaining:ratio{slo=\"p-availability\"}\n        eval_time: 1500m\n        exp_samples:\n          - labels: 'slo:error_budget_remaining:ratio{slo=\"p-availability\",sloth_id=\"sloprobe-p-availability\",sloth_service=\"sloprobe\",sloth_slo=\"p-availability\",team=\"search\",probe_location=\"l\"}'\n            value: 1\n      - expr: sloth_slo_info{sloth_slo=\"p-availability\"}\n        eval_time: 10m\n        exp_samples:\n          - labels: 'sloth_slo_info{slo=\"p-availability\",sloth_id=\"sloprobe-p-availability\",sloth_mode=\"cli-gen-prom\",sloth_objective=\"99.9\",sloth_service=\"sloprobe\",sloth_slo=\"p-availability\",sloth_spec=\"sloprobe/v1\",sloth_version=\"0.1.0\",team=\"search\"}'\n            value: 1\n",
         ),
     ];
@@ -140,11 +154,17 @@ fn burn_factors_scale_with_the_slo_window() {
         format!("  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{alerts}")
     };
     let rules7 = promtool_test(&slo("7d"), &page(true));
-    assert!(rules7.contains("(3.36 * 0.01)") && rules7.contains("(1.4 * 0.01)"), "{rules7}");
+    assert!(
+        rules7.contains("(3.36 * 0.01)") && rules7.contains("(1.4 * 0.01)"),
+        "{rules7}"
+    );
     promtool_test(&slo("30d"), &page(false));
     let dir = write_files(&[("sloprobe.toml", &slo("28d"))]);
     let rules28 = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
-    assert!(rules28.contains("(13.44 * 0.01)") && rules28.contains("(5.6 * 0.01)"), "{rules28}");
+    assert!(
+        rules28.contains("(13.44 * 0.01)") && rules28.contains("(5.6 * 0.01)"),
+        "{rules28}"
+    );
     assert!(rules28.contains("(2.8 * 0.01)"), "{rules28}");
     assert!(!rules28.contains("0000000"), "float artifact in:\n{rules28}");
 }
@@ -169,8 +189,18 @@ fn quorum_pages_at_two_of_three_locations() {
     let config = UNIT_CONFIG.replace("window = \"30d\"", "window = \"30d\"\nmin_locations = 2");
     let healthy = "0+60x120";
     let zero = "0+0x120";
-    let one = format!("{}{}{}", runs("a", zero, healthy), runs("b", healthy, zero), runs("c", healthy, zero));
-    let two = format!("{}{}{}", runs("a", zero, healthy), runs("b", zero, healthy), runs("c", healthy, zero));
+    let one = format!(
+        "{}{}{}",
+        runs("a", zero, healthy),
+        runs("b", healthy, zero),
+        runs("c", healthy, zero)
+    );
+    let two = format!(
+        "{}{}{}",
+        runs("a", zero, healthy),
+        runs("b", zero, healthy),
+        runs("c", healthy, zero)
+    );
     let tests = format!(
         "  - interval: 1m\n    input_series:\n{one}    alert_rule_test:\n{}  - interval: 1m\n    input_series:\n{two}    alert_rule_test:\n      - eval_time: 70m\n        alertname: SloprobeBurnRatePage\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO p-availability is burning its error budget (at 2 or more locations)'\n              description: '99.9% of runs of p succeed over 30d. Error budget burn above 14.4× over 1h/5m or 6× over 6h/30m at 2 or more locations.'\n",
         no_alert("70m", "SloprobeBurnRatePage"),
@@ -215,11 +245,17 @@ fn slo_config_errors() {
         msg.contains("sloprobe.toml:8:") && msg.contains("`slo.probes`") && msg.contains("\"nope\""),
         "{msg}"
     );
-    let msg = check(slo("probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nwindow = \"1d\""));
+    let msg = check(slo(
+        "probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nwindow = \"1d\"",
+    ));
     assert!(msg.contains("`slo.window`") && msg.contains("at least 3d"), "{msg}");
-    let msg = check(slo("probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nlabels = { severity = \"x\" }"));
+    let msg = check(slo(
+        "probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nlabels = { severity = \"x\" }",
+    ));
     assert!(msg.contains("`slo.labels.severity`"), "{msg}");
-    let msg = check(slo("probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nmin_locations = 0"));
+    let msg = check(slo(
+        "probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nmin_locations = 0",
+    ));
     assert!(msg.contains("`slo.min_locations`"), "{msg}");
     let msg = check(slo("probes = [\"p\"]\nsli = \"ttfb\"\nobjective = 0.99"));
     assert!(msg.contains("`slo.threshold`"), "{msg}");

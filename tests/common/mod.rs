@@ -207,6 +207,23 @@ pub async fn http_get(url: &str) -> Option<(u16, String)> {
     Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// The response head of a raw HTTP/1.1 GET with extra request headers.
+pub fn raw_head(addr: &str, path: &str, headers: &[&str]) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    text.split("\r\n\r\n").next().map(str::to_string)
+}
+
 /// Polls until `f` returns Some, at most `tries` times `every` apart.
 pub async fn eventually<T, F, Fut>(tries: u32, every: Duration, mut f: F) -> Option<T>
 where
@@ -249,10 +266,16 @@ pub fn urlencode(s: &str) -> String {
 
 /// Starts a real Prometheus on a free loopback port with `config` (YAML) in `dir`.
 pub fn start_prometheus(dir: &Path, config: &str) -> (Child, u16) {
+    start_prometheus_with(dir, config, &[])
+}
+
+/// `start_prometheus` with extra flags (e.g. `--enable-feature=native-histograms`).
+pub fn start_prometheus_with(dir: &Path, config: &str, flags: &[&str]) -> (Child, u16) {
     let port = free_port();
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
     let child = Child(
         std::process::Command::new(tool("prometheus"))
+            .args(flags)
             .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))

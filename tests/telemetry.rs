@@ -1,0 +1,310 @@
+//! The metric surface at fleet scale: a probe's series are its own (other probes' budgets
+//! never change them) and within the series budget; reloads keep unchanged probes'
+//! counters and the instance id; real Prometheus scrapes text, gzip and protobuf with
+//! native histograms.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// The exposition lines (series) of one probe, values stripped.
+fn series_of(text: &str, probe: &str) -> Vec<String> {
+    let needle = format!("probe_name=\"{probe}\"");
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&needle))
+        .map(|l| l.rsplit_once(' ').map_or(l, |(s, _)| s).to_string())
+        .collect();
+    lines.sort();
+    lines
+}
+
+async fn scrape_after_one_run(toml: &str) -> String {
+    let (_d, probes) = build_probes(toml);
+    let telemetry =
+        sloprobe::telemetry::Telemetry::new("lab", sloprobe::daemon::telemetry_plan(&probes, &[]), None).unwrap();
+    for p in &probes {
+        let o = p.execute().await;
+        assert!(o.success(), "{}: {:?}", p.name, o.error);
+        telemetry.record(&o);
+        telemetry.record_lateness(&p.name, p.kind, Duration::from_micros(300));
+    }
+    let mut text = String::new();
+    telemetry.prometheus_text(&mut |c| text.push_str(&c)).unwrap();
+    text
+}
+
+fn http_probe(name: &str, url: &str, ttfb_ms: u32) -> String {
+    format!(
+        "[[probe]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{url}\"\nevery = \"30s\"\n[probe.labels]\nteam = \"web\"\n[probe.budget]\nttfb = \"{ttfb_ms}ms\"\ntotal = \"1s\"\n"
+    )
+}
+
+#[tokio::test]
+async fn a_probes_series_are_its_own_and_within_budget() {
+    let t = plain_target().await;
+    let url = t.url("/delay/5");
+    let alone = scrape_after_one_run(&http_probe("a", &url, 100)).await;
+    let mine = series_of(&alone, "a");
+    eprintln!("one healthy http probe: {} series", mine.len());
+    assert!(
+        mine.len() <= 80,
+        "{} series for one healthy http probe:\n{}",
+        mine.len(),
+        mine.join("\n")
+    );
+    assert!(mine.iter().all(|l| l.contains("team=\"web\"")), "probe labels missing");
+
+    // 50 more probes with distinct budgets (101..150 ms): a's series do not change.
+    let mut many = http_probe("a", &url, 100);
+    for i in 0..50 {
+        many.push_str(&http_probe(&format!("b{i}"), &url, 101 + i));
+    }
+    let crowded = scrape_after_one_run(&many).await;
+    assert_eq!(
+        series_of(&crowded, "a"),
+        mine,
+        "another probe's budgets changed a's series"
+    );
+    let b7 = series_of(&crowded, "b7");
+    assert!(b7.len() <= 80, "{}", b7.len());
+    assert!(
+        b7.iter().any(|l| l.contains("threshold=\"0.108\"")),
+        "b7's own threshold missing"
+    );
+    assert!(!crowded.contains("le=\"0.108\""), "a budget became a bucket edge");
+}
+
+#[tokio::test]
+async fn assistant_series_within_budget() {
+    let t = plain_target().await;
+    let url = t.url("/llm/openai-chat?first=20&gap=2&tokens=5");
+    let toml = format!(
+        "[[probe]]\nname = \"a\"\nkind = \"assistant\"\nformat = \"openai-chat\"\nurl = \"{url}\"\nevery = \"30s\"\nbody = '{{\"model\":\"m\",\"stream\":true}}'\n[probe.budget]\nttft = \"3s\"\ntpot = \"50ms\"\n[probe.budget.p95]\nttft = \"8s\"\n"
+    );
+    let text = scrape_after_one_run(&toml).await;
+    let mine = series_of(&text, "a");
+    eprintln!("one healthy assistant probe: {} series", mine.len());
+    assert!(
+        mine.len() <= 100,
+        "{} series for one healthy assistant probe:\n{}",
+        mine.len(),
+        mine.join("\n")
+    );
+}
+
+fn value(text: &str, name: &str, must: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && must.iter().all(|m| l.contains(m)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(f64::max)
+}
+
+fn start(cfg: &std::path::Path) -> Child {
+    Child(
+        Command::new(bin())
+            .args(["run", "-c"])
+            .arg(cfg)
+            .env("SLOPROBE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn reload_keeps_unchanged_probes_counters_and_the_instance_id() {
+    let t = plain_target().await;
+    let port = free_port();
+    let probe = |name: &str, extra: &str| {
+        format!(
+            "\n[[probe]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"200ms\"\n{extra}",
+            t.url("/")
+        )
+    };
+    let head = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &format!("{head}{}{}", probe("keep", ""), probe("change", "")),
+    )]);
+    let cfg = dir.path().join("sloprobe.toml");
+    let mut child = start(&cfg);
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let scrape = || async { http_get(&metrics).await.map(|(_, t)| t) };
+    let before = eventually(50, Duration::from_millis(100), || async {
+        let text = scrape().await?;
+        (value(&text, "probe_runs_total", &["probe_name=\"keep\""])? >= 5.0).then_some(text)
+    })
+    .await
+    .expect("no runs");
+    let runs_before = value(&before, "probe_runs_total", &["probe_name=\"keep\""]).unwrap();
+    let id = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("target_info{"))
+            .and_then(|l| l.split("service_instance_id=\"").nth(1))
+            .and_then(|r| r.split('"').next())
+            .map(str::to_string)
+    };
+    let id_before = id(&before).expect("instance id");
+    let hash_before = before
+        .lines()
+        .find(|l| l.starts_with("sloprobe_config_info{") && l.ends_with(" 1"))
+        .map(str::to_string);
+
+    std::fs::write(
+        &cfg,
+        format!(
+            "{head}{}{}{}",
+            probe("keep", ""),
+            probe("change", "timeout = \"150ms\""),
+            probe("new", "")
+        ),
+    )
+    .unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &child.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let after = eventually(50, Duration::from_millis(100), || async {
+        let text = scrape().await?;
+        value(&text, "probe_runs_total", &["probe_name=\"new\""])?;
+        Some(text)
+    })
+    .await
+    .expect("the new probe never ran");
+    let runs_after = value(&after, "probe_runs_total", &["probe_name=\"keep\""]).unwrap();
+    assert!(
+        runs_after >= runs_before,
+        "counter reset on reload: {runs_before} → {runs_after}"
+    );
+    assert_eq!(
+        id(&after).as_deref(),
+        Some(id_before.as_str()),
+        "instance id changed on reload"
+    );
+    assert_eq!(
+        value(&after, "sloprobe_config_reloads_total", &["outcome=\"success\""]),
+        Some(1.0)
+    );
+    assert_ne!(
+        after
+            .lines()
+            .find(|l| l.starts_with("sloprobe_config_info{") && l.ends_with(" 1"))
+            .map(str::to_string),
+        hash_before,
+        "config hash did not change"
+    );
+    // Removing a probe removes its series from /metrics.
+    std::fs::write(&cfg, format!("{head}{}", probe("keep", ""))).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &child.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let gone = eventually(50, Duration::from_millis(100), || async {
+        let text = scrape().await?;
+        (!text.contains("probe_name=\"new\"")).then_some(text)
+    })
+    .await;
+    assert!(gone.is_some(), "a removed probe is still exported");
+
+    // A restart keeps the instance id too (derived from host, config path and listener).
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.0.wait();
+    let _child = start(&cfg);
+    let restarted = eventually(50, Duration::from_millis(100), || async {
+        scrape().await.filter(|t| t.contains("target_info"))
+    })
+    .await
+    .expect("restart");
+    assert_eq!(
+        id(&restarted).as_deref(),
+        Some(id_before.as_str()),
+        "instance id changed on restart"
+    );
+}
+
+#[tokio::test]
+async fn real_prometheus_scrapes_gzip_text_and_native_histograms() {
+    let t = plain_target().await;
+    let (plain_port, native_port) = (free_port(), free_port());
+    let config = |port: u16, mode: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nhistograms = \"{mode}\"\n\n[[probe]]\nname = \"p\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"300ms\"\n",
+            t.url("/delay/20")
+        )
+    };
+    let dir = write_files(&[
+        ("explicit.toml", &config(plain_port, "explicit")),
+        ("exponential.toml", &config(native_port, "exponential")),
+    ]);
+    let _a = start(&dir.path().join("explicit.toml"));
+    let _b = start(&dir.path().join("exponential.toml"));
+
+    // The daemon answers gzip and protobuf when asked (Prometheus asks for both).
+    let addr = format!("127.0.0.1:{native_port}");
+    let gzip = eventually(50, Duration::from_millis(100), || async {
+        let head = raw_head(&addr, "/metrics", &["Accept-Encoding: gzip"])?.to_ascii_lowercase();
+        head.contains("content-encoding: gzip").then_some(head)
+    })
+    .await;
+    assert!(gzip.is_some(), "no gzip");
+    let proto = raw_head(
+        &addr,
+        "/metrics",
+        &["Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"],
+    )
+    .unwrap()
+    .to_ascii_lowercase();
+    assert!(
+        proto.contains("content-type: application/vnd.google.protobuf"),
+        "{proto}"
+    );
+
+    let prom_cfg = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: explicit\n    static_configs:\n      - targets: ['127.0.0.1:{plain_port}']\n  - job_name: native\n    static_configs:\n      - targets: ['127.0.0.1:{native_port}']\n"
+    );
+    let (_prom, prom_port) = start_prometheus_with(dir.path(), &prom_cfg, &["--enable-feature=native-histograms"]);
+    let query = |q: &str| {
+        let url = format!("http://127.0.0.1:{prom_port}/api/v1/query?query={}", urlencode(q));
+        async move {
+            let (_, body) = http_get(&url).await?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let r = v["data"]["result"][0]["value"][1].as_str()?.parse::<f64>().ok()?;
+            r.is_finite().then_some(r)
+        }
+    };
+    // Classic buckets from the text/gzip scrape…
+    let classic = eventually(60, Duration::from_millis(500), || {
+        query("histogram_quantile(0.5, sum by (le) (rate(probe_http_ttfb_seconds_bucket{job=\"explicit\"}[1m])))")
+    })
+    .await
+    .expect("classic histogram quantile");
+    assert!(classic > 0.01 && classic <= 0.05, "classic p50 {classic}");
+    // …and a native histogram from the protobuf scrape: no _bucket series, a quantile
+    // straight from the histogram, close to the injected 20 ms.
+    let native = eventually(60, Duration::from_millis(500), || {
+        query("histogram_quantile(0.5, sum(rate(probe_http_ttfb_seconds{job=\"native\"}[1m])))")
+    })
+    .await
+    .expect("native histogram quantile");
+    assert!((0.019..0.03).contains(&native), "native p50 {native}");
+    assert!(
+        query("count(probe_http_ttfb_seconds_bucket{job=\"native\"})")
+            .await
+            .is_none(),
+        "the native scrape should carry no classic buckets"
+    );
+}
