@@ -401,3 +401,29 @@ window = "28d"
         assert!(ok.is_some(), "no data for dashboard query {q}");
     }
 }
+
+/// Probe labels every probe of an SLO shares go on its rules and alerts (team routing).
+#[test]
+fn shared_probe_labels_reach_the_slo_rules() {
+    let probe = |name: &str, team: &str| {
+        format!(
+            "[[probe]]\nname = \"{name}\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nevery = \"30s\"\n[probe.labels]\nteam = \"{team}\"\ntier = \"gold\"\n"
+        )
+    };
+    let slo = "[[slo]]\nname = \"s\"\nprobes = [\"a\", \"b\"]\nsli = \"success\"\nobjective = 0.99\n";
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &format!("{}{}{slo}", probe("a", "web"), probe("b", "web")),
+    )]);
+    let rules = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
+    assert!(
+        rules.contains("team: 'web'") && rules.contains("tier: 'gold'"),
+        "{rules}"
+    );
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &format!("{}{}{slo}", probe("a", "web"), probe("b", "api")),
+    )]);
+    let rules = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
+    assert!(!rules.contains("team:") && rules.contains("tier: 'gold'"), "{rules}");
+}

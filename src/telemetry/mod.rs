@@ -585,3 +585,45 @@ fn random_instance_id() -> String {
     }
     uuid_text(b, 4)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    /// One metric name is one instrument: kinds that share a metric must agree on its
+    /// unit and instrument, or the first kind registered would silently decide for both.
+    #[test]
+    fn shared_metric_names_agree_across_kinds() {
+        let mut seen: HashMap<&str, (crate::outcome::Unit, crate::outcome::Instrument, &str)> = HashMap::new();
+        for kind in crate::probe::KINDS {
+            for m in crate::probe::measures_of(kind) {
+                if let Some((unit, instrument, first)) = seen.get(m.metric) {
+                    assert_eq!(
+                        (*unit, *instrument),
+                        (m.unit, m.instrument),
+                        "{} differs between kinds {first} and {}",
+                        m.metric,
+                        kind.name
+                    );
+                } else {
+                    seen.insert(m.metric, (m.unit, m.instrument, kind.name));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn instance_id_is_stable_and_a_uuid() {
+        let a = super::stable_instance_id(std::path::Path::new("/etc/sloprobe/sloprobe.toml"), "127.0.0.1:9464");
+        assert_eq!(
+            a,
+            super::stable_instance_id(std::path::Path::new("/etc/sloprobe/sloprobe.toml"), "127.0.0.1:9464")
+        );
+        assert_ne!(
+            a,
+            super::stable_instance_id(std::path::Path::new("/etc/sloprobe/sloprobe.toml"), "127.0.0.1:9465")
+        );
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "8");
+    }
+}

@@ -1,0 +1,98 @@
+"""The metric surface at fleet scale: 1,000 and 10,000 HTTP probes (each with its own ttfb
+budget) in one daemon against its built-in demo target. Reports the series count, the
+scrape size plain and gzipped, the encode time of a scrape, and RSS.
+
+    python3 bench/scale.py [--sizes 1000,10000] [--warmup 40]
+
+1,000 probes run every 1-10 s (about 300 runs/s, as bench/overhead.py); 10,000 run every
+30 s (about 330 runs/s). The warmup lets every probe run at least once before measuring.
+Loopback only; the daemon is stopped at the end.
+"""
+import argparse
+import gzip
+import os
+import statistics
+import tempfile
+import time
+import urllib.request
+
+from common import BIN, Proc, build, free_port, machine, memory_kb, report, wait_http
+
+
+def config(path, n, listen, demo):
+    with open(path, "w") as f:
+        f.write(f'[server]\nlisten = "127.0.0.1:{listen}"\n[demo]\nlisten = "127.0.0.1:{demo}"\n\n')
+        for i in range(n):
+            every = 1 + i % 10 if n <= 1000 else 30
+            f.write(f'[[probe]]\nname = "p{i}"\nkind = "http"\nurl = "http://127.0.0.1:{demo}/"\n'
+                    f'every = "{every}s"\n[probe.budget]\nttfb = "{100 + i % 500}ms"\n\n')
+
+
+def fetch(url, gz):
+    req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gz else {})
+    t = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=60) as r:
+        body = r.read()
+    return body, time.perf_counter() - t
+
+
+def measure(n, warmup):
+    listen, demo = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = os.path.join(tmp, "sloprobe.toml")
+        config(cfg, n, listen, demo)
+        with Proc([BIN, "run", "-c", cfg], env={**os.environ, "SLOPROBE_LOG": "error"}) as d:
+            url = f"http://127.0.0.1:{listen}/metrics"
+            wait_http(f"http://127.0.0.1:{listen}/readyz", tries=600)
+            time.sleep(warmup)
+            times = []
+            for _ in range(5):
+                body, dt = fetch(url, False)
+                times.append(dt)
+            gz, gz_dt = fetch(url, True)
+            text = body.decode()
+            series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+            probe_series = sum(1 for line in text.splitlines() if 'probe_name="p7"' in line and not line.startswith("#"))
+            ran = sum(1 for i in range(n) if f'probe_runs_total{{outcome="success",otel_scope_name="sloprobe",otel_scope_version="0.1.0",probe_kind="http",probe_location="default",probe_name="p{i}"}}' in text)
+            mem = memory_kb(d.pid)
+            assert len(gzip.decompress(gz)) > 0
+            return {
+                "probes": n,
+                "probes_ran": ran,
+                "series": series,
+                "series_per_probe": probe_series,
+                "scrape_bytes": len(body),
+                "scrape_gzip_bytes": len(gz),
+                "scrape_ms_median": statistics.median(times) * 1000,
+                "scrape_ms_min": min(times) * 1000,
+                "gzip_scrape_ms": gz_dt * 1000,
+                "rss_mb": mem["VmRSS"] / 1024,
+                "peak_rss_mb": mem["VmHWM"] / 1024,
+            }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--warmup", type=float, default=40)
+    args = ap.parse_args()
+    build()
+    rows = [measure(int(n), args.warmup) for n in args.sizes.split(",")]
+    lines = [
+        f"Machine: {machine()}. `python3 bench/scale.py --sizes {args.sizes} --warmup {args.warmup:g}`.",
+        "",
+        "| probes | ran | series | per probe | scrape plain | gzip | scrape time (median of 5, min) | gzip scrape | RSS | peak RSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['probes']:,} | {r['probes_ran']:,} | {r['series']:,} | {r['series_per_probe']} | "
+            f"{r['scrape_bytes'] / 1e6:.2f} MB | {r['scrape_gzip_bytes'] / 1e6:.2f} MB | "
+            f"{r['scrape_ms_median']:.0f} ms ({r['scrape_ms_min']:.0f} ms) | {r['gzip_scrape_ms']:.0f} ms | "
+            f"{r['rss_mb']:.1f} MB | {r['peak_rss_mb']:.1f} MB |"
+        )
+    report("scale", "\n".join(lines), rows)
+
+
+if __name__ == "__main__":
+    main()
