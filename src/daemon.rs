@@ -50,6 +50,16 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
                 kind: p.kind,
                 labels: p.labels.clone(),
                 thresholds,
+                extra: p
+                    .measures
+                    .iter()
+                    .filter(|m| {
+                        !probe::measures_of(probe::kind(p.kind).expect("registered"))
+                            .iter()
+                            .any(|k| k.key == m.key)
+                    })
+                    .copied()
+                    .collect(),
             },
         );
     }

@@ -99,7 +99,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout);
             builder.http2().timer(TokioTimer::new()).max_concurrent_streams(64);
-            let conn = builder.serve_connection(TokioIo::new(io), service);
+            // With upgrades: the demo target's /ws hands its connection to a WebSocket.
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
             tokio::select! {
                 _ = conn => {}
                 () = activity.idle_for(limits.idle_timeout) => {}

@@ -5,6 +5,7 @@
 
 mod http;
 mod llm;
+mod ws;
 
 use std::net::SocketAddr;
 
@@ -15,6 +16,7 @@ pub fn router() -> Router {
     Router::new()
         .merge(http::routes())
         .merge(llm::routes())
+        .merge(ws::routes())
         .layer(axum::middleware::map_response(http::add_request_id))
 }
 

@@ -23,6 +23,7 @@ macro_rules! http_phase {
 pub mod assistant;
 pub mod http;
 pub mod http_config;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -102,6 +103,11 @@ pub trait Settings: std::fmt::Debug + Send + Sync {
     fn build(&self, cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError>;
     /// Lines for `check`'s plan: the target (URL redacted), secrets as references only.
     fn plan(&self) -> Vec<String>;
+    /// Measurements this probe adds to its kind's catalog (named by its config, such as a
+    /// websocket step's `measure`).
+    fn measures(&self) -> Vec<&'static Measure> {
+        Vec::new()
+    }
 }
 
 /// Parses a kind's settings from what is left of its `[[probe]]` table.
@@ -132,7 +138,7 @@ impl std::fmt::Debug for Kind {
     }
 }
 
-pub const KINDS: &[Kind] = &[http::KIND, assistant::KIND];
+pub const KINDS: &[Kind] = &[http::KIND, assistant::KIND, websocket::KIND];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)
@@ -161,7 +167,12 @@ pub struct BuiltProbe {
 
 pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, ConfigError> {
     let kind = cfg.kind;
-    let measures = measures_of(kind);
+    let mut measures = measures_of(kind);
+    for m in cfg.settings.measures() {
+        if !measures.iter().any(|have| have.key == m.key) {
+            measures.push(m);
+        }
+    }
     let budgets = budget::parse(cfg, &measures)?;
     let probe = cfg.settings.build(cfg, ctx)?;
     Ok(BuiltProbe {

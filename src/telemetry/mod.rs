@@ -45,12 +45,14 @@ pub struct Watch {
 }
 
 /// What telemetry knows of one probe.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct ProbePlan {
     pub kind: &'static str,
     /// `[probe.labels]`: on every series of the probe.
     pub labels: Vec<(String, String)>,
     pub thresholds: Vec<Watch>,
+    /// Measures this probe adds to its kind's catalog (e.g. named websocket steps).
+    pub extra: Vec<&'static Measure>,
 }
 
 /// Everything telemetry needs up front: each kind's catalog, and per probe its labels and
@@ -341,9 +343,11 @@ impl Telemetry {
             }
         }
 
-        let Some(catalog) = self.catalogs.get(o.kind) else {
+        let Some(kind_catalog) = self.catalogs.get(o.kind) else {
             return;
         };
+        let extra = plan.probes.get(&o.probe).map(|p| p.extra.as_slice()).unwrap_or(&[]);
+        let catalog: Vec<&'static Measure> = kind_catalog.iter().chain(extra).copied().collect();
         for (key, value) in &o.measurements {
             for m in catalog.iter().filter(|m| m.key == *key) {
                 let attrs = attributes(&base, m, &o.labels, o.error.as_ref().map(|e| e.kind.as_str()));

@@ -294,3 +294,41 @@ pub fn client_sockets_to(port: u16) -> usize {
     }
     n
 }
+
+/// Completes a WebSocket upgrade by hand, then sends `after` raw (not framed by a library).
+async fn ws_upgrade_then(tcp: TcpStream, head: String, after: &[u8]) {
+    let key = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+    );
+    let mut bytes = resp.into_bytes();
+    bytes.extend_from_slice(after);
+    write_then_hold(tcp, bytes).await;
+}
+
+/// A valid upgrade, then bytes that are no WebSocket frame.
+pub fn ws_garbage(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(ws_upgrade_then(tcp, head, b"\x0f\xff garbage, not a frame \x00\x01"))
+}
+
+/// A valid upgrade, then a text frame whose payload is not UTF-8.
+pub fn ws_bad_utf8(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(ws_upgrade_then(tcp, head, b"\x81\x02\xff\xfe"))
+}
+
+/// The upgrade refused with 403.
+pub fn ws_refused(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(write_then_close(
+        tcp,
+        b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n".to_vec(),
+    ))
+}

@@ -106,7 +106,7 @@ pub async fn tls_target(pki: &Pki) -> Target {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let service = TowerToHyperService::new(sloprobe::demo::router());
                 let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
                     .await;
             });
         }
