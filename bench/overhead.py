@@ -20,7 +20,7 @@ import urllib.parse
 
 from common import report, BIN, Proc, build, cpu_seconds, cpu_steal_ticks, free_port, http_text, machine, memory_kb, wait_http
 
-BUCKET = re.compile(r'^probe_schedule_lateness_seconds_bucket\{.*le="([^"]+)"\} (\S+)$', re.M)
+BUCKET = re.compile(r'^sloprobe_schedule_lateness_seconds_bucket\{.*le="([^"]+)"\} (\S+)$', re.M)
 RUNS = re.compile(r"^probe_runs_total\{.*\} (\S+)$", re.M)
 SKIPPED = re.compile(r"^probe_runs_skipped_total\{.*\} (\S+)$", re.M)
 FAILED = re.compile(r'^probe_runs_total\{.*outcome="failure".*\} (\S+)$', re.M)

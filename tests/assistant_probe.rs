@@ -220,10 +220,13 @@ async fn exported_with_genai_names_and_exact_thresholds() {
     let mut text = String::new();
     telemetry.prometheus_text(&mut |c| text.push_str(&c)).unwrap();
     let has = |needle: &str| assert!(text.contains(needle), "missing {needle} in\n{text}");
-    has("# TYPE gen_ai_client_operation_time_to_first_chunk_seconds histogram");
+    // Headline distributions are histograms; breakdowns are count and sum (a summary
+    // without quantiles in Prometheus terms).
     has("# TYPE gen_ai_client_operation_duration_seconds histogram");
     has("gen_ai_client_operation_duration_seconds_bucket{");
-    has("# TYPE gen_ai_client_token_usage histogram");
+    has("# TYPE probe_assistant_ttft_seconds histogram");
+    has("# TYPE gen_ai_client_operation_time_to_first_chunk_seconds summary");
+    has("# TYPE gen_ai_client_token_usage summary");
     has("gen_ai_token_type=\"output\"");
     has("gen_ai_token_type=\"input\"");
     has("gen_ai_provider_name=\"anthropic\"");

@@ -68,6 +68,13 @@ fn assistant(url: String, extra: &str) -> String {
     )
 }
 
+fn ws_probe(c: &Ctx) -> String {
+    format!(
+        "[[probe]]\nname = \"victim\"\nkind = \"websocket\"\nurl = \"{}/ws?k={QUERY_SECRET}\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\npings = 2\n[[probe.step]]\nsend = 'x'\nexpect = {{ regex = \"x\" }}\n{SECRETS_BLOCK}",
+        c.base.replacen("http://", "ws://", 1)
+    )
+}
+
 fn with_query(c: &Ctx, path: &str) -> String {
     format!("{}{path}?apikey={QUERY_SECRET}", c.base)
 }
@@ -326,6 +333,44 @@ fn cases() -> Vec<Case> {
             check: nothing,
         },
     ];
+    // WebSocket rows.
+    rows.extend([
+        Case {
+            name: "websocket: upgrade refused with 403",
+            server: Server::Raw(ws_refused, true),
+            probe: |c| ws_probe(c),
+            expect: "http_status",
+            check: |o, _| assert_eq!(o.label("http.response.status_code"), Some("403")),
+        },
+        Case {
+            name: "websocket: garbage after the upgrade",
+            server: Server::Raw(ws_garbage, true),
+            probe: |c| ws_probe(c),
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "websocket: invalid UTF-8 text frame",
+            server: Server::Raw(ws_bad_utf8, true),
+            probe: |c| ws_probe(c),
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "websocket: accept and stay silent",
+            server: Server::Raw(silent, false),
+            probe: |c| ws_probe(c),
+            expect: "timeout",
+            check: nothing,
+        },
+        Case {
+            name: "websocket: refused",
+            server: Server::Nothing,
+            probe: |c| ws_probe(c),
+            expect: "connect_refused",
+            check: nothing,
+        },
+    ]);
     // Every Retry-After shape: huge, overflowing, far-future dates, negative, garbage.
     for value in [
         "18446744073709551615",

@@ -388,9 +388,9 @@ impl Settings for WebsocketSettings {
                 (None, Some(m)) => (Some(matcher(cfg, m, &key("expect_push"))?), true),
                 (None, None) => (None, false),
             };
-            if push && s.send.is_some() {
+            if push && let Some(send) = &s.send {
                 return Err(cfg.error_at(
-                    s.send.as_ref().expect("checked"),
+                    send,
                     &key("send"),
                     "a push step waits for the server; use `expect` to wait for a reply to `send`",
                 ));

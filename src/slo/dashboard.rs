@@ -113,7 +113,7 @@ pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo]) -> Value {
     ));
     y += 8;
     let late = format!(
-        "histogram_quantile(0.99, sum by (le) (rate(probe_schedule_lateness_seconds_bucket{{{sel_all}}}[$__rate_interval])))"
+        "histogram_quantile(0.99, sum by (le) (rate(sloprobe_schedule_lateness_seconds_bucket{{{sel_all}}}[$__rate_interval])))"
     );
     panels.push(panel(
         &mut id,

@@ -66,6 +66,8 @@ pub struct Plan {
     pub instance_id: Option<String>,
     /// Reported as `sloprobe_config_info{config_hash}`.
     pub config_hash: String,
+    /// Each probe's base attributes, built once per plan (filled by telemetry).
+    pub bases: HashMap<String, Arc<[KeyValue]>>,
 }
 
 impl Plan {
@@ -89,7 +91,10 @@ pub struct Telemetry {
     runs: Counter<u64>,
     success: Gauge<f64>,
     thresholds: Counter<u64>,
+    /// Per probe: count and sum (mean lateness).
     lateness: Histogram<f64>,
+    /// Daemon-wide, with buckets: the scheduler's precision without per-probe buckets.
+    lateness_all: Histogram<f64>,
     skipped: Counter<u64>,
     reloads: Counter<u64>,
     last_reload: Gauge<f64>,
@@ -121,10 +126,18 @@ impl Telemetry {
         // probes. The SDK reserves a map of that size per instrument, so it is not
         // simply set high.
         let capacity = (plan.probes.len() + plan.probes.len() / 4).max(64);
+        // Series an instrument may hold: for each kind, its probes × the measures of that
+        // kind feeding the instrument, × 2 for attribute variants (status, error type),
+        // with 25 % headroom for reloads.
+        let mut per_kind: HashMap<&'static str, usize> = HashMap::new();
+        for p in plan.probes.values() {
+            *per_kind.entry(p.kind).or_default() += 1;
+        }
         let mut feeds: HashMap<&'static str, usize> = HashMap::new();
-        for measures in plan.catalogs.values() {
+        for (kind, measures) in &plan.catalogs {
+            let probes = per_kind.get(kind).copied().unwrap_or(0);
             for m in measures {
-                *feeds.entry(m.metric).or_default() += 1;
+                *feeds.entry(m.metric).or_default() += probes * 2 + probes / 2;
             }
         }
         let exponential: HashSet<&'static str> = match plan.histograms {
@@ -140,8 +153,7 @@ impl Telemetry {
         let provider = SdkMeterProvider::builder()
             .with_reader(pull.clone())
             .with_view(move |i: &SdkInstrument| {
-                let per_probe = 3 * feeds.get(i.name()).copied().unwrap_or(1);
-                let limit = (capacity * per_probe).max(2_000);
+                let limit = feeds.get(i.name()).copied().unwrap_or(0).max(capacity * 3).max(2_000);
                 let mut stream = Stream::builder().with_cardinality_limit(limit);
                 if exponential.contains(i.name()) {
                     // Scale ≤ 8: Prometheus native histograms take schemas up to 8, so the
@@ -224,7 +236,14 @@ impl Telemetry {
                 &meter,
                 "probe.schedule.lateness",
                 Unit::Seconds,
-                "How late a run started after its due time.",
+                "How late this probe's runs started after their due time (count and sum: the mean).",
+                Vec::new(),
+            ),
+            lateness_all: histogram(
+                &meter,
+                "sloprobe.schedule.lateness",
+                Unit::Seconds,
+                "How late runs of all probes started after their due time, in buckets.",
                 buckets::LATENESS.to_vec(),
             ),
             skipped: meter
@@ -286,6 +305,25 @@ impl Telemetry {
         } else {
             self.last_reload_ok.record(1, &[]);
         }
+        let mut plan = plan;
+        let location: Arc<str> = Arc::from(self.location.as_str());
+        plan.bases = plan
+            .probes
+            .iter()
+            .map(|(name, p)| {
+                let mut attrs = vec![
+                    KeyValue::new("probe.name", Value::String(Arc::<str>::from(name.as_str()).into())),
+                    KeyValue::new("probe.kind", p.kind),
+                    KeyValue::new("probe.location", Value::String(location.clone().into())),
+                ];
+                attrs.extend(
+                    p.labels
+                        .iter()
+                        .map(|(k, v)| KeyValue::new(k.clone(), Value::String(Arc::<str>::from(v.as_str()).into()))),
+                );
+                (name.clone(), Arc::from(attrs))
+            })
+            .collect();
         *self.plan.write().expect("plan lock") = Arc::new(plan);
     }
 
@@ -306,16 +344,17 @@ impl Telemetry {
         probes <= self.capacity
     }
 
-    fn base(&self, plan: &Plan, probe: &str, kind: &str) -> Vec<KeyValue> {
-        let mut attrs = vec![
-            KeyValue::new("probe.name", probe.to_string()),
-            KeyValue::new("probe.kind", kind.to_string()),
-            KeyValue::new("probe.location", self.location.clone()),
-        ];
-        if let Some(p) = plan.probes.get(probe) {
-            attrs.extend(p.labels.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())));
+    /// The attributes every series of a probe carries. Their strings are shared (`Arc`)
+    /// by all of its series: at 10,000 probes a copy per series is tens of MB.
+    fn base(&self, plan: &Plan, probe: &str, kind: &'static str) -> Vec<KeyValue> {
+        if let Some(b) = plan.bases.get(probe) {
+            return b.to_vec();
         }
-        attrs
+        vec![
+            KeyValue::new("probe.name", probe.to_string()),
+            KeyValue::new("probe.kind", kind),
+            KeyValue::new("probe.location", Value::String(self.location.clone().into())),
+        ]
     }
 
     pub fn record(&self, o: &Outcome) {
@@ -393,13 +432,20 @@ impl Telemetry {
         }
     }
 
-    pub fn record_lateness(&self, probe: &str, kind: &str, lateness: Duration) {
+    pub fn record_lateness(&self, probe: &str, kind: &'static str, lateness: Duration) {
         let plan = self.plan.read().expect("plan lock").clone();
         self.lateness
             .record(lateness.as_secs_f64(), &self.base(&plan, probe, kind));
+        self.lateness_all.record(
+            lateness.as_secs_f64(),
+            &[KeyValue::new(
+                "probe.location",
+                Value::String(self.location.clone().into()),
+            )],
+        );
     }
 
-    pub fn record_skipped(&self, probe: &str, kind: &str, reason: &'static str, n: u64) {
+    pub fn record_skipped(&self, probe: &str, kind: &'static str, reason: &'static str, n: u64) {
         let plan = self.plan.read().expect("plan lock").clone();
         let mut attrs = self.base(&plan, probe, kind);
         attrs.push(KeyValue::new("reason", reason));

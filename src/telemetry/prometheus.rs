@@ -189,6 +189,7 @@ fn write_metric<T: Num>(
     let (kind, counter) = match data {
         MetricData::Sum(s) if s.is_monotonic() => ("counter", true),
         MetricData::Sum(_) | MetricData::Gauge(_) => ("gauge", false),
+        MetricData::Histogram(h) if is_mean(h) => ("summary", false),
         MetricData::Histogram(_) | MetricData::ExponentialHistogram(_) => ("histogram", false),
     };
     let name = metric_name(metric.name(), metric.unit(), counter);
@@ -210,6 +211,16 @@ fn write_metric<T: Num>(
                     continue;
                 };
                 sample(buf, &name, "", &labels, None, &p.value().text());
+                flush(buf, false);
+            }
+        }
+        MetricData::Histogram(h) if is_mean(h) => {
+            for p in h.data_points() {
+                let Some(labels) = ctx.labels(p.attributes()) else {
+                    continue;
+                };
+                sample(buf, &name, "_sum", &labels, None, &p.sum().text());
+                sample(buf, &name, "_count", &labels, None, &p.count().to_string());
                 flush(buf, false);
             }
         }
@@ -252,6 +263,13 @@ fn write_metric<T: Num>(
             }
         }
     }
+}
+
+/// A histogram without bucket edges (a "mean" instrument): Prometheus gets it as a
+/// summary without quantiles, `_sum` and `_count`, which is what it is; an explicit `+Inf`
+/// bucket would only repeat `_count` on every series.
+pub fn is_mean<T>(h: &opentelemetry_sdk::metrics::data::Histogram<T>) -> bool {
+    h.data_points().next().is_some_and(|p| p.bounds().next().is_none())
 }
 
 /// One sample line; `labels` is a point's label text from [`label_text`], made once and

@@ -31,6 +31,14 @@ pub struct Counter {
 }
 
 #[derive(Clone, PartialEq, Message)]
+pub struct Summary {
+    #[prost(uint64, tag = "1")]
+    pub sample_count: u64,
+    #[prost(double, tag = "2")]
+    pub sample_sum: f64,
+}
+
+#[derive(Clone, PartialEq, Message)]
 pub struct Bucket {
     #[prost(uint64, tag = "1")]
     pub cumulative_count: u64,
@@ -78,6 +86,8 @@ pub struct Metric {
     pub gauge: Option<Gauge>,
     #[prost(message, optional, tag = "3")]
     pub counter: Option<Counter>,
+    #[prost(message, optional, tag = "4")]
+    pub summary: Option<Summary>,
     #[prost(message, optional, tag = "7")]
     pub histogram: Option<Histogram>,
 }
@@ -97,6 +107,7 @@ pub struct MetricFamily {
 
 const COUNTER: i32 = 0;
 const GAUGE: i32 = 1;
+const SUMMARY: i32 = 2;
 const HISTOGRAM: i32 = 4;
 
 /// Prometheus treats a histogram as native when it has a zero threshold (or spans); the
@@ -209,6 +220,7 @@ fn family<T: Num>(
     let (r#type, counter) = match data {
         MetricData::Sum(s) if s.is_monotonic() => (COUNTER, true),
         MetricData::Sum(_) | MetricData::Gauge(_) => (GAUGE, false),
+        MetricData::Histogram(h) if super::prometheus::is_mean(h) => (SUMMARY, false),
         MetricData::Histogram(_) | MetricData::ExponentialHistogram(_) => (HISTOGRAM, false),
     };
     let mut metrics = Vec::new();
@@ -243,6 +255,21 @@ fn family<T: Num>(
                     label,
                     gauge: Some(Gauge {
                         value: p.value().as_f64(),
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        MetricData::Histogram(h) if super::prometheus::is_mean(h) => {
+            for p in h.data_points() {
+                let Some(label) = labels(p.attributes(), scope, live) else {
+                    continue;
+                };
+                metrics.push(Metric {
+                    label,
+                    summary: Some(Summary {
+                        sample_count: p.count(),
+                        sample_sum: p.sum().as_f64(),
                     }),
                     ..Default::default()
                 });
