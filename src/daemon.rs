@@ -266,7 +266,7 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
                         let names: HashSet<String> = next.probes.iter().map(|p| p.name.clone()).collect();
                         log.retain(&|n| names.contains(n));
                         let plan = next.plan(&instance_id);
-                        if telemetry.fits(next.probes.len()) && next.config.histograms == telemetry_mode(&telemetry) {
+                        if telemetry.fits(&plan) && next.config.histograms == telemetry_mode(&telemetry) {
                             telemetry.config_loaded(plan, true);
                         } else {
                             // More probes than the series limits were sized for: new

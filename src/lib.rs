@@ -10,6 +10,7 @@ pub const REVISION: &str = env!("SLOPROBE_REVISION");
 pub const BUILD_DATE: &str = env!("SLOPROBE_BUILD_DATE");
 
 pub mod budget;
+pub mod bundle;
 pub mod check;
 pub mod config;
 pub mod daemon;

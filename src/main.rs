@@ -58,6 +58,18 @@ enum Command {
     },
     /// Print the JSON Schema of the config (daemon and probe files), for editors.
     Schema,
+    /// Judge the build output's route JS/CSS against `[[bundle]]` budgets (CI, before
+    /// deploying). Exit 0 within budget, 1 over budget or grown too much, 2 bad input.
+    Bundle {
+        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// A previous `--format json` report: show per-route growth, and fail on growth over
+        /// `max_growth`.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+    },
     /// Serve the demo target (injectable delays) on its own, e.g. for benchmarks.
     Target {
         #[arg(long, default_value = "127.0.0.1:9465")]
@@ -231,6 +243,19 @@ async fn main() -> ExitCode {
                 }
                 Err(code) => code,
             }
+        }
+        Command::Bundle {
+            config,
+            format,
+            baseline,
+        } => {
+            let code = sloprobe::bundle::cli(
+                &config,
+                format == Format::Json,
+                baseline.as_deref(),
+                &mut std::io::stdout(),
+            );
+            ExitCode::from(code as u8)
         }
         Command::Schema => {
             let schema = sloprobe::config::schema::config_schema();

@@ -339,6 +339,11 @@ pub struct RawDaemonFile {
     /// SLOs over the probes (docs/slo.md).
     #[serde(default, rename = "slo")]
     slos: Vec<RawSlo>,
+    /// Client bundle budgets for `sloprobe bundle`. Parsed here so a typo in them is a
+    /// config error for `check` too; the daemon itself does not use them.
+    #[serde(default, rename = "bundle")]
+    #[allow(dead_code)]
+    bundles: Vec<crate::bundle::BundleConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]

@@ -101,8 +101,10 @@ pub struct Telemetry {
     last_reload_ok: Gauge<u64>,
     config_info: Gauge<u64>,
     plan: RwLock<Arc<Plan>>,
-    /// Probes the series limits were sized for; past it, a reload rebuilds telemetry.
+    /// Probes the series limits were sized for, in all and per kind; past either, a
+    /// reload rebuilds telemetry.
     capacity: usize,
+    kind_capacity: HashMap<&'static str, usize>,
     mode: HistogramMode,
 }
 
@@ -126,6 +128,13 @@ impl Telemetry {
         // probes. The SDK reserves a map of that size per instrument, so it is not
         // simply set high.
         let capacity = (plan.probes.len() + plan.probes.len() / 4).max(64);
+        let mut kind_capacity: HashMap<&'static str, usize> = HashMap::new();
+        for p in plan.probes.values() {
+            *kind_capacity.entry(p.kind).or_default() += 1;
+        }
+        for c in kind_capacity.values_mut() {
+            *c += *c / 4;
+        }
         // Series an instrument may hold: for each kind, its probes × the measures of that
         // kind feeding the instrument, × 2 for attribute variants (status, error type),
         // with 25 % headroom for reloads.
@@ -153,7 +162,9 @@ impl Telemetry {
         let provider = SdkMeterProvider::builder()
             .with_reader(pull.clone())
             .with_view(move |i: &SdkInstrument| {
-                let limit = feeds.get(i.name()).copied().unwrap_or(0).max(capacity * 3).max(2_000);
+                // Catalog instruments: what their kinds' probes can feed. The others
+                // (runs, success, thresholds, lateness) carry every probe.
+                let limit = feeds.get(i.name()).copied().unwrap_or(capacity * 3).max(2_000);
                 let mut stream = Stream::builder().with_cardinality_limit(limit);
                 if exponential.contains(i.name()) {
                     // Scale ≤ 8: Prometheus native histograms take schemas up to 8, so the
@@ -280,6 +291,7 @@ impl Telemetry {
             counters,
             plan: RwLock::new(Arc::new(Plan::default())),
             capacity,
+            kind_capacity,
             mode: plan.histograms,
         };
         telemetry.config_loaded(plan, false);
@@ -338,10 +350,17 @@ impl Telemetry {
         self.mode
     }
 
-    /// Whether a plan with this many probes still fits the series limits this telemetry
-    /// was built with.
-    pub fn fits(&self, probes: usize) -> bool {
-        probes <= self.capacity
+    /// Whether a plan still fits the series limits this telemetry was built with (probes
+    /// in all, and of each kind: a kind with no probes at start got small limits).
+    pub fn fits(&self, plan: &Plan) -> bool {
+        let mut per_kind: HashMap<&'static str, usize> = HashMap::new();
+        for p in plan.probes.values() {
+            *per_kind.entry(p.kind).or_default() += 1;
+        }
+        plan.probes.len() <= self.capacity
+            && per_kind
+                .iter()
+                .all(|(k, n)| *n <= self.kind_capacity.get(k).copied().unwrap_or(0).max(2_000 / 8))
     }
 
     /// The attributes every series of a probe carries. Their strings are shared (`Arc`)

@@ -1,0 +1,300 @@
+//! `sloprobe bundle` on Vite and Next.js build outputs made here: route JS is the entry
+//! and its static imports once each, sizes equal this test's own gzip -9 / brotli of
+//! exactly those files, budgets and baselines gate, bad inputs exit 2.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::Command;
+
+use common::*;
+
+/// Deterministic, not very compressible content of `n` bytes.
+fn content(seed: u64, n: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (b'a' + (x % 26) as u8) as char
+        })
+        .collect()
+}
+
+fn gzip9(data: &[u8]) -> u64 {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap().len() as u64
+}
+
+fn brotli11(data: &[u8]) -> u64 {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 22,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut &data[..], &mut out, &params).unwrap();
+    out.len() as u64
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn file(&self, rel: &str, text: &str) {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(rel)).unwrap()
+    }
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(bin())
+            .args(["bundle", "-c"])
+            .arg(self.dir.path().join("sloprobe.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+    fn json(&self, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
+        let mut all = vec!["--format", "json"];
+        all.extend_from_slice(args);
+        let (code, out, err) = self.run(&all);
+        assert!(code != 2, "input error: {err}");
+        (code, out.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+    }
+}
+
+/// A Vite build: two routes sharing a vendor chunk, one dynamic import, CSS on two chunks.
+fn vite() -> Fixture {
+    let f = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    for (file, seed, n) in [
+        ("dist/assets/dashboard-a1.js", 1, 9000),
+        ("dist/assets/orders-b2.js", 2, 7000),
+        ("dist/assets/vendor-c3.js", 3, 30000),
+        ("dist/assets/chart-d4.js", 4, 20000),
+        ("dist/assets/util-e5.js", 5, 3000),
+    ] {
+        f.file(file, &content(seed, n));
+    }
+    f.file("dist/assets/dashboard-a1.css", &content(6, 4000));
+    f.file("dist/assets/vendor-c3.css", &content(7, 2000));
+    f.file(
+        "dist/.vite/manifest.json",
+        r#"{
+  "src/pages/dashboard.tsx": {"file": "assets/dashboard-a1.js", "src": "src/pages/dashboard.tsx", "isEntry": true,
+     "imports": ["_vendor.js"], "dynamicImports": ["src/chart.tsx"], "css": ["assets/dashboard-a1.css"]},
+  "src/pages/orders.tsx": {"file": "assets/orders-b2.js", "isEntry": true, "imports": ["_vendor.js", "_util.js"]},
+  "_vendor.js": {"file": "assets/vendor-c3.js", "imports": ["_util.js"], "css": ["assets/vendor-c3.css"]},
+  "_util.js": {"file": "assets/util-e5.js"},
+  "src/chart.tsx": {"file": "assets/chart-d4.js", "isDynamicEntry": true, "imports": ["_vendor.js"]}
+}"#,
+    );
+    f
+}
+
+fn vite_config(extra: &str) -> String {
+    format!(
+        "[[bundle]]\nname = \"web\"\ndir = \"dist\"\nmanifest = \"vite\"\n{extra}\n[[bundle.route]]\npath = \"/dashboard\"\nentry = \"src/pages/dashboard.tsx\"\n[[bundle.route]]\npath = \"/orders\"\nentry = \"src/pages/orders.tsx\"\n[bundle.budget]\nscript_bytes = \"180KB\"\nstylesheet_bytes = \"40KB\"\n"
+    )
+}
+
+#[test]
+fn vite_route_js_is_the_entry_and_its_static_imports_once() {
+    let f = vite();
+    f.file("sloprobe.toml", &vite_config(""));
+    let (code, routes) = f.json(&[]);
+    assert_eq!(code, 0);
+    let dash = routes.iter().find(|r| r["path"] == "/dashboard").unwrap();
+    let files: Vec<&str> = dash["scripts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        ["assets/dashboard-a1.js", "assets/vendor-c3.js", "assets/util-e5.js"]
+    );
+    let expect: u64 = files.iter().map(|f2| gzip9(&f.read(&format!("dist/{f2}")))).sum();
+    assert_eq!(dash["script_bytes"], expect, "gzip -9 of exactly the route's chunks");
+    let css: u64 = ["assets/dashboard-a1.css", "assets/vendor-c3.css"]
+        .iter()
+        .map(|c| gzip9(&f.read(&format!("dist/{c}"))))
+        .sum();
+    assert_eq!(dash["stylesheet_bytes"], css);
+    assert_eq!(dash["deferred"], serde_json::json!(["assets/chart-d4.js"]));
+    // The shared vendor chunk counts for both routes, and util only once in orders.
+    let orders = routes.iter().find(|r| r["path"] == "/orders").unwrap();
+    assert_eq!(orders["scripts"].as_array().unwrap().len(), 3);
+
+    // Brotli counts the same files with brotli -q 11.
+    f.file("sloprobe.toml", &vite_config("compression = \"brotli\""));
+    let (_, routes) = f.json(&[]);
+    let dash = routes.iter().find(|r| r["path"] == "/dashboard").unwrap();
+    let expect: u64 = files.iter().map(|f2| brotli11(&f.read(&format!("dist/{f2}")))).sum();
+    assert_eq!(dash["script_bytes"], expect);
+}
+
+#[test]
+fn budget_breach_and_baseline_growth_fail_the_gate() {
+    let f = vite();
+    f.file("sloprobe.toml", &vite_config("").replace("180KB", "20KB"));
+    let (code, out, _) = f.run(&[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("OVER by") && out.contains("FAIL: web /dashboard: over budget"),
+        "{out}"
+    );
+
+    // A baseline, then 6 KB more of vendor code: the growth shows, and fails with max_growth.
+    f.file("sloprobe.toml", &vite_config("max_growth = \"5KB\""));
+    let (code, out, _) = f.run(&["--format", "json"]);
+    assert_eq!(code, 0);
+    f.file("baseline.json", &out);
+    f.file("dist/assets/vendor-c3.js", &(content(3, 30000) + &content(99, 12000)));
+    let baseline = f.dir.path().join("baseline.json");
+    let (code, routes) = f.json(&["--baseline", baseline.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let dash = routes.iter().find(|r| r["path"] == "/dashboard").unwrap();
+    let grew = dash["growth"]["script_bytes"].as_i64().unwrap();
+    assert!(grew > 5000, "growth {grew}");
+    assert_eq!(dash["growth"]["over_max_growth"], true);
+    let (_, out, _) = f.run(&["--baseline", baseline.to_str().unwrap()]);
+    assert!(
+        out.contains("since baseline: script +") && out.contains("over max_growth"),
+        "{out}"
+    );
+}
+
+#[test]
+fn next_pages_and_app_router_manifests() {
+    let f = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    for (file, seed) in [
+        ("static/chunks/framework.js", 1),
+        ("static/chunks/main.js", 2),
+        ("static/chunks/pages/_app.js", 3),
+        ("static/chunks/pages/dashboard.js", 4),
+        ("static/chunks/app/settings/page.js", 5),
+        ("static/chunks/webpack.js", 6),
+    ] {
+        f.file(&format!(".next/{file}"), &content(seed, 5000));
+    }
+    f.file(".next/static/css/app.css", &content(7, 3000));
+    f.file(
+        ".next/build-manifest.json",
+        r#"{"polyfillFiles": [], "rootMainFiles": ["static/chunks/webpack.js", "static/chunks/main.js"],
+            "pages": {"/_app": ["static/chunks/framework.js", "static/chunks/main.js", "static/chunks/pages/_app.js", "static/css/app.css"],
+                      "/dashboard": ["static/chunks/pages/dashboard.js"]}}"#,
+    );
+    f.file(
+        ".next/app-build-manifest.json",
+        r#"{"pages": {"/settings/page": ["static/chunks/app/settings/page.js", "static/css/app.css"]}}"#,
+    );
+    f.file(
+        "sloprobe.toml",
+        "[[bundle]]\nname = \"next\"\ndir = \".next\"\nmanifest = \"next\"\n[[bundle.route]]\npath = \"/dashboard\"\nentry = \"/dashboard\"\n[[bundle.route]]\npath = \"/settings\"\nentry = \"/settings\"\n",
+    );
+    let (code, routes) = f.json(&[]);
+    assert_eq!(code, 0);
+    let dash = &routes[0];
+    let expect: u64 = ["framework.js", "main.js", "pages/_app.js", "pages/dashboard.js"]
+        .iter()
+        .map(|c| gzip9(&f.read(&format!(".next/static/chunks/{c}"))))
+        .sum();
+    assert_eq!(dash["script_bytes"], expect);
+    assert_eq!(dash["stylesheet_bytes"], gzip9(&f.read(".next/static/css/app.css")));
+    let settings = &routes[1];
+    let files: Vec<&str> = settings["scripts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "static/chunks/webpack.js",
+            "static/chunks/main.js",
+            "static/chunks/app/settings/page.js"
+        ]
+    );
+}
+
+fn input_error(f: &Fixture, config: &str, needle: &str) {
+    f.file("sloprobe.toml", config);
+    let (code, out, err) = f.run(&[]);
+    assert_eq!(code, 2, "expected an input error for {needle:?}: {out}{err}");
+    assert!(err.contains(needle), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_inputs_exit_2_with_a_clear_error() {
+    let f = vite();
+    input_error(
+        &f,
+        &vite_config("").replace("src/pages/orders.tsx", "src/pages/nope.tsx"),
+        "is not in the Vite manifest",
+    );
+    std::fs::write(f.dir.path().join("dist/.vite/manifest.json"), "{not json").unwrap();
+    input_error(&f, &vite_config(""), "malformed manifest");
+    std::fs::remove_file(f.dir.path().join("dist/.vite/manifest.json")).unwrap();
+    input_error(&f, &vite_config(""), "no .vite/manifest.json");
+
+    // A manifest that points outside `dir`, a missing file, a symlink loop, a huge file.
+    let g = vite();
+    g.file("secret.txt", "outside");
+    g.file(
+        "dist/.vite/manifest.json",
+        r#"{"a": {"file": "../secret.txt"}, "b": {"file": "assets/missing.js"}, "c": {"file": "assets/loop.js"}, "d": {"file": "assets/huge.js"}}"#,
+    );
+    let one = |entry: &str| {
+        format!("[[bundle]]\nname = \"w\"\ndir = \"dist\"\n[[bundle.route]]\npath = \"/\"\nentry = \"{entry}\"\n")
+    };
+    input_error(&g, &one("a"), "resolves outside the bundle dir");
+    input_error(&g, &one("b"), "missing.js");
+    std::os::unix::fs::symlink("loop.js", g.dir.path().join("dist/assets/loop.js")).unwrap();
+    input_error(&g, &one("c"), "loop.js");
+    let huge = std::fs::File::create(g.dir.path().join("dist/assets/huge.js")).unwrap();
+    huge.set_len(65 * 1024 * 1024).unwrap();
+    input_error(&g, &one("d"), "over the");
+    // Globs may not leave dir either; config errors carry file:line:key.
+    input_error(
+        &g,
+        "[[bundle]]\nname = \"w\"\ndir = \"dist\"\nmanifest = \"none\"\n[[bundle.route]]\npath = \"/\"\nfiles = [\"../*.txt\"]\n",
+        "`bundle.route.files`",
+    );
+    input_error(
+        &g,
+        "[[bundle]]\nname = \"w\"\ndir = \"dist\"\nmanifest = \"webpack\"\n",
+        "sloprobe.toml:4:",
+    );
+}
+
+#[test]
+fn globs_without_a_manifest() {
+    let f = vite();
+    f.file(
+        "sloprobe.toml",
+        "[[bundle]]\nname = \"w\"\ndir = \"dist\"\nmanifest = \"none\"\n[[bundle.route]]\npath = \"/\"\nfiles = [\"assets/dashboard-*.js\", \"assets/*.css\"]\n[bundle.budget]\nscript_bytes = \"1KB\"\n",
+    );
+    let (code, routes) = f.json(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(routes[0]["scripts"].as_array().unwrap().len(), 1);
+    assert_eq!(routes[0]["stylesheets"].as_array().unwrap().len(), 2);
+    assert_eq!(routes[0]["within_budget"], false);
+}
