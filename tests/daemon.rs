@@ -40,27 +40,6 @@ timeout = "200ms"
     )
 }
 
-fn sample(metrics: &str, name: &str, must_contain: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && must_contain.iter().all(|c| l.contains(c)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .reduce(f64::max)
-}
-
-fn start_daemon(config: &std::path::Path) -> Child {
-    Child(
-        Command::new(bin())
-            .args(["run", "-c"])
-            .arg(config)
-            .env("SLOPROBE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 #[tokio::test]
 async fn daemon_keeps_probing_through_faults_and_stops_cleanly() {
     let t = plain_target().await;

@@ -96,26 +96,6 @@ async fn assistant_series_within_budget() {
     );
 }
 
-fn value(text: &str, name: &str, must: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && must.iter().all(|m| l.contains(m)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .reduce(f64::max)
-}
-
-fn start(cfg: &std::path::Path) -> Child {
-    Child(
-        Command::new(bin())
-            .args(["run", "-c"])
-            .arg(cfg)
-            .env("SLOPROBE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 #[tokio::test]
 async fn reload_keeps_unchanged_probes_counters_and_the_instance_id() {
     let t = plain_target().await;
@@ -132,16 +112,16 @@ async fn reload_keeps_unchanged_probes_counters_and_the_instance_id() {
         &format!("{head}{}{}", probe("keep", ""), probe("change", "")),
     )]);
     let cfg = dir.path().join("sloprobe.toml");
-    let mut child = start(&cfg);
+    let mut child = start_daemon(&cfg);
     let metrics = format!("http://127.0.0.1:{port}/metrics");
     let scrape = || async { http_get(&metrics).await.map(|(_, t)| t) };
     let before = eventually(50, Duration::from_millis(100), || async {
         let text = scrape().await?;
-        (value(&text, "probe_runs_total", &["probe_name=\"keep\""])? >= 5.0).then_some(text)
+        (sample(&text, "probe_runs_total", &["probe_name=\"keep\""])? >= 5.0).then_some(text)
     })
     .await
     .expect("no runs");
-    let runs_before = value(&before, "probe_runs_total", &["probe_name=\"keep\""]).unwrap();
+    let runs_before = sample(&before, "probe_runs_total", &["probe_name=\"keep\""]).unwrap();
     let id = |text: &str| {
         text.lines()
             .find(|l| l.starts_with("target_info{"))
@@ -174,12 +154,12 @@ async fn reload_keeps_unchanged_probes_counters_and_the_instance_id() {
     );
     let after = eventually(50, Duration::from_millis(100), || async {
         let text = scrape().await?;
-        value(&text, "probe_runs_total", &["probe_name=\"new\""])?;
+        sample(&text, "probe_runs_total", &["probe_name=\"new\""])?;
         Some(text)
     })
     .await
     .expect("the new probe never ran");
-    let runs_after = value(&after, "probe_runs_total", &["probe_name=\"keep\""]).unwrap();
+    let runs_after = sample(&after, "probe_runs_total", &["probe_name=\"keep\""]).unwrap();
     assert!(
         runs_after >= runs_before,
         "counter reset on reload: {runs_before} → {runs_after}"
@@ -190,7 +170,7 @@ async fn reload_keeps_unchanged_probes_counters_and_the_instance_id() {
         "instance id changed on reload"
     );
     assert_eq!(
-        value(&after, "sloprobe_config_reloads_total", &["outcome=\"success\""]),
+        sample(&after, "sloprobe_config_reloads_total", &["outcome=\"success\""]),
         Some(1.0)
     );
     assert_ne!(
@@ -223,7 +203,7 @@ async fn reload_keeps_unchanged_probes_counters_and_the_instance_id() {
         .status()
         .unwrap();
     let _ = child.0.wait();
-    let _child = start(&cfg);
+    let _child = start_daemon(&cfg);
     let restarted = eventually(50, Duration::from_millis(100), || async {
         scrape().await.filter(|t| t.contains("target_info"))
     })
@@ -250,8 +230,8 @@ async fn real_prometheus_scrapes_gzip_text_and_native_histograms() {
         ("explicit.toml", &config(plain_port, "explicit")),
         ("exponential.toml", &config(native_port, "exponential")),
     ]);
-    let _a = start(&dir.path().join("explicit.toml"));
-    let _b = start(&dir.path().join("exponential.toml"));
+    let _a = start_daemon(&dir.path().join("explicit.toml"));
+    let _b = start_daemon(&dir.path().join("exponential.toml"));
 
     // The daemon answers gzip and protobuf when asked (Prometheus asks for both).
     let addr = format!("127.0.0.1:{native_port}");

@@ -110,6 +110,13 @@ where
     let (mut pings, mut messages) = (0u64, 0u32);
     let mut push: Option<(Instant, String)> = None;
     let ms = Duration::from_millis;
+    // Injected delays use the precise timer: Tokio's rounds up to the next millisecond,
+    // which would be charged to whatever measures this target.
+    let delay = |d: u64| async move {
+        if d > 0 {
+            crate::precise_timer::sleep_until(std::time::Instant::now() + Duration::from_millis(d)).await;
+        }
+    };
     loop {
         let msg = tokio::select! {
             m = ws.next() => m,
@@ -127,7 +134,7 @@ where
                     // Replaces the pong tungstenite queued for this ping.
                     let _ = ws.send(Message::Pong(Bytes::from_static(b"dropped"))).await;
                 } else {
-                    tokio::time::sleep(ms(p.pong_delay)).await;
+                    delay(p.pong_delay).await;
                     let _ = ws.flush().await;
                 }
             }
@@ -142,7 +149,7 @@ where
                         .and_then(|t| t.as_str())
                         .unwrap_or("default")
                         .to_string();
-                    tokio::time::sleep(ms(p.subscribe_delay)).await;
+                    delay(p.subscribe_delay).await;
                     let reply = format!(r#"{{"type":"subscribed","topic":{topic:?}}}"#);
                     if ws.send(Message::text(reply)).await.is_err() {
                         return;
@@ -151,7 +158,7 @@ where
                         push = Some((Instant::now() + ms(after), topic));
                     }
                 } else {
-                    tokio::time::sleep(ms(p.reply_delay)).await;
+                    delay(p.reply_delay).await;
                     if ws.send(Message::Text(text)).await.is_err() {
                         return;
                     }

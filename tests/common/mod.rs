@@ -297,3 +297,26 @@ pub fn run_ok(cmd: &mut std::process::Command) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The largest value of the exposition lines of `name` that contain every `must_contain`.
+pub fn sample(metrics: &str, name: &str, must_contain: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && must_contain.iter().all(|c| l.contains(c)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(f64::max)
+}
+
+/// `sloprobe run -c config`, logging warnings only, stopped when dropped.
+pub fn start_daemon(config: &Path) -> Child {
+    Child(
+        std::process::Command::new(bin())
+            .args(["run", "-c"])
+            .arg(config)
+            .env("SLOPROBE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
