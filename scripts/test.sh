@@ -26,6 +26,13 @@ if ! ls .venv-test/lib/python3*/site-packages/rotel/rotel-agent >/dev/null 2>&1;
     .venv-test/bin/pip install -q --disable-pip-version-check rotel
 fi
 
+# A real Vite (npm registry) for the bundle test that builds a tiny app: cached here.
+if [ ! -f .cache/vite/node_modules/vite/bin/vite.js ]; then
+    command -v npm >/dev/null 2>&1 || { "${sudo_cmd[@]}" apt-get update -qq; DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq nodejs npm >/dev/null; }
+    mkdir -p .cache/vite
+    (cd .cache/vite && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent vite@7 >/dev/null)
+fi
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

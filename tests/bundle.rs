@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -297,4 +298,79 @@ fn globs_without_a_manifest() {
     assert_eq!(routes[0]["scripts"].as_array().unwrap().len(), 1);
     assert_eq!(routes[0]["stylesheets"].as_array().unwrap().len(), 2);
     assert_eq!(routes[0]["within_budget"], false);
+}
+
+/// A tiny app built by the real Vite (installed by scripts/test.sh into .cache/vite):
+/// its manifest gives the route's entry, its shared chunk and CSS, and the dynamic import.
+#[test]
+fn real_vite_build() {
+    let vite = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/vite/node_modules/vite/bin/vite.js");
+    assert!(
+        vite.is_file(),
+        "Vite is not installed: run scripts/test.sh, which installs it into .cache/vite"
+    );
+    let f = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    f.file(
+        "vite.config.mjs",
+        "export default { logLevel: 'warn', build: { manifest: true, outDir: 'dist', rollupOptions: { input: { dashboard: 'src/pages/dashboard.js', orders: 'src/pages/orders.js' } } } };\n",
+    );
+    f.file(
+        "src/shared.js",
+        "export function format(n) { return `#${n.toFixed(2)} ` + 'shared-'.repeat(50); }\n",
+    );
+    f.file(
+        "src/chart.js",
+        "export function draw() { return 'chart-'.repeat(200); }\n",
+    );
+    f.file(
+        "src/pages/dashboard.js",
+        "import { format } from '../shared.js';\nimport './dashboard.css';\ndocument.body.textContent = format(1);\ndocument.body.onclick = () => import('../chart.js').then((m) => m.draw());\n",
+    );
+    f.file(
+        "src/pages/dashboard.css",
+        "body { color: rebeccapurple; margin: 0 auto; max-width: 60rem; }\n",
+    );
+    f.file(
+        "src/pages/orders.js",
+        "import { format } from '../shared.js';\ndocument.title = format(2);\n",
+    );
+    let out = Command::new("node")
+        .arg(&vite)
+        .arg("build")
+        .current_dir(f.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vite build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    f.file(
+        "sloprobe.toml",
+        "[[bundle]]\nname = \"real\"\ndir = \"dist\"\n[[bundle.route]]\npath = \"/dashboard\"\nentry = \"src/pages/dashboard.js\"\n[bundle.budget]\nscript_bytes = \"180KB\"\n",
+    );
+    let (code, routes) = f.json(&[]);
+    assert_eq!(code, 0);
+    let r = &routes[0];
+    let files: Vec<String> = r["scripts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["file"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files[0].starts_with("assets/dashboard-") && files[1].starts_with("assets/shared-"),
+        "{files:?}"
+    );
+    let expect: u64 = files.iter().map(|f2| gzip9(&f.read(&format!("dist/{f2}")))).sum();
+    assert_eq!(r["script_bytes"], expect);
+    assert_eq!(r["stylesheets"].as_array().unwrap().len(), 1);
+    let deferred = r["deferred"].as_array().unwrap();
+    assert!(
+        deferred.len() == 1 && deferred[0].as_str().unwrap().starts_with("assets/chart-"),
+        "{deferred:?}"
+    );
 }
