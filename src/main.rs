@@ -9,13 +9,18 @@ use sloprobe::once::{self, Format};
 #[derive(Parser)]
 #[command(
     name = "sloprobe",
-    version,
-    about = "Synthetic probes and RUM, judged against budgets, exported as OpenTelemetry metrics"
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SLOPROBE_REVISION"), ", built ", env!("SLOPROBE_BUILD_DATE"), ")"),
+    about = "Synthetic probes and RUM, judged against budgets, exported as OpenTelemetry metrics",
+    after_help = "Exit codes: 0 ok / passed, 1 a run or budget failed, 2 config or input error, 64 usage error.\nLogs go to stderr."
 )]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value = "text", env = "SLOPROBE_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Log filter: a level (error, warn, info, debug, trace) or an EnvFilter directive such
+    /// as "info,sloprobe=debug". `SLOPROBE_LOG` is read when this is not given.
+    #[arg(long, global = true, env = "SLOPROBE_LOG")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -100,29 +105,25 @@ fn load_checked(path: &std::path::Path) -> Result<sloprobe::daemon::Loaded, Exit
     })
 }
 
-fn init_logging(format: LogFormat, to_stderr: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SLOPROBE_LOG")
-        // The OTel SDK's own logs repeat every failed export; telemetry/otlp.rs reports
-        // those at a bounded rate instead.
-        .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off")
-        });
-    let ansi = if to_stderr {
-        std::io::IsTerminal::is_terminal(&std::io::stderr())
-    } else {
-        std::io::IsTerminal::is_terminal(&std::io::stdout())
+/// Logs always go to stderr: stdout is for command output (`once`, `check`, `slo`).
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    // The OTel SDK's own logs repeat every failed export; telemetry/otlp.rs reports those
+    // at a bounded rate instead.
+    const QUIET_SDK: &str = "opentelemetry=off,opentelemetry_sdk=off,opentelemetry_otlp=off";
+    let directive = match level {
+        Some(l) if !l.trim().is_empty() => format!("{QUIET_SDK},{l}"),
+        _ => format!("info,{QUIET_SDK}"),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
-    let writer = move || -> Box<dyn std::io::Write> {
-        if to_stderr {
-            Box::new(std::io::stderr())
-        } else {
-            Box::new(std::io::stdout())
-        }
-    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{QUIET_SDK}")));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.with_writer(writer).init(),
-        LogFormat::Json => builder.json().with_writer(writer).init(),
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 
@@ -156,10 +157,20 @@ fn install_panic_hook() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // `once` and `check` print results on stdout; keep logs off it.
-    let logs_to_stderr = !matches!(cli.command, Command::Run { .. } | Command::Target { .. });
-    init_logging(cli.log_format, logs_to_stderr);
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => once::EXIT_USAGE,
+                _ => once::EXIT_USAGE,
+            };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    init_logging(cli.log_format, cli.log_level.as_deref());
     install_panic_hook();
     match cli.command {
         Command::Run { config } => {

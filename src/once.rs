@@ -20,6 +20,8 @@ pub enum Format {
 pub const EXIT_PASS: i32 = 0;
 pub const EXIT_FAIL: i32 = 1;
 pub const EXIT_CONFIG: i32 = 2;
+/// A mistyped command line (BSD's EX_USAGE), apart from a bad config file.
+pub const EXIT_USAGE: i32 = 64;
 
 struct ProbeReport {
     outcomes: Vec<Outcome>,
@@ -27,6 +29,49 @@ struct ProbeReport {
 }
 
 impl ProbeReport {
+    /// Why the probe did not pass, in a few words: failed runs by error type, broken
+    /// budgets, missing runs.
+    fn why(&self, runs: u32) -> String {
+        let mut parts = Vec::new();
+        let failed: Vec<&Outcome> = self.outcomes.iter().filter(|o| !o.success()).collect();
+        if !failed.is_empty() {
+            let mut kinds: Vec<&str> = failed
+                .iter()
+                .filter_map(|o| o.error.as_ref())
+                .map(|e| e.kind.as_str())
+                .collect();
+            kinds.dedup();
+            parts.push(format!(
+                "{} of {} runs failed: {}",
+                failed.len(),
+                self.outcomes.len(),
+                kinds.join(", ")
+            ));
+        }
+        let mut broken: Vec<String> = self
+            .outcomes
+            .iter()
+            .flat_map(|o| &o.breaches)
+            .map(|b| format!("{} > {}", b.measurement, b.unit.format(b.threshold)))
+            .collect();
+        broken.sort();
+        broken.dedup();
+        parts.extend(broken);
+        parts.extend(self.verdicts.iter().filter(|v| !v.passed).map(|v| {
+            format!(
+                "p{} {} {} > {}",
+                v.q,
+                v.key,
+                v.unit.format(v.value),
+                v.unit.format(v.threshold)
+            )
+        }));
+        if self.outcomes.len() < runs as usize {
+            parts.push(format!("{} run(s) missing", runs as usize - self.outcomes.len()));
+        }
+        parts.join(", ")
+    }
+
     /// Every expected run happened and passed, and every percentile budget held.
     fn passed(&self, runs: u32) -> bool {
         self.outcomes.len() == runs as usize
@@ -93,7 +138,17 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut d
         }
     }
     if format == Format::Table {
-        let _ = writeln!(out, "{}", if passed { "PASS" } else { "FAIL" });
+        if passed {
+            let _ = writeln!(out, "\nPASS: {} probe(s), {} run(s) each", probes.len(), runs);
+        } else {
+            let why: Vec<String> = probes
+                .iter()
+                .zip(&reports)
+                .filter(|(_, r)| !r.passed(runs))
+                .map(|(p, r)| format!("{} ({})", p.name, r.why(runs)))
+                .collect();
+            let _ = writeln!(out, "\nFAIL: {}", why.join("; "));
+        }
     }
     if passed { EXIT_PASS } else { EXIT_FAIL }
 }
@@ -167,10 +222,14 @@ fn unit_of(p: &BuiltProbe, key: &str) -> Unit {
 }
 
 fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) {
-    let keys: Vec<&'static str> = measurement_keys(&r.outcomes)
-        .into_iter()
-        .filter(|k| unit_of(p, k) != Unit::UnixTime)
-        .collect();
+    // Columns in the kind's catalog order, so every table of a kind reads the same.
+    let present = measurement_keys(&r.outcomes);
+    let mut keys: Vec<&'static str> = Vec::new();
+    for m in &p.measures {
+        if present.contains(&m.key) && !keys.contains(&m.key) && m.unit != Unit::UnixTime {
+            keys.push(m.key);
+        }
+    }
     let _ = writeln!(out, "\n{} ({}), {} run(s)", p.name, p.kind, r.outcomes.len());
     if r.outcomes.len() < runs as usize {
         let _ = writeln!(out, "  {} run(s) missing", runs as usize - r.outcomes.len());

@@ -64,6 +64,8 @@ async fn once_json_lines_and_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("budget broken: ttfb") && text.contains("FAIL"), "{text}");
+    // The verdict names the probe and the budget it broke.
+    assert!(text.contains("FAIL: p (ttfb > 5.000ms)"), "{text}");
 
     // A broken percentile budget fails it too, even when each run is within per-run budgets.
     std::fs::write(
@@ -160,6 +162,16 @@ fn once_rejects_a_bad_slo_and_an_empty_config() {
     let out = once(dir.path(), &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("PASS"));
+    // A mistyped command line is a usage error (64), not a config error (2).
     let out = once(dir.path(), &["--runs", "0"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(64));
+    let out = once(dir.path(), &["--runz", "3"]);
+    assert_eq!(out.status.code(), Some(64));
+    let v = Command::new(bin()).arg("--version").output().unwrap();
+    assert_eq!(v.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        text.contains(env!("CARGO_PKG_VERSION")) && text.contains(", built "),
+        "{text}"
+    );
 }

@@ -232,8 +232,8 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_running_one() {
         Command::new(bin())
             .args(["run", "-c"])
             .arg(&cfg)
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );
@@ -317,8 +317,8 @@ async fn failing_probes_log_state_changes_not_every_run() {
             .args(["run", "-c"])
             .arg(dir.path().join("sloprobe.toml"))
             .env("SLOPROBE_LOG", "warn")
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );

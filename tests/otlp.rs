@@ -70,8 +70,8 @@ fn start_daemon(cfg: &std::path::Path, log: &std::path::Path) -> Child {
         Command::new(bin())
             .args(["run", "-c"])
             .arg(cfg)
-            .stdout(std::fs::File::create(log).unwrap())
-            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .unwrap(),
     )
