@@ -99,9 +99,9 @@ struct Loop {
     task: JoinHandle<()>,
 }
 
-/// The running probe loops, by name.
+/// The running probe loops, by name, and what they wait for (the watchdog reads it).
 #[derive(Default)]
-struct Loops(HashMap<String, Loop>);
+struct Loops(HashMap<String, Loop>, Arc<crate::systemd::Progress>);
 
 type SharedTelemetry = Arc<RwLock<Arc<Telemetry>>>;
 
@@ -115,6 +115,7 @@ impl Loops {
         log: &Arc<RunLog>,
     ) -> (usize, usize, usize) {
         let names: HashSet<String> = probes.iter().map(|p| p.name.clone()).collect();
+        self.1.retain(&|n| names.contains(n));
         let mut stopping = Vec::new();
         for name in self
             .0
@@ -141,7 +142,8 @@ impl Loops {
                     tracing::info!(probe = %p.name, kind = p.kind, schedule = %schedule, "scheduled");
                     let (probe_tx, probe_rx) = watch::channel(p.clone());
                     let (stop_tx, stop_rx) = watch::channel(false);
-                    let task = tokio::spawn(probe_loop(probe_rx, telemetry.clone(), log.clone(), stop_rx));
+                    let beat = self.1.beat(&p.name);
+                    let task = tokio::spawn(probe_loop(probe_rx, telemetry.clone(), log.clone(), beat, stop_rx));
                     self.0.insert(
                         p.name.clone(),
                         Loop {
@@ -241,7 +243,16 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
         server::serve(listener, server::router(state), limits, shutdown).await;
     });
     ready.store(true, Ordering::Relaxed);
-    notify_systemd("READY=1");
+    crate::systemd::notify(&format!("READY=1\nSTATUS={}", log.status(n)));
+    let watchdog = crate::systemd::watchdog_interval().map(|interval| {
+        let (progress, log) = (loops.1.clone(), log.clone());
+        let probes = Arc::new(std::sync::atomic::AtomicUsize::new(n));
+        let count = probes.clone();
+        let task = tokio::spawn(crate::systemd::heartbeat(progress, interval, move || {
+            log.status(count.load(Ordering::Relaxed))
+        }));
+        (task, probes)
+    });
 
     loop {
         match signals.next().await {
@@ -262,7 +273,7 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
                         if next.config.location != location || next.config.otlp.is_some() != otlp.is_some() {
                             tracing::warn!("location and [export.otlp] changes take effect on restart");
                         }
-                        notify_systemd("RELOADING=1");
+                        crate::systemd::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
                         let names: HashSet<String> = next.probes.iter().map(|p| p.name.clone()).collect();
                         log.retain(&|n| names.contains(n));
                         let plan = next.plan(&instance_id);
@@ -279,8 +290,12 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
                             let old = std::mem::replace(&mut *shared.write().expect("telemetry lock"), fresh);
                             old.shutdown(Duration::from_secs(5)).await;
                         }
+                        let count = next.probes.len();
                         let (kept, started, stopped) = loops.apply(next.probes, &shared, &log).await;
-                        notify_systemd("READY=1");
+                        if let Some((_, probes)) = &watchdog {
+                            probes.store(count, Ordering::Relaxed);
+                        }
+                        crate::systemd::notify("READY=1");
                         tracing::info!(kept, started, stopped, "reloaded");
                     }
                 }
@@ -289,9 +304,12 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down: waiting for in-flight runs");
     ready.store(false, Ordering::Relaxed);
-    notify_systemd("STOPPING=1");
+    crate::systemd::notify("STOPPING=1");
     loops.stop().await;
     summary.abort();
+    if let Some((task, _)) = watchdog {
+        task.abort();
+    }
     let telemetry = shared.read().expect("telemetry lock").clone();
     telemetry.shutdown(Duration::from_secs(5)).await;
     let _ = server_stop_tx.send(true);
@@ -309,15 +327,26 @@ async fn probe_loop(
     probes: watch::Receiver<Arc<BuiltProbe>>,
     telemetry: SharedTelemetry,
     log: Arc<RunLog>,
+    beat: crate::systemd::Beat,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticker = Ticker::new(probes.borrow().schedule.clone());
+    // Test hook for the watchdog test: the loop stops advancing after its first run.
+    let wedge = std::env::var_os("SLOPROBE_TEST_WEDGE_SCHEDULER").is_some();
+    let mut first = true;
     let mut running: Option<JoinHandle<()>> = None;
     loop {
+        beat.waiting_for(ticker.next_due().into_std());
+        if wedge && !first {
+            let _ = stop.changed().await;
+            break;
+        }
+        first = false;
         let tick = tokio::select! {
             t = ticker.tick() => t,
             _ = stop.changed() => break,
         };
+        beat.busy();
         // The latest config of this probe (a reload may have swapped it) and telemetry.
         let probe = probes.borrow().clone();
         let telemetry = telemetry.read().expect("telemetry lock").clone();
@@ -392,13 +421,10 @@ impl Signals {
     }
 }
 
-/// Tells systemd (Type=notify) about readiness; a no-op elsewhere.
-fn notify_systemd(state: &str) {
-    #[cfg(unix)]
-    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
-        let sock = std::os::unix::net::UnixDatagram::unbound();
-        if let Ok(sock) = sock {
-            let _ = sock.send_to(state.as_bytes(), path);
-        }
-    }
+/// CLOCK_MONOTONIC in µs, as systemd wants it beside RELOADING=1.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }

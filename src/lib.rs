@@ -25,4 +25,5 @@ pub mod runlog;
 pub mod schedule;
 pub mod server;
 pub mod slo;
+pub mod systemd;
 pub mod telemetry;

@@ -65,6 +65,12 @@ impl RunLog {
         }
     }
 
+    /// A one-line status for systemd: "120 probes, 3 failing".
+    pub fn status(&self, probes: usize) -> String {
+        let failing = self.failing.lock().expect("run log lock").len();
+        format!("{probes} probes, {failing} failing")
+    }
+
     /// Forgets probes that no longer exist (after a reload).
     pub fn retain(&self, keep: &dyn Fn(&str) -> bool) {
         self.failing.lock().expect("run log lock").retain(|k, _| keep(k));
