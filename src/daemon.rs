@@ -177,7 +177,9 @@ async fn stop_all(loops: Vec<Loop>) {
     }
 }
 
-pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
+/// Runs the daemon. `shard` (from `--shard`) wins over `[fleet] shard` on every reload;
+/// `loaded` is already sharded.
+pub async fn run(path: PathBuf, loaded: Loaded, shard: Option<crate::fleet::Shard>) -> anyhow::Result<()> {
     // Before anything else: an early SIGHUP must reload, not kill (its default action).
     let mut signals = Signals::new()?;
     let listen = loaded.config.server.listen;
@@ -261,7 +263,12 @@ pub async fn run(path: PathBuf, loaded: Loaded) -> anyhow::Result<()> {
                 tracing::info!(config = %path.display(), "SIGHUP: reloading");
                 // Validate everything first; a bad file leaves the running set alone.
                 let telemetry = shared.read().expect("telemetry lock").clone();
-                match load(&path) {
+                match load(&path).map(|mut next| {
+                    if let Some(sh) = shard.or(next.config.shard) {
+                        next.probes.retain(|p| sh.owns(&p.name));
+                    }
+                    next
+                }) {
                     Err(e) => {
                         telemetry.reload_attempt(false);
                         tracing::error!(error = %e, "reload failed: keeping the running config");

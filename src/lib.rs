@@ -15,6 +15,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod fleet;
 pub mod net;
 pub mod once;
 pub mod outcome;

@@ -35,13 +35,19 @@ enum LogFormat {
 enum Command {
     /// Run the daemon: every probe on its schedule, metrics on /metrics.
     Run {
-        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
-        config: PathBuf,
+        /// Run only this shard's probes: "i/n" (rendezvous hashing on probe names);
+        /// overrides [fleet] shard.
+        #[arg(long, env = "SLOPROBE_SHARD")]
+        shard: Option<String>,
+        /// Config file; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
+        #[arg(short, long, env = "SLOPROBE_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Run probes now (the CI gate). Exit 0 = all passed, 1 = a run or budget failed, 2 = bad config.
     Once {
-        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
-        config: PathBuf,
+        /// Config file; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
+        #[arg(short, long, env = "SLOPROBE_CONFIG")]
+        config: Option<PathBuf>,
         /// Only these probes (repeatable). Default: all.
         #[arg(long = "probe")]
         probes: Vec<String>,
@@ -53,8 +59,12 @@ enum Command {
     },
     /// Validate the config and print the plan (secrets redacted).
     Check {
-        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
-        config: PathBuf,
+        /// Show which probes shard "i/n" runs.
+        #[arg(long, env = "SLOPROBE_SHARD")]
+        shard: Option<String>,
+        /// Config file; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
+        #[arg(short, long, env = "SLOPROBE_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Generate Prometheus rules or a Grafana dashboard from the `[[slo]]` entries.
     Slo {
@@ -66,8 +76,9 @@ enum Command {
     /// Judge the build output's route JS/CSS against `[[bundle]]` budgets (CI, before
     /// deploying). Exit 0 within budget, 1 over budget or grown too much, 2 bad input.
     Bundle {
-        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
-        config: PathBuf,
+        /// Config file; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
+        #[arg(short, long, env = "SLOPROBE_CONFIG")]
+        config: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
         /// A previous `--format json` report: show per-route growth, and fail on growth over
@@ -86,13 +97,15 @@ enum Command {
 enum SloCommand {
     /// Recording rules and multi-window burn-rate alerts (Prometheus rule file, YAML).
     Rules {
-        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
-        config: PathBuf,
+        /// Config file; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
+        #[arg(short, long, env = "SLOPROBE_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// A Grafana dashboard (JSON).
     Dashboard {
-        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "SLOPROBE_CONFIG")]
-        config: PathBuf,
+        /// Config file; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
+        #[arg(short, long, env = "SLOPROBE_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -125,6 +138,40 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+}
+
+/// The config file: `-c` / `$SLOPROBE_CONFIG` (clap reads both), else the first of
+/// ./config/sloprobe.toml and /etc/sloprobe/sloprobe.toml that exists.
+fn config_path(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        [DEFAULT_CONFIG, "/etc/sloprobe/sloprobe.toml"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    })
+}
+
+/// Keeps only this shard's probes (`--shard`, else `[fleet] shard`). SLOs were checked
+/// against all probes first: they span the fleet.
+/// Returns the `--shard` given, if any (it also wins on reloads).
+fn apply_shard(
+    loaded: &mut sloprobe::daemon::Loaded,
+    flag: Option<&str>,
+) -> Result<Option<sloprobe::fleet::Shard>, ExitCode> {
+    let flag = flag
+        .map(|text| {
+            sloprobe::fleet::Shard::parse(text).map_err(|e| {
+                eprintln!("error: --shard {text:?}: {e}");
+                ExitCode::from(once::EXIT_USAGE as u8)
+            })
+        })
+        .transpose()?;
+    if let Some(shard) = flag.or(loaded.config.shard) {
+        loaded.probes.retain(|p| shard.owns(&p.name));
+        loaded.config.probes.retain(|p| shard.owns(&p.name));
+    }
+    Ok(flag)
 }
 
 /// Panics go to the log, not raw to stderr, and each place that panics is logged at most
@@ -173,12 +220,17 @@ async fn main() -> ExitCode {
     init_logging(cli.log_format, cli.log_level.as_deref());
     install_panic_hook();
     match cli.command {
-        Command::Run { config } => {
-            let loaded = match load_checked(&config) {
+        Command::Run { config, shard } => {
+            let config = config_path(config);
+            let mut loaded = match load_checked(&config) {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            match sloprobe::daemon::run(config, loaded).await {
+            let flag = match apply_shard(&mut loaded, shard.as_deref()) {
+                Ok(flag) => flag,
+                Err(code) => return code,
+            };
+            match sloprobe::daemon::run(config, loaded, flag).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     if let Some(ce) = e.downcast_ref::<sloprobe::config::ConfigError>() {
@@ -196,6 +248,7 @@ async fn main() -> ExitCode {
             runs,
             format,
         } => {
+            let config = config_path(config);
             // The gate checks the whole config, [[slo]] included, like `check` and `run`.
             let sloprobe::daemon::Loaded {
                 config: cfg,
@@ -229,19 +282,26 @@ async fn main() -> ExitCode {
             }
             ExitCode::from(code as u8)
         }
-        Command::Check { config } => match load_checked(&config) {
-            Ok(l) => {
+        Command::Check { config, shard } => match load_checked(&config_path(config)) {
+            Ok(mut l) => {
+                let all = l.probes.len();
+                if let Err(code) = apply_shard(&mut l, shard.as_deref()) {
+                    return code;
+                }
                 let _ = sloprobe::check::print_plan(&mut std::io::stdout(), &l.config, &l.probes, &l.slos);
+                if l.probes.len() != all {
+                    println!("\nshard: {} of {all} probes", l.probes.len());
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
         Command::Slo { what } => {
-            let (path, rules) = match &what {
-                SloCommand::Rules { config } => (config, true),
-                SloCommand::Dashboard { config } => (config, false),
+            let (path, rules) = match what {
+                SloCommand::Rules { config } => (config_path(config), true),
+                SloCommand::Dashboard { config } => (config_path(config), false),
             };
-            match load_checked(path) {
+            match load_checked(&path) {
                 Ok(l) => {
                     if rules {
                         print!("{}", sloprobe::slo::rules::render(&l.slos, &path.display().to_string()));
@@ -261,7 +321,7 @@ async fn main() -> ExitCode {
             baseline,
         } => {
             let code = sloprobe::bundle::cli(
-                &config,
+                &config_path(config),
                 format == Format::Json,
                 baseline.as_deref(),
                 &mut std::io::stdout(),

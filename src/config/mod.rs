@@ -41,6 +41,8 @@ pub struct Config {
     /// FNV-1a of every file read, in order (`sloprobe_config_info{config_hash}`).
     pub hash: String,
     pub histograms: crate::telemetry::HistogramMode,
+    /// `[fleet] shard`.
+    pub shard: Option<crate::fleet::Shard>,
     pub location: String,
     pub server: ServerConfig,
     pub demo: Option<DemoConfig>,
@@ -336,6 +338,9 @@ pub struct RawDaemonFile {
     /// How metrics are aggregated.
     #[serde(default)]
     metrics: RawMetrics,
+    /// Running several daemons as one fleet.
+    #[serde(default)]
+    fleet: RawFleet,
     /// SLOs over the probes (docs/slo.md).
     #[serde(default, rename = "slo")]
     slos: Vec<RawSlo>,
@@ -344,6 +349,14 @@ pub struct RawDaemonFile {
     #[serde(default, rename = "bundle")]
     #[allow(dead_code)]
     bundles: Vec<crate::bundle::BundleConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    /// Run only the probes rendezvous hashing assigns to shard "i/n" (--shard and
+    /// SLOPROBE_SHARD win over this).
+    shard: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -512,6 +525,14 @@ impl Config {
         hash = fnv(hash, source.text.as_bytes());
         let (raw, mut probes) = read_file(&source)?;
         let otlp = raw.export.otlp.map(|o| resolve_otlp(o, &source)).transpose()?;
+        let shard = raw
+            .fleet
+            .shard
+            .as_ref()
+            .map(|s| {
+                crate::fleet::Shard::parse(s.get_ref()).map_err(|e| source.error_at(s.span(), Some("fleet.shard"), e))
+            })
+            .transpose()?;
         let mut slos: Vec<(RawSlo, Arc<Source>)> = raw.slos.into_iter().map(|s| (s, source.clone())).collect();
         let base = path.parent().unwrap_or(Path::new("."));
         let mut files_read = 0;
@@ -562,6 +583,7 @@ impl Config {
             path: path.to_path_buf(),
             hash: format!("{hash:016x}"),
             histograms: raw.metrics.histograms,
+            shard,
             location: raw.location.unwrap_or_else(|| "default".to_string()),
             server: raw.server,
             demo: raw.demo,
