@@ -184,6 +184,7 @@ pub async fn run(path: PathBuf, loaded: Loaded, shard: Option<crate::fleet::Shar
     let mut signals = Signals::new()?;
     let listen = loaded.config.server.listen;
     let loaded_limits = loaded.config.server.limits();
+    let loaded_remote_reload = loaded.config.server.remote_reload;
     let (server_stop_tx, server_stop) = watch::channel(false);
     if let Some(d) = &loaded.config.demo {
         let listener = demo::bind(d.listen)
@@ -228,9 +229,13 @@ pub async fn run(path: PathBuf, loaded: Loaded, shard: Option<crate::fleet::Shar
         }
     });
     let ready = Arc::new(AtomicBool::new(false));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    signals.reload_requests = Some(reload_rx);
     let state = AppState {
         telemetry: shared.clone(),
         ready: ready.clone(),
+        reload: Some(reload_tx),
+        remote_reload: loaded_remote_reload,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -260,7 +265,7 @@ pub async fn run(path: PathBuf, loaded: Loaded, shard: Option<crate::fleet::Shar
         match signals.next().await {
             Signal::Stop => break,
             Signal::Reload => {
-                tracing::info!(config = %path.display(), "SIGHUP: reloading");
+                tracing::info!(config = %path.display(), "reloading (SIGHUP or POST /-/reload)");
                 // Validate everything first; a bad file leaves the running set alone.
                 let telemetry = shared.read().expect("telemetry lock").clone();
                 match load(&path).map(|mut next| {
@@ -395,6 +400,8 @@ struct Signals {
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     hup: tokio::signal::unix::Signal,
+    /// `POST /-/reload`.
+    reload_requests: Option<tokio::sync::mpsc::Receiver<()>>,
 }
 
 impl Signals {
@@ -405,19 +412,27 @@ impl Signals {
             Ok(Signals {
                 term: signal(SignalKind::terminate())?,
                 hup: signal(SignalKind::hangup())?,
+                reload_requests: None,
             })
         }
         #[cfg(not(unix))]
-        Ok(Signals {})
+        Ok(Signals { reload_requests: None })
     }
 
     async fn next(&mut self) -> Signal {
         #[cfg(unix)]
         {
+            let requested = async {
+                match self.reload_requests.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => Signal::Stop,
                 _ = self.term.recv() => Signal::Stop,
                 _ = self.hup.recv() => Signal::Reload,
+                Some(()) = requested => Signal::Reload,
             }
         }
         #[cfg(not(unix))]

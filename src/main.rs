@@ -73,6 +73,16 @@ enum Command {
     },
     /// Print the JSON Schema of the config (daemon and probe files), for editors.
     Schema,
+    /// Check a running daemon's health endpoint (a container HEALTHCHECK: no curl needed).
+    /// Exit 0 when it answers 200 within 3 s, else 1.
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9464/readyz", env = "SLOPROBE_HEALTH_URL")]
+        url: String,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
     /// Judge the build output's route JS/CSS against `[[bundle]]` budgets (CI, before
     /// deploying). Exit 0 within budget, 1 over budget or grown too much, 2 bad input.
     Bundle {
@@ -137,6 +147,39 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// GET `url` (plain http on loopback or a pod IP) and expect 200 within 3 s.
+fn health(url: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let u = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+    if u.scheme() != "http" {
+        return Err("only http:// health URLs".into());
+    }
+    let host = u.host_str().ok_or("no host")?;
+    let port = u.port_or_known_default().unwrap_or(80);
+    let timeout = std::time::Duration::from_secs(3);
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n",
+        u.path()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head).map_err(|e| e.to_string())?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    if line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(line.lines().next().unwrap_or("no answer").to_string())
     }
 }
 
@@ -327,6 +370,28 @@ async fn main() -> ExitCode {
                 &mut std::io::stdout(),
             );
             ExitCode::from(code as u8)
+        }
+        Command::Health { url } => match health(&url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "sloprobe", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Schema => {
             let schema = sloprobe::config::schema::config_schema();

@@ -79,8 +79,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
         };
         // Reap finished connection tasks so the set does not grow.
         while connections.try_join_next().is_some() {}
-        let tcp = match tcp {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match tcp {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of fds or a reset before accept: back off instead of spinning.
                 tracing::debug!(error = %e, "accept failed");
@@ -89,7 +89,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
             }
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
         connections.spawn(async move {
             let _permit = permit;
             let (io, activity) = IdleIo::new(tcp);
@@ -192,14 +192,39 @@ pub struct AppState {
     pub telemetry: Arc<RwLock<Arc<Telemetry>>>,
     /// Set once every probe's schedule is running; cleared when shutting down.
     pub ready: Arc<AtomicBool>,
+    /// `POST /-/reload` asks the daemon to reload, as SIGHUP does.
+    pub reload: Option<tokio::sync::mpsc::Sender<()>>,
+    /// Accept `POST /-/reload` from any address, not only loopback.
+    pub remote_reload: bool,
 }
+
+/// The client's address, attached to every request by [`serve`].
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/-/reload", axum::routing::post(reload))
         .with_state(state)
+}
+
+async fn reload(State(s): State<AppState>, peer: Option<axum::Extension<Peer>>) -> Response {
+    let from_loopback = peer.is_some_and(|p| p.0.0.ip().is_loopback());
+    if !from_loopback && !s.remote_reload {
+        return (
+            StatusCode::FORBIDDEN,
+            "reload is allowed from loopback only ([server] remote_reload)\n",
+        )
+            .into_response();
+    }
+    match &s.reload {
+        Some(tx) if tx.try_send(()).is_ok() => (StatusCode::ACCEPTED, "reloading\n").into_response(),
+        Some(_) => (StatusCode::TOO_MANY_REQUESTS, "a reload is already pending\n").into_response(),
+        None => (StatusCode::NOT_FOUND, "no reload here\n").into_response(),
+    }
 }
 
 const PROTOBUF: &str = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
@@ -300,7 +325,11 @@ impl Sink {
 
 async fn readyz(State(s): State<AppState>) -> Response {
     if s.ready.load(Ordering::Relaxed) {
-        "ready\n".into_response()
+        // Still ready when the collector is down (probing goes on), but say so.
+        match crate::telemetry::otlp::failing() {
+            true => "ready\notlp: export failing\n".into_response(),
+            false => "ready\n".into_response(),
+        }
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }

@@ -175,3 +175,20 @@ fn once_rejects_a_bad_slo_and_an_empty_config() {
         "{text}"
     );
 }
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(bin()).args(["completions", shell]).output().unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("once"),
+            "{shell}"
+        );
+    }
+    let out = Command::new(bin()).arg("man").output().unwrap();
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && page.contains(".TH sloprobe 1") && page.contains("bundle"),
+        "{page}"
+    );
+}

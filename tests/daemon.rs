@@ -344,3 +344,53 @@ async fn failing_probes_log_state_changes_not_every_run() {
         "{runs} failed runs gave {failed_lines} log lines:\n{text}"
     );
 }
+
+/// `sloprobe health` (the container HEALTHCHECK) and `POST /-/reload` from loopback.
+#[tokio::test]
+async fn health_command_and_reload_endpoint() {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[probe]]\nname = \"p\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nevery = \"1s\"\n"
+        ),
+    )]);
+    let _d = start_daemon(&dir.path().join("sloprobe.toml"));
+    let health = |url: String| {
+        Command::new(bin())
+            .args(["health", "--url", &url])
+            .status()
+            .unwrap()
+            .code()
+    };
+    let ok = eventually(50, Duration::from_millis(100), || {
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        async move { (tokio::task::spawn_blocking(move || health(url)).await.ok()? == Some(0)).then_some(()) }
+    })
+    .await;
+    assert!(ok.is_some(), "health never passed");
+    let refused = format!("http://127.0.0.1:{}/readyz", refused_port());
+    assert_eq!(
+        tokio::task::spawn_blocking(move || health(refused)).await.unwrap(),
+        Some(1)
+    );
+
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
+    let reloaded = eventually(50, Duration::from_millis(100), || async {
+        let (_, text) = http_get(&format!("http://127.0.0.1:{port}/metrics")).await?;
+        sample(&text, "sloprobe_config_reloads_total", &["outcome=\"success\""]).filter(|v| *v >= 1.0)
+    })
+    .await;
+    assert!(reloaded.is_some(), "POST /-/reload did not reload");
+}

@@ -279,6 +279,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Option<Dur>,
     /// Close a connection with no traffic for this long (default 60s).
     pub idle_timeout: Option<Dur>,
+    /// Accept `POST /-/reload` from any address (default: loopback only).
+    #[serde(default)]
+    pub remote_reload: bool,
 }
 
 impl Default for ServerConfig {
@@ -288,6 +291,7 @@ impl Default for ServerConfig {
             max_connections: None,
             header_read_timeout: None,
             idle_timeout: None,
+            remote_reload: false,
         }
     }
 }

@@ -19,6 +19,12 @@ use crate::config::{OtlpProtocol, OtlpSettings};
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 static EXPORTS_OK: AtomicU64 = AtomicU64::new(0);
+static LAST_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the last OTLP export failed (for /readyz).
+pub fn failing() -> bool {
+    LAST_FAILED.load(Ordering::Relaxed)
+}
 static EXPORTS_FAILED: AtomicU64 = AtomicU64::new(0);
 static EXPORT_MICROS: AtomicU64 = AtomicU64::new(0);
 
@@ -115,6 +121,7 @@ impl PushMetricExporter for Guarded {
             Ok(()) => EXPORTS_OK.fetch_add(1, Ordering::Relaxed),
             Err(_) => EXPORTS_FAILED.fetch_add(1, Ordering::Relaxed),
         };
+        LAST_FAILED.store(result.is_err(), Ordering::Relaxed);
         let mut s = self.state.lock().expect("otlp log state");
         match &result {
             Ok(()) => {
