@@ -39,7 +39,7 @@ fn shipped_schema_is_in_step() {
 #[test]
 fn shipped_configs_validate_and_bad_ones_do_not() {
     let validator = jsonschema::draft7::new(&schema()).expect("the schema itself is valid draft-07");
-    let mut files = vec![root().join("config/sloprobe.toml")];
+    let mut files = vec![root().join("config/sloprobe.toml"), root().join("config/example.toml")];
     for e in std::fs::read_dir(root().join("probes")).unwrap().flatten() {
         files.push(e.path());
     }
