@@ -4,12 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests start for real: Prometheus (scrapes the daemon in tests/daemon.rs).
+# Debian packages the tests start for real: Prometheus (scrapes the daemon in tests/daemon.rs),
+# buildah (builds the sidecar image in tests/container.rs).
 need=()
 sudo_cmd=()
 [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
 if [ ${#need[@]} -gt 0 ]; then
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -34,6 +36,9 @@ if [ ! -f .cache/vite/node_modules/vite/bin/vite.js ]; then
 fi
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+# The static binary the sidecar image (Containerfile) copies; its own target dir, cached.
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -q \
+    --target x86_64-unknown-linux-gnu --target-dir target/static
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
