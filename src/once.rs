@@ -198,8 +198,11 @@ fn summary_json(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Value {
         "probe": p.name,
         "kind": p.kind,
         "runs": r.outcomes.len(),
+        "expected_runs": runs,
         "failed": r.outcomes.iter().filter(|o| !o.success()).count(),
+        "over_budget": r.outcomes.iter().filter(|o| o.success() && !o.breaches.is_empty()).count(),
         "passed": r.passed(runs),
+        "why": (!r.passed(runs)).then(|| r.why(runs)),
         "percentile_budgets": r.verdicts,
         "stats": stats,
     })

@@ -106,9 +106,22 @@ fn ms(o: &Outcome, k: &str) -> String {
     o.get(k).map(fmt_seconds).unwrap_or_else(|| "-".into())
 }
 
+/// One line per successful run at info, with the kind's headline measurements (TTFT for
+/// the assistant kind). `--log-level warn` keeps only state changes and summaries.
 fn log_ok(o: &Outcome) {
-    // Routine at 1,000 probes; SLOPROBE_LOG=info,sloprobe=debug shows every run.
-    tracing::debug!(probe = %o.probe, kind = o.kind, ttfb = %ms(o, "ttfb"), total = %ms(o, "total"), "ok")
+    tracing::info!(probe = %o.probe, kind = o.kind, summary = %headline(o), "ok")
+}
+
+/// "ttft=412.003ms tpot=21.020ms e2e=1.203s" (a websocket ping RTT from its first sample).
+fn headline(o: &Outcome) -> String {
+    let keys = crate::probe::kind(o.kind).map_or(&["total"][..], |k| k.headline);
+    keys.iter()
+        .filter_map(|k| {
+            let v = o.get(k).or_else(|| o.samples_of(k).next().map(|s| s.value))?;
+            Some(format!("{k}={}", fmt_seconds(v)))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn log_failure(o: &Outcome) {

@@ -28,6 +28,7 @@ pub const KIND: Kind = Kind {
     settings: super::settings_of::<HttpSettings>,
     schema: <HttpSettings as JsonSchema>::json_schema,
     goodput: &[],
+    headline: &["ttfb", "total"],
 };
 
 /// The keys of `kind = "http"` (besides the shared ones).

@@ -130,6 +130,8 @@ pub struct Kind {
     /// Budgets that together define a "good" run; when set, every run records
     /// `goodput` = 1 if it succeeded within all of them, else 0.
     pub goodput: &'static [&'static str],
+    /// The measurements a one-line run summary shows (the kind's headline first).
+    pub headline: &'static [&'static str],
 }
 
 impl std::fmt::Debug for Kind {

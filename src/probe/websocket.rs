@@ -32,6 +32,7 @@ pub const KIND: Kind = Kind {
     settings: super::settings_of::<WebsocketSettings>,
     schema: <WebsocketSettings as JsonSchema>::json_schema,
     goodput: &[],
+    headline: &["open", "message_rtt", "ping_rtt"],
 };
 
 /// The keys of `kind = "websocket"` (besides the shared ones).

@@ -31,6 +31,7 @@ pub const KIND: Kind = Kind {
     settings: super::settings_of::<AssistantSettings>,
     schema: <AssistantSettings as JsonSchema>::json_schema,
     goodput: &["ttft", "tpot"],
+    headline: &["ttft", "tpot", "e2e"],
 };
 
 /// The keys of `kind = "assistant"` (besides the shared ones).
