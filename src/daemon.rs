@@ -50,16 +50,12 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
                 kind: p.kind,
                 labels: p.labels.clone(),
                 thresholds,
+                // build() appends a probe's own measures after its kind's catalog.
                 extra: p
                     .measures
-                    .iter()
-                    .filter(|m| {
-                        !probe::measures_of(probe::kind(p.kind).expect("registered"))
-                            .iter()
-                            .any(|k| k.key == m.key)
-                    })
-                    .copied()
-                    .collect(),
+                    .get(plan.catalogs.get(p.kind).map_or(0, Vec::len)..)
+                    .unwrap_or(&[])
+                    .to_vec(),
             },
         );
     }

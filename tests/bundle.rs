@@ -23,6 +23,16 @@ fn content(seed: u64, n: usize) -> String {
         .collect()
 }
 
+/// The `file` of each script chunk of a route in a JSON report.
+fn script_files(route: &serde_json::Value) -> Vec<&str> {
+    route["scripts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["file"].as_str().unwrap())
+        .collect()
+}
+
 fn gzip9(data: &[u8]) -> u64 {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(data).unwrap();
@@ -118,12 +128,7 @@ fn vite_route_js_is_the_entry_and_its_static_imports_once() {
     let (code, routes) = f.json(&[]);
     assert_eq!(code, 0);
     let dash = routes.iter().find(|r| r["path"] == "/dashboard").unwrap();
-    let files: Vec<&str> = dash["scripts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["file"].as_str().unwrap())
-        .collect();
+    let files = script_files(dash);
     assert_eq!(
         files,
         ["assets/dashboard-a1.js", "assets/vendor-c3.js", "assets/util-e5.js"]
@@ -219,12 +224,7 @@ fn next_pages_and_app_router_manifests() {
     assert_eq!(dash["script_bytes"], expect);
     assert_eq!(dash["stylesheet_bytes"], gzip9(&f.read(".next/static/css/app.css")));
     let settings = &routes[1];
-    let files: Vec<&str> = settings["scripts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["file"].as_str().unwrap())
-        .collect();
+    let files = script_files(settings);
     assert_eq!(
         files,
         [
@@ -354,12 +354,7 @@ fn real_vite_build() {
     let (code, routes) = f.json(&[]);
     assert_eq!(code, 0);
     let r = &routes[0];
-    let files: Vec<String> = r["scripts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["file"].as_str().unwrap().to_string())
-        .collect();
+    let files = script_files(r);
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(
         files[0].starts_with("assets/dashboard-") && files[1].starts_with("assets/shared-"),

@@ -96,6 +96,14 @@ async fn assistant_series_within_budget() {
     );
 }
 
+fn hup(child: &Child) {
+    let sent = Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 #[tokio::test]
 async fn reload_keeps_unchanged_probes_counters_and_the_instance_id() {
     let t = plain_target().await;
@@ -145,13 +153,7 @@ async fn reload_keeps_unchanged_probes_counters_and_the_instance_id() {
         ),
     )
     .unwrap();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &child.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    hup(&child);
     let after = eventually(50, Duration::from_millis(100), || async {
         let text = scrape().await?;
         sample(&text, "probe_runs_total", &["probe_name=\"new\""])?;
@@ -183,13 +185,7 @@ async fn reload_keeps_unchanged_probes_counters_and_the_instance_id() {
     );
     // Removing a probe removes its series from /metrics.
     std::fs::write(&cfg, format!("{head}{}", probe("keep", ""))).unwrap();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &child.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    hup(&child);
     let gone = eventually(50, Duration::from_millis(100), || async {
         let text = scrape().await?;
         (!text.contains("probe_name=\"new\"")).then_some(text)

@@ -406,15 +406,15 @@ impl Telemetry {
             return;
         };
         let extra = plan.probes.get(&o.probe).map(|p| p.extra.as_slice()).unwrap_or(&[]);
-        let catalog: Vec<&'static Measure> = kind_catalog.iter().chain(extra).copied().collect();
+        let catalog = || kind_catalog.iter().chain(extra);
         for (key, value) in &o.measurements {
-            for m in catalog.iter().filter(|m| m.key == *key) {
+            for m in catalog().filter(|m| m.key == *key) {
                 let attrs = attributes(&base, m, &o.labels, o.error.as_ref().map(|e| e.kind.as_str()));
                 self.write(m, *value, &sorted(attrs));
             }
         }
         for s in &o.samples {
-            for m in catalog.iter().filter(|m| m.key == s.key) {
+            for m in catalog().filter(|m| m.key == s.key) {
                 let attrs = match &s.attrs {
                     // A sample with its own attributes (one request of a run) carries its
                     // own error type, not the run's verdict.
