@@ -47,10 +47,18 @@ impl Budgets {
         }
     }
 
-    /// Judges percentile budgets over a batch of runs of one probe.
-    pub fn judge_batch(&self, outcomes: &[Outcome]) -> Vec<PercentileVerdict> {
+    /// Judges percentile budgets over a batch of runs of one probe; with `median`, the
+    /// per-run budgets too, on the median of the runs (Lighthouse CI's way).
+    pub fn judge_batch(&self, outcomes: &[Outcome], median: bool) -> Vec<PercentileVerdict> {
+        let medians = self
+            .per_run
+            .iter()
+            .filter(|_| median)
+            .map(|t| PercentileThreshold { q: 50.0, threshold: t.clone() });
         self.percentiles
             .iter()
+            .cloned()
+            .chain(medians)
             .filter_map(|p| {
                 let mut values: Vec<f64> = outcomes.iter().filter_map(|o| o.get(p.threshold.key)).collect();
                 let value = percentile(&mut values, p.q)?;
@@ -174,7 +182,8 @@ fn parse_any(unit: Unit, key: &str, value: &toml::Value) -> Result<f64, String> 
         (Unit::Seconds, toml::Value::String(s)) => parse_duration(s).map(|d| d.as_secs_f64()),
         (Unit::Bytes, toml::Value::String(s)) => parse_size(s).map(|b| b as f64),
         (Unit::Bytes | Unit::Count | Unit::Tokens, toml::Value::Integer(n)) => Ok(*n as f64),
-        (Unit::Count, toml::Value::Float(f)) => Ok(*f),
+        (Unit::Count | Unit::Score, toml::Value::Float(f)) => Ok(*f),
+        (Unit::Score, toml::Value::Integer(n)) => Ok(*n as f64),
         (Unit::Seconds, _) => Err(format!("`{key}` takes a duration such as \"500ms\"")),
         (Unit::Bytes, _) => Err(format!("`{key}` takes a size such as \"180KB\"")),
         _ => Err(format!("`{key}` takes a number")),

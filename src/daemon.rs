@@ -71,7 +71,7 @@ pub struct Loaded {
 
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let config = Config::load(path)?;
-    let probes = probe::build_all(&config.probes, &BuildContext::new())?;
+    let probes = probe::build_all(&config.probes, &BuildContext::with_browser(config.browser.clone()))?;
     let slos = slo::resolve(&config, &probes)?;
     Ok(Loaded { config, probes, slos })
 }
@@ -110,6 +110,16 @@ impl Loops {
         telemetry: &SharedTelemetry,
         log: &Arc<RunLog>,
     ) -> (usize, usize, usize) {
+        let probes: Vec<BuiltProbe> = probes
+            .into_iter()
+            .filter(|p| match &p.unavailable {
+                Some(why) => {
+                    tracing::warn!(probe = %p.name, kind = p.kind, reason = %why, "probe not scheduled: it cannot run on this host");
+                    false
+                }
+                None => true,
+            })
+            .collect();
         let names: HashSet<String> = probes.iter().map(|p| p.name.clone()).collect();
         self.1.retain(&|n| names.contains(n));
         let mut stopping = Vec::new();
@@ -376,14 +386,27 @@ async fn probe_loop(
         let (p, t, log) = (probe.clone(), telemetry.clone(), log.clone());
         running = Some(tokio::spawn(async move {
             let outcome = p.execute().await;
+            if let Some(reason) = outcome.skipped {
+                t.record_skipped(&p.name, p.kind, reason, 1);
+                tracing::warn!(probe = %p.name, reason, "run skipped");
+                return;
+            }
             t.record(&outcome);
             log.record(&outcome);
         }));
     }
-    if let Some(h) = running {
-        let _ = h.await;
+    if let Some(mut h) = running {
+        // A run in flight gets a moment to finish; a long one (a browser page load) is
+        // cut off, and its probe cleans up (processes, temp files) as it is dropped.
+        if tokio::time::timeout(STOP_GRACE, &mut h).await.is_err() {
+            h.abort();
+            let _ = h.await;
+        }
     }
 }
+
+/// How long a stopping probe loop waits for its run in flight.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 enum Signal {
     Stop,

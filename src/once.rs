@@ -26,6 +26,8 @@ pub const EXIT_USAGE: i32 = 64;
 struct ProbeReport {
     outcomes: Vec<Outcome>,
     verdicts: Vec<PercentileVerdict>,
+    /// Per-run budgets are judged on the median of the runs (browser probes).
+    median: bool,
 }
 
 impl ProbeReport {
@@ -51,6 +53,7 @@ impl ProbeReport {
         let mut broken: Vec<String> = self
             .outcomes
             .iter()
+            .filter(|_| !self.median)
             .flat_map(|o| &o.breaches)
             .map(|b| format!("{} > {}", b.measurement, b.unit.format(b.threshold)))
             .collect();
@@ -75,7 +78,7 @@ impl ProbeReport {
     /// Every expected run happened and passed, and every percentile budget held.
     fn passed(&self, runs: u32) -> bool {
         self.outcomes.len() == runs as usize
-            && self.outcomes.iter().all(Outcome::passed)
+            && self.outcomes.iter().all(|o| o.success() && (self.median || o.passed()))
             && self.verdicts.iter().all(|v| v.passed)
     }
 }
@@ -104,6 +107,10 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut d
                     tokio::time::sleep(left).await;
                 }
                 let o = p.execute().await;
+                if o.skipped.is_some() {
+                    // Counted as a missing run: the gate fails on it.
+                    continue;
+                }
                 if tx.send((i, run, o)).is_err() {
                     return;
                 }
@@ -114,9 +121,10 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut d
 
     let mut reports: Vec<ProbeReport> = probes
         .iter()
-        .map(|_| ProbeReport {
+        .map(|p| ProbeReport {
             outcomes: Vec::new(),
             verdicts: Vec::new(),
+            median: p.median_gate,
         })
         .collect();
     while let Some((i, run, o)) = rx.recv().await {
@@ -128,7 +136,7 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut d
 
     let mut passed = true;
     for (p, r) in probes.iter().zip(reports.iter_mut()) {
-        r.verdicts = p.budgets.judge_batch(&r.outcomes);
+        r.verdicts = p.budgets.judge_batch(&r.outcomes, p.median_gate);
         passed &= r.passed(runs);
         match format {
             Format::Json => {

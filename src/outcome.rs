@@ -32,6 +32,8 @@ pub enum ErrorType {
     NoContent,
     StreamStalled,
     UpstreamError,
+    BrowserError,
+    InsufficientMemory,
     Internal,
 }
 
@@ -59,6 +61,8 @@ impl ErrorType {
         ErrorType::NoContent,
         ErrorType::StreamStalled,
         ErrorType::UpstreamError,
+        ErrorType::BrowserError,
+        ErrorType::InsufficientMemory,
         ErrorType::Internal,
     ];
 
@@ -86,6 +90,8 @@ impl ErrorType {
             ErrorType::NoContent => "no_content",
             ErrorType::StreamStalled => "stream_stalled",
             ErrorType::UpstreamError => "upstream_error",
+            ErrorType::BrowserError => "browser_error",
+            ErrorType::InsufficientMemory => "insufficient_memory",
             ErrorType::Internal => "internal",
         }
     }
@@ -131,6 +137,8 @@ pub enum Unit {
     UnixTime,
     /// Probe runs (OTel unit `{run}`), e.g. the goodput counter.
     Runs,
+    /// A unitless score between 0 and a few, such as Cumulative Layout Shift.
+    Score,
 }
 
 impl Unit {
@@ -140,6 +148,7 @@ impl Unit {
             Unit::Seconds => crate::config::fmt_seconds(v),
             Unit::Bytes => format!("{v:.0}B"),
             Unit::Count | Unit::Tokens | Unit::Runs => format!("{v}"),
+            Unit::Score => format!("{v:.3}"),
             Unit::UnixTime => {
                 chrono::DateTime::from_timestamp(v as i64, 0).map_or(v.to_string(), |t| t.date_naive().to_string())
             }
@@ -267,6 +276,7 @@ pub struct Recorder {
     open: Option<(&'static str, Instant, Attrs)>,
     /// Keys that take the run's total when the run ends without them.
     at_end: Vec<&'static str>,
+    skipped: Option<&'static str>,
 }
 
 impl Recorder {
@@ -282,6 +292,7 @@ impl Recorder {
             retry_after: None,
             open: None,
             at_end: Vec::new(),
+            skipped: None,
         }
     }
 
@@ -335,6 +346,12 @@ impl Recorder {
     /// and `once` both honour what is stored here.
     pub fn retry_after(&mut self, d: std::time::Duration) {
         self.retry_after = Some(d.min(MAX_RETRY_AFTER));
+    }
+
+    /// The run did not happen (no browser slot within its time): the scheduler counts it
+    /// under `probe.runs.skipped{reason}`, not as a run.
+    pub fn skip(&mut self, reason: &'static str) {
+        self.skipped = Some(reason);
     }
 
     pub fn start(&self) -> Instant {
@@ -412,6 +429,7 @@ impl Recorder {
             details: self.details,
             breaches: Vec::new(),
             retry_after: self.retry_after,
+            skipped: self.skipped,
         }
     }
 }
@@ -455,6 +473,8 @@ pub struct Outcome {
     pub breaches: Vec<Breach>,
     /// Set when the target asked for a pause (429 + Retry-After); the scheduler honours it.
     pub retry_after: Option<std::time::Duration>,
+    /// Set when the run was skipped rather than run, with the reason.
+    pub skipped: Option<&'static str>,
 }
 
 impl Outcome {

@@ -47,6 +47,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub demo: Option<DemoConfig>,
     pub otlp: Option<OtlpSettings>,
+    /// `[browser]`, checked.
+    pub browser: crate::probe::browser::driver::HostSettings,
     pub probes: Vec<ProbeConfig>,
     /// `[[slo]]` entries as written; `slo::resolve` checks them against the probes.
     pub slos: Vec<(RawSlo, Arc<Source>)>,
@@ -353,6 +355,9 @@ pub struct RawDaemonFile {
     #[serde(default, rename = "bundle")]
     #[allow(dead_code)]
     bundles: Vec<crate::bundle::BundleConfig>,
+    /// Where browser probes find Chromium and chromedriver, and how many run at once.
+    #[serde(default)]
+    browser: crate::probe::browser::driver::BrowserConfig,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -529,6 +534,7 @@ impl Config {
         hash = fnv(hash, source.text.as_bytes());
         let (raw, mut probes) = read_file(&source)?;
         let otlp = raw.export.otlp.map(|o| resolve_otlp(o, &source)).transpose()?;
+        let browser = check_browser(&raw.browser, &source)?;
         let shard = raw
             .fleet
             .shard
@@ -592,6 +598,7 @@ impl Config {
             server: raw.server,
             demo: raw.demo,
             otlp,
+            browser,
             probes,
             slos,
         })
@@ -880,4 +887,34 @@ fn validate_probe(
         settings,
         source,
     })
+}
+
+/// `[browser]`: a WebDriver URL that parses, a sane slot count.
+fn check_browser(
+    c: &crate::probe::browser::driver::BrowserConfig,
+    source: &Source,
+) -> Result<crate::probe::browser::driver::HostSettings, ConfigError> {
+    if let Some(u) = &c.webdriver_url {
+        let ok = url::Url::parse(u.get_ref()).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            return Err(source.error_at(
+                u.span(),
+                Some("browser.webdriver_url"),
+                format!("{:?} is not an http(s) URL", crate::redact::url(u.get_ref())),
+            ));
+        }
+    }
+    if let Some(n) = &c.max_concurrent_browsers
+        && !(1..=64).contains(n.get_ref())
+    {
+        return Err(source.error_at(n.span(), Some("browser.max_concurrent_browsers"), "between 1 and 64"));
+    }
+    for (key, p) in [("browser.chromedriver", &c.chromedriver), ("browser.chromium", &c.chromium)] {
+        if let Some(p) = p
+            && !std::path::Path::new(p.get_ref()).is_file()
+        {
+            return Err(source.error_at(p.span(), Some(key), format!("{} is not a file", p.get_ref())));
+        }
+    }
+    Ok(crate::probe::browser::driver::HostSettings::from_config(c))
 }

@@ -3,11 +3,14 @@
 //! outside service), the integration tests and the benchmarks, where known delays make the
 //! expected numbers known. Routes and parameters: docs/demo.md.
 
+mod browser;
 mod http;
 mod llm;
 mod ws;
 
 use std::net::SocketAddr;
+
+pub use browser::gzipped_asset;
 
 use axum::Router;
 
@@ -17,6 +20,7 @@ pub fn router() -> Router {
         .merge(http::routes())
         .merge(llm::routes())
         .merge(ws::routes())
+        .merge(browser::routes())
         .layer(axum::middleware::map_response(http::add_request_id))
 }
 

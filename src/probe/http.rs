@@ -29,6 +29,7 @@ pub const KIND: Kind = Kind {
     schema: <HttpSettings as JsonSchema>::json_schema,
     goodput: &[],
     headline: &["ttfb", "total"],
+    median_gate: false,
 };
 
 /// The keys of `kind = "http"` (besides the shared ones).

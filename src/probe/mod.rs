@@ -21,6 +21,7 @@ macro_rules! http_phase {
 }
 
 pub mod assistant;
+pub mod browser;
 pub mod http;
 pub mod http_config;
 pub mod websocket;
@@ -55,6 +56,10 @@ type TlsKey = (Option<PathBuf>, bool, Vec<Vec<u8>>);
 #[derive(Clone)]
 pub struct BuildContext {
     pub resolver: Resolver,
+    /// `[browser]`: one chromedriver and one slot pool for the browser probes built
+    /// together, started at their first run.
+    browser_settings: browser::driver::HostSettings,
+    browsers: Arc<std::sync::OnceLock<Arc<browser::driver::Browsers>>>,
     /// TLS client configs shared by probes with the same settings: a root store is
     /// ~150 KB, which 1,000 probes should not each hold a copy of.
     tls: Arc<Mutex<HashMap<TlsKey, Arc<rustls::ClientConfig>>>>,
@@ -64,8 +69,24 @@ impl BuildContext {
     pub fn new() -> Self {
         BuildContext {
             resolver: net::dns::system_resolver(),
+            browser_settings: browser::driver::HostSettings::default(),
+            browsers: Arc::default(),
             tls: Arc::default(),
         }
+    }
+
+    /// With the daemon file's `[browser]` settings.
+    pub fn with_browser(settings: browser::driver::HostSettings) -> Self {
+        BuildContext {
+            browser_settings: settings,
+            ..BuildContext::new()
+        }
+    }
+
+    pub fn browsers(&self) -> Arc<browser::driver::Browsers> {
+        self.browsers
+            .get_or_init(|| Arc::new(browser::driver::Browsers::new(self.browser_settings.clone())))
+            .clone()
     }
 
     pub fn tls_config(
@@ -108,6 +129,16 @@ pub trait Settings: std::fmt::Debug + Send + Sync {
     fn measures(&self) -> Vec<&'static Measure> {
         Vec::new()
     }
+    /// Budgets the kind reads from elsewhere (a Lighthouse budget.json); keys in
+    /// `[probe.budget]` win over these.
+    fn budgets(&self, _cfg: &ProbeConfig, _measures: &[&'static Measure]) -> Result<Vec<budget::Threshold>, ConfigError> {
+        Ok(Vec::new())
+    }
+    /// Why this probe cannot run on this host (its browser is not installed), if so: the
+    /// daemon then leaves it unscheduled with a log line; `once` runs it and fails.
+    fn unavailable(&self, _ctx: &BuildContext) -> Option<String> {
+        None
+    }
 }
 
 /// Parses a kind's settings from what is left of its `[[probe]]` table.
@@ -132,6 +163,9 @@ pub struct Kind {
     pub goodput: &'static [&'static str],
     /// The measurements a one-line run summary shows (the kind's headline first).
     pub headline: &'static [&'static str],
+    /// `once --runs N` judges per-run budgets on the median of the N runs (as Lighthouse
+    /// CI does), not on every run: for noisy page loads.
+    pub median_gate: bool,
 }
 
 impl std::fmt::Debug for Kind {
@@ -140,7 +174,7 @@ impl std::fmt::Debug for Kind {
     }
 }
 
-pub const KINDS: &[Kind] = &[http::KIND, assistant::KIND, websocket::KIND];
+pub const KINDS: &[Kind] = &[http::KIND, assistant::KIND, websocket::KIND, browser::KIND];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)
@@ -161,6 +195,10 @@ pub struct BuiltProbe {
     pub timeout: Duration,
     pub budgets: Budgets,
     pub measures: Vec<&'static Measure>,
+    /// Set when the probe cannot run here (see [`Settings::unavailable`]).
+    pub unavailable: Option<String>,
+    /// See [`Kind::median_gate`].
+    pub median_gate: bool,
     goodput: &'static [&'static str],
     probe: Box<dyn Probe>,
     /// No run before this instant: the target answered 429 with Retry-After.
@@ -175,7 +213,12 @@ pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, Config
             measures.push(m);
         }
     }
-    let budgets = budget::parse(cfg, &measures)?;
+    let mut budgets = budget::parse(cfg, &measures)?;
+    for t in cfg.settings.budgets(cfg, &measures)? {
+        if !budgets.per_run.iter().any(|have| have.key == t.key) {
+            budgets.per_run.push(t);
+        }
+    }
     let probe = cfg.settings.build(cfg, ctx)?;
     Ok(BuiltProbe {
         name: cfg.name.clone(),
@@ -185,6 +228,8 @@ pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, Config
         timeout: cfg.timeout,
         budgets,
         measures,
+        unavailable: cfg.settings.unavailable(ctx),
+        median_gate: kind.median_gate,
         goodput: kind.goodput,
         probe,
         backoff_until: Mutex::new(None),
@@ -287,6 +332,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             budgets: Budgets::default(),
             measures: measures_of(&http::KIND),
+            unavailable: None,
+            median_gate: false,
             goodput: &[],
             probe: Box::new(Panics),
             backoff_until: Mutex::new(None),

@@ -33,6 +33,7 @@ pub const KIND: Kind = Kind {
     schema: <WebsocketSettings as JsonSchema>::json_schema,
     goodput: &[],
     headline: &["open", "message_rtt", "ping_rtt"],
+    median_gate: false,
 };
 
 /// The keys of `kind = "websocket"` (besides the shared ones).

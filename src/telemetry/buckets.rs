@@ -11,6 +11,9 @@ pub const BYTES: &[f64] = &[1024.0, 16384.0, 65536.0, 262144.0, 1048576.0, 41943
 
 pub const COUNT: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0];
 
+/// Scores such as CLS: fine around web-vitals' 0.1 (good) and 0.25 (poor) lines.
+pub const SCORE: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0];
+
 /// Tokens: a subset of the GenAI semantic conventions' advice (×4 steps).
 pub const TOKENS: &[f64] = &[16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0];
 
@@ -22,6 +25,7 @@ pub fn defaults(unit: Unit) -> &'static [f64] {
         Unit::Tokens => TOKENS,
         Unit::Seconds => SECONDS,
         Unit::Bytes => BYTES,
+        Unit::Score => SCORE,
         Unit::Count | Unit::UnixTime | Unit::Runs => COUNT,
     }
 }

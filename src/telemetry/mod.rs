@@ -112,7 +112,7 @@ pub fn otel_unit(unit: Unit) -> &'static str {
     match unit {
         Unit::Seconds | Unit::UnixTime => "s",
         Unit::Bytes => "By",
-        Unit::Count => "",
+        Unit::Count | Unit::Score => "",
         Unit::Tokens => "{token}",
         Unit::Runs => "{run}",
     }

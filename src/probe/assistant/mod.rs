@@ -32,6 +32,7 @@ pub const KIND: Kind = Kind {
     schema: <AssistantSettings as JsonSchema>::json_schema,
     goodput: &["ttft", "tpot"],
     headline: &["ttft", "tpot", "e2e"],
+    median_gate: false,
 };
 
 /// The keys of `kind = "assistant"` (besides the shared ones).

@@ -1,0 +1,70 @@
+// Read by sloprobe after load + settle. Times are milliseconds from navigation start, as
+// the Performance APIs give them; sloprobe converts.
+const s = window.__sloprobe || { shifts: [], longtasks: [], errors: 0, firstError: '' };
+const nav = performance.getEntriesByType('navigation')[0];
+const fcpEntry = performance.getEntriesByName('first-contentful-paint')[0];
+const fcp = fcpEntry ? fcpEntry.startTime : null;
+const activation = (nav && nav.activationStart) || 0;
+
+// CLS: the largest session window (shifts < 1 s apart, a window at most 5 s), as web-vitals.
+let cls = 0, windowValue = 0, windowFirst = 0, windowLast = 0;
+for (const [t, v] of s.shifts) {
+  if (windowValue && t - windowLast < 1000 && t - windowFirst < 5000) {
+    windowValue += v;
+  } else {
+    windowValue = v;
+    windowFirst = t;
+  }
+  windowLast = t;
+  cls = Math.max(cls, windowValue);
+}
+
+// Total blocking time: the part over 50 ms of every long task after FCP.
+let tbt = 0;
+if (fcp !== null) {
+  for (const [t, d] of s.longtasks) {
+    const end = t + d;
+    if (end <= fcp) continue;
+    const start = Math.max(t, fcp);
+    tbt += Math.max(0, end - start - 50);
+  }
+}
+
+const selector = (el) => {
+  if (!el || !el.tagName) return '';
+  const parts = [];
+  for (let n = el; n && n.nodeType === 1 && parts.length < 5; n = n.parentElement) {
+    let p = n.tagName.toLowerCase();
+    if (n.id) { parts.unshift(p + '#' + n.id); break; }
+    if (n.classList && n.classList.length) p += '.' + Array.from(n.classList).slice(0, 2).join('.');
+    parts.unshift(p);
+  }
+  return parts.join(' > ');
+};
+
+const resources = performance.getEntriesByType('resource').map((e) => ({
+  url: e.name,
+  initiator: e.initiatorType,
+  mime: e.contentType || '',
+  encoded: e.encodedBodySize,
+  transfer: e.transferSize,
+  responseStart: e.responseStart,
+}));
+const positive = (v) => (typeof v === 'number' && v > 0 ? v : null);
+return {
+  url: location.href,
+  readyState: document.readyState,
+  ttfb: nav ? Math.max(nav.responseStart - activation, 0) : null,
+  fcp: fcp === null ? null : Math.max(fcp - activation, 0),
+  lcp: s.lcp === null || s.lcp === undefined ? null : Math.max(s.lcp - activation, 0),
+  lcpElement: selector(s.lcpEl),
+  lcpUrl: s.lcpUrl || '',
+  cls,
+  tbt,
+  domContentLoaded: nav ? positive(nav.domContentLoadedEventStart) : null,
+  load: nav ? positive(nav.loadEventStart) : null,
+  errors: s.errors,
+  firstError: s.firstError,
+  document: nav ? { url: nav.name, mime: nav.contentType || 'text/html', encoded: nav.encodedBodySize, transfer: nav.transferSize } : null,
+  resources,
+};

@@ -1,0 +1,407 @@
+//! The browser behind `kind = "browser"`: chromedriver spawned on a loopback port in its
+//! own process group (or a given `webdriver_url`), health-checked before each run and
+//! restarted when it died; a slot limit (`max_concurrent_browsers`); a free-memory floor;
+//! and, per run, every Chromium process the run started, found by its profile directory,
+//! for its memory (PSS) and for a kill that leaves nothing behind.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{Size, Spanned};
+use crate::outcome::{ErrorType, ProbeError};
+
+/// `[browser]` in the daemon file: where Chromium and chromedriver are, and how many
+/// browsers may run at once.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserConfig {
+    /// chromedriver to spawn (default: `chromedriver` on PATH).
+    pub chromedriver: Option<Spanned<String>>,
+    /// The browser binary (default: chromium, chromium-browser or google-chrome on PATH).
+    pub chromium: Option<Spanned<String>>,
+    /// Use a running WebDriver server instead of spawning chromedriver.
+    pub webdriver_url: Option<Spanned<String>>,
+    /// Browsers running at once (default 1); runs over the limit queue, and a run that
+    /// gets no slot within its timeout is skipped.
+    pub max_concurrent_browsers: Option<Spanned<u32>>,
+    /// No launch below this much available memory (default "512MiB"): a classified
+    /// `insufficient_memory` failure instead of a host OOM.
+    pub min_free_memory: Option<Spanned<Size>>,
+    /// Extra Chromium command-line switches.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+const DEFAULT_MIN_FREE: u64 = 512 * 1024 * 1024;
+const DRIVER_START: Duration = Duration::from_secs(15);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The settings a run needs, resolved from `[browser]`.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    pub chromedriver: Option<PathBuf>,
+    pub chromium: Option<PathBuf>,
+    pub webdriver_url: Option<String>,
+    pub max_concurrent: usize,
+    pub min_free_memory: u64,
+    pub args: Vec<String>,
+}
+
+impl HostSettings {
+    pub fn from_config(c: &BrowserConfig) -> HostSettings {
+        HostSettings {
+            chromedriver: c
+                .chromedriver
+                .as_ref()
+                .map(|p| PathBuf::from(p.get_ref()))
+                .or_else(|| on_path(&["chromedriver"])),
+            chromium: c.chromium.as_ref().map(|p| PathBuf::from(p.get_ref())).or_else(|| {
+                on_path(&["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"])
+            }),
+            webdriver_url: c.webdriver_url.as_ref().map(|u| u.get_ref().trim_end_matches('/').to_string()),
+            max_concurrent: c.max_concurrent_browsers.as_ref().map_or(1, |n| (*n.get_ref()).max(1) as usize),
+            min_free_memory: c.min_free_memory.as_ref().map_or(DEFAULT_MIN_FREE, |s| s.get_ref().0),
+            args: c.args.clone(),
+        }
+    }
+
+    /// Why no browser can run here, if so (nothing to spawn and nothing to connect to).
+    pub fn missing(&self) -> Option<String> {
+        if self.webdriver_url.is_some() {
+            return None;
+        }
+        let exists = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.is_file());
+        match (exists(&self.chromedriver), exists(&self.chromium)) {
+            (true, true) => None,
+            (false, _) => Some("chromedriver not found (install chromium-driver, or set [browser] chromedriver or webdriver_url)".into()),
+            (_, false) => Some("Chromium not found (install chromium, or set [browser] chromium or webdriver_url)".into()),
+        }
+    }
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        HostSettings::from_config(&BrowserConfig::default())
+    }
+}
+
+fn on_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names
+        .iter()
+        .flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Shared by every browser probe built together: one chromedriver, one slot pool.
+pub struct Browsers {
+    pub settings: HostSettings,
+    slots: Arc<Semaphore>,
+    driver: Mutex<Option<Driver>>,
+    http: HttpClient<HttpConnector, Empty<bytes::Bytes>>,
+}
+
+impl std::fmt::Debug for Browsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browsers").field("settings", &self.settings).finish()
+    }
+}
+
+/// A spawned chromedriver; dropping it kills its whole process group (the browsers it
+/// started are in it).
+struct Driver {
+    child: tokio::process::Child,
+    pgid: i32,
+    url: String,
+    /// XDG_CONFIG_HOME of chromedriver and its browsers: Chromium's crash handler starts
+    /// its own process group, and this path in its command line finds it.
+    _home: Profile,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        kill_group(self.pgid);
+        let _ = self.child.start_kill();
+        // `home` is dropped next: whatever still runs under it is killed, then removed.
+    }
+}
+
+fn kill_group(pgid: i32) {
+    if pgid > 1 {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+}
+
+impl Browsers {
+    pub fn new(settings: HostSettings) -> Browsers {
+        Browsers {
+            slots: Arc::new(Semaphore::new(settings.max_concurrent)),
+            settings,
+            driver: Mutex::new(None),
+            http: HttpClient::builder(hyper_util::rt::TokioExecutor::new()).build(HttpConnector::new()),
+        }
+    }
+
+    /// A browser slot, waiting at most `wait`.
+    pub async fn slot(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(wait, self.slots.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// Fails when available memory is under the floor.
+    pub fn check_memory(&self) -> Result<(), ProbeError> {
+        let Some(free) = mem_available() else { return Ok(()) };
+        if free < self.settings.min_free_memory {
+            return Err(ProbeError::new(
+                ErrorType::InsufficientMemory,
+                format!(
+                    "{} available, under the {} floor (min_free_memory): browser not started",
+                    bytesize::ByteSize(free).display().iec(),
+                    bytesize::ByteSize(self.settings.min_free_memory).display().iec()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether runs start local processes this daemon can see (and must clean up).
+    pub fn local(&self) -> bool {
+        self.settings.webdriver_url.is_none()
+    }
+
+    /// The WebDriver URL to open a session on: the given one, or our chromedriver,
+    /// (re)started when it died or stopped answering.
+    pub async fn endpoint(&self) -> Result<String, ProbeError> {
+        if let Some(url) = &self.settings.webdriver_url {
+            return Ok(url.clone());
+        }
+        let mut driver = self.driver.lock().await;
+        if let Some(d) = driver.as_mut() {
+            let alive = matches!(d.child.try_wait(), Ok(None));
+            if alive && self.ready(&d.url).await {
+                return Ok(d.url.clone());
+            }
+            tracing::warn!(alive, "chromedriver not answering: restarting it");
+            *driver = None;
+        }
+        let d = self.spawn().await?;
+        let url = d.url.clone();
+        *driver = Some(d);
+        Ok(url)
+    }
+
+    async fn spawn(&self) -> Result<Driver, ProbeError> {
+        let fail = |m: String| ProbeError::new(ErrorType::BrowserError, m);
+        let exe = self
+            .settings
+            .chromedriver
+            .clone()
+            .ok_or_else(|| fail("chromedriver not found".into()))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| fail(format!("no free loopback port for chromedriver: {e}")))?
+            .port();
+        let home = Profile::new()?;
+        let child = tokio::process::Command::new(&exe)
+            .arg(format!("--port={port}"))
+            .env("XDG_CONFIG_HOME", &home.dir)
+            .env("XDG_CACHE_HOME", &home.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| fail(format!("cannot start {}: {e}", exe.display())))?;
+        let pgid = child.id().map_or(0, |p| p as i32);
+        let mut d = Driver {
+            child,
+            pgid,
+            url: format!("http://127.0.0.1:{port}"),
+            _home: home,
+        };
+        let until = Instant::now() + DRIVER_START;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = d.child.try_wait() {
+                return Err(fail(format!("chromedriver exited at start ({status})")));
+            }
+            if self.ready(&d.url).await {
+                tracing::info!(pid = pgid, url = %d.url, "chromedriver started");
+                return Ok(d);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = d.child.start_kill();
+        Err(fail(format!("chromedriver not ready within {DRIVER_START:?}")))
+    }
+
+    /// GET /status says `"ready": true`.
+    async fn ready(&self, base: &str) -> bool {
+        let Ok(uri) = format!("{base}/status").parse::<http::Uri>() else {
+            return false;
+        };
+        let check = async {
+            let resp = self.http.get(uri).await.ok()?;
+            let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+                .collect()
+                .await
+                .ok()?
+                .to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            v.pointer("/value/ready").and_then(serde_json::Value::as_bool)
+        };
+        tokio::time::timeout(HEALTH_TIMEOUT, check).await.ok().flatten() == Some(true)
+    }
+
+    /// The chromedriver pid, for tests that kill it.
+    pub async fn driver_pid(&self) -> Option<u32> {
+        self.driver.lock().await.as_ref().and_then(|d| d.child.id())
+    }
+}
+
+/// MemAvailable from /proc/meminfo, in bytes.
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A fresh profile directory for one run; removed (after its processes are killed)
+/// when dropped.
+pub struct Profile {
+    pub dir: PathBuf,
+}
+
+impl Profile {
+    pub fn new() -> Result<Profile, ProbeError> {
+        let base = std::env::temp_dir();
+        for _ in 0..8 {
+            let dir = base.join(format!("sloprobe-browser-{:016x}", rand_u64()));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(Profile { dir }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(ProbeError::new(
+                        ErrorType::BrowserError,
+                        format!("cannot create a browser profile in {}: {e}", base.display()),
+                    ));
+                }
+            }
+        }
+        Err(ProbeError::new(ErrorType::BrowserError, "cannot create a browser profile"))
+    }
+
+    /// Every live process started with this directory in its command line (a run's
+    /// browser, or a chromedriver's crash handlers), with their descendants.
+    pub fn processes(&self) -> Vec<i32> {
+        processes_of(&self.dir.display().to_string())
+    }
+
+    /// Kills every process of this run's browser and removes the profile.
+    pub fn clean(&self) {
+        for _ in 0..3 {
+            let pids = self.processes();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                // SAFETY: kill(2) on a pid we found under our own profile dir.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
+/// Live processes whose command line contains `marker`, and all their descendants
+/// (Chromium's GPU and utility processes do not all repeat the profile switch).
+pub fn processes_of(marker: &str) -> Vec<i32> {
+    let mut all: Vec<(i32, i32, bool)> = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Some((ppid, state)) = stat(pid) else { continue };
+        if state == 'Z' || state == 'X' {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let hit = String::from_utf8_lossy(&cmdline).contains(marker);
+        all.push((pid, ppid, hit));
+    }
+    let mut found: Vec<i32> = all.iter().filter(|p| p.2).map(|p| p.0).collect();
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        for p in &all {
+            if p.1 == parent && !found.contains(&p.0) {
+                found.push(p.0);
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+/// (ppid, state) from /proc/PID/stat (fields after the parenthesised name).
+fn stat(pid: i32) -> Option<(i32, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// Summed proportional set size of `pids`, in bytes (shared pages split between them).
+pub fn pss(pids: &[i32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok())
+        .filter_map(|s| {
+            let line = s.lines().find(|l| l.starts_with("Pss:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum::<u64>()
+        * 1024
+}
+
+/// Chromium processes running on this host at all (for tests and the benchmark).
+pub fn chromium_processes() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| stat(*pid).is_some_and(|(_, st)| st != 'Z' && st != 'X'))
+        .filter(|pid| {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            name.contains("chrom") || name.contains("chrome")
+        })
+        .collect()
+}
