@@ -5,19 +5,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real: Prometheus (scrapes the daemon in tests/daemon.rs),
-# buildah (builds the sidecar image in tests/container.rs).
+# buildah (builds the sidecar image in tests/container.rs), Chromium and chromedriver (the
+# browser probe in tests/browser_probe.rs).
 need=()
 sudo_cmd=()
 [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # The Debian package enables a service on systems with systemd; tests start their own.
-command -v prometheus >/dev/null || { echo "prometheus still missing after install" >&2; exit 1; }
+for c in prometheus chromium chromedriver; do
+    command -v "$c" >/dev/null || { echo "$c still missing after install" >&2; exit 1; }
+done
 
 # A real OpenTelemetry collector for the OTLP tests: rotel, from PyPI, in a venv here.
 if ! ls .venv-test/lib/python3*/site-packages/rotel/rotel-agent >/dev/null 2>&1; then

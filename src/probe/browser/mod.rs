@@ -704,6 +704,15 @@ impl BrowserProbe {
         }
         rec.enter("load");
         let state = self.load(client, deadline).await?;
+        if state == "pending" {
+            return Err(ProbeError::new(
+                ErrorType::Timeout,
+                format!(
+                    "no page within {}: the navigation never committed",
+                    humantime::format_duration(self.timeout)
+                ),
+            ));
+        }
         let loaded = state == "complete";
         if loaded {
             rec.enter("settle");
@@ -722,6 +731,9 @@ impl BrowserProbe {
             .map_err(|e| browser_error("reading the page's metrics", e))?;
         let page: page::PageData =
             serde_json::from_value(data).map_err(|e| browser_error("reading the page's metrics", e))?;
+        if let Some(e) = page::navigation_error(rec, &page) {
+            return Err(e);
+        }
         page::record(rec, &page, &self.first_party);
         if let Some(script) = &self.script
             && loaded

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::key;
-use crate::outcome::Recorder;
+use crate::outcome::{ErrorType, ProbeError, Recorder};
 
 /// Resource types, as Lighthouse's budgets name them.
 pub const TYPES: &[&str] = &["document", "script", "stylesheet", "image", "font", "media", "other"];
@@ -14,6 +14,10 @@ pub const PARTIES: &[&str] = &["first", "third"];
 #[serde(rename_all = "camelCase")]
 pub struct PageData {
     pub ready_state: String,
+    #[serde(default)]
+    pub error_page: String,
+    #[serde(default)]
+    pub status: f64,
     pub ttfb: Option<f64>,
     pub fcp: Option<f64>,
     pub lcp: Option<f64>,
@@ -135,6 +139,34 @@ pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String]) {
     rec.set("third_party_requests", third_requests);
     rec.set("total_transfer", transfer_total);
     rec.set("unmeasured_requests", unmeasured);
+}
+
+/// The navigation's own failure, if any: Chromium's network error, or an HTTP error status.
+pub fn navigation_error(rec: &mut Recorder, page: &PageData) -> Option<ProbeError> {
+    if !page.error_page.is_empty() {
+        let code = page.error_page.as_str();
+        let kind = match code {
+            "ERR_CONNECTION_REFUSED" => ErrorType::ConnectRefused,
+            "ERR_NAME_NOT_RESOLVED" => ErrorType::DnsNxdomain,
+            "ERR_CONNECTION_TIMED_OUT" | "ERR_TIMED_OUT" => ErrorType::ConnectTimeout,
+            "ERR_CERT_DATE_INVALID" => ErrorType::TlsCertExpired,
+            c if c.starts_with("ERR_CERT_") => ErrorType::TlsCertInvalid,
+            c if c.starts_with("ERR_SSL_") => ErrorType::TlsHandshake,
+            "ERR_EMPTY_RESPONSE" | "ERR_CONNECTION_RESET" | "ERR_CONNECTION_CLOSED" => ErrorType::ConnectionClosed,
+            "ERR_TOO_MANY_REDIRECTS" => ErrorType::RedirectLimit,
+            c if c.starts_with("ERR_INVALID_") || c.starts_with("ERR_RESPONSE_") || c.contains("HTTP") => {
+                ErrorType::ProtocolError
+            }
+            _ => ErrorType::BrowserError,
+        };
+        return Some(ProbeError::new(kind, format!("the page did not load: {code}")));
+    }
+    let status = page.status as i64;
+    if status >= 400 {
+        rec.label("http.response.status_code", status);
+        return Some(ProbeError::new(ErrorType::HttpStatus, format!("the page answered HTTP {status}")));
+    }
+    None
 }
 
 fn set(rec: &mut Recorder, name: &str, v: f64) {
