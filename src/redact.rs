@@ -28,8 +28,21 @@ pub fn url(s: &str) -> String {
     }
 }
 
+/// Every http(s) URL inside free text (a browser's or driver's error message), redacted.
+pub fn text(s: &str) -> String {
+    static URLS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = URLS.get_or_init(|| regex::Regex::new(r#"(?i)\b(?:https?|wss?)://[^\s"'<>]+"#).expect("url regex"));
+    re.replace_all(s, |c: &regex::Captures<'_>| url(&c[0])).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn urls_inside_text_are_redacted() {
+        let r = super::text("navigation to \"http://u:pw@h:1/p?k=secret\" failed");
+        assert_eq!(r, "navigation to \"http://redacted:redacted@h:1/p?k=redacted\" failed");
+    }
+
     #[test]
     fn credentials_and_query_values_go() {
         let r = super::url("https://alice:s3cret@example.com:8443/p/a?token=abc&x=1#frag");

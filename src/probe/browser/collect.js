@@ -53,13 +53,16 @@ const resources = performance.getEntriesByType('resource').map((e) => ({
 const positive = (v) => (typeof v === 'number' && v > 0 ? v : null);
 // Chromium shows its own error page when the navigation itself failed; its text names
 // the network error (ERR_CONNECTION_REFUSED, ...).
-const errorPage = location.protocol === 'chrome-error:'
-  ? ((document.body && document.body.innerText.match(/ERR_[A-Z0-9_]+/)) || ['ERR_UNKNOWN'])[0]
-  : '';
+// An HTTP error with an empty body also gets one ("HTTP ERROR 429").
+const errorText = location.protocol === 'chrome-error:' && document.body ? document.body.innerText : '';
+const httpError = errorText.match(/HTTP ERROR (\d{3})/);
+const errorPage = location.protocol !== 'chrome-error:' || httpError
+  ? ''
+  : (errorText.match(/ERR_[A-Z0-9_]+/) || ['ERR_UNKNOWN'])[0];
 return {
   url: location.href,
   errorPage,
-  status: (nav && nav.responseStatus) || 0,
+  status: httpError ? Number(httpError[1]) : (nav && nav.responseStatus) || 0,
   readyState: document.readyState,
   ttfb: nav ? Math.max(nav.responseStart - activation, 0) : null,
   fcp: fcp === null ? null : Math.max(fcp - activation, 0),

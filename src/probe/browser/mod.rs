@@ -563,9 +563,8 @@ impl WebDriverCompatibleCommand for Cdp {
 }
 
 fn browser_error(during: &str, e: impl std::fmt::Display) -> ProbeError {
-    let msg = e.to_string();
-    // WebDriver errors can quote the page URL (with its query); keep them short.
-    let msg: String = msg.chars().take(300).collect();
+    // WebDriver errors can quote the page URL (with its credentials and query).
+    let msg: String = crate::redact::text(&e.to_string()).chars().take(300).collect();
     ProbeError::new(ErrorType::BrowserError, format!("{during}: {msg}"))
 }
 
@@ -601,11 +600,18 @@ impl BrowserProbe {
         let session = self.open(&endpoint, profile.as_ref(), deadline).await?;
         rec.set("browser_start", launch.elapsed().as_secs_f64());
         let result = self.measure(rec, session.client(), deadline).await;
-        if let Some(p) = &profile {
-            rec.set("memory", driver::pss(&p.processes()) as f64);
+        // /proc scans, kills and removing the profile block: off the async threads.
+        let (profile, pss) = tokio::task::spawn_blocking(move || {
+            let pss = profile.as_ref().map(|p| driver::pss(&p.processes()));
+            (profile, pss)
+        })
+        .await
+        .map_err(|e| ProbeError::new(ErrorType::Internal, e.to_string()))?;
+        if let Some(pss) = pss {
+            rec.set("memory", pss as f64);
         }
         session.close().await;
-        drop(profile);
+        let _ = tokio::task::spawn_blocking(move || drop(profile)).await;
         result
     }
 
@@ -810,7 +816,10 @@ impl BrowserProbe {
         let value = client.execute(script, Vec::new()).await.map_err(|e| {
             ProbeError::new(
                 ErrorType::AssertionFailed,
-                format!("metrics_script failed: {}", e.to_string().chars().take(300).collect::<String>()),
+                format!(
+                    "metrics_script failed: {}",
+                    crate::redact::text(&e.to_string()).chars().take(300).collect::<String>()
+                ),
             )
         })?;
         let Value::Object(map) = value else {

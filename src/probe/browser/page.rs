@@ -88,7 +88,8 @@ pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String]) {
         rec.detail("lcp_url", crate::redact::url(&page.lcp_url));
     }
     if !page.first_error.is_empty() {
-        rec.detail("first_js_error", page.first_error.chars().take(200).collect::<String>());
+        let first = crate::redact::text(&page.first_error);
+        rec.detail("first_js_error", first.chars().take(200).collect::<String>());
     }
     rec.detail("ready_state", page.ready_state.clone());
 
@@ -164,6 +165,9 @@ pub fn navigation_error(rec: &mut Recorder, page: &PageData) -> Option<ProbeErro
     let status = page.status as i64;
     if status >= 400 {
         rec.label("http.response.status_code", status);
+        if status == 429 {
+            return Some(ProbeError::new(ErrorType::RateLimited, "the page answered HTTP 429"));
+        }
         return Some(ProbeError::new(ErrorType::HttpStatus, format!("the page answered HTTP {status}")));
     }
     None
