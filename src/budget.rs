@@ -50,11 +50,10 @@ impl Budgets {
     /// Judges percentile budgets over a batch of runs of one probe; with `median`, the
     /// per-run budgets too, on the median of the runs (Lighthouse CI's way).
     pub fn judge_batch(&self, outcomes: &[Outcome], median: bool) -> Vec<PercentileVerdict> {
-        let medians = self
-            .per_run
-            .iter()
-            .filter(|_| median)
-            .map(|t| PercentileThreshold { q: 50.0, threshold: t.clone() });
+        let medians = self.per_run.iter().filter(|_| median).map(|t| PercentileThreshold {
+            q: 50.0,
+            threshold: t.clone(),
+        });
         self.percentiles
             .iter()
             .cloned()

@@ -54,7 +54,10 @@ async fn encoded_len(t: &Target, path: &str) -> f64 {
 }
 
 fn leftover(before: &[i32]) -> Vec<i32> {
-    chromium_processes().into_iter().filter(|p| !before.contains(p)).collect()
+    chromium_processes()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect()
 }
 
 async fn no_leftovers(before: &[i32]) {
@@ -72,7 +75,11 @@ async fn lcp_follows_the_delayed_image_and_cls_the_known_shift() {
     let _turn = TURN.lock().await;
     let t = plain_target().await;
     for (delay, shift) in [(300u64, 0.05), (900, 0.2)] {
-        let o = run_once(&page_probe(&t.url(&format!("/page?lcp_delay={delay}&shift={shift}")), "")).await;
+        let o = run_once(&page_probe(
+            &t.url(&format!("/page?lcp_delay={delay}&shift={shift}")),
+            "",
+        ))
+        .await;
         assert!(o.success(), "{:?}", o.error);
         let lcp = m(&o, "lcp");
         let d = delay as f64 / 1000.0;
@@ -81,7 +88,11 @@ async fn lcp_follows_the_delayed_image_and_cls_the_known_shift() {
         assert!((cls - shift).abs() <= 0.01, "cls {cls} for a shift of {shift}");
         assert!(m(&o, "fcp") <= lcp && m(&o, "ttfb") <= m(&o, "fcp"));
         assert!(m(&o, "load") >= d, "load waits for the image");
-        let el = o.details.iter().find(|(k, _)| *k == "lcp_element").map(|(_, v)| v.as_str());
+        let el = o
+            .details
+            .iter()
+            .find(|(k, _)| *k == "lcp_element")
+            .map(|(_, v)| v.as_str());
         assert_eq!(el, Some("img#hero"));
         assert!(m(&o, "memory") > 10e6, "PSS of the run's Chromium");
     }
@@ -96,7 +107,10 @@ async fn script_and_stylesheet_bytes_are_exact_and_budgets_break_when_over() {
     assert!(js > 1000.0 && js < 64.0 * 1024.0, "gzipped js {js}");
     let o = run_once(&page_probe(
         &t.url("/page?js_kb=64&css_kb=16"),
-        &format!("[probe.budget]\nscript_bytes = {}\nstylesheet_bytes = {css}\n", js as u64 - 1),
+        &format!(
+            "[probe.budget]\nscript_bytes = {}\nstylesheet_bytes = {css}\n",
+            js as u64 - 1
+        ),
     ))
     .await;
     assert!(o.success(), "{:?}", o.error);
@@ -120,7 +134,11 @@ async fn cross_origin_bytes_need_timing_allow_origin() {
     let o = run_once(&page_probe(&t.url(&format!("/page?third={other}")), "")).await;
     assert!(o.success(), "{:?}", o.error);
     assert_eq!(m(&o, "image_third_party_requests"), 2.0);
-    assert_eq!(m(&o, "unmeasured_requests"), 1.0, "the image without TAO is unmeasurable");
+    assert_eq!(
+        m(&o, "unmeasured_requests"),
+        1.0,
+        "the image without TAO is unmeasurable"
+    );
     assert_eq!(m(&o, "image_third_party_bytes"), tao_size, "only the TAO image's bytes");
     assert_eq!(m(&o, "third_party_requests"), 2.0);
     assert_eq!(m(&o, "image_first_party_requests"), 1.0);
@@ -154,7 +172,11 @@ async fn a_script_error_is_counted_not_fatal() {
     let o = run_once(&page_probe(&t.url("/page?error=1"), "[probe.budget]\njs_errors = 0")).await;
     assert!(o.success(), "{:?}", o.error);
     assert_eq!(m(&o, "js_errors"), 1.0);
-    let first = o.details.iter().find(|(k, _)| *k == "first_js_error").map(|(_, v)| v.clone());
+    let first = o
+        .details
+        .iter()
+        .find(|(k, _)| *k == "first_js_error")
+        .map(|(_, v)| v.clone());
     assert!(first.unwrap_or_default().contains("TypeError"));
     assert_eq!(o.breaches.len(), 1);
 }
@@ -174,7 +196,11 @@ async fn failed_navigations_are_classified() {
 async fn metrics_script_numbers_are_recorded_and_budgeted() {
     let _turn = TURN.lock().await;
     let t = plain_target().await;
-    let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/scripts/video-first-frame.js")).unwrap();
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/scripts/video-first-frame.js"
+    ))
+    .unwrap();
     let toml = page_probe(
         &t.url("/page?video=1"),
         "metrics_script = \"first-frame.js\"\nscript_metrics = { first_frame = \"ms\" }\n[probe.budget]\nfirst_frame = \"0s\"",
@@ -194,7 +220,10 @@ async fn chromedriver_killed_mid_run_then_the_next_run_works_and_nothing_is_left
     let before = chromium_processes();
     let t = plain_target().await;
     let ctx = BuildContext::new();
-    let (_dir, probes) = build(&[("sloprobe.toml", &page_probe(&t.url("/page?lcp_delay=3000"), ""))], &ctx);
+    let (_dir, probes) = build(
+        &[("sloprobe.toml", &page_probe(&t.url("/page?lcp_delay=3000"), ""))],
+        &ctx,
+    );
     let p = &probes[0];
     let browsers = ctx.browsers();
     let killer = tokio::spawn(async move {
@@ -211,11 +240,7 @@ async fn chromedriver_killed_mid_run_then_the_next_run_works_and_nothing_is_left
     let o = p.execute().await;
     killer.await.unwrap();
     assert!(!o.success(), "a run whose chromedriver died cannot pass");
-    assert!(
-        ["browser_error", "timeout"].contains(&error_type(&o)),
-        "{:?}",
-        o.error
-    );
+    assert!(["browser_error", "timeout"].contains(&error_type(&o)), "{:?}", o.error);
     let fast = page_probe(&t.url("/page"), "");
     let (_dir2, again) = build(&[("sloprobe.toml", &fast)], &ctx);
     let o = again[0].execute().await;
@@ -264,5 +289,39 @@ async fn a_hundred_mixed_runs_leave_no_process_behind() {
     // The hanging and 500 pages fail, by design; the other three pages pass.
     assert!(ok >= 55 && failed >= 40, "ok {ok}, failed {failed}");
     drop((probes, ctx));
+    no_leftovers(&before).await;
+}
+
+/// SIGTERM to the daemon in the middle of a browser run: the daemon exits and takes
+/// chromedriver and every Chromium process with it.
+#[tokio::test]
+async fn sigterm_mid_run_leaves_no_process_behind() {
+    let _turn = TURN.lock().await;
+    let before = chromium_processes();
+    let t = plain_target().await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{}\"\n{}",
+        free_port(),
+        page_probe(&t.url("/page?hang=1"), "")
+            .replace("every = \"1m\"", "every = \"4s\"")
+            .replace("timeout = \"15s\"", "timeout = \"3500ms\"")
+    );
+    let dir = write_files(&[("sloprobe.toml", &toml)]);
+    let mut daemon = start_daemon(&dir.path().join("sloprobe.toml"));
+    let running = eventually(150, Duration::from_millis(100), || async {
+        let l = leftover(&before);
+        (l.len() > 2).then_some(l)
+    })
+    .await;
+    assert!(running.is_some(), "no browser started by the daemon");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    let exited = eventually(100, Duration::from_millis(100), || {
+        let status = daemon.0.try_wait().ok().flatten();
+        async move { status }
+    })
+    .await;
+    assert!(exited.is_some(), "daemon did not stop within 10s of SIGTERM");
     no_leftovers(&before).await;
 }

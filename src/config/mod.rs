@@ -895,7 +895,8 @@ fn check_browser(
     source: &Source,
 ) -> Result<crate::probe::browser::driver::HostSettings, ConfigError> {
     if let Some(u) = &c.webdriver_url {
-        let ok = url::Url::parse(u.get_ref()).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        let ok =
+            url::Url::parse(u.get_ref()).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
         if !ok {
             return Err(source.error_at(
                 u.span(),
@@ -909,7 +910,10 @@ fn check_browser(
     {
         return Err(source.error_at(n.span(), Some("browser.max_concurrent_browsers"), "between 1 and 64"));
     }
-    for (key, p) in [("browser.chromedriver", &c.chromedriver), ("browser.chromium", &c.chromium)] {
+    for (key, p) in [
+        ("browser.chromedriver", &c.chromedriver),
+        ("browser.chromium", &c.chromium),
+    ] {
         if let Some(p) = p
             && !std::path::Path::new(p.get_ref()).is_file()
         {

@@ -46,10 +46,16 @@ struct PageParams {
 async fn page(Query(p): Query<PageParams>) -> Response {
     let mut head = String::new();
     if p.css_kb > 0 {
-        head.push_str(&format!(r#"<link rel="stylesheet" href="/page/app.css?kb={}">"#, p.css_kb.min(4096)));
+        head.push_str(&format!(
+            r#"<link rel="stylesheet" href="/page/app.css?kb={}">"#,
+            p.css_kb.min(4096)
+        ));
     }
     if p.js_kb > 0 {
-        head.push_str(&format!(r#"<script src="/page/app.js?kb={}"></script>"#, p.js_kb.min(4096)));
+        head.push_str(&format!(
+            r#"<script src="/page/app.js?kb={}"></script>"#,
+            p.js_kb.min(4096)
+        ));
     }
     let mut body = format!(
         r#"<div id="content"><h1>sloprobe demo page</h1><p>Known vitals for the browser probe.</p>
@@ -100,7 +106,9 @@ document.getElementById('player').srcObject = c.captureStream(30);
 fn valid_origin(o: &str) -> bool {
     let rest = o.strip_prefix("http://").or_else(|| o.strip_prefix("https://"));
     rest.is_some_and(|r| {
-        !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
+        !r.is_empty()
+            && r.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
     })
 }
 
@@ -123,7 +131,9 @@ async fn hero(Query(p): Query<HeroParams>) -> Response {
     for ty in (0..h).step_by(tile as usize) {
         for tx in (0..w).step_by(tile as usize) {
             let c = next(&mut x) & 0xff_ffff;
-            svg.push_str(&format!(r##"<rect x="{tx}" y="{ty}" width="{tile}" height="{tile}" fill="#{c:06x}"/>"##));
+            svg.push_str(&format!(
+                r##"<rect x="{tx}" y="{ty}" width="{tile}" height="{tile}" fill="#{c:06x}"/>"##
+            ));
         }
     }
     svg.push_str("</svg>");

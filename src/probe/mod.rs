@@ -131,7 +131,11 @@ pub trait Settings: std::fmt::Debug + Send + Sync {
     }
     /// Budgets the kind reads from elsewhere (a Lighthouse budget.json); keys in
     /// `[probe.budget]` win over these.
-    fn budgets(&self, _cfg: &ProbeConfig, _measures: &[&'static Measure]) -> Result<Vec<budget::Threshold>, ConfigError> {
+    fn budgets(
+        &self,
+        _cfg: &ProbeConfig,
+        _measures: &[&'static Measure],
+    ) -> Result<Vec<budget::Threshold>, ConfigError> {
         Ok(Vec::new())
     }
     /// Why this probe cannot run on this host (its browser is not installed), if so: the

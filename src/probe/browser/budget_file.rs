@@ -155,9 +155,19 @@ mod tests {
     #[test]
     fn bad_files_say_what_is_wrong() {
         assert!(thresholds(b"{", "/", &measures()).unwrap_err().contains("budget.json"));
-        let e = thresholds(br#"[{"timings": [{"metric": "speed-index", "budget": 1}]}]"#, "/", &measures()).unwrap_err();
+        let e = thresholds(
+            br#"[{"timings": [{"metric": "speed-index", "budget": 1}]}]"#,
+            "/",
+            &measures(),
+        )
+        .unwrap_err();
         assert!(e.contains("speed-index"), "{e}");
-        let e = thresholds(br#"[{"resourceSizes": [{"resourceType": "wasm", "budget": 1}]}]"#, "/", &measures()).unwrap_err();
+        let e = thresholds(
+            br#"[{"resourceSizes": [{"resourceType": "wasm", "budget": 1}]}]"#,
+            "/",
+            &measures(),
+        )
+        .unwrap_err();
         assert!(e.contains("wasm"), "{e}");
     }
 

@@ -63,11 +63,19 @@ impl HostSettings {
                 .as_ref()
                 .map(|p| PathBuf::from(p.get_ref()))
                 .or_else(|| on_path(&["chromedriver"])),
-            chromium: c.chromium.as_ref().map(|p| PathBuf::from(p.get_ref())).or_else(|| {
-                on_path(&["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"])
-            }),
-            webdriver_url: c.webdriver_url.as_ref().map(|u| u.get_ref().trim_end_matches('/').to_string()),
-            max_concurrent: c.max_concurrent_browsers.as_ref().map_or(1, |n| (*n.get_ref()).max(1) as usize),
+            chromium: c
+                .chromium
+                .as_ref()
+                .map(|p| PathBuf::from(p.get_ref()))
+                .or_else(|| on_path(&["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"])),
+            webdriver_url: c
+                .webdriver_url
+                .as_ref()
+                .map(|u| u.get_ref().trim_end_matches('/').to_string()),
+            max_concurrent: c
+                .max_concurrent_browsers
+                .as_ref()
+                .map_or(1, |n| (*n.get_ref()).max(1) as usize),
             min_free_memory: c.min_free_memory.as_ref().map_or(DEFAULT_MIN_FREE, |s| s.get_ref().0),
             args: c.args.clone(),
         }
@@ -81,8 +89,13 @@ impl HostSettings {
         let exists = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.is_file());
         match (exists(&self.chromedriver), exists(&self.chromium)) {
             (true, true) => None,
-            (false, _) => Some("chromedriver not found (install chromium-driver, or set [browser] chromedriver or webdriver_url)".into()),
-            (_, false) => Some("Chromium not found (install chromium, or set [browser] chromium or webdriver_url)".into()),
+            (false, _) => Some(
+                "chromedriver not found (install chromium-driver, or set [browser] chromedriver or webdriver_url)"
+                    .into(),
+            ),
+            (_, false) => {
+                Some("Chromium not found (install chromium, or set [browser] chromium or webdriver_url)".into())
+            }
         }
     }
 }
@@ -300,7 +313,10 @@ impl Profile {
                 }
             }
         }
-        Err(ProbeError::new(ErrorType::BrowserError, "cannot create a browser profile"))
+        Err(ProbeError::new(
+            ErrorType::BrowserError,
+            "cannot create a browser profile",
+        ))
     }
 
     /// Every live process started with this directory in its command line (a run's
@@ -335,7 +351,11 @@ impl Drop for Profile {
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish()
 }
 
@@ -343,7 +363,9 @@ fn rand_u64() -> u64 {
 /// (Chromium's GPU and utility processes do not all repeat the profile switch).
 pub fn processes_of(marker: &str) -> Vec<i32> {
     let mut all: Vec<(i32, i32, bool)> = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
@@ -394,7 +416,9 @@ pub fn pss(pids: &[i32]) -> u64 {
 
 /// Chromium processes running on this host at all (for tests and the benchmark).
 pub fn chromium_processes() -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
         .filter(|pid| stat(*pid).is_some_and(|(_, st)| st != 'Z' && st != 'X'))

@@ -182,7 +182,8 @@ const TRANSFER_DESC: &str =
     "Bytes on the wire (headers included, 0 from cache) of the last run's resources, by type and party.";
 const REQUESTS_DESC: &str = "Requests of the last run, by resource type and party (favicon excluded).";
 const PAGE_SIZE_DESC: &str = "Encoded body bytes of the last run by type, all parties; type=\"total\" and type=\"third_party\" sum over types. What size budgets judge.";
-const PAGE_REQUESTS_DESC: &str = "Requests of the last run by type, all parties; type=\"total\" and type=\"third_party\" sum over types.";
+const PAGE_REQUESTS_DESC: &str =
+    "Requests of the last run by type, all parties; type=\"total\" and type=\"third_party\" sum over types.";
 
 macro_rules! catalog {
     ($($t:literal),*) => {
@@ -392,7 +393,9 @@ impl Settings for BrowserProbeSettings {
     }
 
     fn budgets(&self, cfg: &ProbeConfig, measures: &[&'static Measure]) -> Result<Vec<Threshold>, ConfigError> {
-        let Some(file) = &self.budgets_file else { return Ok(Vec::new()) };
+        let Some(file) = &self.budgets_file else {
+            return Ok(Vec::new());
+        };
         let bytes = cfg.read_file(file, "probe.budgets_file", MAX_SCRIPT)?;
         let path = url::Url::parse(self.url.get_ref()).map_or("/".to_string(), |u| u.path().to_string());
         budget_file::thresholds(&bytes, &path, measures)
@@ -412,12 +415,21 @@ impl Settings for BrowserProbeSettings {
             )
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(cfg.error_at(&self.url, "probe.url", "browser probes load an http:// or https:// page"));
+            return Err(cfg.error_at(
+                &self.url,
+                "probe.url",
+                "browser probes load an http:// or https:// page",
+            ));
         }
         let viewport = match &self.viewport {
             None => (1350, 940),
-            Some(v) => parse_viewport(v.get_ref())
-                .ok_or_else(|| cfg.error_at(v, "probe.viewport", "viewport is WIDTHxHEIGHT in pixels, e.g. \"1350x940\" (each 100..=8000)"))?,
+            Some(v) => parse_viewport(v.get_ref()).ok_or_else(|| {
+                cfg.error_at(
+                    v,
+                    "probe.viewport",
+                    "viewport is WIDTHxHEIGHT in pixels, e.g. \"1350x940\" (each 100..=8000)",
+                )
+            })?,
         };
         for h in &self.first_party_hosts {
             let bare = h.strip_prefix("*.").unwrap_or(h);
@@ -434,7 +446,11 @@ impl Settings for BrowserProbeSettings {
         if settle + reserve >= cfg.timeout
             && let Some(s) = &self.settle
         {
-            return Err(cfg.error_at(s, "probe.settle", "settle leaves no time to load the page within `timeout`"));
+            return Err(cfg.error_at(
+                s,
+                "probe.settle",
+                "settle leaves no time to load the page within `timeout`",
+            ));
         }
         let script = self
             .metrics_script
@@ -450,7 +466,11 @@ impl Settings for BrowserProbeSettings {
                 return Err(cfg.error_at(unit, "probe.script_metrics", "a metric name is 1-32 of a-z A-Z 0-9 _"));
             }
             if key(name).is_some() {
-                return Err(cfg.error_at(unit, "probe.script_metrics", format!("{name:?} is a built-in measurement of kind \"browser\"")));
+                return Err(cfg.error_at(
+                    unit,
+                    "probe.script_metrics",
+                    format!("{name:?} is a built-in measurement of kind \"browser\""),
+                ));
             }
             if script.is_none() {
                 return Err(cfg.error_at(unit, "probe.script_metrics", "script_metrics needs a metrics_script"));
@@ -465,8 +485,11 @@ impl Settings for BrowserProbeSettings {
                     if raw.name.is_empty() || raw.name.contains([';', '=', ' ', ',']) {
                         return Err(cfg.error_at(c, "probe.step.set_cookie", "invalid cookie name"));
                     }
-                    let value = crate::config::Secret::resolve(raw.value.as_str(), cfg.source.path.parent().unwrap_or(std::path::Path::new(".")))
-                        .map_err(|e| cfg.error_at(c, "probe.step.set_cookie.value", e))?;
+                    let value = crate::config::Secret::resolve(
+                        raw.value.as_str(),
+                        cfg.source.path.parent().unwrap_or(std::path::Path::new(".")),
+                    )
+                    .map_err(|e| cfg.error_at(c, "probe.step.set_cookie.value", e))?;
                     steps.push(Step::Cookie {
                         name: raw.name.clone(),
                         value,
@@ -558,7 +581,10 @@ impl WebDriverCompatibleCommand for Cdp {
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({"cmd": self.0, "params": self.1}).to_string()))
+        (
+            http::Method::POST,
+            Some(json!({"cmd": self.0, "params": self.1}).to_string()),
+        )
     }
 }
 
@@ -586,7 +612,11 @@ impl BrowserProbe {
     async fn visit(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
         let deadline = rec.start() + self.timeout.saturating_sub(self.reserve);
         rec.enter("queue");
-        let Some(_slot) = self.browsers.slot(deadline.saturating_duration_since(Instant::now())).await else {
+        let Some(_slot) = self
+            .browsers
+            .slot(deadline.saturating_duration_since(Instant::now()))
+            .await
+        else {
             rec.skip("browser_busy");
             return Ok(());
         };
@@ -596,7 +626,11 @@ impl BrowserProbe {
         let endpoint = self.browsers.endpoint().await?;
         // Declared before the session, so dropped after it: the session's close is sent
         // first, then every process left under the profile is killed.
-        let profile = if self.browsers.local() { Some(Profile::new()?) } else { None };
+        let profile = if self.browsers.local() {
+            Some(Profile::new()?)
+        } else {
+            None
+        };
         let session = self.open(&endpoint, profile.as_ref(), deadline).await?;
         rec.set("browser_start", launch.elapsed().as_secs_f64());
         let result = self.measure(rec, session.client(), deadline).await;
@@ -651,7 +685,10 @@ impl BrowserProbe {
         // Navigation returns at once; this probe waits for load itself, up to its deadline.
         caps.insert("pageLoadStrategy".into(), json!("none"));
         caps.insert("acceptInsecureCerts".into(), json!(self.insecure));
-        caps.insert("timeouts".into(), json!({"script": left.as_millis() as u64, "pageLoad": left.as_millis() as u64}));
+        caps.insert(
+            "timeouts".into(),
+            json!({"script": left.as_millis() as u64, "pageLoad": left.as_millis() as u64}),
+        );
         caps.insert("goog:chromeOptions".into(), Value::Object(options));
         let connect = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
@@ -668,7 +705,12 @@ impl BrowserProbe {
             .map_err(|e| browser_error(cmd, e))
     }
 
-    async fn measure(&self, rec: &mut Recorder, client: &fantoccini::Client, deadline: Instant) -> Result<(), ProbeError> {
+    async fn measure(
+        &self,
+        rec: &mut Recorder,
+        client: &fantoccini::Client,
+        deadline: Instant,
+    ) -> Result<(), ProbeError> {
         let (w, h) = self.viewport;
         self.cdp(
             client,
@@ -676,8 +718,12 @@ impl BrowserProbe {
             json!({"width": w, "height": h, "deviceScaleFactor": 1, "mobile": false}),
         )
         .await?;
-        self.cdp(client, "Page.addScriptToEvaluateOnNewDocument", json!({"source": OBSERVE_JS}))
-            .await?;
+        self.cdp(
+            client,
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": OBSERVE_JS}),
+        )
+        .await?;
         if let Some((latency, down, up)) = self.throttle.conditions() {
             self.cdp(client, "Network.enable", json!({})).await?;
             self.cdp(
@@ -800,7 +846,10 @@ impl BrowserProbe {
                 Err(fantoccini::error::CmdError::Standard(w))
                     if w.error == fantoccini::error::ErrorStatus::InvalidSelector =>
                 {
-                    return Err(ProbeError::new(ErrorType::AssertionFailed, format!("wait_for: invalid selector {selector:?}")));
+                    return Err(ProbeError::new(
+                        ErrorType::AssertionFailed,
+                        format!("wait_for: invalid selector {selector:?}"),
+                    ));
                 }
                 _ => {}
             }
@@ -812,13 +861,21 @@ impl BrowserProbe {
         ))
     }
 
-    async fn run_script(&self, rec: &mut Recorder, client: &fantoccini::Client, script: &str) -> Result<(), ProbeError> {
+    async fn run_script(
+        &self,
+        rec: &mut Recorder,
+        client: &fantoccini::Client,
+        script: &str,
+    ) -> Result<(), ProbeError> {
         let value = client.execute(script, Vec::new()).await.map_err(|e| {
             ProbeError::new(
                 ErrorType::AssertionFailed,
                 format!(
                     "metrics_script failed: {}",
-                    crate::redact::text(&e.to_string()).chars().take(300).collect::<String>()
+                    crate::redact::text(&e.to_string())
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
                 ),
             )
         })?;

@@ -168,7 +168,10 @@ pub fn navigation_error(rec: &mut Recorder, page: &PageData) -> Option<ProbeErro
         if status == 429 {
             return Some(ProbeError::new(ErrorType::RateLimited, "the page answered HTTP 429"));
         }
-        return Some(ProbeError::new(ErrorType::HttpStatus, format!("the page answered HTTP {status}")));
+        return Some(ProbeError::new(
+            ErrorType::HttpStatus,
+            format!("the page answered HTTP {status}"),
+        ));
     }
     None
 }
@@ -183,7 +186,9 @@ fn set(rec: &mut Recorder, name: &str, v: f64) {
 pub fn first_party_host(host: &str, first_party: &[String]) -> bool {
     let host = host.to_ascii_lowercase();
     first_party.iter().any(|p| match p.strip_prefix("*.") {
-        Some(domain) => host.len() > domain.len() + 1 && host.ends_with(domain) && host[..host.len() - domain.len()].ends_with('.'),
+        Some(domain) => {
+            host.len() > domain.len() + 1 && host.ends_with(domain) && host[..host.len() - domain.len()].ends_with('.')
+        }
         None => host == *p,
     })
 }
