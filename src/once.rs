@@ -232,6 +232,9 @@ fn unit_of(p: &BuiltProbe, key: &str) -> Unit {
     p.measures.iter().find(|m| m.key == key).map_or(Unit::Count, |m| m.unit)
 }
 
+/// Columns a table shows before it narrows to the headline and budgeted keys.
+const MAX_COLUMNS: usize = 16;
+
 fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) {
     // Columns in the kind's catalog order, so every table of a kind reads the same.
     let present = measurement_keys(&r.outcomes);
@@ -241,7 +244,26 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
             keys.push(m.key);
         }
     }
+    // A wide catalog (a browser probe's ~70 keys) shows its headline, what it is judged
+    // on and its own measures; JSON has everything.
+    let hidden = keys.len().saturating_sub(MAX_COLUMNS);
+    if hidden > 0 {
+        let kind = crate::probe::kind(p.kind);
+        let catalog = kind.map_or(&[][..], |k| k.measures);
+        keys.retain(|k| {
+            *k == "total"
+                || kind.is_some_and(|kind| kind.headline.contains(k))
+                || p.budgets.all().any(|t| t.key == *k)
+                || !catalog.iter().any(|m| m.key == *k)
+        });
+    }
     let _ = writeln!(out, "\n{} ({}), {} run(s)", p.name, p.kind, r.outcomes.len());
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "  (headline and budgeted measurements; every one with --format json)"
+        );
+    }
     if r.outcomes.len() < runs as usize {
         let _ = writeln!(out, "  {} run(s) missing", runs as usize - r.outcomes.len());
     }

@@ -118,7 +118,10 @@ fn on_path(names: &[&str]) -> Option<PathBuf> {
 pub struct Browsers {
     pub settings: HostSettings,
     slots: Arc<Semaphore>,
+    /// Browsers between runs, each with the next run's tab open.
+    idle: std::sync::Mutex<Vec<super::session::Browser>>,
     driver: Mutex<Option<Driver>>,
+    generation: std::sync::atomic::AtomicU64,
     http: HttpClient<HttpConnector, Empty<bytes::Bytes>>,
 }
 
@@ -134,6 +137,7 @@ struct Driver {
     child: tokio::process::Child,
     pgid: i32,
     url: String,
+    generation: u64,
     /// XDG_CONFIG_HOME of chromedriver and its browsers: Chromium's crash handler starts
     /// its own process group, and this path in its command line finds it.
     _home: Profile,
@@ -158,8 +162,10 @@ impl Browsers {
     pub fn new(settings: HostSettings) -> Browsers {
         Browsers {
             slots: Arc::new(Semaphore::new(settings.max_concurrent)),
+            idle: std::sync::Mutex::default(),
             settings,
             driver: Mutex::new(None),
+            generation: std::sync::atomic::AtomicU64::new(0),
             http: HttpClient::builder(hyper_util::rt::TokioExecutor::new()).build(HttpConnector::new()),
         }
     }
@@ -170,6 +176,31 @@ impl Browsers {
             .await
             .ok()?
             .ok()
+    }
+
+    pub fn idle(&self) -> Option<super::session::Browser> {
+        self.idle.lock().expect("idle browsers").pop()
+    }
+
+    pub fn give_back(&self, b: super::session::Browser) {
+        self.idle.lock().expect("idle browsers").push(b);
+    }
+
+    /// The browser-level DevTools WebSocket URL of a Chromium listening at `address`.
+    pub async fn devtools_url(&self, address: &str) -> Option<String> {
+        let address = address.replace("localhost", "127.0.0.1");
+        let uri = format!("http://{address}/json/version").parse::<http::Uri>().ok()?;
+        let fetch = async {
+            let resp = self.http.get(uri).await.ok()?;
+            let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+                .collect()
+                .await
+                .ok()?
+                .to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            v["webSocketDebuggerUrl"].as_str().map(str::to_string)
+        };
+        tokio::time::timeout(HEALTH_TIMEOUT, fetch).await.ok().flatten()
     }
 
     /// Fails when available memory is under the floor.
@@ -193,25 +224,27 @@ impl Browsers {
         self.settings.webdriver_url.is_none()
     }
 
-    /// The WebDriver URL to open a session on: the given one, or our chromedriver,
-    /// (re)started when it died or stopped answering.
-    pub async fn endpoint(&self) -> Result<String, ProbeError> {
+    /// The WebDriver URL to open a session on, and which driver it is (a number that
+    /// changes with every restart): the given URL, or our chromedriver, (re)started when
+    /// it died or stopped answering.
+    pub async fn endpoint(&self) -> Result<(String, u64), ProbeError> {
         if let Some(url) = &self.settings.webdriver_url {
-            return Ok(url.clone());
+            return Ok((url.clone(), 0));
         }
         let mut driver = self.driver.lock().await;
         if let Some(d) = driver.as_mut() {
             let alive = matches!(d.child.try_wait(), Ok(None));
             if alive && self.ready(&d.url).await {
-                return Ok(d.url.clone());
+                return Ok((d.url.clone(), d.generation));
             }
             tracing::warn!(alive, "chromedriver not answering: restarting it");
             *driver = None;
         }
-        let d = self.spawn().await?;
-        let url = d.url.clone();
+        let mut d = self.spawn().await?;
+        d.generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let found = (d.url.clone(), d.generation);
         *driver = Some(d);
-        Ok(url)
+        Ok(found)
     }
 
     async fn spawn(&self) -> Result<Driver, ProbeError> {
@@ -242,6 +275,7 @@ impl Browsers {
             child,
             pgid,
             url: format!("http://127.0.0.1:{port}"),
+            generation: 0,
             _home: home,
         };
         let until = Instant::now() + DRIVER_START;

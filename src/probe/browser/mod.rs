@@ -7,6 +7,7 @@
 mod budget_file;
 pub mod driver;
 mod page;
+mod session;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,7 +22,7 @@ use super::{BoxFuture, BuildContext, Kind, Probe, Settings};
 use crate::budget::Threshold;
 use crate::config::{ConfigError, Dur, ProbeConfig, SecretText, Spanned};
 use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit};
-use driver::{Browsers, Profile};
+use driver::Browsers;
 pub use page::{PARTIES, TYPES};
 
 pub const KIND: Kind = Kind {
@@ -242,7 +243,7 @@ macro_rules! catalog {
                 metric: "probe.browser.start.duration",
                 unit: Unit::Seconds,
                 instrument: Instrument::Mean,
-                description: "Slot and memory checks, chromedriver health check and a new browser session, before the page is asked for.",
+                description: "Run start to a tab ready for the page: waiting for a browser slot, the memory floor, the chromedriver health check, and a browser launch when none was ready.",
                 fixed: &[],
                 labels: &[],
             },
@@ -332,7 +333,8 @@ const OBSERVE_JS: &str = include_str!("observe.js");
 const COLLECT_JS: &str = include_str!("collect.js");
 const MAX_SCRIPT: u64 = 1024 * 1024;
 const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
-const POLL: Duration = Duration::from_millis(50);
+/// How often the load state is polled (a WebDriver round trip is a few ms).
+const POLL: Duration = Duration::from_millis(10);
 
 enum Step {
     Cookie { name: String, value: crate::config::Secret },
@@ -543,34 +545,6 @@ impl Probe for BrowserProbe {
     }
 }
 
-/// A WebDriver session that is closed when dropped (a run cut off by its timeout), so
-/// chromedriver forgets it; the run's processes are killed by its `Profile`.
-struct Session(Option<fantoccini::Client>);
-
-impl Session {
-    fn client(&self) -> &fantoccini::Client {
-        self.0.as_ref().expect("open session")
-    }
-
-    async fn close(mut self) {
-        if let Some(c) = self.0.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
-        }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take()
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
-        {
-            rt.spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), c.close()).await;
-            });
-        }
-    }
-}
-
 /// A Chrome DevTools Protocol command through chromedriver's passthrough endpoint.
 #[derive(Debug)]
 struct Cdp(&'static str, Value);
@@ -588,11 +562,7 @@ impl WebDriverCompatibleCommand for Cdp {
     }
 }
 
-fn browser_error(during: &str, e: impl std::fmt::Display) -> ProbeError {
-    // WebDriver errors can quote the page URL (with its credentials and query).
-    let msg: String = crate::redact::text(&e.to_string()).chars().take(300).collect();
-    ProbeError::new(ErrorType::BrowserError, format!("{during}: {msg}"))
-}
+use session::error as browser_error;
 
 /// Errors while a navigation is under way (the old document is gone) are retried;
 /// a lost session or browser is not.
@@ -612,7 +582,7 @@ impl BrowserProbe {
     async fn visit(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
         let deadline = rec.start() + self.timeout.saturating_sub(self.reserve);
         rec.enter("queue");
-        let Some(_slot) = self
+        let Some(slot) = self
             .browsers
             .slot(deadline.saturating_duration_since(Instant::now()))
             .await
@@ -621,81 +591,24 @@ impl BrowserProbe {
             return Ok(());
         };
         rec.enter("launch");
-        let launch = Instant::now();
         self.browsers.check_memory()?;
-        let endpoint = self.browsers.endpoint().await?;
-        // Declared before the session, so dropped after it: the session's close is sent
-        // first, then every process left under the profile is killed.
-        let profile = if self.browsers.local() {
-            Some(Profile::new()?)
-        } else {
-            None
-        };
-        let session = self.open(&endpoint, profile.as_ref(), deadline).await?;
-        rec.set("browser_start", launch.elapsed().as_secs_f64());
-        let result = self.measure(rec, session.client(), deadline).await;
-        // /proc scans, kills and removing the profile block: off the async threads.
-        let (profile, pss) = tokio::task::spawn_blocking(move || {
-            let pss = profile.as_ref().map(|p| driver::pss(&p.processes()));
-            (profile, pss)
-        })
-        .await
-        .map_err(|e| ProbeError::new(ErrorType::Internal, e.to_string()))?;
-        if let Some(pss) = pss {
+        // Dropped unfinished (the run cut off by its timeout), the lease discards the
+        // browser and kills its processes.
+        let lease = session::Lease::take(self.browsers.clone(), slot).await?;
+        rec.set("browser_start", rec.offset(Instant::now()));
+        let result = self.measure(rec, lease.browser().client(), deadline).await;
+        let pids = lease.browser().profile().map(|p| p.dir.clone());
+        if let Some(dir) = pids {
+            // /proc scans block: off the async threads.
+            let pss =
+                tokio::task::spawn_blocking(move || driver::pss(&driver::processes_of(&dir.display().to_string())))
+                    .await
+                    .unwrap_or(0);
             rec.set("memory", pss as f64);
         }
-        session.close().await;
-        let _ = tokio::task::spawn_blocking(move || drop(profile)).await;
+        let healthy = !matches!(&result, Err(e) if e.kind == ErrorType::BrowserError);
+        lease.finish(healthy).await;
         result
-    }
-
-    async fn open(&self, endpoint: &str, profile: Option<&Profile>, deadline: Instant) -> Result<Session, ProbeError> {
-        let (w, h) = self.viewport;
-        let mut args = vec![
-            "--headless=new".to_string(),
-            "--disable-gpu".into(),
-            "--no-first-run".into(),
-            "--no-default-browser-check".into(),
-            "--disable-background-networking".into(),
-            "--disable-component-update".into(),
-            "--disable-sync".into(),
-            "--disable-extensions".into(),
-            "--disable-dev-shm-usage".into(),
-            "--mute-audio".into(),
-            "--autoplay-policy=no-user-gesture-required".into(),
-            format!("--window-size={w},{h}"),
-        ];
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            // Chromium's sandbox refuses to run as root.
-            args.push("--no-sandbox".into());
-        }
-        let mut options = serde_json::Map::new();
-        if let Some(p) = profile {
-            args.push(format!("--user-data-dir={}", p.dir.display()));
-            if let Some(bin) = &self.browsers.settings.chromium {
-                options.insert("binary".into(), json!(bin));
-            }
-        }
-        args.extend(self.browsers.settings.args.iter().cloned());
-        options.insert("args".into(), json!(args));
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut caps = serde_json::Map::new();
-        caps.insert("browserName".into(), json!("chrome"));
-        // Navigation returns at once; this probe waits for load itself, up to its deadline.
-        caps.insert("pageLoadStrategy".into(), json!("none"));
-        caps.insert("acceptInsecureCerts".into(), json!(self.insecure));
-        caps.insert(
-            "timeouts".into(),
-            json!({"script": left.as_millis() as u64, "pageLoad": left.as_millis() as u64}),
-        );
-        caps.insert("goog:chromeOptions".into(), Value::Object(options));
-        let connect = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(endpoint)
-            .await;
-        let client = connect.map_err(|e| browser_error("starting the browser", e))?;
-        Ok(Session(Some(client)))
     }
 
     async fn cdp(&self, client: &fantoccini::Client, cmd: &'static str, params: Value) -> Result<Value, ProbeError> {
@@ -724,6 +637,10 @@ impl BrowserProbe {
             json!({"source": OBSERVE_JS}),
         )
         .await?;
+        if self.insecure {
+            self.cdp(client, "Security.setIgnoreCertificateErrors", json!({"ignore": true}))
+                .await?;
+        }
         if let Some((latency, down, up)) = self.throttle.conditions() {
             self.cdp(client, "Network.enable", json!({})).await?;
             self.cdp(
