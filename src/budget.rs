@@ -205,6 +205,40 @@ mod tests {
     }
 
     #[test]
+    fn median_gate_judges_per_run_budgets_on_the_median() {
+        use crate::outcome::{Outcome, Unit};
+        let run = |lcp: f64| Outcome {
+            probe: "p".into(),
+            kind: "browser",
+            started_at: std::time::SystemTime::now(),
+            error: None,
+            measurements: vec![("lcp", lcp)],
+            samples: Vec::new(),
+            labels: Vec::new(),
+            details: Vec::new(),
+            breaches: Vec::new(),
+            retry_after: None,
+            skipped: None,
+        };
+        let b = super::Budgets {
+            per_run: vec![super::Threshold {
+                key: "lcp",
+                unit: Unit::Seconds,
+                value: 2.5,
+            }],
+            percentiles: Vec::new(),
+        };
+        // One slow run of three: the median holds.
+        let v = b.judge_batch(&[run(1.0), run(9.0), run(2.0)], true);
+        assert_eq!(v.len(), 1);
+        assert!(v[0].passed && v[0].value == 2.0 && v[0].q == 50.0);
+        let v = b.judge_batch(&[run(3.0), run(9.0), run(2.0)], true);
+        assert!(!v[0].passed);
+        // Without the gate, per-run budgets are not batch verdicts.
+        assert!(b.judge_batch(&[run(3.0)], false).is_empty());
+    }
+
+    #[test]
     fn nearest_rank() {
         let mut v = vec![5.0, 1.0, 4.0, 2.0, 3.0];
         assert_eq!(percentile(&mut v, 50.0), Some(3.0));
