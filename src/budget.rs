@@ -35,7 +35,7 @@ impl Budgets {
     pub fn judge(&self, outcome: &mut Outcome) {
         for t in &self.per_run {
             if let Some(v) = outcome.get(t.key)
-                && v > t.value
+                && !t.unit.within(v, t.value)
             {
                 outcome.breaches.push(Breach {
                     measurement: t.key.to_string(),
@@ -67,7 +67,7 @@ impl Budgets {
                     value,
                     threshold: p.threshold.value,
                     unit: p.threshold.unit,
-                    passed: value <= p.threshold.value,
+                    passed: p.threshold.unit.within(value, p.threshold.value),
                 })
             })
             .collect()
@@ -183,6 +183,9 @@ fn parse_any(unit: Unit, key: &str, value: &toml::Value) -> Result<f64, String> 
         (Unit::Bytes | Unit::Count | Unit::Tokens, toml::Value::Integer(n)) => Ok(*n as f64),
         (Unit::Count | Unit::Score, toml::Value::Float(f)) => Ok(*f),
         (Unit::Score, toml::Value::Integer(n)) => Ok(*n as f64),
+        (Unit::Ratio, toml::Value::Float(f)) if (0.0..=1.0).contains(f) => Ok(*f),
+        (Unit::Ratio, toml::Value::Integer(n)) if (0..=1).contains(n) => Ok(*n as f64),
+        (Unit::Ratio, _) => Err(format!("`{key}` takes a share between 0 and 1 (a floor), such as 0.96")),
         (Unit::Seconds, _) => Err(format!("`{key}` takes a duration such as \"500ms\"")),
         (Unit::Bytes, _) => Err(format!("`{key}` takes a size such as \"180KB\"")),
         _ => Err(format!("`{key}` takes a number")),

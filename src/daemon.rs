@@ -29,19 +29,19 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
     }
     for p in probes {
         let mut thresholds: Vec<Watch> = Vec::new();
-        let mut watch = |key: &'static str, value: f64| {
+        let mut watch = |key: &'static str, value: f64, unit| {
             if !thresholds.iter().any(|w| w.key == key && w.value == value) {
-                thresholds.push(Watch { key, value });
+                thresholds.push(Watch { key, value, unit });
             }
         };
         for t in p.budgets.all() {
-            watch(t.key, t.value);
+            watch(t.key, t.value, t.unit);
         }
         for slo in slos.iter().filter(|s| s.probes.contains(&p.name)) {
             if let Sli::Below { key, threshold, .. } = &slo.sli
                 && let Some(m) = p.measures.iter().find(|m| m.key == key.as_str())
             {
-                watch(m.key, *threshold);
+                watch(m.key, *threshold, m.unit);
             }
         }
         plan.probes.insert(

@@ -55,7 +55,7 @@ impl ProbeReport {
             .iter()
             .filter(|_| !self.median)
             .flat_map(|o| &o.breaches)
-            .map(|b| format!("{} > {}", b.measurement, b.unit.format(b.threshold)))
+            .map(|b| format!("{} {} {}", b.measurement, b.unit.beyond(), b.unit.format(b.threshold)))
             .collect();
         broken.sort();
         broken.dedup();
@@ -310,15 +310,17 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
     for b in r.outcomes.iter().flat_map(|o| &o.breaches) {
         let e = breaches
             .entry((b.measurement.clone(), b.threshold.to_bits()))
-            .or_insert((0, b.threshold, f64::MIN));
+            .or_insert((0, b.threshold, b.value));
         e.0 += 1;
-        e.2 = e.2.max(b.value);
+        // The worst is the furthest past the threshold: the lowest under a floor.
+        e.2 = if b.unit == Unit::Ratio { e.2.min(b.value) } else { e.2.max(b.value) };
     }
     for ((key, _), (n, threshold, worst)) in breaches {
         let u = unit_of(p, &key);
         let _ = writeln!(
             out,
-            "  {n}× budget broken: {key} > {} (worst {})",
+            "  {n}× budget broken: {key} {} {} (worst {})",
+            u.beyond(),
             u.format(threshold),
             u.format(worst)
         );
@@ -326,10 +328,11 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
     for v in &r.verdicts {
         let _ = writeln!(
             out,
-            "  budget p{} {} = {} (≤ {}): {}",
+            "  budget p{} {} = {} ({} {}): {}",
             v.q,
             v.key,
             v.unit.format(v.value),
+            v.unit.bound(),
             v.unit.format(v.threshold),
             if v.passed { "ok" } else { "BROKEN" }
         );

@@ -32,6 +32,9 @@ pub enum ErrorType {
     NoContent,
     StreamStalled,
     UpstreamError,
+    AuthFailed,
+    QueryError,
+    ShortResult,
     BrowserError,
     InsufficientMemory,
     Internal,
@@ -61,6 +64,9 @@ impl ErrorType {
         ErrorType::NoContent,
         ErrorType::StreamStalled,
         ErrorType::UpstreamError,
+        ErrorType::AuthFailed,
+        ErrorType::QueryError,
+        ErrorType::ShortResult,
         ErrorType::BrowserError,
         ErrorType::InsufficientMemory,
         ErrorType::Internal,
@@ -90,6 +96,9 @@ impl ErrorType {
             ErrorType::NoContent => "no_content",
             ErrorType::StreamStalled => "stream_stalled",
             ErrorType::UpstreamError => "upstream_error",
+            ErrorType::AuthFailed => "auth_failed",
+            ErrorType::QueryError => "query_error",
+            ErrorType::ShortResult => "short_result",
             ErrorType::BrowserError => "browser_error",
             ErrorType::InsufficientMemory => "insufficient_memory",
             ErrorType::Internal => "internal",
@@ -139,6 +148,9 @@ pub enum Unit {
     Runs,
     /// A unitless score between 0 and a few, such as Cumulative Layout Shift.
     Score,
+    /// A share from 0 to 1 where more is better, such as search recall: a budget or SLO
+    /// threshold on it is a floor.
+    Ratio,
 }
 
 impl Unit {
@@ -148,10 +160,31 @@ impl Unit {
             Unit::Seconds => crate::config::fmt_seconds(v),
             Unit::Bytes => format!("{v:.0}B"),
             Unit::Count | Unit::Tokens | Unit::Runs => format!("{v}"),
-            Unit::Score => format!("{v:.3}"),
+            Unit::Score | Unit::Ratio => format!("{v:.3}"),
             Unit::UnixTime => {
                 chrono::DateTime::from_timestamp(v as i64, 0).map_or(v.to_string(), |t| t.date_naive().to_string())
             }
+        }
+    }
+}
+
+impl Unit {
+    /// Whether `value` meets `threshold`: at or under it, or at or over it for a
+    /// [`Unit::Ratio`]. Budgets, percentile budgets and threshold counters all judge here.
+    /// "≤", or "≥" for a floor: how a threshold reads.
+    pub fn bound(self) -> &'static str {
+        if self == Unit::Ratio { "≥" } else { "≤" }
+    }
+
+    /// ">", or "<" for a floor: how a broken threshold reads.
+    pub fn beyond(self) -> &'static str {
+        if self == Unit::Ratio { "<" } else { ">" }
+    }
+
+    pub fn within(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Unit::Ratio => value >= threshold,
+            _ => value <= threshold,
         }
     }
 }

@@ -113,10 +113,23 @@ pub async fn connect(resolver: &dns::Resolver, rec: &mut Recorder, ep: &Endpoint
         });
     };
 
+    let (stream, alpn) = start_tls(rec, tcp, tls_config, ep.server_name.unwrap_or(ep.host)).await?;
+    let (io, marks) = TimedIo::new(stream);
+    Ok(Connected { io, marks, peer, alpn })
+}
+
+/// TLS over a connected TCP stream, timed as `tls` (also for protocols that negotiate TLS
+/// in-band first, such as PostgreSQL's SSLRequest). Keeps the certificate expiry.
+pub async fn start_tls(
+    rec: &mut Recorder,
+    tcp: TcpStream,
+    config: &Arc<ClientConfig>,
+    server_name: &str,
+) -> Result<(Stream, Option<Vec<u8>>), ProbeError> {
     rec.enter(PHASE_TLS);
     let t = Instant::now();
-    let name = tls::server_name(ep.server_name.unwrap_or(ep.host))?;
-    let result = TlsConnector::from(tls_config.clone()).connect(name, tcp).await;
+    let name = tls::server_name(server_name)?;
+    let result = TlsConnector::from(config.clone()).connect(name, tcp).await;
     rec.add(PHASE_TLS, t.elapsed().as_secs_f64());
     let stream = result.map_err(|e| tls::classify_handshake_error(&e))?;
     let (_, session) = stream.get_ref();
@@ -129,8 +142,7 @@ pub async fn connect(resolver: &dns::Resolver, rec: &mut Recorder, ep: &Endpoint
         rec.detail("tls_version", format!("{v:?}"));
     }
     let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
-    let (io, marks) = TimedIo::new(Stream::Tls(Box::new(stream)));
-    Ok(Connected { io, marks, peer, alpn })
+    Ok((Stream::Tls(Box::new(stream)), alpn))
 }
 
 impl AsyncRead for Stream {

@@ -57,6 +57,10 @@ impl<S> TimedIo<S> {
         &self.inner
     }
 
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// `started` is taken before the write call: a thread preempted after the syscall
     /// must not make the request look written later than it was (that would shorten
     /// `wait` below the server's real think time).

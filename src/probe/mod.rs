@@ -24,6 +24,7 @@ pub mod assistant;
 pub mod browser;
 pub mod http;
 pub mod http_config;
+pub mod vector;
 pub mod websocket;
 
 use std::collections::HashMap;
@@ -178,7 +179,7 @@ impl std::fmt::Debug for Kind {
     }
 }
 
-pub const KINDS: &[Kind] = &[http::KIND, assistant::KIND, websocket::KIND, browser::KIND];
+pub const KINDS: &[Kind] = &[http::KIND, assistant::KIND, websocket::KIND, browser::KIND, vector::KIND];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)

@@ -112,9 +112,10 @@ fn describe(slo: &Slo) -> String {
     match &slo.sli {
         Sli::Success => format!("{} of runs of {} succeed", pct(slo.objective), slo.probes.join(", ")),
         Sli::Below { key, threshold, unit } => format!(
-            "{} of runs of {} have {key} ≤ {}",
+            "{} of runs of {} have {key} {} {}",
             pct(slo.objective),
             slo.probes.join(", "),
+            unit.bound(),
             unit.format(*threshold)
         ),
     }

@@ -14,6 +14,9 @@ pub const COUNT: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0];
 /// Scores such as CLS: fine around web-vitals' 0.1 (good) and 0.25 (poor) lines.
 pub const SCORE: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0];
 
+/// Ratios such as recall: fine near 1, where the targets are.
+pub const RATIO: &[f64] = &[0.5, 0.8, 0.9, 0.95, 0.96, 0.98, 0.99, 1.0];
+
 /// Tokens: a subset of the GenAI semantic conventions' advice (×4 steps).
 pub const TOKENS: &[f64] = &[16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0];
 
@@ -26,6 +29,7 @@ pub fn defaults(unit: Unit) -> &'static [f64] {
         Unit::Seconds => SECONDS,
         Unit::Bytes => BYTES,
         Unit::Score => SCORE,
+        Unit::Ratio => RATIO,
         Unit::Count | Unit::UnixTime | Unit::Runs => COUNT,
     }
 }

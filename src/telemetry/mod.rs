@@ -42,6 +42,8 @@ pub enum HistogramMode {
 pub struct Watch {
     pub key: &'static str,
     pub value: f64,
+    /// What `value` is in; a ratio's threshold is a floor.
+    pub unit: Unit,
 }
 
 /// What telemetry knows of one probe.
@@ -113,6 +115,7 @@ pub fn otel_unit(unit: Unit) -> &'static str {
         Unit::Seconds | Unit::UnixTime => "s",
         Unit::Bytes => "By",
         Unit::Count | Unit::Score => "",
+        Unit::Ratio => "1",
         Unit::Tokens => "{token}",
         Unit::Runs => "{run}",
     }
@@ -396,7 +399,7 @@ impl Telemetry {
                     let mut attrs = base.clone();
                     attrs.push(KeyValue::new("measurement", w.key));
                     attrs.push(KeyValue::new("threshold", prometheus::float_text(w.value)));
-                    attrs.push(KeyValue::new("verdict", if v <= w.value { "good" } else { "bad" }));
+                    attrs.push(KeyValue::new("verdict", if w.unit.within(v, w.value) { "good" } else { "bad" }));
                     self.thresholds.add(1, &sorted(attrs));
                 }
             }

@@ -16,6 +16,7 @@ use sloprobe::outcome::Outcome;
 use sloprobe::probe::{self, BuildContext, BuiltProbe};
 
 pub mod hostile;
+pub mod postgres;
 
 /// A target task that stops when dropped.
 pub struct Target {

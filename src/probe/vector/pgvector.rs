@@ -1,0 +1,387 @@
+//! The pgvector backend. DNS and TCP come from the shared timed connection; TLS is
+//! PostgreSQL's in-band SSLRequest (8 bytes, then one byte of answer), written here so the
+//! handshake is timed on its own, then rustls over the shared TLS path; tokio-postgres
+//! does the startup and authentication (`auth`) on that stream, and the queries.
+//!
+//! Each run is one transaction: `SET LOCAL` the configured settings and a
+//! `statement_timeout` that ends before the probe's timeout (the server cancels the
+//! query itself), then the top-k statement alone as `query`. A recall run turns index
+//! scans off and runs the same statement exactly. If the run is cut off mid-query
+//! anyway, a cancel request goes to the server, so nothing is left running there.
+
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
+
+use super::{Hit, Plan, VectorSettings, Vectors, judge, quote_ident, vector_text};
+use crate::config::{ConfigError, ProbeConfig};
+use crate::net::{self, Endpoint, Resolver, Stream};
+use crate::outcome::{ErrorType, ProbeError, Recorder};
+use crate::probe::BuildContext;
+
+/// PostgreSQL's SSLRequest: length 8, request code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+/// Vectors sampled from the table at a time, used in turn.
+const SAMPLE: usize = 64;
+
+pub struct PgSearch {
+    /// Startup parameters and credentials; TLS is done before tokio-postgres sees the stream.
+    config: tokio_postgres::Config,
+    host: String,
+    port: u16,
+    ssl: SslMode,
+    tls: Arc<rustls::ClientConfig>,
+    server_name: Option<String>,
+    resolver: Resolver,
+    table: String,
+    table_label: String,
+    column: String,
+    search: String,
+    settings: Vec<(String, String)>,
+    plan: Plan,
+    vectors: Vectors,
+    dimension: std::sync::Mutex<Option<usize>>,
+    timeout: Duration,
+}
+
+impl PgSearch {
+    pub fn build(
+        raw: &VectorSettings,
+        cfg: &ProbeConfig,
+        ctx: &BuildContext,
+        plan: Plan,
+        vectors: Vectors,
+    ) -> Result<PgSearch, ConfigError> {
+        let need = |v: Option<&crate::config::Spanned<String>>, key: &str| {
+            v.map(|s| s.get_ref().clone()).ok_or_else(|| {
+                cfg.source
+                    .error_at(cfg.common.name.span(), Some(key), format!("a pgvector probe needs `{}`", &key[6..]))
+            })
+        };
+        let Some(dsn_ref) = &raw.dsn else {
+            return Err(cfg.source.error_at(cfg.common.name.span(), Some("probe.dsn"), "a pgvector probe needs `dsn`"));
+        };
+        let dsn = cfg.secret(dsn_ref, "probe.dsn")?;
+        // The parser's messages can quote the string; never echo a DSN.
+        let mut config = tokio_postgres::Config::from_str(dsn.expose()).map_err(|_| {
+            cfg.error_at(dsn_ref, "probe.dsn", "not a valid postgres:// URL or key=value connection string")
+        })?;
+        let host = match config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            Some(_) => return Err(cfg.error_at(dsn_ref, "probe.dsn", "Unix sockets are not supported: give a TCP host")),
+            None => "localhost".to_string(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let ssl = config.get_ssl_mode();
+        config.ssl_mode(SslMode::Disable);
+        config.application_name("sloprobe");
+        let table_raw = need(raw.table.as_ref(), "probe.table")?;
+        let column_raw = need(raw.column.as_ref(), "probe.column")?;
+        let ident = |s: &str, at: Option<&crate::config::Spanned<String>>, key: &str| {
+            quote_ident(s).ok_or_else(|| {
+                let msg = format!("{s:?} is not a plain SQL identifier (letters, digits, _; schema.table allowed)");
+                match at {
+                    Some(at) => cfg.error_at(at, key, msg),
+                    None => cfg.source.error_at(cfg.common.name.span(), Some(key), msg),
+                }
+            })
+        };
+        let table = ident(&table_raw, raw.table.as_ref(), "probe.table")?;
+        let column = ident(&column_raw, raw.column.as_ref(), "probe.column")?;
+        let id = raw.id_column.as_ref().map_or("id".to_string(), |c| c.get_ref().clone());
+        let id = ident(&id, raw.id_column.as_ref(), "probe.id_column")?;
+        let filter = match &raw.filter {
+            Some(f) => {
+                let text = f.get_ref();
+                if text.contains(';') || text.contains("--") || text.contains("/*") || text.trim().is_empty() {
+                    return Err(cfg.error_at(f, "probe.filter", "filter is one SQL condition: no `;`, no comments"));
+                }
+                format!(" WHERE ({text})")
+            }
+            None => String::new(),
+        };
+        let mut settings = Vec::new();
+        for (name, value) in &raw.settings {
+            let ok = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+            if !ok {
+                return Err(cfg.error_at(value, "probe.settings", format!("{name:?} is not a setting name")));
+            }
+            settings.push((name.clone(), value.get_ref().replace('\'', "''")));
+        }
+        let op = raw.distance.operator();
+        let search = format!(
+            "SELECT {id}::text, ({column} {op} '{{v}}')::float8 FROM {table}{filter} ORDER BY {column} {op} '{{v}}' LIMIT {}",
+            plan.k
+        );
+        let server_name = raw.tls.server_name.as_ref().map(|s| s.get_ref().clone());
+        let ca = raw.tls.ca_file.as_ref().map(|f| cfg.path(f.get_ref()));
+        let tls = ctx
+            .tls_config(ca.as_deref(), raw.tls.insecure_skip_verify, &[])
+            .map_err(|e| cfg.source.error_at(cfg.common.name.span(), Some("probe.tls"), e))?;
+        Ok(PgSearch {
+            config,
+            host,
+            port,
+            ssl,
+            tls,
+            server_name,
+            resolver: ctx.resolver.clone(),
+            table_label: table_raw,
+            table,
+            column,
+            search,
+            settings,
+            plan,
+            vectors,
+            dimension: std::sync::Mutex::new(None),
+            timeout: cfg.timeout,
+        })
+    }
+
+    pub async fn run(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
+        rec.label("db.system.name", "postgresql");
+        rec.label("db.operation.name", "SELECT");
+        rec.label("db.collection.name", self.table_label.clone());
+        let ep = Endpoint {
+            host: &self.host,
+            port: self.port,
+            tls: None,
+            server_name: None,
+        };
+        let connected = net::connect(&self.resolver, rec, &ep).await?;
+        let Stream::Plain(tcp) = connected.io.into_inner() else {
+            return Err(ProbeError::new(ErrorType::Internal, "expected a plain TCP stream"));
+        };
+        let stream = self.negotiate_tls(rec, tcp).await?;
+        rec.enter("auth");
+        let t = Instant::now();
+        let (client, connection) = self
+            .config
+            .connect_raw(stream, NoTls)
+            .await
+            .map_err(|e| classify(&e, "connecting"))?;
+        rec.set("auth", t.elapsed().as_secs_f64());
+        let _connection = AbortOnDrop(tokio::spawn(async move {
+            let _ = connection.await;
+        }));
+        let mut in_flight = Cancel {
+            token: Some(client.cancel_token()),
+            host: self.host.clone(),
+            port: self.port,
+        };
+        let result = self.search(rec, &client).await;
+        in_flight.token = None;
+        result
+    }
+
+    /// SSLRequest and, when the server agrees, TLS over the shared path.
+    async fn negotiate_tls(&self, rec: &mut Recorder, mut tcp: tokio::net::TcpStream) -> Result<Stream, ProbeError> {
+        if self.ssl == SslMode::Disable {
+            return Ok(Stream::Plain(tcp));
+        }
+        rec.enter(net::PHASE_TLS);
+        let t = Instant::now();
+        let mut answer = [0u8; 1];
+        let asked = async {
+            tcp.write_all(&SSL_REQUEST).await?;
+            tcp.read_exact(&mut answer).await
+        };
+        asked.await.map_err(|e| {
+            ProbeError::new(ErrorType::ConnectionClosed, format!("asking for TLS: {e}"))
+        })?;
+        match answer[0] {
+            b'S' => {
+                let name = self.server_name.as_deref().unwrap_or(&self.host).to_string();
+                let (stream, _) = net::start_tls(rec, tcp, &self.tls, &name).await?;
+                // start_tls timed the handshake; the SSLRequest round trip belongs to it too.
+                rec.set(net::PHASE_TLS, t.elapsed().as_secs_f64());
+                Ok(stream)
+            }
+            b'N' if self.ssl != SslMode::Require => Ok(Stream::Plain(tcp)),
+            b'N' => Err(ProbeError::new(
+                ErrorType::TlsHandshake,
+                "the server does not offer TLS and the DSN says sslmode=require",
+            )),
+            other => Err(ProbeError::new(
+                ErrorType::ProtocolError,
+                format!("unexpected answer {other:#04x} to SSLRequest: not a PostgreSQL server?"),
+            )),
+        }
+    }
+
+    async fn search(&self, rec: &mut Recorder, client: &tokio_postgres::Client) -> Result<(), ProbeError> {
+        rec.enter("prepare");
+        let vector = self.query_vector(client).await?;
+        let literal = vector_text(&vector);
+        let left = self.timeout.saturating_sub(Duration::from_secs_f64(rec.offset(Instant::now())));
+        // The server gives up just before the probe does, and cancels the query itself.
+        let statement_timeout = left.saturating_sub(Duration::from_millis(200)).max(Duration::from_millis(1));
+        let mut setup = format!("BEGIN; SET LOCAL statement_timeout = {};", statement_timeout.as_millis());
+        for (name, value) in &self.settings {
+            setup.push_str(&format!(" SET LOCAL {name} = '{value}';"));
+        }
+        client
+            .batch_execute(&setup)
+            .await
+            .map_err(|e| classify(&e, "setting up the transaction"))?;
+        let sql = self.search.replace("{v}", &literal);
+        rec.enter("query");
+        let t = Instant::now();
+        let rows = client.simple_query(&sql).await.map_err(|e| classify(&e, "top-k query"))?;
+        rec.set("query", t.elapsed().as_secs_f64());
+        let approx = hits(&rows)?;
+        let exact = if self.plan.recall_now() {
+            rec.enter("exact_query");
+            client
+                .batch_execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off; SET LOCAL enable_bitmapscan = off;")
+                .await
+                .map_err(|e| classify(&e, "exact query"))?;
+            let t = Instant::now();
+            let rows = client.simple_query(&sql).await.map_err(|e| classify(&e, "exact query"))?;
+            rec.set("exact_query", t.elapsed().as_secs_f64());
+            Some(hits(&rows)?)
+        } else {
+            None
+        };
+        let _ = client.batch_execute("ROLLBACK").await;
+        judge(rec, &self.plan, &approx, exact.as_deref())
+    }
+
+    /// The next query vector; sampled rows are fetched (untimed) when the supply runs out.
+    async fn query_vector(&self, client: &tokio_postgres::Client) -> Result<Vec<f32>, ProbeError> {
+        if self.vectors.is_sample() {
+            if let Some(v) = self.vectors.take(None) {
+                return Ok(v);
+            }
+            let rows = self.sample(client).await?;
+            if rows.is_empty() {
+                return Err(ProbeError::new(
+                    ErrorType::NoContent,
+                    format!("{} has no vectors to sample", self.table_label),
+                ));
+            }
+            self.vectors.refill(rows);
+            return self
+                .vectors
+                .take(None)
+                .ok_or_else(|| ProbeError::new(ErrorType::Internal, "no sampled vector"));
+        }
+        let mut dim = self.vectors.fixed_dimension().or(*self.dimension.lock().expect("dimension"));
+        if dim.is_none() && self.vectors.is_random() {
+            // Random vectors need the column's dimension, asked once.
+            let sql = format!("SELECT vector_dims({}) FROM {} LIMIT 1", self.column, self.table);
+            let rows = client.simple_query(&sql).await.map_err(|e| classify(&e, "reading the dimension"))?;
+            let d = rows.iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).and_then(|s| s.parse::<usize>().ok()),
+                _ => None,
+            });
+            *self.dimension.lock().expect("dimension") = d;
+            dim = d;
+        }
+        self.vectors
+            .take(dim)
+            .ok_or_else(|| ProbeError::new(ErrorType::NoContent, format!("{} has no vectors", self.table_label)))
+    }
+
+    async fn sample(&self, client: &tokio_postgres::Client) -> Result<Vec<Vec<f32>>, ProbeError> {
+        let read = |rows: Vec<SimpleQueryMessage>| -> Vec<Vec<f32>> {
+            rows.iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => r.get(0).and_then(super::parse_vector_text),
+                    _ => None,
+                })
+                .collect()
+        };
+        // A Bernoulli sample sized to give ~4×SAMPLE rows: spread over the table, not
+        // its first pages. Small or never-analyzed tables are read from the start.
+        let sampled = format!(
+            "SELECT {c}::text FROM {t} TABLESAMPLE BERNOULLI ((SELECT least(100, greatest(0.001, {n} * 100.0 / greatest(reltuples, 1))) FROM pg_class WHERE oid = '{t}'::regclass)) LIMIT {s}",
+            c = self.column,
+            t = self.table.replace('\'', "''"),
+            n = SAMPLE * 4,
+            s = SAMPLE
+        );
+        let rows = client.simple_query(&sampled).await.map_err(|e| classify(&e, "sampling query vectors"))?;
+        let mut vectors = read(rows);
+        if vectors.len() < SAMPLE / 4 {
+            let plain = format!("SELECT {}::text FROM {} LIMIT {SAMPLE}", self.column, self.table);
+            let rows = client.simple_query(&plain).await.map_err(|e| classify(&e, "sampling query vectors"))?;
+            vectors = read(rows);
+        }
+        Ok(vectors)
+    }
+}
+
+fn hits(rows: &[SimpleQueryMessage]) -> Result<Vec<Hit>, ProbeError> {
+    Ok(rows
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(Hit {
+                id: r.get(0).unwrap_or_default().to_string(),
+                distance: r.get(1).and_then(|d| d.parse::<f64>().ok()),
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+fn classify(e: &tokio_postgres::Error, during: &str) -> ProbeError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        let kind = match code {
+            "28P01" | "28000" => ErrorType::AuthFailed,
+            "57014" => ErrorType::Timeout,
+            "57P01" | "57P02" | "57P03" => ErrorType::ConnectionClosed,
+            _ => ErrorType::QueryError,
+        };
+        return ProbeError::new(kind, format!("{during}: {} (SQLSTATE {code})", db.message()));
+    }
+    if e.is_closed() {
+        return ProbeError::new(ErrorType::ConnectionClosed, format!("{during}: the server closed the connection"));
+    }
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    let kind = match io.map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
+            ErrorType::ConnectionClosed
+        }
+        _ => ErrorType::ProtocolError,
+    };
+    ProbeError::new(kind, format!("{during}: {e}"))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// While armed, dropping it (the run cut off mid-query) asks the server to cancel the
+/// query, on a connection of its own, as `pg_cancel_backend` would.
+struct Cancel {
+    token: Option<CancelToken>,
+    host: String,
+    port: u16,
+}
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let addr = format!("{}:{}", self.host, self.port);
+        rt.spawn(async move {
+            let cancel = async {
+                let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+                token.cancel_query_raw(tcp, NoTls).await.ok()
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), cancel).await;
+        });
+    }
+}
