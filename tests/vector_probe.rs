@@ -145,3 +145,186 @@ async fn recall_matches_a_brute_force_computation_and_rises_with_ef_search() {
     }
 }
 
+
+async fn run(toml: &str, files: &[(&str, &str)]) -> sloprobe::outcome::Outcome {
+    let mut all = vec![("sloprobe.toml", toml)];
+    all.extend_from_slice(files);
+    let dir = write_files(&all);
+    let cfg = sloprobe::config::Config::load(&dir.path().join("sloprobe.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let probes = sloprobe::probe::build_all(&cfg.probes, &sloprobe::probe::BuildContext::new()).unwrap();
+    probes[0].execute().await
+}
+
+/// Nothing of the DSN's password in anything a run prints.
+fn no_password(o: &sloprobe::outcome::Outcome) {
+    let out = format!("{} {:?} {:?}", sloprobe::once::run_json(o, 1), o.error, o.details);
+    assert!(!out.contains(PASSWORD), "password in output: {out}");
+}
+
+#[tokio::test]
+async fn a_filtered_search_that_under_returns_is_a_short_result() {
+    let _turn = TURN.lock().await;
+    let pg = Postgres::start();
+    load(&pg).await;
+    set_dsn(&pg.dsn());
+    // 5 % of rows are org 1: HNSW at ef_search 10 finds few of them, then stops.
+    let o = run(
+        &probe_toml("filter = \"org_id = 1\"\nsettings = { \"hnsw.ef_search\" = \"10\" }\nrecall_every = 0"),
+        &[],
+    )
+    .await;
+    assert_eq!(error_type(&o), "short_result", "{:?}", o.error);
+    let n = m(&o, "result_count");
+    assert!(n < K as f64, "result_count {n}");
+    assert!(o.get("query").is_some(), "the query is still timed");
+    // Iterative scans (pgvector 0.8) keep going until k rows pass the filter.
+    let o = run(
+        &probe_toml("filter = \"org_id = 1\"\nsettings = { \"hnsw.ef_search\" = \"10\", \"hnsw.iterative_scan\" = \"relaxed_order\" }\nrecall_every = 0"),
+        &[],
+    )
+    .await;
+    assert!(o.success(), "{:?}", o.error);
+    assert_eq!(m(&o, "result_count"), K as f64);
+    no_password(&o);
+}
+
+#[tokio::test]
+async fn faults_are_classified_and_the_next_run_after_a_restart_is_fine() {
+    let _turn = TURN.lock().await;
+    let mut pg = Postgres::start();
+    load(&pg).await;
+    set_dsn(&pg.dsn());
+    let base = probe_toml("recall_every = 0");
+    assert!(run(&base, &[]).await.success());
+
+    // Missing table, missing column, wrong dimension.
+    let o = run(&base.replace("table = \"items\"", "table = \"nope\""), &[]).await;
+    assert_eq!(error_type(&o), "query_error", "{:?}", o.error);
+    let o = run(&base.replace("column = \"embedding\"", "column = \"nope\""), &[]).await;
+    assert_eq!(error_type(&o), "query_error", "{:?}", o.error);
+    let o = run(
+        &probe_toml("recall_every = 0\nquery_vectors = \"file:q.json\""),
+        &[("q.json", "[[0.1, 0.2, 0.3]]")],
+    )
+    .await;
+    assert_eq!(error_type(&o), "query_error", "{:?}", o.error);
+    assert!(o.error.as_ref().unwrap().message.contains("dimension"), "{:?}", o.error);
+
+    // A query past the timeout: the server cancels it, nothing is left running there.
+    let started = Instant::now();
+    let o = run(&probe_toml("recall_every = 0\nfilter = \"pg_sleep(0.01) IS NOT NULL\"\nsettings = { \"enable_indexscan\" = \"off\" }"), &[]).await;
+    assert_eq!(error_type(&o), "timeout", "{:?}", o.error);
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    let c = pg.client().await;
+    let left = eventually(50, Duration::from_millis(100), || {
+        let c = &c;
+        async move {
+            let rows = c
+                .simple_query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(0.01)%' AND state = 'active' AND pid <> pg_backend_pid()")
+                .await
+                .ok()?;
+            let n = rows.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })?;
+            (n == "0").then_some(())
+        }
+    })
+    .await;
+    assert!(left.is_some(), "the slow query is still running on the server");
+    drop(c);
+
+    // Wrong password: auth_failed, and the password never shows.
+    set_dsn(&pg.dsn().replace(PASSWORD, "wrong-pw-77"));
+    let o = run(&base, &[]).await;
+    assert_eq!(error_type(&o), "auth_failed", "{:?}", o.error);
+    set_dsn(&pg.dsn());
+
+    // Server down: refused; killed mid-query: connection closed; back: fine.
+    pg.stop();
+    let o = run(&base, &[]).await;
+    assert_eq!(error_type(&o), "connect_refused", "{:?}", o.error);
+    no_password(&o);
+    pg.restart();
+    let slow = probe_toml("recall_every = 0\nfilter = \"pg_sleep(0.002) IS NOT NULL\"\nsettings = { \"enable_indexscan\" = \"off\" }")
+        .replace("timeout = \"3s\"", "timeout = \"20s\"");
+    let dsn = pg.dsn();
+    let port = pg.port;
+    let (o, ()) = tokio::join!(run(&slow, &[]), async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        pg.stop();
+    });
+    assert_eq!(error_type(&o), "connection_closed", "{:?}", o.error);
+    assert_eq!(pg.port, port);
+    pg.restart();
+    set_dsn(&dsn);
+    let o = run(&base, &[]).await;
+    assert!(o.success(), "after a restart: {:?}", o.error);
+    no_password(&o);
+}
+
+/// A Qdrant-shaped target: `POST /collections/docs/points/query` over 200 known points.
+/// The "approximate" answer swaps the k-th hit for a far one (recall (k-1)/k); with
+/// `"params": {"exact": true}` it answers exactly. Other paths answer 500.
+async fn qdrant_like() -> (u16, tokio::task::JoinHandle<()>) {
+    use axum::routing::post;
+    let points: std::sync::Arc<Vec<Vec<f32>>> = std::sync::Arc::new(queries(200));
+    let app = axum::Router::new()
+        .route(
+            "/collections/docs/points/query",
+            post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let points = points.clone();
+                async move {
+                    let json = |code, v: serde_json::Value| (code, [(axum::http::header::CONTENT_TYPE, "application/json")], v.to_string());
+                    if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some("qd-key-91") {
+                        return json(axum::http::StatusCode::FORBIDDEN, serde_json::json!({"status": "forbidden"}));
+                    }
+                    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let q: Vec<f32> = serde_json::from_value(body["query"].clone()).unwrap_or_default();
+                    let limit = body["limit"].as_u64().unwrap_or(10) as usize;
+                    let exact = body["params"]["exact"].as_bool().unwrap_or(false);
+                    let dot = |v: &Vec<f32>| v.iter().zip(&q).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>();
+                    let mut scored: Vec<(usize, f64)> = points.iter().enumerate().map(|(i, v)| (i, dot(v))).collect();
+                    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    let mut top: Vec<(usize, f64)> = scored[..limit].to_vec();
+                    if !exact {
+                        top[limit - 1] = *scored.last().unwrap();
+                    }
+                    let pts: Vec<serde_json::Value> = top.iter().map(|(i, s)| serde_json::json!({"id": i, "score": s})).collect();
+                    json(axum::http::StatusCode::OK, serde_json::json!({"result": {"points": pts}, "status": "ok"}))
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (port, tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    }))
+}
+
+#[tokio::test]
+async fn http_backend_with_the_qdrant_preset() {
+    let (port, task) = qdrant_like().await;
+    // SAFETY: only this test reads QD_KEY.
+    unsafe { std::env::set_var("QD_KEY", "qd-key-91") };
+    let toml = |path: &str| {
+        format!(
+            "[[probe]]\nname = \"qd\"\nkind = \"vector\"\nbackend = \"http\"\npreset = \"qdrant\"\nurl = \"http://127.0.0.1:{port}{path}\"\nquery_vectors = \"random\"\ndimension = {DIM}\nk = {K}\nrecall_every = 1\nevery = \"30s\"\ntimeout = \"2s\"\n[probe.request.headers]\napi-key = \"env:QD_KEY\"\n"
+        )
+    };
+    let o = run(&toml("/collections/docs/points/query"), &[]).await;
+    assert!(o.success(), "{:?}", o.error);
+    assert_eq!(m(&o, "recall"), (K - 1) as f64 / K as f64);
+    assert_eq!(m(&o, "result_count"), K as f64);
+    assert!(m(&o, "query") > 0.0 && m(&o, "exact_query") > 0.0);
+    assert_eq!(o.label("db.system.name"), Some("qdrant"));
+    assert_eq!(o.label("db.collection.name"), Some("docs"));
+    // A budget on recall is a floor.
+    let o = run(&format!("{}[probe.budget]\nrecall = 0.95\n", toml("/collections/docs/points/query")), &[]).await;
+    assert_eq!(o.breaches.len(), 1, "{:?}", o.breaches);
+    assert!(!format!("{:?} {}", o, sloprobe::once::run_json(&o, 1)).contains("qd-key-91"));
+    // API errors are classified.
+    let o = run(&toml("/collections/other/points/query"), &[]).await;
+    assert_eq!(error_type(&o), "http_status", "{:?}", o.error);
+    task.abort();
+}
