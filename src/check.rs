@@ -55,11 +55,24 @@ pub fn print_plan(
             writeln!(out, "  {line}")?;
         }
         for t in &p.budgets.per_run {
-            writeln!(out, "  budget: {} {} {} per run", t.key, t.unit.bound(), t.unit.format(t.value))?;
+            writeln!(
+                out,
+                "  budget: {} {} {} per run",
+                t.key,
+                t.unit.bound(),
+                t.unit.format(t.value)
+            )?;
         }
         for pt in &p.budgets.percentiles {
             let t = &pt.threshold;
-            writeln!(out, "  budget: p{} {} {} {}", pt.q, t.key, t.unit.bound(), t.unit.format(t.value))?;
+            writeln!(
+                out,
+                "  budget: p{} {} {} {}",
+                pt.q,
+                t.key,
+                t.unit.bound(),
+                t.unit.format(t.value)
+            )?;
         }
     }
     for slo in slos {

@@ -349,7 +349,11 @@ async fn main() -> ExitCode {
                     if rules {
                         print!("{}", sloprobe::slo::rules::render(&l.slos, &path.display().to_string()));
                     } else {
-                        let kinds: Vec<&sloprobe::probe::Kind> = sloprobe::probe::KINDS.iter().collect();
+                        // Panels for the kinds this config runs, not for every kind there is.
+                        let kinds: Vec<&sloprobe::probe::Kind> = sloprobe::probe::KINDS
+                            .iter()
+                            .filter(|k| l.probes.iter().any(|p| p.kind == k.name))
+                            .collect();
                         let d = sloprobe::slo::dashboard::render(&kinds, &l.slos);
                         println!("{}", serde_json::to_string_pretty(&d).expect("json"));
                     }

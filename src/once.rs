@@ -313,7 +313,11 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
             .or_insert((0, b.threshold, b.value));
         e.0 += 1;
         // The worst is the furthest past the threshold: the lowest under a floor.
-        e.2 = if b.unit == Unit::Ratio { e.2.min(b.value) } else { e.2.max(b.value) };
+        e.2 = if b.unit == Unit::Ratio {
+            e.2.min(b.value)
+        } else {
+            e.2.max(b.value)
+        };
     }
     for ((key, _), (n, threshold, worst)) in breaches {
         let u = unit_of(p, &key);

@@ -83,6 +83,27 @@ fn browser_probe(c: &Ctx) -> String {
     )
 }
 
+/// A pgvector probe whose DSN (with the URL password) sits in a secret file.
+fn pg_probe(c: &Ctx) -> String {
+    let file = std::env::temp_dir().join(format!("sloprobe-fm-dsn-{}", c.port));
+    std::fs::write(
+        &file,
+        format!("postgres://fmuser:{URL_PASSWORD}@127.0.0.1:{}/db", c.port),
+    )
+    .unwrap();
+    format!(
+        "[[probe]]\nname = \"victim\"\nkind = \"vector\"\ndsn = \"file:{}\"\ntable = \"items\"\ncolumn = \"embedding\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\n",
+        file.display()
+    )
+}
+
+fn vector_http_probe(c: &Ctx) -> String {
+    format!(
+        "[[probe]]\nname = \"victim\"\nkind = \"vector\"\nbackend = \"http\"\npreset = \"qdrant\"\nurl = \"{}/collections/docs/points/query\"\nquery_vectors = \"random\"\ndimension = 4\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\n{SECRETS_BLOCK}",
+        c.base
+    )
+}
+
 fn with_query(c: &Ctx, path: &str) -> String {
     format!("{}{path}?apikey={QUERY_SECRET}", c.base)
 }
@@ -421,6 +442,59 @@ fn cases() -> Vec<Case> {
             server: Server::Raw(retry_after, true),
             probe: |c| browser_probe(c).replace("/page?", &format!("{}?", ra("-1"))),
             expect: "rate_limited",
+            check: nothing,
+        },
+    ]);
+    // Vector rows: a PostgreSQL that is not there, silent, hangs up, or is not PostgreSQL;
+    // a vector API that rate-limits or answers garbage.
+    rows.extend([
+        Case {
+            name: "vector/pgvector: refused",
+            server: Server::Nothing,
+            probe: pg_probe,
+            expect: "connect_refused",
+            check: nothing,
+        },
+        Case {
+            name: "vector/pgvector: accept and stay silent",
+            server: Server::Raw(silent, false),
+            probe: pg_probe,
+            expect: "timeout",
+            check: nothing,
+        },
+        Case {
+            name: "vector/pgvector: close at once",
+            server: Server::Raw(close_at_once, false),
+            probe: pg_probe,
+            expect: "connection_closed",
+            check: nothing,
+        },
+        Case {
+            name: "vector/pgvector: not PostgreSQL",
+            server: Server::Raw(garbage, false),
+            probe: pg_probe,
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "vector/http: 429",
+            server: Server::Raw(retry_after, true),
+            probe: |c| vector_http_probe(c).replace("/collections/docs/points/query", ra("-1")),
+            expect: "rate_limited",
+            check: nothing,
+        },
+        Case {
+            name: "vector/http: garbage instead of HTTP",
+            server: Server::Raw(garbage, true),
+            probe: vector_http_probe,
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "vector/http: accept and stay silent",
+            server: Server::Raw(silent, false),
+            probe: vector_http_probe,
+            expect: "timeout",
             check: nothing,
         },
     ]);

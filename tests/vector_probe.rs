@@ -34,7 +34,10 @@ async fn load(pg: &Postgres) -> Vec<(i32, Vec<f32>)> {
     ))
     .await
     .unwrap();
-    let rows = c.simple_query("SELECT id::text, embedding::text FROM items").await.unwrap();
+    let rows = c
+        .simple_query("SELECT id::text, embedding::text FROM items")
+        .await
+        .unwrap();
     rows.iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => Some((
@@ -51,7 +54,11 @@ fn brute_force(data: &[(i32, Vec<f32>)], q: &[f32], k: usize) -> Vec<(i32, f64)>
     let mut d: Vec<(i32, f64)> = data
         .iter()
         .map(|(id, v)| {
-            let s: f64 = v.iter().zip(q).map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2)).sum();
+            let s: f64 = v
+                .iter()
+                .zip(q)
+                .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+                .sum();
             (*id, s.sqrt())
         })
         .collect();
@@ -145,7 +152,6 @@ async fn recall_matches_a_brute_force_computation_and_rises_with_ef_search() {
     }
 }
 
-
 async fn run(toml: &str, files: &[(&str, &str)]) -> sloprobe::outcome::Outcome {
     let mut all = vec![("sloprobe.toml", toml)];
     all.extend_from_slice(files);
@@ -212,7 +218,13 @@ async fn faults_are_classified_and_the_next_run_after_a_restart_is_fine() {
 
     // A query past the timeout: the server cancels it, nothing is left running there.
     let started = Instant::now();
-    let o = run(&probe_toml("recall_every = 0\nfilter = \"pg_sleep(0.01) IS NOT NULL\"\nsettings = { \"enable_indexscan\" = \"off\" }"), &[]).await;
+    let o = run(
+        &probe_toml(
+            "recall_every = 0\nfilter = \"pg_sleep(0.01) IS NOT NULL\"\nsettings = { \"enable_indexscan\" = \"off\" }",
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(error_type(&o), "timeout", "{:?}", o.error);
     assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
     let c = pg.client().await;
@@ -246,8 +258,10 @@ async fn faults_are_classified_and_the_next_run_after_a_restart_is_fine() {
     assert_eq!(error_type(&o), "connect_refused", "{:?}", o.error);
     no_password(&o);
     pg.restart();
-    let slow = probe_toml("recall_every = 0\nfilter = \"pg_sleep(0.002) IS NOT NULL\"\nsettings = { \"enable_indexscan\" = \"off\" }")
-        .replace("timeout = \"3s\"", "timeout = \"20s\"");
+    let slow = probe_toml(
+        "recall_every = 0\nfilter = \"pg_sleep(0.002) IS NOT NULL\"\nsettings = { \"enable_indexscan\" = \"off\" }",
+    )
+    .replace("timeout = \"3s\"", "timeout = \"20s\"");
     let dsn = pg.dsn();
     let port = pg.port;
     let (o, ()) = tokio::join!(run(&slow, &[]), async {
@@ -269,37 +283,59 @@ async fn faults_are_classified_and_the_next_run_after_a_restart_is_fine() {
 async fn qdrant_like() -> (u16, tokio::task::JoinHandle<()>) {
     use axum::routing::post;
     let points: std::sync::Arc<Vec<Vec<f32>>> = std::sync::Arc::new(queries(200));
-    let app = axum::Router::new()
-        .route(
-            "/collections/docs/points/query",
-            post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let points = points.clone();
-                async move {
-                    let json = |code, v: serde_json::Value| (code, [(axum::http::header::CONTENT_TYPE, "application/json")], v.to_string());
-                    if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some("qd-key-91") {
-                        return json(axum::http::StatusCode::FORBIDDEN, serde_json::json!({"status": "forbidden"}));
-                    }
-                    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let q: Vec<f32> = serde_json::from_value(body["query"].clone()).unwrap_or_default();
-                    let limit = body["limit"].as_u64().unwrap_or(10) as usize;
-                    let exact = body["params"]["exact"].as_bool().unwrap_or(false);
-                    let dot = |v: &Vec<f32>| v.iter().zip(&q).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>();
-                    let mut scored: Vec<(usize, f64)> = points.iter().enumerate().map(|(i, v)| (i, dot(v))).collect();
-                    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-                    let mut top: Vec<(usize, f64)> = scored[..limit].to_vec();
-                    if !exact {
-                        top[limit - 1] = *scored.last().unwrap();
-                    }
-                    let pts: Vec<serde_json::Value> = top.iter().map(|(i, s)| serde_json::json!({"id": i, "score": s})).collect();
-                    json(axum::http::StatusCode::OK, serde_json::json!({"result": {"points": pts}, "status": "ok"}))
+    let app = axum::Router::new().route(
+        "/collections/docs/points/query",
+        post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let points = points.clone();
+            async move {
+                let json = |code, v: serde_json::Value| {
+                    (
+                        code,
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        v.to_string(),
+                    )
+                };
+                if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some("qd-key-91") {
+                    return json(
+                        axum::http::StatusCode::FORBIDDEN,
+                        serde_json::json!({"status": "forbidden"}),
+                    );
                 }
-            }),
-        );
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let q: Vec<f32> = serde_json::from_value(body["query"].clone()).unwrap_or_default();
+                let limit = body["limit"].as_u64().unwrap_or(10) as usize;
+                let exact = body["params"]["exact"].as_bool().unwrap_or(false);
+                let dot = |v: &Vec<f32>| {
+                    v.iter()
+                        .zip(&q)
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum::<f64>()
+                };
+                let mut scored: Vec<(usize, f64)> = points.iter().enumerate().map(|(i, v)| (i, dot(v))).collect();
+                scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let mut top: Vec<(usize, f64)> = scored[..limit].to_vec();
+                if !exact {
+                    top[limit - 1] = *scored.last().unwrap();
+                }
+                let pts: Vec<serde_json::Value> = top
+                    .iter()
+                    .map(|(i, s)| serde_json::json!({"id": i, "score": s}))
+                    .collect();
+                json(
+                    axum::http::StatusCode::OK,
+                    serde_json::json!({"result": {"points": pts}, "status": "ok"}),
+                )
+            }
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    (port, tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    }))
+    (
+        port,
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }),
+    )
 }
 
 #[tokio::test]
@@ -320,7 +356,14 @@ async fn http_backend_with_the_qdrant_preset() {
     assert_eq!(o.label("db.system.name"), Some("qdrant"));
     assert_eq!(o.label("db.collection.name"), Some("docs"));
     // A budget on recall is a floor.
-    let o = run(&format!("{}[probe.budget]\nrecall = 0.95\n", toml("/collections/docs/points/query")), &[]).await;
+    let o = run(
+        &format!(
+            "{}[probe.budget]\nrecall = 0.95\n",
+            toml("/collections/docs/points/query")
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(o.breaches.len(), 1, "{:?}", o.breaches);
     assert!(!format!("{:?} {}", o, sloprobe::once::run_json(&o, 1)).contains("qd-key-91"));
     // API errors are classified.

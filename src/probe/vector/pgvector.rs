@@ -58,21 +58,34 @@ impl PgSearch {
     ) -> Result<PgSearch, ConfigError> {
         let need = |v: Option<&crate::config::Spanned<String>>, key: &str| {
             v.map(|s| s.get_ref().clone()).ok_or_else(|| {
-                cfg.source
-                    .error_at(cfg.common.name.span(), Some(key), format!("a pgvector probe needs `{}`", &key[6..]))
+                cfg.source.error_at(
+                    cfg.common.name.span(),
+                    Some(key),
+                    format!("a pgvector probe needs `{}`", &key[6..]),
+                )
             })
         };
         let Some(dsn_ref) = &raw.dsn else {
-            return Err(cfg.source.error_at(cfg.common.name.span(), Some("probe.dsn"), "a pgvector probe needs `dsn`"));
+            return Err(cfg.source.error_at(
+                cfg.common.name.span(),
+                Some("probe.dsn"),
+                "a pgvector probe needs `dsn`",
+            ));
         };
         let dsn = cfg.secret(dsn_ref, "probe.dsn")?;
         // The parser's messages can quote the string; never echo a DSN.
         let mut config = tokio_postgres::Config::from_str(dsn.expose()).map_err(|_| {
-            cfg.error_at(dsn_ref, "probe.dsn", "not a valid postgres:// URL or key=value connection string")
+            cfg.error_at(
+                dsn_ref,
+                "probe.dsn",
+                "not a valid postgres:// URL or key=value connection string",
+            )
         })?;
         let host = match config.get_hosts().first() {
             Some(Host::Tcp(h)) => h.clone(),
-            Some(_) => return Err(cfg.error_at(dsn_ref, "probe.dsn", "Unix sockets are not supported: give a TCP host")),
+            Some(_) => {
+                return Err(cfg.error_at(dsn_ref, "probe.dsn", "Unix sockets are not supported: give a TCP host"));
+            }
             None => "localhost".to_string(),
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
@@ -192,9 +205,9 @@ impl PgSearch {
             tcp.write_all(&SSL_REQUEST).await?;
             tcp.read_exact(&mut answer).await
         };
-        asked.await.map_err(|e| {
-            ProbeError::new(ErrorType::ConnectionClosed, format!("asking for TLS: {e}"))
-        })?;
+        asked
+            .await
+            .map_err(|e| ProbeError::new(ErrorType::ConnectionClosed, format!("asking for TLS: {e}")))?;
         match answer[0] {
             b'S' => {
                 let name = self.server_name.as_deref().unwrap_or(&self.host).to_string();
@@ -219,10 +232,17 @@ impl PgSearch {
         rec.enter("prepare");
         let vector = self.query_vector(client).await?;
         let literal = vector_text(&vector);
-        let left = self.timeout.saturating_sub(Duration::from_secs_f64(rec.offset(Instant::now())));
+        let left = self
+            .timeout
+            .saturating_sub(Duration::from_secs_f64(rec.offset(Instant::now())));
         // The server gives up just before the probe does, and cancels the query itself.
-        let statement_timeout = left.saturating_sub(Duration::from_millis(200)).max(Duration::from_millis(1));
-        let mut setup = format!("BEGIN; SET LOCAL statement_timeout = {};", statement_timeout.as_millis());
+        let statement_timeout = left
+            .saturating_sub(Duration::from_millis(200))
+            .max(Duration::from_millis(1));
+        let mut setup = format!(
+            "BEGIN; SET LOCAL statement_timeout = {};",
+            statement_timeout.as_millis()
+        );
         for (name, value) in &self.settings {
             setup.push_str(&format!(" SET LOCAL {name} = '{value}';"));
         }
@@ -233,7 +253,10 @@ impl PgSearch {
         let sql = self.search.replace("{v}", &literal);
         rec.enter("query");
         let t = Instant::now();
-        let rows = client.simple_query(&sql).await.map_err(|e| classify(&e, "top-k query"))?;
+        let rows = client
+            .simple_query(&sql)
+            .await
+            .map_err(|e| classify(&e, "top-k query"))?;
         rec.set("query", t.elapsed().as_secs_f64());
         let approx = hits(&rows)?;
         let exact = if self.plan.recall_now() {
@@ -243,7 +266,10 @@ impl PgSearch {
                 .await
                 .map_err(|e| classify(&e, "exact query"))?;
             let t = Instant::now();
-            let rows = client.simple_query(&sql).await.map_err(|e| classify(&e, "exact query"))?;
+            let rows = client
+                .simple_query(&sql)
+                .await
+                .map_err(|e| classify(&e, "exact query"))?;
             rec.set("exact_query", t.elapsed().as_secs_f64());
             Some(hits(&rows)?)
         } else {
@@ -272,11 +298,17 @@ impl PgSearch {
                 .take(None)
                 .ok_or_else(|| ProbeError::new(ErrorType::Internal, "no sampled vector"));
         }
-        let mut dim = self.vectors.fixed_dimension().or(*self.dimension.lock().expect("dimension"));
+        let mut dim = self
+            .vectors
+            .fixed_dimension()
+            .or(*self.dimension.lock().expect("dimension"));
         if dim.is_none() && self.vectors.is_random() {
             // Random vectors need the column's dimension, asked once.
             let sql = format!("SELECT vector_dims({}) FROM {} LIMIT 1", self.column, self.table);
-            let rows = client.simple_query(&sql).await.map_err(|e| classify(&e, "reading the dimension"))?;
+            let rows = client
+                .simple_query(&sql)
+                .await
+                .map_err(|e| classify(&e, "reading the dimension"))?;
             let d = rows.iter().find_map(|m| match m {
                 SimpleQueryMessage::Row(r) => r.get(0).and_then(|s| s.parse::<usize>().ok()),
                 _ => None,
@@ -307,11 +339,17 @@ impl PgSearch {
             n = SAMPLE * 4,
             s = SAMPLE
         );
-        let rows = client.simple_query(&sampled).await.map_err(|e| classify(&e, "sampling query vectors"))?;
+        let rows = client
+            .simple_query(&sampled)
+            .await
+            .map_err(|e| classify(&e, "sampling query vectors"))?;
         let mut vectors = read(rows);
         if vectors.len() < SAMPLE / 4 {
             let plain = format!("SELECT {}::text FROM {} LIMIT {SAMPLE}", self.column, self.table);
-            let rows = client.simple_query(&plain).await.map_err(|e| classify(&e, "sampling query vectors"))?;
+            let rows = client
+                .simple_query(&plain)
+                .await
+                .map_err(|e| classify(&e, "sampling query vectors"))?;
             vectors = read(rows);
         }
         Ok(vectors)
@@ -343,13 +381,16 @@ fn classify(e: &tokio_postgres::Error, during: &str) -> ProbeError {
         return ProbeError::new(kind, format!("{during}: {} (SQLSTATE {code})", db.message()));
     }
     if e.is_closed() {
-        return ProbeError::new(ErrorType::ConnectionClosed, format!("{during}: the server closed the connection"));
+        return ProbeError::new(
+            ErrorType::ConnectionClosed,
+            format!("{during}: the server closed the connection"),
+        );
     }
     let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
     let kind = match io.map(std::io::Error::kind) {
-        Some(std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
-            ErrorType::ConnectionClosed
-        }
+        Some(
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe,
+        ) => ErrorType::ConnectionClosed,
         _ => ErrorType::ProtocolError,
     };
     ProbeError::new(kind, format!("{during}: {e}"))
@@ -374,7 +415,9 @@ struct Cancel {
 impl Drop for Cancel {
     fn drop(&mut self) {
         let Some(token) = self.token.take() else { return };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let addr = format!("{}:{}", self.host, self.port);
         rt.spawn(async move {
             let cancel = async {
