@@ -2,7 +2,9 @@
 //! generated data with an HNSW index, whose recall this test computes itself by brute
 //! force; a filtered query that under-returns; faults (server down and back, a missing
 //! table, a wrong dimension, a query past the timeout, a wrong password); and the HTTP
-//! backend against a Qdrant-shaped target written here.
+//! backend against Qdrant- and Chroma-shaped targets written here (a real Chroma, `pip install
+//! chromadb`, brings onnxruntime and a model download this machine cannot make; the API shape
+//! is what the presets depend on).
 
 mod common;
 
@@ -229,6 +231,10 @@ async fn tls_is_negotiated_in_band_and_timed_apart() {
     task.abort();
 }
 
+fn sloprobe_config_error(toml: &str) -> String {
+    config_error(&[("sloprobe.toml", toml)])
+}
+
 async fn run(toml: &str, files: &[(&str, &str)]) -> sloprobe::outcome::Outcome {
     let mut all = vec![("sloprobe.toml", toml)];
     all.extend_from_slice(files);
@@ -360,51 +366,63 @@ async fn faults_are_classified_and_the_next_run_after_a_restart_is_fine() {
 async fn qdrant_like() -> (u16, tokio::task::JoinHandle<()>) {
     use axum::routing::post;
     let points: std::sync::Arc<Vec<Vec<f32>>> = std::sync::Arc::new(queries(200));
-    let app = axum::Router::new().route(
-        "/collections/docs/points/query",
-        post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let points = points.clone();
-            async move {
-                let json = |code, v: serde_json::Value| {
-                    (
-                        code,
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        v.to_string(),
+    let app = axum::Router::new()
+        .route(
+            "/collections/docs/points/query",
+            post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let points = points.clone();
+                async move {
+                    let json = |code, v: serde_json::Value| {
+                        (
+                            code,
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            v.to_string(),
+                        )
+                    };
+                    if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some("qd-key-91") {
+                        return json(
+                            axum::http::StatusCode::FORBIDDEN,
+                            serde_json::json!({"status": "forbidden"}),
+                        );
+                    }
+                    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let q: Vec<f32> = serde_json::from_value(body["query"].clone()).unwrap_or_default();
+                    let limit = body["limit"].as_u64().unwrap_or(10) as usize;
+                    let exact = body["params"]["exact"].as_bool().unwrap_or(false);
+                    let dot = |v: &Vec<f32>| {
+                        v.iter()
+                            .zip(&q)
+                            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                            .sum::<f64>()
+                    };
+                    let mut scored: Vec<(usize, f64)> = points.iter().enumerate().map(|(i, v)| (i, dot(v))).collect();
+                    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    let mut top: Vec<(usize, f64)> = scored[..limit].to_vec();
+                    if !exact {
+                        top[limit - 1] = *scored.last().unwrap();
+                    }
+                    let pts: Vec<serde_json::Value> = top
+                        .iter()
+                        .map(|(i, s)| serde_json::json!({"id": i, "score": s}))
+                        .collect();
+                    json(
+                        axum::http::StatusCode::OK,
+                        serde_json::json!({"result": {"points": pts}, "status": "ok"}),
                     )
-                };
-                if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some("qd-key-91") {
-                    return json(
-                        axum::http::StatusCode::FORBIDDEN,
-                        serde_json::json!({"status": "forbidden"}),
-                    );
                 }
+            }),
+        )
+        .route(
+            // Chroma's shape: one list of ids and one of distances per query embedding.
+            "/api/v2/tenants/t/databases/d/collections/c/query",
+            post(|body: axum::body::Bytes| async move {
                 let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let q: Vec<f32> = serde_json::from_value(body["query"].clone()).unwrap_or_default();
-                let limit = body["limit"].as_u64().unwrap_or(10) as usize;
-                let exact = body["params"]["exact"].as_bool().unwrap_or(false);
-                let dot = |v: &Vec<f32>| {
-                    v.iter()
-                        .zip(&q)
-                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                        .sum::<f64>()
-                };
-                let mut scored: Vec<(usize, f64)> = points.iter().enumerate().map(|(i, v)| (i, dot(v))).collect();
-                scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-                let mut top: Vec<(usize, f64)> = scored[..limit].to_vec();
-                if !exact {
-                    top[limit - 1] = *scored.last().unwrap();
-                }
-                let pts: Vec<serde_json::Value> = top
-                    .iter()
-                    .map(|(i, s)| serde_json::json!({"id": i, "score": s}))
-                    .collect();
-                json(
-                    axum::http::StatusCode::OK,
-                    serde_json::json!({"result": {"points": pts}, "status": "ok"}),
-                )
-            }
-        }),
-    );
+                let n = body["n_results"].as_u64().unwrap_or(10) as usize;
+                let ids: Vec<String> = (0..n).map(|i| format!("doc-{i}")).collect();
+                let distances: Vec<f64> = (0..n).map(|i| i as f64 * 0.1).collect();
+                serde_json::json!({"ids": [ids], "distances": [distances]}).to_string()
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     (
@@ -443,6 +461,16 @@ async fn http_backend_with_the_qdrant_preset() {
     .await;
     assert_eq!(o.breaches.len(), 1, "{:?}", o.breaches);
     assert!(!format!("{:?} {}", o, sloprobe::once::run_json(&o, 1)).contains("qd-key-91"));
+    // Chroma's preset reads ids and distances from parallel lists.
+    let chroma = format!(
+        "[[probe]]\nname = \"ch\"\nkind = \"vector\"\nbackend = \"http\"\npreset = \"chroma\"\nurl = \"http://127.0.0.1:{port}/api/v2/tenants/t/databases/d/collections/c/query\"\nquery_vectors = \"random\"\ndimension = 8\nk = 4\nrecall_every = 0\nevery = \"30s\"\n"
+    );
+    let o = run(&chroma, &[]).await;
+    assert!(o.success(), "{:?}", o.error);
+    assert_eq!(m(&o, "result_count"), 4.0);
+    assert_eq!(o.label("db.system.name"), Some("chromadb"));
+    let e = sloprobe_config_error(&chroma.replace("recall_every = 0", "recall_every = 5"));
+    assert!(e.contains("recall needs an exact search"), "{e}");
     // API errors are classified.
     let o = run(&toml("/collections/other/points/query"), &[]).await;
     assert_eq!(error_type(&o), "http_status", "{:?}", o.error);
