@@ -29,6 +29,15 @@ fn build(files: &[(&str, &str)], ctx: &BuildContext) -> (tempfile::TempDir, Vec<
     (dir, probes)
 }
 
+/// Builds with the file's own `[browser]` settings, as the daemon does.
+fn build_with_browser(toml: &str) -> (tempfile::TempDir, Vec<BuiltProbe>, BuildContext) {
+    let dir = write_files(&[("sloprobe.toml", toml)]);
+    let cfg = Config::load(&dir.path().join("sloprobe.toml")).unwrap_or_else(|e| panic!("config: {e}"));
+    let ctx = BuildContext::with_browser(cfg.browser.clone());
+    let probes = probe::build_all(&cfg.probes, &ctx).unwrap_or_else(|e| panic!("build: {e}"));
+    (dir, probes, ctx)
+}
+
 async fn run_once(toml: &str) -> sloprobe::outcome::Outcome {
     let ctx = BuildContext::new();
     let (_dir, probes) = build(&[("sloprobe.toml", toml)], &ctx);
@@ -324,4 +333,55 @@ async fn sigterm_mid_run_leaves_no_process_behind() {
     .await;
     assert!(exited.is_some(), "daemon did not stop within 10s of SIGTERM");
     no_leftovers(&before).await;
+}
+
+#[tokio::test]
+async fn steps_set_a_secret_cookie_before_the_load_and_wait_for_elements_after_it() {
+    let _turn = TURN.lock().await;
+    let t = plain_target().await;
+    // SAFETY: only this test reads BR_SESSION.
+    unsafe { std::env::set_var("BR_SESSION", "cookie-value-31") };
+    let script = "return { cookie_len: document.cookie.length };";
+    let toml = page_probe(
+        &t.url("/page"),
+        "metrics_script = \"cookie.js\"\nscript_metrics = { cookie_len = \"count\" }\n[[probe.step]]\nset_cookie = { name = \"session\", value = \"env:BR_SESSION\" }\n[[probe.step]]\nwait_for = \"#hero\"",
+    );
+    let ctx = BuildContext::new();
+    let (_dir, probes) = build(&[("sloprobe.toml", &toml), ("cookie.js", script)], &ctx);
+    let o = probes[0].execute().await;
+    assert!(o.success(), "{:?}", o.error);
+    assert_eq!(m(&o, "cookie_len"), "session=cookie-value-31".len() as f64);
+    let out = format!("{:?} {}", o, sloprobe::once::run_json(&o, 1));
+    assert!(!out.contains("cookie-value-31"), "the cookie's value leaked: {out}");
+    let o = run_once(&page_probe(
+        &t.url("/page"),
+        "[[probe.step]]\nwait_for = \"#not-there\"",
+    ))
+    .await;
+    assert_eq!(error_type(&o), "assertion_failed", "{:?}", o.error);
+}
+
+#[tokio::test]
+async fn the_memory_floor_and_the_browser_slots_are_kept() {
+    let _turn = TURN.lock().await;
+    let t = plain_target().await;
+    let (_d, probes, _ctx) = build_with_browser(&format!(
+        "[browser]\nmin_free_memory = \"1000TiB\"\n{}",
+        page_probe(&t.url("/page"), "")
+    ));
+    let o = probes[0].execute().await;
+    assert_eq!(error_type(&o), "insufficient_memory", "{:?}", o.error);
+    // One slot, two runs at once: the second waits; past its timeout it is skipped, not run.
+    let slow = page_probe(&t.url("/page?hang=1"), "").replace("timeout = \"15s\"", "timeout = \"6s\"");
+    let (_d, probes, _ctx) = build_with_browser(&format!(
+        "[browser]\nmax_concurrent_browsers = 1\n{slow}{}",
+        slow.replace("name = \"page\"", "name = \"second\"")
+            .replace("timeout = \"6s\"", "timeout = \"3s\"")
+    ));
+    let (a, b) = tokio::join!(probes[0].execute(), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        probes[1].execute().await
+    });
+    assert_eq!(error_type(&a), "timeout", "{:?}", a.error);
+    assert_eq!(b.skipped, Some("browser_busy"), "{:?}", b.error);
 }

@@ -189,7 +189,13 @@ impl Browsers {
     /// The browser-level DevTools WebSocket URL of a Chromium listening at `address`.
     pub async fn devtools_url(&self, address: &str) -> Option<String> {
         let address = address.replace("localhost", "127.0.0.1");
-        let uri = format!("http://{address}/json/version").parse::<http::Uri>().ok()?;
+        let v = self.get_json(&format!("http://{address}/json/version")).await?;
+        v["webSocketDebuggerUrl"].as_str().map(str::to_string)
+    }
+
+    /// A small JSON document from a loopback endpoint (chromedriver's or Chromium's).
+    async fn get_json(&self, url: &str) -> Option<serde_json::Value> {
+        let uri = url.parse::<http::Uri>().ok()?;
         let fetch = async {
             let resp = self.http.get(uri).await.ok()?;
             let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
@@ -197,8 +203,7 @@ impl Browsers {
                 .await
                 .ok()?
                 .to_bytes();
-            let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-            v["webSocketDebuggerUrl"].as_str().map(str::to_string)
+            serde_json::from_slice(&body).ok()
         };
         tokio::time::timeout(HEALTH_TIMEOUT, fetch).await.ok().flatten()
     }
@@ -295,20 +300,8 @@ impl Browsers {
 
     /// GET /status says `"ready": true`.
     async fn ready(&self, base: &str) -> bool {
-        let Ok(uri) = format!("{base}/status").parse::<http::Uri>() else {
-            return false;
-        };
-        let check = async {
-            let resp = self.http.get(uri).await.ok()?;
-            let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
-                .collect()
-                .await
-                .ok()?
-                .to_bytes();
-            let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-            v.pointer("/value/ready").and_then(serde_json::Value::as_bool)
-        };
-        tokio::time::timeout(HEALTH_TIMEOUT, check).await.ok().flatten() == Some(true)
+        let status = self.get_json(&format!("{base}/status")).await;
+        status.and_then(|v| v.pointer("/value/ready").and_then(serde_json::Value::as_bool)) == Some(true)
     }
 
     /// The chromedriver pid, for tests that kill it.

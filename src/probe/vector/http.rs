@@ -212,15 +212,7 @@ impl HttpSearch {
             t.replace("{{vector}}", &literal)
                 .replace("{{k}}", &self.plan.k.to_string())
         };
-        let mut conn = nethttp::open(
-            &self.resolver,
-            rec,
-            &self.url,
-            &self.tls,
-            self.server_name.as_deref(),
-            nethttp::Version::Auto,
-        )
-        .await?;
+        let mut conn = self.open(rec).await?;
         let t = Instant::now();
         let answer = self.post(rec, &mut conn, fill(&self.body)).await?;
         rec.set("query", t.elapsed().as_secs_f64());
@@ -228,15 +220,8 @@ impl HttpSearch {
         let exact = match &self.exact_body {
             Some(body) if self.plan.recall_now() => {
                 if !conn.is_ready() {
-                    conn = nethttp::open(
-                        &self.resolver,
-                        &mut Recorder::new(Instant::now()),
-                        &self.url,
-                        &self.tls,
-                        self.server_name.as_deref(),
-                        nethttp::Version::Auto,
-                    )
-                    .await?;
+                    // The exact search's own connection phases are not the run's.
+                    conn = self.open(&mut Recorder::new(Instant::now())).await?;
                 }
                 let t = Instant::now();
                 let answer = self.post(&mut Recorder::new(t), &mut conn, fill(body)).await?;
@@ -246,6 +231,18 @@ impl HttpSearch {
             _ => None,
         };
         judge(rec, &self.plan, &approx, exact.as_deref())
+    }
+
+    async fn open(&self, rec: &mut Recorder) -> Result<nethttp::HttpConn, ProbeError> {
+        nethttp::open(
+            &self.resolver,
+            rec,
+            &self.url,
+            &self.tls,
+            self.server_name.as_deref(),
+            nethttp::Version::Auto,
+        )
+        .await
     }
 
     async fn post(&self, rec: &mut Recorder, conn: &mut nethttp::HttpConn, body: String) -> Result<Value, ProbeError> {
