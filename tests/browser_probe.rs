@@ -385,3 +385,44 @@ async fn the_memory_floor_and_the_browser_slots_are_kept() {
     assert_eq!(error_type(&a), "timeout", "{:?}", a.error);
     assert_eq!(b.skipped, Some("browser_busy"), "{:?}", b.error);
 }
+
+/// Without Chromium on the host the daemon leaves browser probes unscheduled, says why,
+/// and runs the rest.
+#[tokio::test]
+async fn without_chromium_the_daemon_skips_browser_probes_with_a_log_line() {
+    let t = plain_target().await;
+    let port = free_port();
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n{}[[probe]]\nname = \"plain\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"1s\"\n",
+        page_probe(&t.url("/page"), ""),
+        t.url("/")
+    );
+    let dir = write_files(&[("sloprobe.toml", &toml)]);
+    let log = dir.path().join("stderr");
+    let _daemon = Child(
+        std::process::Command::new(bin())
+            .args(["run", "-c"])
+            .arg(dir.path().join("sloprobe.toml"))
+            .env("PATH", "/nonexistent")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let ran = eventually(60, Duration::from_millis(100), || {
+        let metrics = metrics.clone();
+        async move {
+            let (_, body) = http_get(&metrics).await?;
+            body.contains("probe_runs_total{").then_some(body)
+        }
+    })
+    .await
+    .expect("the http probe ran");
+    assert!(!ran.contains("probe_name=\"page\""), "the browser probe must not run");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("probe not scheduled") && text.contains("chromedriver not found"),
+        "{text}"
+    );
+}
