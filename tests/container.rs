@@ -58,7 +58,9 @@ fn sidecar_image_builds_and_runs_as_non_root() {
         );
     }
     let size = std::fs::metadata(&binary).unwrap().len();
-    assert!(size <= 25 * 1024 * 1024, "binary is {size} bytes (≤ 25 MB)");
+    // 27.2 MB with the WebDriver and PostgreSQL clients of the browser and vector probes
+    // (thin LTO saves nothing measurable; symbols stay so panics name their functions).
+    assert!(size <= 30 * 1024 * 1024, "binary is {size} bytes (≤ 30 MB)");
 
     let tag = format!("localhost/sloprobe-test-{}", std::process::id());
     let _image = Image(tag.clone());
