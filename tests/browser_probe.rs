@@ -426,3 +426,37 @@ async fn without_chromium_the_daemon_skips_browser_probes_with_a_log_line() {
         "{text}"
     );
 }
+
+/// `cache = "warm"` measures a second load in the same context (cached assets cost no
+/// transfer); `throttle = "4g"` slows the page down by Lighthouse's figures.
+#[tokio::test]
+async fn warm_cache_and_throttling_change_what_is_measured() {
+    let _turn = TURN.lock().await;
+    let t = plain_target().await;
+    let url = t.url("/page?js_kb=64&css_kb=8");
+    let cold = run_once(&page_probe(&url, "")).await;
+    assert!(cold.success(), "{:?}", cold.error);
+    assert!(m(&cold, "script_first_party_transfer") > m(&cold, "script_bytes"));
+    let warm = run_once(&page_probe(&url, "cache = \"warm\"")).await;
+    assert!(warm.success(), "{:?}", warm.error);
+    assert_eq!(
+        m(&warm, "script_first_party_transfer"),
+        0.0,
+        "the script came from cache"
+    );
+    assert_eq!(
+        m(&warm, "script_bytes"),
+        m(&cold, "script_bytes"),
+        "its size is still known"
+    );
+    let slow = run_once(&page_probe(&url, "throttle = \"4g\"")).await;
+    assert!(slow.success(), "{:?}", slow.error);
+    // DevTools' emulation holds back the render-blocking script and stylesheet (latency
+    // and 1.47 Mbit/s); it does not move the document's responseStart here.
+    assert!(
+        m(&slow, "fcp") > m(&cold, "fcp") + 0.5,
+        "fcp {} vs {}",
+        m(&slow, "fcp"),
+        m(&cold, "fcp")
+    );
+}
