@@ -606,7 +606,9 @@ impl BrowserProbe {
                     .unwrap_or(0);
             rec.set("memory", pss as f64);
         }
-        let healthy = !matches!(&result, Err(e) if e.kind == ErrorType::BrowserError);
+        // A browser told to ignore certificate errors is not handed to another probe: the
+        // override may outlive this run's context.
+        let healthy = !self.insecure && !matches!(&result, Err(e) if e.kind == ErrorType::BrowserError);
         lease.finish(healthy).await;
         result
     }
