@@ -34,6 +34,23 @@ pub fn print_plan(
             headers.join(", ")
         )?;
     }
+    if let Some(rum) = &config.rum {
+        let budgets: Vec<String> = rum
+            .budgets
+            .iter()
+            .map(|(v, x)| format!("{} ≤ {}", v.key(), crate::rum::measure(*v).unit.format(*x)))
+            .collect();
+        writeln!(
+            out,
+            "rum: listen {} origins [{}] api_key {} routes {} (max {}) budgets [{}]",
+            rum.listen,
+            rum.allowed_origins.join(", "),
+            rum.api_key.as_ref().map_or("none".to_string(), |k| k.to_string()),
+            rum.routes.len(),
+            rum.max_routes,
+            budgets.join(", ")
+        )?;
+    }
     writeln!(out, "probes: {}", probes.len())?;
     let now = SystemTime::now();
     for (cfg, p) in config.probes.iter().zip(probes) {
@@ -80,14 +97,21 @@ pub fn print_plan(
             crate::slo::Sli::Success => "success".to_string(),
             crate::slo::Sli::Below {
                 key, threshold, unit, ..
+            }
+            | crate::slo::Sli::Field {
+                key, threshold, unit, ..
             } => format!("{key} {} {}", unit.bound(), unit.format(*threshold)),
+        };
+        let of = if slo.probes.is_empty() {
+            format!("real page views on {}", slo.routes.join(", "))
+        } else {
+            format!("runs of {}", slo.probes.join(", "))
         };
         writeln!(
             out,
-            "\nslo [{}]: {sli} for {} of runs of {} over {}",
+            "\nslo [{}]: {sli} for {} of {of} over {}",
             slo.name,
             slo.objective,
-            slo.probes.join(", "),
             humantime::format_duration(slo.window)
         )?;
     }

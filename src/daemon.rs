@@ -82,7 +82,22 @@ impl Loaded {
         plan.histograms = self.config.histograms;
         plan.instance_id = Some(instance_id.to_string());
         plan.config_hash = self.config.hash.clone();
+        if let Some(rum) = &self.config.rum {
+            plan.add_kind("rum", &crate::rum::MEASURES.iter().collect::<Vec<_>>());
+            plan.field_routes = rum.max_routes;
+        }
         plan
+    }
+
+    /// Thresholds of the SLOs on RUM vitals: (vital, threshold).
+    fn field_slo_thresholds(&self) -> Vec<(String, f64)> {
+        self.slos
+            .iter()
+            .filter_map(|s| match &s.sli {
+                Sli::Field { key, threshold, .. } => Some((key.clone(), *threshold)),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -99,7 +114,7 @@ struct Loop {
 #[derive(Default)]
 struct Loops(HashMap<String, Loop>, Arc<crate::systemd::Progress>);
 
-type SharedTelemetry = Arc<RwLock<Arc<Telemetry>>>;
+use crate::telemetry::SharedTelemetry;
 
 impl Loops {
     /// Starts, keeps or stops loops so that exactly `probes` run; returns
@@ -218,6 +233,29 @@ pub async fn run(path: PathBuf, loaded: Loaded, shard: Option<crate::fleet::Shar
         tracing::info!(protocol = ?o.protocol, %endpoint, interval = ?o.interval, "OTLP push enabled");
     }
     let shared: SharedTelemetry = Arc::new(RwLock::new(telemetry));
+    let rum_settings = loaded.config.rum.clone();
+    let (rum_stop_tx, rum_stop) = watch::channel(false);
+    let rum = match &rum_settings {
+        Some(settings) => {
+            let collector =
+                crate::rum::Collector::new(settings.clone(), &loaded.field_slo_thresholds(), shared.clone());
+            let listener = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("binding [rum] listen = {}", settings.listen))?;
+            tracing::info!(listen = %settings.listen, origins = settings.allowed_origins.len(), "RUM collector serving /rum /collect");
+            let mut stop = server_stop.clone();
+            let router = collector.router();
+            let server = tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.changed().await;
+                };
+                server::serve(listener, router, server::Limits::default(), shutdown).await;
+            });
+            let flush = tokio::spawn(collector.flush_loop(rum_stop));
+            Some((server, flush))
+        }
+        None => None,
+    };
     let log = Arc::new(RunLog::default());
     let mut loops = Loops::default();
     let n = loaded.probes.len();
@@ -288,6 +326,9 @@ pub async fn run(path: PathBuf, loaded: Loaded, shard: Option<crate::fleet::Shar
                         if next.config.server.listen != listen {
                             tracing::warn!("[server] listen changed: takes effect on restart");
                         }
+                        if next.config.rum != rum_settings {
+                            tracing::warn!("[rum] changes take effect on restart");
+                        }
                         if next.config.location != location || next.config.otlp.is_some() != otlp.is_some() {
                             tracing::warn!("location and [export.otlp] changes take effect on restart");
                         }
@@ -328,10 +369,22 @@ pub async fn run(path: PathBuf, loaded: Loaded, shard: Option<crate::fleet::Shar
     if let Some((task, _)) = watchdog {
         task.abort();
     }
+    // Page views still waiting for their final values are recorded before the last export.
+    let _ = rum_stop_tx.send(true);
+    let rum_server = match rum {
+        Some((server, flush)) => {
+            let _ = flush.await;
+            Some(server)
+        }
+        None => None,
+    };
     let telemetry = shared.read().expect("telemetry lock").clone();
     telemetry.shutdown(Duration::from_secs(5)).await;
     let _ = server_stop_tx.send(true);
     let _ = server.await;
+    if let Some(s) = rum_server {
+        let _ = s.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

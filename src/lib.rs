@@ -2,7 +2,7 @@
 //! exported as OpenTelemetry metrics.
 //!
 //! Data flow: `config` → `schedule` → `probe` (over `net`) → `outcome` → `budget` →
-//! `telemetry`. `daemon` wires them for `run`, `once` for the CI gate, `check` prints the plan.
+//! `telemetry`; `rum` (the RUM collector) feeds the same telemetry. `daemon` wires them for `run`, `once` for the CI gate, `check` prints the plan.
 
 /// The git revision this binary was built from (`unknown` outside a checkout).
 pub const REVISION: &str = env!("SLOPROBE_REVISION");
@@ -22,6 +22,7 @@ pub mod outcome;
 pub mod precise_timer;
 pub mod probe;
 pub mod redact;
+pub mod rum;
 pub mod runlog;
 pub mod schedule;
 pub mod server;

@@ -71,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         what: SloCommand,
     },
+    /// The RUM collector's client side.
+    Rum {
+        #[command(subcommand)]
+        what: RumCommand,
+    },
     /// Print the JSON Schema of the config (daemon and probe files), for editors.
     Schema,
     /// Check a running daemon's health endpoint (a container HEALTHCHECK: no curl needed).
@@ -100,6 +105,21 @@ enum Command {
     Target {
         #[arg(long, default_value = "127.0.0.1:9465")]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum RumCommand {
+    /// Print a client snippet for the configured collector: web-vitals → sendBeacon, with
+    /// a fetch(keepalive) fallback (docs/rum.md shows how to wire it).
+    Snippet {
+        /// Config file; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
+        #[arg(short, long, env = "SLOPROBE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where the snippet imports web-vitals from: "web-vitals" for a bundler (default),
+        /// or a URL of its ES module build for a page without one.
+        #[arg(long, default_value = "web-vitals")]
+        import_from: String,
     },
 }
 
@@ -362,6 +382,21 @@ async fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
+        Command::Rum {
+            what: RumCommand::Snippet { config, import_from },
+        } => match load_checked(&config_path(config)) {
+            Ok(l) => match &l.config.rum {
+                Some(rum) => {
+                    print!("{}", sloprobe::rum::snippet(rum, &import_from));
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("config error: the config has no [rum] section: nothing to send beacons to");
+                    ExitCode::from(once::EXIT_CONFIG as u8)
+                }
+            },
+            Err(code) => code,
+        },
         Command::Bundle {
             config,
             format,

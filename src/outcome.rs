@@ -222,6 +222,19 @@ pub struct Measure {
     pub labels: &'static [&'static str],
 }
 
+/// One vital of one real page view from the RUM collector, final after dedupe: what
+/// telemetry records on the same instrument as the browser probe's vital.
+#[derive(Clone, Debug)]
+pub struct FieldVital {
+    pub measure: &'static Measure,
+    /// In the measure's unit.
+    pub value: f64,
+    /// Route, rating, navigation type, device class, budget verdict.
+    pub attrs: Vec<(&'static str, std::sync::Arc<str>)>,
+    /// Thresholds counted exactly per route (budget and SLO thresholds).
+    pub thresholds: Vec<crate::telemetry::Watch>,
+}
+
 /// The longest pause a target's Retry-After can impose on a probe (docs/config.md).
 pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 

@@ -49,6 +49,8 @@ pub struct Config {
     pub otlp: Option<OtlpSettings>,
     /// `[browser]`, checked.
     pub browser: crate::probe::browser::driver::HostSettings,
+    /// `[rum]`, checked; `None` when the collector is off.
+    pub rum: Option<crate::rum::RumSettings>,
     pub probes: Vec<ProbeConfig>,
     /// `[[slo]]` entries as written; `slo::resolve` checks them against the probes.
     pub slos: Vec<(RawSlo, Arc<Source>)>,
@@ -61,8 +63,11 @@ pub struct RawSlo {
     /// Unique SLO name (A-Z a-z 0-9 - _ .).
     pub name: Spanned<String>,
     /// The probes whose runs count toward this SLO.
-    pub probes: Spanned<Vec<String>>,
-    /// `success`, or a measurement (`ttfb`, `ttft`, ...) judged against `threshold`.
+    pub probes: Option<Spanned<Vec<String>>>,
+    /// Instead of probes: RUM routes whose real page views count ("*" = every route).
+    pub routes: Option<Spanned<Vec<String>>>,
+    /// `success`, or a measurement (`ttfb`, `ttft`, ...) judged against `threshold`; with
+    /// `routes`, a vital (`lcp`, `inp`, `cls`, ...).
     pub sli: Spanned<String>,
     /// For a measurement SLI: the good/bad line; defaults to the probes' per-run budget.
     #[schemars(with = "Option<schema::Threshold>")]
@@ -358,6 +363,8 @@ pub struct RawDaemonFile {
     /// Where browser probes find Chromium and chromedriver, and how many run at once.
     #[serde(default)]
     browser: crate::probe::browser::driver::BrowserConfig,
+    /// The RUM collector: web-vitals and Faro beacons from real browsers (docs/rum.md).
+    rum: Option<crate::rum::RumConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -535,6 +542,7 @@ impl Config {
         let (raw, mut probes) = read_file(&source)?;
         let otlp = raw.export.otlp.map(|o| resolve_otlp(o, &source)).transpose()?;
         let browser = check_browser(&raw.browser, &source)?;
+        let rum = raw.rum.as_ref().map(|r| r.check(&source)).transpose()?;
         let shard = raw
             .fleet
             .shard
@@ -581,9 +589,9 @@ impl Config {
             }
             seen.insert(cfg.name.clone(), (cfg.source.clone(), cfg.common.name.span().start));
         }
-        if probes.is_empty() {
+        if probes.is_empty() && rum.is_none() {
             return Err(source.error(format!(
-                "no probes defined: add [[probe]] tables here or in files matched by `include` ({} include pattern(s), {} file(s) read)",
+                "no probes defined (and no [rum] collector): add [[probe]] tables here or in files matched by `include` ({} include pattern(s), {} file(s) read)",
                 raw.include.len(),
                 files_read
             )));
@@ -599,6 +607,7 @@ impl Config {
             demo: raw.demo,
             otlp,
             browser,
+            rum,
             probes,
             slos,
         })
@@ -617,6 +626,7 @@ impl RawDaemonFile {
             (!self.include.is_empty(), "include"),
             (server_set, "server"),
             (self.demo.is_some(), "demo"),
+            (self.rum.is_some(), "rum"),
             (self.export.otlp.is_some(), "export"),
             (
                 self.metrics.histograms != crate::telemetry::HistogramMode::default(),

@@ -266,6 +266,7 @@ pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo]) -> Value {
         let what = match &slo.sli {
             Sli::Success => "success".to_string(),
             Sli::Below { key, .. } => key.clone(),
+            Sli::Field { key, .. } => format!("field {key}"),
         };
         let compliance = format!("1 - slo:sli_error:ratio_rate{period}{{slo=\"{}\",{LOC}}}", slo.name);
         panels.push(panel(

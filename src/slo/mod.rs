@@ -18,7 +18,10 @@ use crate::probe::BuiltProbe;
 #[derive(Debug, Clone)]
 pub struct Slo {
     pub name: String,
+    /// The probes it covers; empty for a field (RUM) SLO.
     pub probes: Vec<String>,
+    /// RUM routes it covers (`*` = all); empty for a probe SLO.
+    pub routes: Vec<String>,
     pub sli: Sli,
     pub objective: f64,
     pub window: Duration,
@@ -42,6 +45,19 @@ pub enum Sli {
     /// Good = a run whose `key` measured at or under `threshold` (exact, from
     /// `probe_threshold_runs_total`).
     Below { key: String, threshold: f64, unit: Unit },
+    /// Good = a real page view whose vital `key` was at or under `threshold` (exact, from
+    /// `rum_threshold_page_views_total`).
+    Field { key: String, threshold: f64, unit: Unit },
+}
+
+impl Sli {
+    /// A threshold SLI's measurement and threshold.
+    pub fn threshold(&self) -> Option<(&str, f64)> {
+        match self {
+            Sli::Success => None,
+            Sli::Below { key, threshold, .. } | Sli::Field { key, threshold, .. } => Some((key, *threshold)),
+        }
+    }
 }
 
 /// The longest alert window: an SLO period must be at least this long.
@@ -84,23 +100,6 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe]) -> Result<Vec<Slo>, Confi
         if !names.insert(name.clone()) {
             return Err(err(raw.name.span(), "slo.name", format!("duplicate SLO name {name:?}")));
         }
-        let listed = raw.probes.get_ref();
-        if listed.is_empty() {
-            return Err(err(raw.probes.span(), "slo.probes", "name at least one probe".into()));
-        }
-        let mut members = Vec::new();
-        for p in listed {
-            match probes.iter().find(|b| &b.name == p) {
-                Some(b) => members.push(b),
-                None => {
-                    return Err(err(
-                        raw.probes.span(),
-                        "slo.probes",
-                        format!("SLO {name:?} names probe {p:?}, which does not exist"),
-                    ));
-                }
-            }
-        }
         let objective = *raw.objective.get_ref();
         if !(objective > 0.0 && objective < 1.0) {
             return Err(err(
@@ -117,84 +116,28 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe]) -> Result<Vec<Slo>, Confi
                 "window must be at least 3d, the longest burn-rate alert window (typically 28d or 30d)".into(),
             ));
         }
-        let mut exclude_errors = Vec::new();
-        for e in &raw.exclude_errors {
-            if !ErrorType::ALL.iter().any(|t| t.as_str() == e.get_ref()) {
+        let (members, routes, sli, exclude_errors) = match (&raw.probes, &raw.routes) {
+            (Some(_), Some(r)) => {
                 return Err(err(
-                    e.span(),
-                    "slo.exclude_errors",
-                    format!("{:?} is not an error type", e.get_ref()),
+                    r.span(),
+                    "slo.routes",
+                    "an SLO covers either probes or RUM routes, not both".into(),
                 ));
             }
-            exclude_errors.push(e.get_ref().clone());
-        }
-        let sli_key = raw.sli.get_ref().as_str();
-        let sli = if sli_key == "success" {
-            if raw.threshold.is_some() {
+            (None, None) => {
                 return Err(err(
-                    raw.sli.span(),
-                    "slo.threshold",
-                    "a success SLI takes no threshold".into(),
+                    raw.name.span(),
+                    "slo.probes",
+                    format!("SLO {name:?} needs `probes` (or `routes` for RUM page views)"),
                 ));
             }
-            Sli::Success
-        } else {
-            if !exclude_errors.is_empty() {
-                return Err(err(
-                    raw.sli.span(),
-                    "slo.exclude_errors",
-                    "exclude_errors applies to `sli = \"success\"` only".into(),
-                ));
+            (None, Some(routes)) => {
+                let (routes, sli) = field_sli(config, raw, routes, &err)?;
+                (Vec::new(), routes, sli, Vec::new())
             }
-            // Every member must measure this key, in the same unit.
-            let mut unit: Option<Unit> = None;
-            for b in &members {
-                let m = b
-                    .measures
-                    .iter()
-                    .find(|m| m.key == sli_key && m.unit != Unit::UnixTime)
-                    .ok_or_else(|| {
-                        err(
-                            raw.sli.span(),
-                            "slo.sli",
-                            format!("probe {:?} ({}) has no measurement {sli_key:?}", b.name, b.kind),
-                        )
-                    })?;
-                if unit.is_some_and(|u| u != m.unit) {
-                    return Err(err(
-                        raw.sli.span(),
-                        "slo.sli",
-                        format!("the probes measure {sli_key:?} in different units"),
-                    ));
-                }
-                unit = Some(m.unit);
-            }
-            let unit = unit.expect("at least one member");
-            let threshold = match &raw.threshold {
-                Some(t) => {
-                    budget::parse_value(unit, sli_key, t.get_ref()).map_err(|e| err(t.span(), "slo.threshold", e))?
-                }
-                None => members[0]
-                    .budgets
-                    .per_run
-                    .iter()
-                    .find(|t| t.key == sli_key)
-                    .map(|t| t.value)
-                    .ok_or_else(|| {
-                        err(
-                            raw.sli.span(),
-                            "slo.threshold",
-                            format!(
-                                "set `threshold`, or a per-run `{sli_key}` budget on probe {:?}",
-                                members[0].name
-                            ),
-                        )
-                    })?,
-            };
-            Sli::Below {
-                key: sli_key.to_string(),
-                threshold,
-                unit,
+            (Some(listed), None) => {
+                let (members, sli, exclude) = probe_sli(raw, listed, probes, &err)?;
+                (members, Vec::new(), sli, exclude)
             }
         };
         let mut labels = Vec::new();
@@ -261,7 +204,8 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe]) -> Result<Vec<Slo>, Confi
             .map_or_else(|| "sloprobe".to_string(), |s| s.get_ref().clone());
         out.push(Slo {
             name,
-            probes: listed.clone(),
+            probes: members.iter().map(|b| b.name.clone()).collect(),
+            routes,
             sli,
             objective,
             window,
@@ -275,6 +219,189 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe]) -> Result<Vec<Slo>, Confi
         });
     }
     Ok(out)
+}
+
+type ErrAt<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError + 'a;
+
+/// A probe SLO's members, SLI and excluded error types.
+fn probe_sli<'p>(
+    raw: &crate::config::RawSlo,
+    listed: &crate::config::Spanned<Vec<String>>,
+    probes: &'p [BuiltProbe],
+    err: &ErrAt<'_>,
+) -> Result<(Vec<&'p BuiltProbe>, Sli, Vec<String>), ConfigError> {
+    let name = raw.name.get_ref();
+    if listed.get_ref().is_empty() {
+        return Err(err(listed.span(), "slo.probes", "name at least one probe".into()));
+    }
+    let mut members = Vec::new();
+    for p in listed.get_ref() {
+        match probes.iter().find(|b| &b.name == p) {
+            Some(b) => members.push(b),
+            None => {
+                return Err(err(
+                    listed.span(),
+                    "slo.probes",
+                    format!("SLO {name:?} names probe {p:?}, which does not exist"),
+                ));
+            }
+        }
+    }
+    let mut exclude_errors = Vec::new();
+    for e in &raw.exclude_errors {
+        if !ErrorType::ALL.iter().any(|t| t.as_str() == e.get_ref()) {
+            return Err(err(
+                e.span(),
+                "slo.exclude_errors",
+                format!("{:?} is not an error type", e.get_ref()),
+            ));
+        }
+        exclude_errors.push(e.get_ref().clone());
+    }
+    let sli_key = raw.sli.get_ref().as_str();
+    let sli = if sli_key == "success" {
+        if raw.threshold.is_some() {
+            return Err(err(
+                raw.sli.span(),
+                "slo.threshold",
+                "a success SLI takes no threshold".into(),
+            ));
+        }
+        Sli::Success
+    } else {
+        if !exclude_errors.is_empty() {
+            return Err(err(
+                raw.sli.span(),
+                "slo.exclude_errors",
+                "exclude_errors applies to `sli = \"success\"` only".into(),
+            ));
+        }
+        // Every member must measure this key, in the same unit.
+        let mut unit: Option<Unit> = None;
+        for b in &members {
+            let m = b
+                .measures
+                .iter()
+                .find(|m| m.key == sli_key && m.unit != Unit::UnixTime)
+                .ok_or_else(|| {
+                    err(
+                        raw.sli.span(),
+                        "slo.sli",
+                        format!("probe {:?} ({}) has no measurement {sli_key:?}", b.name, b.kind),
+                    )
+                })?;
+            if unit.is_some_and(|u| u != m.unit) {
+                return Err(err(
+                    raw.sli.span(),
+                    "slo.sli",
+                    format!("the probes measure {sli_key:?} in different units"),
+                ));
+            }
+            unit = Some(m.unit);
+        }
+        let unit = unit.expect("at least one member");
+        let threshold = match &raw.threshold {
+            Some(t) => {
+                budget::parse_value(unit, sli_key, t.get_ref()).map_err(|e| err(t.span(), "slo.threshold", e))?
+            }
+            None => members[0]
+                .budgets
+                .per_run
+                .iter()
+                .find(|t| t.key == sli_key)
+                .map(|t| t.value)
+                .ok_or_else(|| {
+                    err(
+                        raw.sli.span(),
+                        "slo.threshold",
+                        format!(
+                            "set `threshold`, or a per-run `{sli_key}` budget on probe {:?}",
+                            members[0].name
+                        ),
+                    )
+                })?,
+        };
+        Sli::Below {
+            key: sli_key.to_string(),
+            threshold,
+            unit,
+        }
+    };
+    Ok((members, sli, exclude_errors))
+}
+
+/// A field SLO's routes and SLI: a vital of real page views, against a threshold or the
+/// `[rum.budget]` of that vital.
+fn field_sli(
+    config: &Config,
+    raw: &crate::config::RawSlo,
+    routes: &crate::config::Spanned<Vec<String>>,
+    err: &ErrAt<'_>,
+) -> Result<(Vec<String>, Sli), ConfigError> {
+    let Some(rum) = &config.rum else {
+        return Err(err(
+            routes.span(),
+            "slo.routes",
+            "a routes SLO reads RUM page views: turn on the collector with [rum]".into(),
+        ));
+    };
+    if routes.get_ref().is_empty() {
+        return Err(err(
+            routes.span(),
+            "slo.routes",
+            "name at least one route, or \"*\" for all".into(),
+        ));
+    }
+    for r in routes.get_ref() {
+        if r != "*" && !r.starts_with('/') {
+            return Err(err(
+                routes.span(),
+                "slo.routes",
+                format!("{r:?} is not a route: write a path such as \"/dashboard\" or a [[rum.route]] pattern"),
+            ));
+        }
+    }
+    if !raw.exclude_errors.is_empty() {
+        return Err(err(
+            raw.sli.span(),
+            "slo.exclude_errors",
+            "exclude_errors applies to probe success SLIs only".into(),
+        ));
+    }
+    let key = raw.sli.get_ref().as_str();
+    let vital = crate::rum::beacon::Vital::parse(key)
+        .filter(|v| v.key() == key)
+        .ok_or_else(|| {
+            err(
+                raw.sli.span(),
+                "slo.sli",
+                format!("a routes SLO judges a vital: ttfb, fcp, lcp, cls, inp or fid, not {key:?}"),
+            )
+        })?;
+    let unit = crate::rum::measure(vital).unit;
+    let threshold = match &raw.threshold {
+        Some(t) => budget::parse_value(unit, key, t.get_ref()).map_err(|e| err(t.span(), "slo.threshold", e))?,
+        None => rum
+            .budgets
+            .iter()
+            .find(|(v, _)| *v == vital)
+            .map(|(_, x)| *x)
+            .ok_or_else(|| {
+                err(
+                    raw.sli.span(),
+                    "slo.threshold",
+                    format!("set `threshold`, or [rum.budget] {key}"),
+                )
+            })?,
+    };
+    Ok((
+        routes.get_ref().clone(),
+        Sli::Field {
+            key: key.to_string(),
+            threshold,
+            unit,
+        },
+    ))
 }
 
 /// A number for rules and dashboards without binary float artifacts: 1 − 0.999 is

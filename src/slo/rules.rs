@@ -63,10 +63,41 @@ pub fn probe_selector(slo: &Slo) -> String {
     format!("probe_name=~\"^({})$\"", alts.join("|"))
 }
 
+/// Prometheus regex matching exactly these routes; empty when `*` (all) is among them.
+pub fn route_selector(slo: &Slo) -> String {
+    if slo.routes.iter().any(|r| r == "*") {
+        return String::new();
+    }
+    let alts: Vec<String> = slo.routes.iter().map(|r| regex_escape(r)).collect();
+    format!(",http_route=~\"^({})$\"", alts.join("|"))
+}
+
+/// Escapes regex metacharacters, doubled for a PromQL string.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push_str("\\\\");
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The field SLI's counter selector (no closing brace).
+fn field_base(slo: &Slo, key: &str, threshold: f64) -> String {
+    format!(
+        "rum_threshold_page_views_total{{measurement=\"{key}\",threshold=\"{}\"{}",
+        float_text(threshold),
+        route_selector(slo)
+    )
+}
+
 /// The series an SLI is computed from (for the no-data alert and the dashboard).
 pub fn input_selector(slo: &Slo) -> String {
     let sel = probe_selector(slo);
     match &slo.sli {
+        Sli::Field { key, threshold, .. } => format!("{}}}", field_base(slo, key, *threshold)),
         Sli::Success => format!("probe_runs_total{{{sel}}}"),
         Sli::Below { key, threshold, .. } => format!(
             "probe_threshold_runs_total{{{sel},measurement=\"{key}\",threshold=\"{}\"}}",
@@ -92,9 +123,15 @@ pub fn error_ratio(slo: &Slo, window: &str) -> String {
                  / sum by (probe_location) (rate(probe_runs_total{{{sel}{excl}}}[{window}]))"
             )
         }
-        Sli::Below { key, threshold, .. } => {
-            let t = float_text(*threshold);
-            let base = format!("probe_threshold_runs_total{{{sel},measurement=\"{key}\",threshold=\"{t}\"");
+        Sli::Below { .. } | Sli::Field { .. } => {
+            let base = match &slo.sli {
+                Sli::Field { key, threshold, .. } => field_base(slo, key, *threshold),
+                Sli::Below { key, threshold, .. } => format!(
+                    "probe_threshold_runs_total{{{sel},measurement=\"{key}\",threshold=\"{}\"",
+                    float_text(*threshold)
+                ),
+                Sli::Success => unreachable!(),
+            };
             format!(
                 "(sum by (probe_location) (rate({base},verdict=\"bad\"}}[{window}])) \
                  or sum by (probe_location) (rate({base}}}[{window}])) * 0) \
@@ -118,6 +155,22 @@ fn describe(slo: &Slo) -> String {
             unit.bound(),
             unit.format(*threshold)
         ),
+        Sli::Field { key, threshold, unit } => format!(
+            "{} of real page views on {} have {key} {} {}",
+            pct(slo.objective),
+            slo.routes.join(", "),
+            unit.bound(),
+            unit.format(*threshold)
+        ),
+    }
+}
+
+/// What the SLO reads, for people.
+fn covered(slo: &Slo) -> String {
+    if slo.probes.is_empty() {
+        format!("RUM page views on {}", slo.routes.join(", "))
+    } else {
+        slo.probes.join(", ")
     }
 }
 
@@ -292,8 +345,8 @@ pub fn render(slos: &[Slo], source: &str) -> String {
             (
                 "description".to_string(),
                 format!(
-                    "No samples of {} for {NO_DATA_AFTER}: the probes or the daemon are down or not scraped, and the burn-rate alerts of {name} cannot fire.",
-                    slo.probes.join(", ")
+                    "No samples of {} for {NO_DATA_AFTER}: the probes, the collector or the daemon are down or not scraped, and the burn-rate alerts of {name} cannot fire.",
+                    covered(slo)
                 ),
             ),
         ];

@@ -70,6 +70,9 @@ pub struct Plan {
     pub config_hash: String,
     /// Each probe's base attributes, built once per plan (filled by telemetry).
     pub bases: HashMap<String, Arc<[KeyValue]>>,
+    /// `[rum] max_routes` when the RUM collector is on, else 0: it sizes the field
+    /// series, and field data means the resource is no longer all synthetic.
+    pub field_routes: usize,
 }
 
 impl Plan {
@@ -81,6 +84,25 @@ impl Plan {
 /// Metric names of the instruments every probe gets, for docs and tests.
 pub const RUNS: &str = "probe.runs";
 pub const THRESHOLD_RUNS: &str = "probe.threshold.runs";
+pub const FIELD_THRESHOLD: &str = "rum.threshold.page_views";
+
+/// The telemetry of the running config, swapped whole when a reload resizes it.
+pub type SharedTelemetry = Arc<RwLock<Arc<Telemetry>>>;
+
+/// Field (RUM) series per route an instrument may hold: rating × verdict combinations
+/// that a monotone value can produce (≤ 4) × navigation types (7) × device classes (3),
+/// of which real traffic fills a few; the SDK folds the rest into an overflow series.
+const FIELD_SERIES_PER_ROUTE: usize = 12;
+
+/// The RUM collector's own instruments.
+struct Field {
+    thresholds: Counter<u64>,
+    page_views: Counter<u64>,
+    coverage: Gauge<f64>,
+    routes: Gauge<u64>,
+    beacons: Counter<u64>,
+    vitals: Counter<u64>,
+}
 
 pub struct Telemetry {
     provider: SdkMeterProvider,
@@ -102,6 +124,7 @@ pub struct Telemetry {
     last_reload: Gauge<f64>,
     last_reload_ok: Gauge<u64>,
     config_info: Gauge<u64>,
+    field: Field,
     plan: RwLock<Arc<Plan>>,
     /// Probes the series limits were sized for, in all and per kind; past either, a
     /// reload rebuilds telemetry.
@@ -125,7 +148,7 @@ impl Telemetry {
     pub fn new(location: &str, plan: Plan, otlp: Option<&crate::config::OtlpSettings>) -> anyhow::Result<Telemetry> {
         let pull = prometheus::PullReader::new();
         let instance_id = plan.instance_id.clone().unwrap_or_else(random_instance_id);
-        let resource = resource(location, &instance_id);
+        let resource = resource(location, &instance_id, plan.field_routes > 0);
         // Room for a few attribute combinations (status code, error type) per probe and
         // per measurement feeding the instrument, with headroom for reloads that add
         // probes. The SDK reserves a map of that size per instrument, so it is not
@@ -151,6 +174,13 @@ impl Telemetry {
             for m in measures {
                 *feeds.entry(m.metric).or_default() += probes * 2 + probes / 2;
             }
+        }
+        if plan.field_routes > 0 {
+            for m in crate::rum::MEASURES {
+                *feeds.entry(m.metric).or_default() += (plan.field_routes + 1) * FIELD_SERIES_PER_ROUTE;
+            }
+            // Per route and threshold, good and bad.
+            *feeds.entry(FIELD_THRESHOLD).or_default() += (plan.field_routes + 1) * 2 * 12;
         }
         let exponential: HashSet<&'static str> = match plan.histograms {
             HistogramMode::Explicit => HashSet::new(),
@@ -228,8 +258,41 @@ impl Telemetry {
             }
         }
         self_metrics(&meter);
+        let field = Field {
+            thresholds: meter
+                .u64_counter(FIELD_THRESHOLD)
+                .with_unit("{page_view}")
+                .with_description("Real page views that reported `measurement`, per route, by verdict against one threshold ([rum.budget] or an SLO's): good = at or under it.")
+                .build(),
+            page_views: meter
+                .u64_counter("rum.page_views")
+                .with_unit("{page_view}")
+                .with_description("Page views that sent beacons with a page id (the snippet's), per route.")
+                .build(),
+            coverage: meter
+                .f64_gauge("rum.coverage")
+                .with_unit("1")
+                .with_description("Share of the last 1,000 page views that reported each vital.")
+                .build(),
+            routes: meter
+                .u64_gauge("rum.routes")
+                .with_unit("{route}")
+                .with_description("Distinct route labels in use (at most [rum] max_routes; the rest are \"other\").")
+                .build(),
+            beacons: meter
+                .u64_counter("rum.beacons")
+                .with_unit("{beacon}")
+                .with_description("Beacon requests by endpoint and outcome; rejected ones by reason.")
+                .build(),
+            vitals: meter
+                .u64_counter("rum.vitals")
+                .with_unit("{vital}")
+                .with_description("Metrics in accepted beacons by outcome; rejected ones by reason.")
+                .build(),
+        };
 
         let telemetry = Telemetry {
+            field,
             runs: meter
                 .u64_counter(RUNS)
                 .with_unit("{run}")
@@ -458,6 +521,81 @@ impl Telemetry {
         }
     }
 
+    /// One final vital of a real page view (the RUM collector).
+    pub fn record_field(&self, v: &crate::outcome::FieldVital) {
+        let loc = KeyValue::new("probe.location", Value::String(self.location.clone().into()));
+        let mut attrs = vec![loc.clone()];
+        attrs.extend(
+            v.attrs
+                .iter()
+                .map(|(k, val)| KeyValue::new(*k, Value::String(val.clone().into()))),
+        );
+        if let Some(h) = self.histograms.get(v.measure.metric) {
+            h.record(v.value, &sorted(attrs));
+        }
+        let route = v.attrs.iter().find(|(k, _)| *k == "http.route").map(|(_, r)| r.clone());
+        for w in &v.thresholds {
+            let mut attrs = vec![
+                loc.clone(),
+                KeyValue::new("measurement", w.key),
+                KeyValue::new("threshold", prometheus::float_text(w.value)),
+                KeyValue::new("verdict", if w.unit.within(v.value, w.value) { "good" } else { "bad" }),
+            ];
+            if let Some(r) = &route {
+                attrs.push(KeyValue::new("http.route", Value::String(r.clone().into())));
+            }
+            self.field.thresholds.add(1, &sorted(attrs));
+        }
+    }
+
+    pub fn record_page_view(&self, route: &Arc<str>) {
+        self.field.page_views.add(
+            1,
+            &sorted(vec![
+                KeyValue::new("probe.location", Value::String(self.location.clone().into())),
+                KeyValue::new("http.route", Value::String(route.clone().into())),
+            ]),
+        );
+    }
+
+    pub fn record_coverage(&self, vital: &'static str, share: f64) {
+        self.field.coverage.record(
+            share,
+            &sorted(vec![
+                KeyValue::new("probe.location", Value::String(self.location.clone().into())),
+                KeyValue::new("browser.web_vital.name", vital),
+            ]),
+        );
+    }
+
+    pub fn record_routes(&self, n: usize) {
+        self.field.routes.record(n as u64, &[]);
+    }
+
+    /// One beacon request; `reason` when it was refused.
+    pub fn count_beacon(&self, endpoint: &'static str, reason: Option<&'static str>) {
+        let mut attrs = vec![
+            KeyValue::new("endpoint", endpoint),
+            KeyValue::new("outcome", if reason.is_some() { "rejected" } else { "accepted" }),
+        ];
+        if let Some(r) = reason {
+            attrs.push(KeyValue::new("reason", r));
+        }
+        self.field.beacons.add(1, &sorted(attrs));
+    }
+
+    /// One metric of an accepted beacon; `reason` when it was refused.
+    pub fn count_vital(&self, reason: Option<&'static str>) {
+        let mut attrs = vec![KeyValue::new(
+            "outcome",
+            if reason.is_some() { "rejected" } else { "accepted" },
+        )];
+        if let Some(r) = reason {
+            attrs.push(KeyValue::new("reason", r));
+        }
+        self.field.vitals.add(1, &sorted(attrs));
+    }
+
     pub fn record_lateness(&self, probe: &str, kind: &'static str, lateness: Duration) {
         let plan = self.plan.read().expect("plan lock").clone();
         self.lateness
@@ -597,22 +735,25 @@ fn self_metrics(meter: &Meter) {
 /// Resource attributes. `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME` are read by the
 /// SDK; the attributes set here win over them, except `service.name`, which the
 /// environment may set (the config has no key for it).
-fn resource(location: &str, instance_id: &str) -> Resource {
+fn resource(location: &str, instance_id: &str, field_data: bool) -> Resource {
     let env_names_service = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
         || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| v.contains("service.name="));
     let mut b = Resource::builder();
     if !env_names_service {
         b = b.with_service_name(SERVICE_NAME);
     }
-    b.with_attributes([
+    let mut attrs = vec![
         KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
         KeyValue::new("service.instance.id", instance_id.to_string()),
         KeyValue::new("host.name", host_name()),
         KeyValue::new("probe.location", location.to_string()),
-        // Everything this process measures is synthetic traffic.
-        KeyValue::new("user_agent.synthetic.type", "test"),
-    ])
-    .build()
+    ];
+    if !field_data {
+        // Everything this process measures is synthetic traffic. With the RUM collector
+        // on it is not: then only the browser probe's vitals carry the attribute.
+        attrs.push(KeyValue::new("user_agent.synthetic.type", "test"));
+    }
+    b.with_attributes(attrs).build()
 }
 
 pub fn host_name() -> String {
@@ -680,18 +821,22 @@ mod tests {
     #[test]
     fn shared_metric_names_agree_across_kinds() {
         let mut seen: HashMap<&str, (crate::outcome::Unit, crate::outcome::Instrument, &str)> = HashMap::new();
-        for kind in crate::probe::KINDS {
-            for m in crate::probe::measures_of(kind) {
+        let kinds = crate::probe::KINDS
+            .iter()
+            .map(|k| (k.name, crate::probe::measures_of(k)))
+            .chain([("rum", crate::rum::MEASURES.iter().collect::<Vec<_>>())]);
+        for (kind, measures) in kinds {
+            for m in measures {
                 if let Some((unit, instrument, first)) = seen.get(m.metric) {
                     assert_eq!(
                         (*unit, *instrument),
                         (m.unit, m.instrument),
                         "{} differs between kinds {first} and {}",
                         m.metric,
-                        kind.name
+                        kind
                     );
                 } else {
-                    seen.insert(m.metric, (m.unit, m.instrument, kind.name));
+                    seen.insert(m.metric, (m.unit, m.instrument, kind));
                 }
             }
         }

@@ -1,0 +1,479 @@
+//! The two beacon formats, parsed and validated: web-vitals `Metric` objects (`POST /rum`)
+//! and Grafana Faro payloads (`POST /collect`). Pure functions over bytes, with no other
+//! crate-internal dependency, so the fuzz targets (`fuzz/`) compile this file alone.
+//!
+//! A body that is not JSON, or too big a batch, rejects the whole beacon; otherwise each
+//! metric is accepted or rejected on its own, with a reason.
+
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde_json::Value;
+
+/// The vitals the collector takes. FID only from old emitters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Vital {
+    Ttfb,
+    Fcp,
+    Lcp,
+    Cls,
+    Inp,
+    Fid,
+}
+
+impl Vital {
+    pub const ALL: [Vital; 6] = [Vital::Ttfb, Vital::Fcp, Vital::Lcp, Vital::Cls, Vital::Inp, Vital::Fid];
+
+    /// The lower-case key: budgets, `measurement` labels, metric names.
+    pub fn key(self) -> &'static str {
+        match self {
+            Vital::Ttfb => "ttfb",
+            Vital::Fcp => "fcp",
+            Vital::Lcp => "lcp",
+            Vital::Cls => "cls",
+            Vital::Inp => "inp",
+            Vital::Fid => "fid",
+        }
+    }
+
+    /// Case-insensitive: web-vitals sends "LCP", Faro "lcp".
+    pub fn parse(name: &str) -> Option<Vital> {
+        Vital::ALL.into_iter().find(|v| v.key().eq_ignore_ascii_case(name))
+    }
+
+    /// A bit per vital, for page-view coverage.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// web-vitals' rating thresholds (good ≤ first, poor > second), in its units.
+    fn thresholds(self) -> (f64, f64) {
+        match self {
+            Vital::Ttfb => (800.0, 1800.0),
+            Vital::Fcp => (1800.0, 3000.0),
+            Vital::Lcp => (2500.0, 4000.0),
+            Vital::Cls => (0.1, 0.25),
+            Vital::Inp => (200.0, 500.0),
+            Vital::Fid => (100.0, 300.0),
+        }
+    }
+
+    /// The rating web-vitals would give this value. Computed here, never taken from the
+    /// client: a label must be one of three words whatever a beacon says.
+    pub fn rating(self, value: f64) -> Rating {
+        let (good, poor) = self.thresholds();
+        if value <= good {
+            Rating::Good
+        } else if value <= poor {
+            Rating::NeedsImprovement
+        } else {
+            Rating::Poor
+        }
+    }
+
+    /// The largest value a real page reports: CLS above 10 or a duration over 10 minutes
+    /// is an artefact (a tab left in the background), not a user's experience.
+    fn max(self) -> f64 {
+        match self {
+            Vital::Cls => MAX_CLS,
+            _ => MAX_DURATION_MS,
+        }
+    }
+}
+
+pub const MAX_CLS: f64 = 10.0;
+pub const MAX_DURATION_MS: f64 = 600_000.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rating {
+    Good,
+    NeedsImprovement,
+    Poor,
+}
+
+impl Rating {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rating::Good => "good",
+            Rating::NeedsImprovement => "needs-improvement",
+            Rating::Poor => "poor",
+        }
+    }
+}
+
+/// web-vitals' `navigationType`, as a bounded label; anything else is `other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Navigation {
+    Navigate,
+    Reload,
+    BackForward,
+    BackForwardCache,
+    Prerender,
+    Restore,
+    Other,
+}
+
+impl Navigation {
+    pub fn parse(s: &str) -> Navigation {
+        // Faro writes it with underscores.
+        match s.replace('_', "-").as_str() {
+            "navigate" => Navigation::Navigate,
+            "reload" => Navigation::Reload,
+            "back-forward" => Navigation::BackForward,
+            "back-forward-cache" => Navigation::BackForwardCache,
+            "prerender" => Navigation::Prerender,
+            "restore" => Navigation::Restore,
+            _ => Navigation::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Navigation::Navigate => "navigate",
+            Navigation::Reload => "reload",
+            Navigation::BackForward => "back-forward",
+            Navigation::BackForwardCache => "back-forward-cache",
+            Navigation::Prerender => "prerender",
+            Navigation::Restore => "restore",
+            Navigation::Other => "other",
+        }
+    }
+}
+
+/// Why a beacon or one of its metrics was refused: the `reason` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// Not JSON, or not the shape of the format.
+    BadJson,
+    /// More metrics in one beacon than `max_batch`.
+    TooManyMetrics,
+    /// A field of the wrong JSON type (e.g. `"value": "12"`).
+    WrongType,
+    /// A required field is missing.
+    MissingField,
+    /// A name that is not a vital we take.
+    UnknownName,
+    /// Negative, NaN, infinite, CLS > 10, or a duration over 10 minutes.
+    OutOfRange,
+    /// An id, URL or page id past its length limit.
+    TooLong,
+}
+
+impl Reject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::BadJson => "bad_json",
+            Reject::TooManyMetrics => "too_many_metrics",
+            Reject::WrongType => "wrong_type",
+            Reject::MissingField => "missing_field",
+            Reject::UnknownName => "unknown_name",
+            Reject::OutOfRange => "out_of_range",
+            Reject::TooLong => "too_long",
+        }
+    }
+}
+
+pub const MAX_ID: usize = 128;
+pub const MAX_URL: usize = 4096;
+
+/// One vital of one page view, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    pub vital: Vital,
+    /// As web-vitals reports it: milliseconds, CLS unitless.
+    pub value: f64,
+    /// web-vitals' metric id: a later report with the same id replaces this one.
+    pub id: Option<String>,
+    pub navigation: Navigation,
+    /// The page's URL (or path), if the beacon says.
+    pub url: Option<String>,
+    /// The page view this metric belongs to (the snippet's `pageId`, Faro's page id).
+    pub page_id: Option<String>,
+}
+
+pub type Parsed = Vec<Result<Report, Reject>>;
+
+/// `POST /rum`: one web-vitals Metric object or an array of them, whatever the content
+/// type said (sendBeacon sends `text/plain`).
+pub fn parse_web_vitals(body: &[u8], max_batch: usize) -> Result<Parsed, Reject> {
+    let doc: Value = serde_json::from_slice(body).map_err(|_| Reject::BadJson)?;
+    let items = match doc {
+        Value::Array(items) => items,
+        obj @ Value::Object(_) => vec![obj],
+        _ => return Err(Reject::BadJson),
+    };
+    if items.len() > max_batch {
+        return Err(Reject::TooManyMetrics);
+    }
+    Ok(items.iter().map(web_vitals_metric).collect())
+}
+
+fn web_vitals_metric(item: &Value) -> Result<Report, Reject> {
+    let obj = item.as_object().ok_or(Reject::WrongType)?;
+    let name = match obj.get("name") {
+        None => return Err(Reject::MissingField),
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(Reject::WrongType),
+    };
+    let vital = Vital::parse(name).ok_or(Reject::UnknownName)?;
+    let value = number(obj.get("value"))?.ok_or(Reject::MissingField)?;
+    // delta must be sane when present, though only the final value is kept.
+    if let Some(d) = number(obj.get("delta"))?
+        && !d.is_finite()
+    {
+        return Err(Reject::OutOfRange);
+    }
+    Ok(Report {
+        vital,
+        value: in_range(vital, value)?,
+        id: text(obj.get("id"), MAX_ID)?,
+        navigation: text(obj.get("navigationType"), 64)?.map_or(Navigation::Navigate, |s| Navigation::parse(&s)),
+        url: text(obj.get("url"), MAX_URL)?,
+        page_id: text(obj.get("pageId"), MAX_ID)?,
+    })
+}
+
+/// `POST /collect`: a Faro payload. Only `measurements` of type `web-vitals` are read;
+/// logs, events, exceptions and traces are skipped without being kept in memory.
+pub fn parse_faro(body: &[u8], max_batch: usize) -> Result<Parsed, Reject> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let payload = FaroPayload::deserialize(FaroSeed(max_batch), &mut de).map_err(|e| {
+        if e.to_string().starts_with(TOO_MANY) {
+            Reject::TooManyMetrics
+        } else {
+            Reject::BadJson
+        }
+    })?;
+    de.end().map_err(|_| Reject::BadJson)?;
+    let meta = payload.meta.unwrap_or_default();
+    let page = meta.page.unwrap_or_default();
+    let url = page.url.filter(|u| u.len() <= MAX_URL);
+    let page_id = page.id.filter(|p| p.len() <= MAX_ID);
+    let mut out = Vec::new();
+    for m in &payload.measurements {
+        if m.get("type").and_then(Value::as_str) != Some("web-vitals") {
+            continue;
+        }
+        out.extend(faro_measurement(m, url.as_deref(), page_id.as_deref()));
+    }
+    Ok(out)
+}
+
+/// One Faro web-vitals measurement: `values` holds the vital under its lower-case name
+/// (plus `delta` and attribution numbers); `context` may hold id, rating and
+/// navigation type.
+fn faro_measurement(m: &Value, url: Option<&str>, page_id: Option<&str>) -> Vec<Result<Report, Reject>> {
+    let Some(values) = m.get("values").and_then(Value::as_object) else {
+        return vec![Err(Reject::MissingField)];
+    };
+    let context = m.get("context").and_then(Value::as_object);
+    let field = |k: &str, max: usize| match context {
+        Some(c) => text(c.get(k), max),
+        None => Ok(None),
+    };
+    let mut out = Vec::new();
+    for (name, raw) in values {
+        let Some(vital) = Vital::parse(name) else {
+            continue; // delta, attribution timings: not vitals
+        };
+        out.push((|| {
+            let value = number(Some(raw))?.ok_or(Reject::MissingField)?;
+            Ok(Report {
+                vital,
+                value: in_range(vital, value)?,
+                id: field("id", MAX_ID)?,
+                navigation: field("navigation_type", 64)?.map_or(Navigation::Navigate, |s| Navigation::parse(&s)),
+                url: url.map(str::to_string),
+                page_id: page_id.map(str::to_string),
+            })
+        })());
+    }
+    if out.is_empty() {
+        out.push(Err(Reject::UnknownName));
+    }
+    out
+}
+
+fn number(v: Option<&Value>) -> Result<Option<f64>, Reject> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(Reject::OutOfRange),
+        Some(_) => Err(Reject::WrongType),
+    }
+}
+
+fn text(v: Option<&Value>, max: usize) -> Result<Option<String>, Reject> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() > max => Err(Reject::TooLong),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Reject::WrongType),
+    }
+}
+
+fn in_range(vital: Vital, value: f64) -> Result<f64, Reject> {
+    if value.is_finite() && value >= 0.0 && value <= vital.max() {
+        Ok(value)
+    } else {
+        Err(Reject::OutOfRange)
+    }
+}
+
+const TOO_MANY: &str = "too many measurements";
+
+#[derive(Default)]
+struct FaroPayload {
+    meta: Option<FaroMeta>,
+    measurements: Vec<Value>,
+}
+
+#[derive(Default, Deserialize)]
+struct FaroMeta {
+    page: Option<FaroPage>,
+}
+
+#[derive(Default, Deserialize)]
+struct FaroPage {
+    url: Option<String>,
+    id: Option<String>,
+}
+
+/// Deserializes a Faro payload, stopping at `max_batch` measurements instead of reading a
+/// 5 MiB array into memory first.
+struct FaroSeed(usize);
+
+impl FaroPayload {
+    fn deserialize<'de, D: de::Deserializer<'de>>(seed: FaroSeed, d: D) -> Result<Self, D::Error> {
+        struct Top(usize);
+        impl<'de> Visitor<'de> for Top {
+            type Value = FaroPayload;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Faro payload object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<FaroPayload, A::Error> {
+                let mut out = FaroPayload::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "meta" => out.meta = Some(map.next_value()?),
+                        "measurements" => out.measurements = map.next_value_seed(Capped(self.0))?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Top(seed.0))
+    }
+}
+
+struct Capped(usize);
+
+impl<'de> de::DeserializeSeed<'de> for Capped {
+    type Value = Vec<Value>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<Value>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Capped {
+    type Value = Vec<Value>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of measurements")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element::<Value>()? {
+            if out.len() == self.0 {
+                return Err(de::Error::custom(TOO_MANY));
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_vitals_object_array_and_reasons() {
+        let one = br#"{"name":"LCP","value":1234.5,"rating":"good","delta":1234.5,"id":"v5-1-2","navigationType":"reload","url":"https://a.example/x?q=1"}"#;
+        let r = parse_web_vitals(one, 10).unwrap();
+        assert_eq!(r.len(), 1);
+        let m = r[0].as_ref().unwrap();
+        assert_eq!(
+            (m.vital, m.value, m.navigation),
+            (Vital::Lcp, 1234.5, Navigation::Reload)
+        );
+        assert_eq!(m.id.as_deref(), Some("v5-1-2"));
+
+        let batch = br#"[{"name":"CLS","value":0.05,"id":"a"},{"name":"XYZ","value":1},{"name":"INP","value":"12"},
+            {"name":"LCP","value":-1},{"name":"LCP","value":700000},{"name":"CLS","value":11},{"value":3},{"name":"FID","value":12}]"#;
+        let r = parse_web_vitals(batch, 10).unwrap();
+        let got: Vec<_> = r.iter().map(|x| x.as_ref().map(|m| m.vital).map_err(|e| *e)).collect();
+        assert_eq!(
+            got,
+            vec![
+                Ok(Vital::Cls),
+                Err(Reject::UnknownName),
+                Err(Reject::WrongType),
+                Err(Reject::OutOfRange),
+                Err(Reject::OutOfRange),
+                Err(Reject::OutOfRange),
+                Err(Reject::MissingField),
+                Ok(Vital::Fid),
+            ]
+        );
+        assert_eq!(parse_web_vitals(b"{not json", 10), Err(Reject::BadJson));
+        assert_eq!(parse_web_vitals(b"12", 10), Err(Reject::BadJson));
+        assert_eq!(
+            parse_web_vitals(br#"[{"name":"LCP","value":1},{"name":"LCP","value":1}]"#, 1),
+            Err(Reject::TooManyMetrics)
+        );
+        // JSON has no NaN; a number too big for f64 is not finite to serde_json either.
+        assert_eq!(
+            parse_web_vitals(br#"{"name":"LCP","value":NaN}"#, 10),
+            Err(Reject::BadJson)
+        );
+        let huge = parse_web_vitals(br#"{"name":"LCP","value":1e400}"#, 10);
+        assert!(matches!(huge, Err(Reject::BadJson)) || matches!(huge.as_deref(), Ok([Err(Reject::OutOfRange)])));
+    }
+
+    #[test]
+    fn ratings_follow_web_vitals_thresholds() {
+        assert_eq!(Vital::Lcp.rating(2500.0), Rating::Good);
+        assert_eq!(Vital::Lcp.rating(2500.1), Rating::NeedsImprovement);
+        assert_eq!(Vital::Lcp.rating(4000.1), Rating::Poor);
+        assert_eq!(Vital::Cls.rating(0.1), Rating::Good);
+        assert_eq!(Vital::Inp.rating(201.0), Rating::NeedsImprovement);
+    }
+
+    #[test]
+    fn faro_payload() {
+        let body = br#"{"meta":{"page":{"url":"https://a.example/orders/42","id":"p1"},"session":{"id":"s"}},
+            "logs":[{"message":"hi"}],
+            "measurements":[
+              {"type":"web-vitals","values":{"lcp":2100,"delta":2100},"context":{"id":"v4-1","rating":"good","navigation_type":"back_forward"}},
+              {"type":"custom","values":{"x":1}},
+              {"type":"web-vitals","values":{"cls":-2}}]}"#;
+        let r = parse_faro(body, 10).unwrap();
+        assert_eq!(r.len(), 2);
+        let m = r[0].as_ref().unwrap();
+        assert_eq!(
+            (m.vital, m.value, m.navigation),
+            (Vital::Lcp, 2100.0, Navigation::BackForward)
+        );
+        assert_eq!(m.url.as_deref(), Some("https://a.example/orders/42"));
+        assert_eq!(m.page_id.as_deref(), Some("p1"));
+        assert_eq!(r[1], Err(Reject::OutOfRange));
+        let many = format!(
+            "{{\"measurements\":[{}]}}",
+            [r#"{"type":"web-vitals","values":{"lcp":1}}"#; 5].join(",")
+        );
+        assert_eq!(parse_faro(many.as_bytes(), 4).err(), Some(Reject::TooManyMetrics));
+        assert_eq!(parse_faro(b"[]", 4).err(), Some(Reject::BadJson));
+        assert_eq!(parse_faro(b"{} trailing", 4).err(), Some(Reject::BadJson));
+    }
+}
