@@ -40,13 +40,15 @@ function flush() {
   }
 }
 
-addEventListener('visibilitychange', () => {
-  if (document.visibilityState === 'hidden') flush();
-});
-addEventListener('pagehide', flush);
-
 onTTFB(add);
 onFCP(add);
 onLCP(add);
 onCLS(add);
 onINP(add);
+
+// After web-vitals' own listeners (which capture), so the final LCP, CLS and INP of a
+// page being hidden are queued before this sends the batch.
+addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'hidden') flush();
+});
+addEventListener('pagehide', flush);
