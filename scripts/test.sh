@@ -49,6 +49,12 @@ if [ ! -f .cache/vite/node_modules/vite/bin/vite.js ]; then
     (cd .cache/vite && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent vite@7 >/dev/null)
 fi
 
+# The real web-vitals library and esbuild (npm) for the RUM end-to-end test: cached here.
+if [ ! -x .cache/rum/node_modules/.bin/esbuild ] || [ ! -f .cache/rum/node_modules/web-vitals/package.json ]; then
+    mkdir -p .cache/rum
+    (cd .cache/rum && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent web-vitals@5 esbuild@0.25 >/dev/null)
+fi
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 # The static binary the sidecar image (Containerfile) copies; its own target dir, cached.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -q \

@@ -138,6 +138,14 @@ impl Store {
                 true
             }
         });
+        // Give back what a burst grew the tables to.
+        let (metrics, pages) = (inner.metrics.len(), inner.pages.len());
+        if inner.metrics.capacity() > 4 * metrics + 1024 {
+            inner.metrics.shrink_to(2 * metrics);
+        }
+        if inner.pages.capacity() > 4 * pages + 1024 {
+            inner.pages.shrink_to(2 * pages);
+        }
         out
     }
 

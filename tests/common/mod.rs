@@ -31,6 +31,9 @@ impl Drop for Target {
 }
 
 impl Target {
+    pub fn new(addr: SocketAddr, task: tokio::task::JoinHandle<()>) -> Target {
+        Target { addr, task }
+    }
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -1,0 +1,335 @@
+//! End to end with the real web-vitals library (npm, bundled with esbuild from npm, both
+//! installed by scripts/test.sh into .cache/rum) in real headless Chromium: the page
+//! `sloprobe rum snippet` wires up beacons to the collector on another port, so the
+//! browser applies CORS; the LCP read back from /metrics is the page's own, and at least
+//! the injected image delay. A page from an origin not allowed is refused by the browser.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use axum::extract::Query;
+use axum::http::header;
+use axum::response::IntoResponse;
+use common::*;
+use serde_json::json;
+
+fn npm_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/rum/node_modules");
+    assert!(
+        dir.join(".bin/esbuild").exists() && dir.join("web-vitals/package.json").exists(),
+        "web-vitals and esbuild are not installed in {}: run scripts/test.sh (it installs them)",
+        dir.display()
+    );
+    dir
+}
+
+/// The snippet for `config`, bundled with the real web-vitals into one IIFE script.
+fn bundle(config: &std::path::Path, work: &std::path::Path) -> String {
+    let out = std::process::Command::new(bin())
+        .args(["rum", "snippet", "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let entry = work.join("entry.js");
+    std::fs::write(&entry, &out.stdout).unwrap();
+    let modules = npm_dir();
+    let built = std::process::Command::new(modules.join(".bin/esbuild"))
+        .arg(&entry)
+        .args(["--bundle", "--format=iife", "--log-level=warning"])
+        .arg(format!("--outfile={}", work.join("bundle.js").display()))
+        .env("NODE_PATH", &modules)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "esbuild: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let js = std::fs::read_to_string(work.join("bundle.js")).unwrap();
+    assert!(
+        js.contains("largest-contentful-paint"),
+        "web-vitals is not in the bundle"
+    );
+    js
+}
+
+#[derive(serde::Deserialize)]
+struct Delay {
+    d: u64,
+}
+
+/// The page: an LCP image delayed by `d` ms, an observer that keeps the page's own LCP,
+/// and the bundle. Under /fetch/, sendBeacon is removed, so the snippet falls back to
+/// fetch with a JSON body, which the browser preflights.
+async fn page_server(listener: tokio::net::TcpListener, bundle: String) -> Target {
+    let bundle = std::sync::Arc::new(bundle);
+    let page = |fetch: bool| {
+        move |Query(q): Query<Delay>| async move {
+            let setup = if fetch {
+                "navigator.sendBeacon = undefined;\
+                 const realFetch = window.fetch.bind(window);\
+                 window.fetch = (...a) => realFetch(...a).then(r => { window.__sent = r.status; return r; }, e => { window.__sent = 'refused'; throw e; });"
+            } else {
+                ""
+            };
+            let html = format!(
+                "<!doctype html><html><head><title>rum</title><script>\
+                 new PerformanceObserver(l => {{ for (const e of l.getEntries()) window.__lcp = e.startTime; }})\
+                 .observe({{type: 'largest-contentful-paint', buffered: true}});{setup}</script>\
+                 <script src=\"/bundle.js\"></script></head>\
+                 <body><img src=\"/hero.svg?d={}\" width=\"800\" height=\"500\"></body></html>",
+                q.d
+            );
+            ([(header::CONTENT_TYPE, "text/html")], html)
+        }
+    };
+    let js = bundle.clone();
+    let app = axum::Router::new()
+        .route("/beacon/page", axum::routing::get(page(false)))
+        .route("/fetch/page", axum::routing::get(page(true)))
+        .route("/blocked/page", axum::routing::get(page(true)))
+        .route(
+            "/bundle.js",
+            axum::routing::get(move || {
+                let js = js.clone();
+                async move { ([(header::CONTENT_TYPE, "text/javascript")], (*js).clone()).into_response() }
+            }),
+        )
+        .route(
+            "/hero.svg",
+            axum::routing::get(|Query(q): Query<Delay>| async move {
+                tokio::time::sleep(Duration::from_millis(q.d)).await;
+                ([(header::CONTENT_TYPE, "image/svg+xml")], tiled_svg())
+            }),
+        );
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Target::new(addr, task)
+}
+
+/// Tiles of varied colour: Chromium ignores near-empty images (under 0.05 bits per
+/// pixel) as LCP candidates, so a flat rectangle would never be the LCP.
+fn tiled_svg() -> String {
+    let mut svg = String::from("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"500\">");
+    let mut x: u32 = 0x9e37_79b9;
+    for ty in (0..500).step_by(40) {
+        for tx in (0..800).step_by(40) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            svg.push_str(&format!(
+                "<rect x=\"{tx}\" y=\"{ty}\" width=\"40\" height=\"40\" fill=\"#{:06x}\"/>",
+                x & 0xff_ffff
+            ));
+        }
+    }
+    svg + "</svg>"
+}
+
+/// chromedriver in its own process group, killed with every Chromium under it on drop.
+struct Driver {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on the process group this test started.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
+    }
+}
+
+async fn browser() -> (Driver, fantoccini::Client) {
+    let port = free_port();
+    let child = tokio::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver (scripts/test.sh installs chromium-driver)");
+    let driver = Driver { child, port };
+    let up = eventually(50, Duration::from_millis(100), || async {
+        http_get(&format!("http://127.0.0.1:{port}/status")).await
+    })
+    .await;
+    assert!(up.is_some(), "chromedriver did not start");
+    let mut args = vec![
+        "--headless=new",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+    ];
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        args.push("--no-sandbox");
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert("goog:chromeOptions".into(), json!({ "args": args }));
+    let client = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a Chromium session");
+    (driver, client)
+}
+
+/// Loads a page, waits for its image and LCP, and returns the page's own LCP (ms).
+async fn load(client: &fantoccini::Client, url: &str) -> f64 {
+    client.goto(url).await.unwrap();
+    let lcp = eventually(100, Duration::from_millis(100), || async {
+        let v = client
+            .execute(
+                "const img = document.querySelector('img');\
+                 return (img && img.complete && window.__lcp !== undefined) ? window.__lcp : null;",
+                vec![],
+            )
+            .await;
+        v.ok()?.as_f64()
+    })
+    .await
+    .unwrap_or_else(|| panic!("{url}: no LCP within 10 s"));
+    // Let a late LCP candidate land before the page is left.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client
+        .execute("return window.__lcp;", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap_or(lcp)
+}
+
+fn value(text: &str, name: &str, route: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(&format!("http_route=\"{route}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(|a, b| a + b)
+}
+
+#[tokio::test]
+async fn web_vitals_in_chromium_beacon_across_origins_and_match_the_page() {
+    // Pages from two origins: the allowed one's port goes into the config.
+    let allowed_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let blocked_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (mport, rport) = (free_port(), free_port());
+    let cfg = format!(
+        r#"location = "field"
+[server]
+listen = "127.0.0.1:{mport}"
+[rum]
+listen = "127.0.0.1:{rport}"
+allowed_origins = ["http://{}"]
+flush_after = "300ms"
+[rum.budget]
+lcp = "1s"
+"#,
+        allowed_listener.local_addr().unwrap()
+    );
+    let dir = write_files(&[("sloprobe.toml", &cfg)]);
+    let js = bundle(&dir.path().join("sloprobe.toml"), dir.path());
+    let allowed = page_server(allowed_listener, js.clone()).await;
+    let blocked = page_server(blocked_listener, js).await;
+    let _daemon = start_daemon(&dir.path().join("sloprobe.toml"));
+    let up = eventually(50, Duration::from_millis(100), || async {
+        http_get(&format!("http://127.0.0.1:{rport}/healthz")).await
+    })
+    .await;
+    assert!(up.is_some(), "collector never listened");
+
+    let (_driver, client) = browser().await;
+    let base = format!("http://{}", allowed.addr);
+    let result = async {
+        // sendBeacon (text/plain, no preflight), LCP image after 400 ms.
+        let beacon_lcp = load(&client, &format!("{base}/beacon/page?d=400")).await;
+        client.goto("about:blank").await.unwrap();
+        // fetch(keepalive) with JSON: the browser preflights, then posts. 1.2 s: over budget.
+        let fetch_lcp = load(&client, &format!("{base}/fetch/page?d=1200")).await;
+        client.goto("about:blank").await.unwrap();
+        // Another origin: the preflight is refused, and the browser never posts.
+        client
+            .goto(&format!("http://{}/blocked/page?d=50", blocked.addr))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client
+            .execute("window.dispatchEvent(new Event('pagehide'));", vec![])
+            .await
+            .unwrap();
+        let sent = eventually(50, Duration::from_millis(100), || async {
+            let v = client.execute("return window.__sent ?? null;", vec![]).await.ok()?;
+            (!v.is_null()).then_some(v)
+        })
+        .await;
+        (beacon_lcp, fetch_lcp, sent)
+    }
+    .await;
+    let _ = client.close().await;
+    let (beacon_lcp, fetch_lcp, sent) = result;
+    assert_eq!(
+        sent,
+        Some(json!("refused")),
+        "the browser sent a beacon to a collector that refused its origin"
+    );
+
+    let text = eventually(50, Duration::from_millis(100), || async {
+        let (_, t) = http_get(&format!("http://127.0.0.1:{mport}/metrics")).await?;
+        (value(&t, "browser_web_vital_lcp_seconds_count", "/beacon/page").is_some()
+            && value(&t, "browser_web_vital_lcp_seconds_count", "/fetch/page").is_some())
+        .then_some(t)
+    })
+    .await
+    .expect("the browser's LCP beacons never reached /metrics");
+
+    for (route, page_ms, delay_ms, verdict) in [
+        ("/beacon/page", beacon_lcp, 400.0, "good"),
+        ("/fetch/page", fetch_lcp, 1200.0, "bad"),
+    ] {
+        let count = value(&text, "browser_web_vital_lcp_seconds_count", route).unwrap();
+        let sum = value(&text, "browser_web_vital_lcp_seconds_sum", route).unwrap();
+        assert_eq!(count, 1.0, "{route}: one LCP per page view");
+        eprintln!("{route}: page LCP {page_ms:.1} ms, collector {:.1} ms", sum * 1000.0);
+        assert!(
+            (sum * 1000.0 - page_ms).abs() < 2.0,
+            "{route}: collector LCP {} ms, the page's own {page_ms} ms",
+            sum * 1000.0
+        );
+        assert!(
+            page_ms >= delay_ms && page_ms < delay_ms + 1000.0,
+            "{route}: LCP {page_ms} ms for an image delayed {delay_ms} ms"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("browser_web_vital_lcp_seconds_count")
+                    && l.contains(&format!("http_route=\"{route}\""))
+                    && l.contains(&format!("budget_verdict=\"{verdict}\""))
+                    && l.contains("rum_device_class=\"desktop\"")),
+            "{route}: no {verdict} verdict"
+        );
+        assert!(
+            value(&text, "browser_web_vital_ttfb_seconds_count", route).is_some(),
+            "{route}: no TTFB"
+        );
+        assert!(
+            value(&text, "browser_web_vital_fcp_seconds_count", route).is_some(),
+            "{route}: no FCP"
+        );
+    }
+    assert!(value(&text, "browser_web_vital_lcp_seconds_count", "/blocked/page").is_none());
+    assert!(!text.contains("/blocked/page"), "data from a refused origin was stored");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rum_beacons_total") && l.contains("reason=\"origin\"")),
+        "the refused preflight was not counted"
+    );
+    assert!(!text.contains("user_agent_synthetic_type"));
+}
