@@ -62,3 +62,5 @@ RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -q \
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# Coverage-guided fuzzing of the beacon parsers, briefly (fuzz/ holds the corpus).
+scripts/fuzz.sh 30

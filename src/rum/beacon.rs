@@ -441,6 +441,26 @@ mod tests {
         assert!(matches!(huge, Err(Reject::BadJson)) || matches!(huge.as_deref(), Ok([Err(Reject::OutOfRange)])));
     }
 
+    /// The fuzzers' corpus (scripts/fuzz.sh) replayed as a regression test.
+    #[test]
+    fn fuzz_corpus_replays_without_panics() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        let mut n = 0;
+        for (dir, parse) in [
+            ("web_vitals", parse_web_vitals as fn(&[u8], usize) -> Result<Parsed, Reject>),
+            ("faro", parse_faro),
+        ] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let body = std::fs::read(entry.unwrap().path()).unwrap();
+                if let Ok(metrics) = parse(&body, 64) {
+                    assert!(metrics.iter().flatten().all(|m| m.value.is_finite() && m.value >= 0.0));
+                }
+                n += 1;
+            }
+        }
+        assert!(n > 100, "only {n} corpus files");
+    }
+
     #[test]
     fn ratings_follow_web_vitals_thresholds() {
         assert_eq!(Vital::Lcp.rating(2500.0), Rating::Good);
