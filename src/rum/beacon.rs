@@ -447,7 +447,10 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
         let mut n = 0;
         for (dir, parse) in [
-            ("web_vitals", parse_web_vitals as fn(&[u8], usize) -> Result<Parsed, Reject>),
+            (
+                "web_vitals",
+                parse_web_vitals as fn(&[u8], usize) -> Result<Parsed, Reject>,
+            ),
             ("faro", parse_faro),
         ] {
             for entry in std::fs::read_dir(root.join(dir)).unwrap() {

@@ -420,13 +420,23 @@ impl Collector {
             tokio::select! {
                 _ = tick.tick() => {
                     let due = self.store.due(Instant::now());
-                    self.emit(due);
+                    self.emit_off_thread(due).await;
                 }
                 _ = stop.changed() => break,
             }
         }
         let rest = self.store.drain();
-        self.emit(rest);
+        self.emit_off_thread(rest).await;
+    }
+
+    /// Recording thousands of vitals is CPU work: it runs on the blocking pool, so the
+    /// runtime's workers keep answering beacons meanwhile.
+    async fn emit_off_thread(self: &Arc<Self>, flushed: Vec<Flushed>) {
+        if flushed.is_empty() {
+            return;
+        }
+        let c = self.clone();
+        let _ = tokio::task::spawn_blocking(move || c.emit(flushed)).await;
     }
 
     fn emit(&self, flushed: Vec<Flushed>) {
@@ -624,26 +634,43 @@ impl Collector {
         let now = Instant::now();
         let (mut accepted, mut rejected) = (0, 0);
         let mut flushed = Vec::new();
+        // A batch comes from one page: its URL is usually the same for every metric.
+        let mut last_route: Option<(String, Arc<str>)> = None;
         for r in reports {
             match r {
                 Ok(report) => {
                     accepted += 1;
-                    telemetry.count_vital(None);
-                    flushed.extend(self.take(report, referer, device, now));
+                    let page = report.url.as_deref().or(referer).unwrap_or("/");
+                    let route = match &last_route {
+                        Some((url, route)) if url == page => route.clone(),
+                        _ => {
+                            let route = self.routes.label(page);
+                            last_route = Some((page.to_string(), route.clone()));
+                            route
+                        }
+                    };
+                    flushed.extend(self.take(report, route, device, now));
                 }
                 Err(reason) => {
                     rejected += 1;
-                    telemetry.count_vital(Some(reason.as_str()));
+                    telemetry.count_vitals(Some(reason.as_str()), 1);
                 }
             }
         }
+        if accepted > 0 {
+            telemetry.count_vitals(None, accepted);
+        }
+        if !flushed.is_empty() {
+            // A full shard flushed early: record it off the request path.
+            let c = self.clone();
+            tokio::task::spawn_blocking(move || c.emit(flushed));
+        }
+        let format_reason = (accepted == 0 && rejected > 0).then_some("no_valid_metrics");
+        telemetry.count_beacon(format.endpoint(), format_reason);
         drop(telemetry);
-        self.emit(flushed);
-        if accepted == 0 && rejected > 0 {
-            self.count_beacon(format, Some("no_valid_metrics"));
+        if format_reason.is_some() {
             return respond(StatusCode::BAD_REQUEST, allowed, "no_valid_metrics");
         }
-        self.count_beacon(format, None);
         let status = match format {
             Format::WebVitals => StatusCode::NO_CONTENT,
             // Grafana's receiver answers 202.
@@ -652,9 +679,7 @@ impl Collector {
         respond(status, allowed, "")
     }
 
-    fn take(&self, r: Report, referer: Option<&str>, device: &'static str, now: Instant) -> Vec<Flushed> {
-        let page = r.url.as_deref().or(referer).unwrap_or("/");
-        let route = self.routes.label(page);
+    fn take(&self, r: Report, route: Arc<str>, device: &'static str, now: Instant) -> Vec<Flushed> {
         let fin = Final {
             vital: r.vital,
             value: r.value,

@@ -3,8 +3,9 @@
 //! `flush_after`, and only the last value of each id is recorded: one value per vital per
 //! page view. Page views (by page id) are tracked alike, for coverage.
 //!
-//! Bounded: at `max_pending` ids, everything waiting is flushed early (each with the last
-//! value it had), so a flood of ids costs CPU, not memory.
+//! Bounded: the table is split in shards by id; a shard at its share of `max_pending`
+//! flushes what it holds early (each with the last value it had), so a flood of ids
+//! costs CPU, not memory, and stalls only that shard.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,8 +50,19 @@ pub struct Store {
     quiet: Duration,
     /// A page open for hours keeps reporting; its values are recorded after this anyway.
     max_age: Duration,
+    /// Per shard.
     max_pending: usize,
-    inner: Mutex<Inner>,
+    shards: Vec<Mutex<Inner>>,
+}
+
+const SHARDS: usize = 16;
+
+fn shard_of(key: &str) -> usize {
+    // FNV-1a: cheap, and ids are random already.
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (h as usize) % SHARDS
 }
 
 #[derive(Default)]
@@ -64,19 +76,19 @@ impl Store {
         Store {
             quiet,
             max_age: (quiet * 20).max(Duration::from_secs(600)),
-            max_pending: max_pending.max(1),
-            inner: Mutex::new(Inner::default()),
+            max_pending: (max_pending / SHARDS).max(1),
+            shards: (0..SHARDS).map(|_| Mutex::new(Inner::default())).collect(),
         }
     }
 
     /// Takes one report. Without an id it is final at once; returns what is final now.
     pub fn add(&self, report: Final, id: Option<String>, page_id: Option<String>, now: Instant) -> Vec<Flushed> {
         let mut out = Vec::new();
-        let mut inner = self.inner.lock().expect("store lock");
-        if inner.metrics.len() + inner.pages.len() >= self.max_pending {
-            drain_into(&mut inner, &mut out);
-        }
         if let Some(page) = page_id {
+            let mut inner = self.shards[shard_of(&page)].lock().expect("store lock");
+            if inner.metrics.len() + inner.pages.len() >= self.max_pending {
+                drain_into(&mut inner, &mut out);
+            }
             let p = inner.pages.entry(page).or_insert_with(|| Page {
                 route: report.route.clone(),
                 vitals: 0,
@@ -89,6 +101,10 @@ impl Store {
         match id {
             None => out.push(Flushed::Vital(report)),
             Some(id) => {
+                let mut inner = self.shards[shard_of(&id)].lock().expect("store lock");
+                if inner.metrics.len() + inner.pages.len() >= self.max_pending {
+                    drain_into(&mut inner, &mut out);
+                }
                 let key = (report.vital, id);
                 match inner.metrics.get_mut(&key) {
                     Some(p) => {
@@ -118,33 +134,9 @@ impl Store {
             now.saturating_duration_since(updated) >= quiet || now.saturating_duration_since(first) >= max_age
         };
         let mut out = Vec::new();
-        let mut inner = self.inner.lock().expect("store lock");
-        inner.metrics.retain(|_, p| {
-            if ready(p.first, p.updated) {
-                out.push(Flushed::Vital(p.last.clone()));
-                false
-            } else {
-                true
-            }
-        });
-        inner.pages.retain(|_, p| {
-            if ready(p.first, p.updated) {
-                out.push(Flushed::PageView {
-                    route: p.route.clone(),
-                    vitals: p.vitals,
-                });
-                false
-            } else {
-                true
-            }
-        });
-        // Give back what a burst grew the tables to.
-        let (metrics, pages) = (inner.metrics.len(), inner.pages.len());
-        if inner.metrics.capacity() > 4 * metrics + 1024 {
-            inner.metrics.shrink_to(2 * metrics);
-        }
-        if inner.pages.capacity() > 4 * pages + 1024 {
-            inner.pages.shrink_to(2 * pages);
+        for shard in &self.shards {
+            let mut inner = shard.lock().expect("store lock");
+            due_into(&mut inner, &ready, &mut out);
         }
         out
     }
@@ -152,13 +144,50 @@ impl Store {
     /// Everything, now (shutdown).
     pub fn drain(&self) -> Vec<Flushed> {
         let mut out = Vec::new();
-        drain_into(&mut self.inner.lock().expect("store lock"), &mut out);
+        for shard in &self.shards {
+            drain_into(&mut shard.lock().expect("store lock"), &mut out);
+        }
         out
     }
 
     pub fn pending(&self) -> usize {
-        let inner = self.inner.lock().expect("store lock");
-        inner.metrics.len() + inner.pages.len()
+        self.shards
+            .iter()
+            .map(|s| {
+                let inner = s.lock().expect("store lock");
+                inner.metrics.len() + inner.pages.len()
+            })
+            .sum()
+    }
+}
+
+fn due_into(inner: &mut Inner, ready: &dyn Fn(Instant, Instant) -> bool, out: &mut Vec<Flushed>) {
+    inner.metrics.retain(|_, p| {
+        if ready(p.first, p.updated) {
+            out.push(Flushed::Vital(p.last.clone()));
+            false
+        } else {
+            true
+        }
+    });
+    inner.pages.retain(|_, p| {
+        if ready(p.first, p.updated) {
+            out.push(Flushed::PageView {
+                route: p.route.clone(),
+                vitals: p.vitals,
+            });
+            false
+        } else {
+            true
+        }
+    });
+    // Give back what a burst grew the tables to.
+    let (metrics, pages) = (inner.metrics.len(), inner.pages.len());
+    if inner.metrics.capacity() > 4 * metrics + 1024 {
+        inner.metrics.shrink_to(2 * metrics);
+    }
+    if inner.pages.capacity() > 4 * pages + 1024 {
+        inner.pages.shrink_to(2 * pages);
     }
 }
 
@@ -220,7 +249,7 @@ mod tests {
         let mut flushed = 0;
         for i in 0..1000 {
             flushed += s.add(lcp(1.0), Some(format!("id{i}")), None, t0).len();
-            assert!(s.pending() <= 10);
+            assert!(s.pending() <= SHARDS, "{}", s.pending());
         }
         assert_eq!(flushed + s.pending(), 1000);
     }

@@ -584,8 +584,8 @@ impl Telemetry {
         self.field.beacons.add(1, &sorted(attrs));
     }
 
-    /// One metric of an accepted beacon; `reason` when it was refused.
-    pub fn count_vital(&self, reason: Option<&'static str>) {
+    /// `n` metrics of an accepted beacon; `reason` when they were refused.
+    pub fn count_vitals(&self, reason: Option<&'static str>, n: u64) {
         let mut attrs = vec![KeyValue::new(
             "outcome",
             if reason.is_some() { "rejected" } else { "accepted" },
@@ -593,7 +593,7 @@ impl Telemetry {
         if let Some(r) = reason {
             attrs.push(KeyValue::new("reason", r));
         }
-        self.field.vitals.add(1, &sorted(attrs));
+        self.field.vitals.add(n, &sorted(attrs));
     }
 
     pub fn record_lateness(&self, probe: &str, kind: &'static str, lateness: Duration) {
