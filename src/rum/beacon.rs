@@ -5,6 +5,8 @@
 //! A body that is not JSON, or too big a batch, rejects the whole beacon; otherwise each
 //! metric is accepted or rejected on its own, with a reason.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
@@ -177,47 +179,197 @@ pub const MAX_URL: usize = 4096;
 
 /// One vital of one page view, validated.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Report {
+pub struct Report<'a> {
     pub vital: Vital,
     /// As web-vitals reports it: milliseconds, CLS unitless.
     pub value: f64,
     /// web-vitals' metric id: a later report with the same id replaces this one.
-    pub id: Option<String>,
+    pub id: Option<Cow<'a, str>>,
     pub navigation: Navigation,
     /// The page's URL (or path), if the beacon says.
-    pub url: Option<String>,
+    pub url: Option<Cow<'a, str>>,
     /// The page view this metric belongs to (the snippet's `pageId`, Faro's page id).
-    pub page_id: Option<String>,
+    pub page_id: Option<Cow<'a, str>>,
 }
 
-pub type Parsed = Vec<Result<Report, Reject>>;
+/// Borrowed from the body where the JSON string had no escapes: no copy per field.
+pub type Parsed<'a> = Vec<Result<Report<'a>, Reject>>;
 
 /// `POST /rum`: one web-vitals Metric object or an array of them, whatever the content
-/// type said (sendBeacon sends `text/plain`).
-pub fn parse_web_vitals(body: &[u8], max_batch: usize) -> Result<Parsed, Reject> {
-    let doc: Value = serde_json::from_slice(body).map_err(|_| Reject::BadJson)?;
-    let items = match doc {
-        Value::Array(items) => items,
-        obj @ Value::Object(_) => vec![obj],
-        _ => return Err(Reject::BadJson),
-    };
-    if items.len() > max_batch {
-        return Err(Reject::TooManyMetrics);
-    }
-    Ok(items.iter().map(web_vitals_metric).collect())
+/// type said (sendBeacon sends `text/plain`). Read straight into borrowed fields, not a
+/// `serde_json::Value` tree: a third of the collector's CPU went to building and dropping
+/// those trees (docs/benchmarks.md).
+pub fn parse_web_vitals(body: &[u8], max_batch: usize) -> Result<Parsed<'_>, Reject> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let items = de::Deserializer::deserialize_any(&mut de, Batch(max_batch)).map_err(|e| {
+        if e.to_string().starts_with(TOO_MANY) {
+            Reject::TooManyMetrics
+        } else {
+            Reject::BadJson
+        }
+    })?;
+    de.end().map_err(|_| Reject::BadJson)?;
+    Ok(items.into_iter().map(web_vitals_metric).collect())
 }
 
-fn web_vitals_metric(item: &Value) -> Result<Report, Reject> {
-    let obj = item.as_object().ok_or(Reject::WrongType)?;
-    let name = match obj.get("name") {
-        None => return Err(Reject::MissingField),
-        Some(Value::String(s)) => s,
+/// A JSON value as far as a field check needs it, without building it.
+enum Loose<'a> {
+    Null,
+    Num(f64),
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Loose<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Loose<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Loose<'de>, E> {
+                Ok(Loose::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Num(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Num(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Num(v as f64))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(v.to_string().into()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Loose<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Loose<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One array element: a Metric object's fields, or not an object at all.
+#[derive(Default)]
+struct Wire<'a> {
+    object: bool,
+    name: Option<Loose<'a>>,
+    value: Option<Loose<'a>>,
+    delta: Option<Loose<'a>>,
+    id: Option<Loose<'a>>,
+    navigation: Option<Loose<'a>>,
+    url: Option<Loose<'a>>,
+    page_id: Option<Loose<'a>>,
+}
+
+impl<'de> Deserialize<'de> for Wire<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Wire<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a web-vitals Metric object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
+                let mut w = Wire {
+                    object: true,
+                    ..Wire::default()
+                };
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        "name" => &mut w.name,
+                        "value" => &mut w.value,
+                        "delta" => &mut w.delta,
+                        "id" => &mut w.id,
+                        "navigationType" => &mut w.navigation,
+                        "url" => &mut w.url,
+                        "pageId" => &mut w.page_id,
+                        // rating (recomputed here), attribution, entries: skipped unread.
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(w)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Wire<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Wire::default())
+            }
+            fn visit_unit<E>(self) -> Result<Wire<'de>, E> {
+                Ok(Wire::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Wire<'de>, E> {
+                Ok(Wire::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Wire<'de>, E> {
+                Ok(Wire::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Wire<'de>, E> {
+                Ok(Wire::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Wire<'de>, E> {
+                Ok(Wire::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Wire<'de>, E> {
+                Ok(Wire::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The body: one object, or an array of at most `max_batch` elements.
+struct Batch(usize);
+
+impl<'de> Visitor<'de> for Batch {
+    type Value = Vec<Wire<'de>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Metric object or an array of them")
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Ok(vec![Wire::deserialize(de::value::MapAccessDeserializer::new(map))?])
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(w) = seq.next_element::<Wire<'de>>()? {
+            if out.len() == self.0 {
+                return Err(de::Error::custom(TOO_MANY));
+            }
+            out.push(w);
+        }
+        Ok(out)
+    }
+}
+
+fn web_vitals_metric(w: Wire<'_>) -> Result<Report<'_>, Reject> {
+    if !w.object {
+        return Err(Reject::WrongType);
+    }
+    let name = match &w.name {
+        None | Some(Loose::Null) => return Err(Reject::MissingField),
+        Some(Loose::Str(s)) => s,
         Some(_) => return Err(Reject::WrongType),
     };
     let vital = Vital::parse(name).ok_or(Reject::UnknownName)?;
-    let value = number(obj.get("value"))?.ok_or(Reject::MissingField)?;
+    let value = loose_number(&w.value)?.ok_or(Reject::MissingField)?;
     // delta must be sane when present, though only the final value is kept.
-    if let Some(d) = number(obj.get("delta"))?
+    if let Some(d) = loose_number(&w.delta)?
         && !d.is_finite()
     {
         return Err(Reject::OutOfRange);
@@ -225,16 +377,33 @@ fn web_vitals_metric(item: &Value) -> Result<Report, Reject> {
     Ok(Report {
         vital,
         value: in_range(vital, value)?,
-        id: text(obj.get("id"), MAX_ID)?,
-        navigation: text(obj.get("navigationType"), 64)?.map_or(Navigation::Navigate, |s| Navigation::parse(&s)),
-        url: text(obj.get("url"), MAX_URL)?,
-        page_id: text(obj.get("pageId"), MAX_ID)?,
+        navigation: loose_text(w.navigation, 64)?.map_or(Navigation::Navigate, |s| Navigation::parse(&s)),
+        id: loose_text(w.id, MAX_ID)?,
+        url: loose_text(w.url, MAX_URL)?,
+        page_id: loose_text(w.page_id, MAX_ID)?,
     })
+}
+
+fn loose_number(v: &Option<Loose<'_>>) -> Result<Option<f64>, Reject> {
+    match v {
+        None | Some(Loose::Null) => Ok(None),
+        Some(Loose::Num(n)) => Ok(Some(*n)),
+        Some(_) => Err(Reject::WrongType),
+    }
+}
+
+fn loose_text(v: Option<Loose<'_>>, max: usize) -> Result<Option<Cow<'_, str>>, Reject> {
+    match v {
+        None | Some(Loose::Null) => Ok(None),
+        Some(Loose::Str(s)) if s.len() > max => Err(Reject::TooLong),
+        Some(Loose::Str(s)) => Ok(Some(s)),
+        Some(_) => Err(Reject::WrongType),
+    }
 }
 
 /// `POST /collect`: a Faro payload. Only `measurements` of type `web-vitals` are read;
 /// logs, events, exceptions and traces are skipped without being kept in memory.
-pub fn parse_faro(body: &[u8], max_batch: usize) -> Result<Parsed, Reject> {
+pub fn parse_faro(body: &[u8], max_batch: usize) -> Result<Parsed<'static>, Reject> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let payload = FaroPayload::deserialize(FaroSeed(max_batch), &mut de).map_err(|e| {
         if e.to_string().starts_with(TOO_MANY) {
@@ -261,7 +430,7 @@ pub fn parse_faro(body: &[u8], max_batch: usize) -> Result<Parsed, Reject> {
 /// One Faro web-vitals measurement: `values` holds the vital under its lower-case name
 /// (plus `delta` and attribution numbers); `context` may hold id, rating and
 /// navigation type.
-fn faro_measurement(m: &Value, url: Option<&str>, page_id: Option<&str>) -> Vec<Result<Report, Reject>> {
+fn faro_measurement(m: &Value, url: Option<&str>, page_id: Option<&str>) -> Parsed<'static> {
     let Some(values) = m.get("values").and_then(Value::as_object) else {
         return vec![Err(Reject::MissingField)];
     };
@@ -280,10 +449,10 @@ fn faro_measurement(m: &Value, url: Option<&str>, page_id: Option<&str>) -> Vec<
             Ok(Report {
                 vital,
                 value: in_range(vital, value)?,
-                id: field("id", MAX_ID)?,
+                id: field("id", MAX_ID)?.map(Cow::Owned),
                 navigation: field("navigation_type", 64)?.map_or(Navigation::Navigate, |s| Navigation::parse(&s)),
-                url: url.map(str::to_string),
-                page_id: page_id.map(str::to_string),
+                url: url.map(|u| Cow::Owned(u.to_string())),
+                page_id: page_id.map(|p| Cow::Owned(p.to_string())),
             })
         })());
     }
@@ -449,7 +618,7 @@ mod tests {
         for (dir, parse) in [
             (
                 "web_vitals",
-                parse_web_vitals as fn(&[u8], usize) -> Result<Parsed, Reject>,
+                parse_web_vitals as fn(&[u8], usize) -> Result<Parsed<'_>, Reject>,
             ),
             ("faro", parse_faro),
         ] {

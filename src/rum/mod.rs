@@ -27,7 +27,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, Dur, Secret, SecretText, Size, Source, Spanned};
 use crate::outcome::{FieldVital, Instrument, Measure, Unit};
 use crate::telemetry::{SharedTelemetry, Watch};
-use beacon::{Reject, Report, Vital};
+use beacon::{Reject, Vital};
 use store::{Final, Flushed, Store};
 
 /// `[rum]` as written.
@@ -633,7 +633,7 @@ impl Collector {
         let telemetry = self.telemetry.read().expect("telemetry lock").clone();
         let now = Instant::now();
         let (mut accepted, mut rejected) = (0, 0);
-        let mut flushed = Vec::new();
+        let (mut finals, mut kept) = (Vec::new(), Vec::new());
         // A batch comes from one page: its URL is usually the same for every metric.
         let mut last_route: Option<(String, Arc<str>)> = None;
         for r in reports {
@@ -649,7 +649,14 @@ impl Collector {
                             route
                         }
                     };
-                    flushed.extend(self.take(report, route, device, now));
+                    finals.push(Final {
+                        vital: report.vital,
+                        value: report.value,
+                        route,
+                        navigation: report.navigation,
+                        device,
+                    });
+                    kept.push(report);
                 }
                 Err(reason) => {
                     rejected += 1;
@@ -660,6 +667,12 @@ impl Collector {
         if accepted > 0 {
             telemetry.count_vitals(None, accepted);
         }
+        let keys: Vec<_> = finals
+            .into_iter()
+            .zip(&kept)
+            .map(|(f, r)| (f, r.id.as_deref(), r.page_id.as_deref()))
+            .collect();
+        let flushed = self.store.add(keys, now);
         if !flushed.is_empty() {
             // A full shard flushed early: record it off the request path.
             let c = self.clone();
@@ -677,17 +690,6 @@ impl Collector {
             Format::Faro => StatusCode::ACCEPTED,
         };
         respond(status, allowed, "")
-    }
-
-    fn take(&self, r: Report, route: Arc<str>, device: &'static str, now: Instant) -> Vec<Flushed> {
-        let fin = Final {
-            vital: r.vital,
-            value: r.value,
-            route,
-            navigation: r.navigation,
-            device,
-        };
-        self.store.add(fin, r.id, r.page_id, now)
     }
 
     fn count_beacon(&self, format: Format, reason: Option<&'static str>) {

@@ -8,6 +8,7 @@
 //! costs CPU, not memory, and stalls only that shard.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,22 +54,34 @@ pub struct Store {
     /// Per shard.
     max_pending: usize,
     shards: Vec<Mutex<Inner>>,
+    keys: std::collections::hash_map::RandomState,
 }
 
 const SHARDS: usize = 16;
 
-fn shard_of(key: &str) -> usize {
-    // FNV-1a: cheap, and ids are random already.
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    (h as usize) % SHARDS
+/// Tables are keyed by a keyed (SipHash, random per process) 64-bit hash of the id, not
+/// the id: no string kept or hashed twice, and a client cannot aim ids at one bucket.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("keys are u64")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
+
+type Table<V> = HashMap<u64, V, BuildHasherDefault<Prehashed>>;
 
 #[derive(Default)]
 struct Inner {
-    metrics: HashMap<(Vital, String), Pending>,
-    pages: HashMap<String, Page>,
+    metrics: Table<Pending>,
+    pages: Table<Page>,
 }
 
 impl Store {
@@ -78,50 +91,93 @@ impl Store {
             max_age: (quiet * 20).max(Duration::from_secs(600)),
             max_pending: (max_pending / SHARDS).max(1),
             shards: (0..SHARDS).map(|_| Mutex::new(Inner::default())).collect(),
+            keys: Default::default(),
         }
     }
 
-    /// Takes one report. Without an id it is final at once; returns what is final now.
-    pub fn add(&self, report: Final, id: Option<String>, page_id: Option<String>, now: Instant) -> Vec<Flushed> {
+    fn key(&self, tag: u8, id: &str) -> u64 {
+        let mut h = self.keys.build_hasher();
+        h.write_u8(tag);
+        h.write(id.as_bytes());
+        h.finish()
+    }
+
+    /// Takes one beacon's reports: (vital, metric id, page id). A report without an id
+    /// is final at once. Returns what is final now.
+    ///
+    /// A page view's metrics live in the shard of its page id (of the metric id without
+    /// one), so a beacon takes one lock, not one per metric: the lock's cache line moving
+    /// between cores was the costliest step of a beacon (docs/benchmarks.md).
+    pub fn add(&self, reports: Vec<(Final, Option<&str>, Option<&str>)>, now: Instant) -> Vec<Flushed> {
         let mut out = Vec::new();
-        if let Some(page) = page_id {
-            let mut inner = self.shards[shard_of(&page)].lock().expect("store lock");
+        let mut keyed = Vec::with_capacity(reports.len());
+        for (report, id, page) in reports {
+            let page_key = page.map(|p| self.key(u8::MAX, p));
+            match id {
+                None => {
+                    if let Some(k) = page_key {
+                        keyed.push((
+                            k as usize % SHARDS,
+                            None,
+                            page_key,
+                            report.vital.bit(),
+                            report.route.clone(),
+                        ));
+                    }
+                    out.push(Flushed::Vital(report));
+                }
+                Some(id) => {
+                    let key = self.key(report.vital as u8, id);
+                    let shard = page_key.unwrap_or(key) as usize % SHARDS;
+                    keyed.push((
+                        shard,
+                        Some((key, report.clone())),
+                        page_key,
+                        report.vital.bit(),
+                        report.route,
+                    ));
+                }
+            }
+        }
+        keyed.sort_unstable_by_key(|k| k.0);
+        let mut i = 0;
+        while i < keyed.len() {
+            let shard = keyed[i].0;
+            let mut inner = self.shards[shard].lock().expect("store lock");
             if inner.metrics.len() + inner.pages.len() >= self.max_pending {
                 drain_into(&mut inner, &mut out);
             }
-            let p = inner.pages.entry(page).or_insert_with(|| Page {
-                route: report.route.clone(),
-                vitals: 0,
-                first: now,
-                updated: now,
-            });
-            p.vitals |= report.vital.bit();
-            p.updated = now;
-        }
-        match id {
-            None => out.push(Flushed::Vital(report)),
-            Some(id) => {
-                let mut inner = self.shards[shard_of(&id)].lock().expect("store lock");
-                if inner.metrics.len() + inner.pages.len() >= self.max_pending {
-                    drain_into(&mut inner, &mut out);
+            while i < keyed.len() && keyed[i].0 == shard {
+                let (_, metric, page_key, bit, route) = &keyed[i];
+                if let Some(k) = page_key {
+                    let p = inner.pages.entry(*k).or_insert_with(|| Page {
+                        route: route.clone(),
+                        vitals: 0,
+                        first: now,
+                        updated: now,
+                    });
+                    p.vitals |= bit;
+                    p.updated = now;
                 }
-                let key = (report.vital, id);
-                match inner.metrics.get_mut(&key) {
-                    Some(p) => {
-                        p.last = report;
-                        p.updated = now;
-                    }
-                    None => {
-                        inner.metrics.insert(
-                            key,
-                            Pending {
-                                last: report,
-                                first: now,
-                                updated: now,
-                            },
-                        );
+                if let Some((key, report)) = metric {
+                    match inner.metrics.get_mut(key) {
+                        Some(p) => {
+                            p.last = report.clone();
+                            p.updated = now;
+                        }
+                        None => {
+                            inner.metrics.insert(
+                                *key,
+                                Pending {
+                                    last: report.clone(),
+                                    first: now,
+                                    updated: now,
+                                },
+                            );
+                        }
                     }
                 }
+                i += 1;
             }
         }
         out
@@ -219,11 +275,9 @@ mod tests {
     fn the_last_value_of_an_id_is_kept() {
         let s = Store::new(Duration::from_secs(1), 100);
         let t0 = Instant::now();
-        assert!(s.add(lcp(100.0), Some("a".into()), Some("p".into()), t0).is_empty());
+        assert!(s.add(vec![(lcp(100.0), Some("a"), Some("p"))], t0).is_empty());
         s.add(
-            lcp(250.0),
-            Some("a".into()),
-            Some("p".into()),
+            vec![(lcp(250.0), Some("a"), Some("p"))],
             t0 + Duration::from_millis(500),
         );
         assert!(
@@ -239,7 +293,7 @@ mod tests {
         );
         assert_eq!(s.pending(), 0);
         // No id: final at once.
-        assert_eq!(s.add(lcp(1.0), None, None, t0).len(), 1);
+        assert_eq!(s.add(vec![(lcp(1.0), None, None)], t0).len(), 1);
     }
 
     #[test]
@@ -248,7 +302,7 @@ mod tests {
         let t0 = Instant::now();
         let mut flushed = 0;
         for i in 0..1000 {
-            flushed += s.add(lcp(1.0), Some(format!("id{i}")), None, t0).len();
+            flushed += s.add(vec![(lcp(1.0), Some(format!("id{i}").as_str()), None)], t0).len();
             assert!(s.pending() <= SHARDS, "{}", s.pending());
         }
         assert_eq!(flushed + s.pending(), 1000);

@@ -572,28 +572,35 @@ impl Telemetry {
         self.field.routes.record(n as u64, &[]);
     }
 
-    /// One beacon request; `reason` when it was refused.
+    /// One beacon request; `reason` when it was refused. (Attributes in key order: no
+    /// vector to build and sort on the beacon path.)
     pub fn count_beacon(&self, endpoint: &'static str, reason: Option<&'static str>) {
-        let mut attrs = vec![
-            KeyValue::new("endpoint", endpoint),
-            KeyValue::new("outcome", if reason.is_some() { "rejected" } else { "accepted" }),
-        ];
-        if let Some(r) = reason {
-            attrs.push(KeyValue::new("reason", r));
+        let endpoint = KeyValue::new("endpoint", endpoint);
+        match reason {
+            None => self
+                .field
+                .beacons
+                .add(1, &[endpoint, KeyValue::new("outcome", "accepted")]),
+            Some(r) => self.field.beacons.add(
+                1,
+                &[
+                    endpoint,
+                    KeyValue::new("outcome", "rejected"),
+                    KeyValue::new("reason", r),
+                ],
+            ),
         }
-        self.field.beacons.add(1, &sorted(attrs));
     }
 
     /// `n` metrics of an accepted beacon; `reason` when they were refused.
     pub fn count_vitals(&self, reason: Option<&'static str>, n: u64) {
-        let mut attrs = vec![KeyValue::new(
-            "outcome",
-            if reason.is_some() { "rejected" } else { "accepted" },
-        )];
-        if let Some(r) = reason {
-            attrs.push(KeyValue::new("reason", r));
+        match reason {
+            None => self.field.vitals.add(n, &[KeyValue::new("outcome", "accepted")]),
+            Some(r) => self
+                .field
+                .vitals
+                .add(n, &[KeyValue::new("outcome", "rejected"), KeyValue::new("reason", r)]),
         }
-        self.field.vitals.add(n, &sorted(attrs));
     }
 
     pub fn record_lateness(&self, probe: &str, kind: &'static str, lateness: Duration) {
