@@ -137,6 +137,14 @@ fn docs_list_every_key_of_every_kind() {
             }
         }
     }
+    let mut generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    let rum = <sloprobe::rum::RumConfig as schemars::JsonSchema>::json_schema(&mut generator).to_value();
+    let doc = doc_keys("## `[rum]`: the RUM collector");
+    for key in rum["properties"].as_object().unwrap().keys() {
+        if !covered(&doc, key) {
+            missing.push(format!("[rum]: {key}"));
+        }
+    }
     let doc = doc_keys("## Probe (every kind)");
     for key in schema_common() {
         if !covered(&doc, &key) && key != "budget" {
