@@ -175,12 +175,59 @@ fn burn_factors_scale_with_the_slo_window() {
 fn no_data_alert_fires_when_scrapes_stop() {
     let input = runs("l", "0+60x30 _x60", "0+0x30 _x60");
     let tests = format!(
-        "  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{}      - eval_time: 60m\n        alertname: SloprobeSLONoData\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO p-availability has no data'\n              description: 'No samples of p for 10m: the probes or the daemon are down or not scraped, and the burn-rate alerts of p-availability cannot fire.'\n",
+        "  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{}      - eval_time: 60m\n        alertname: SloprobeSLONoData\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO p-availability has no data'\n              description: 'No samples of p for 10m: the probes, the collector or the daemon are down or not scraped, and the burn-rate alerts of p-availability cannot fire.'\n",
         no_alert("20m", "SloprobeSLONoData"),
         labels("p-availability", "ticket", "")
     );
     let availability_only = &UNIT_CONFIG[..UNIT_CONFIG.find("[[slo]]\nname = \"p-ttfb\"").unwrap()];
     promtool_test(availability_only, &tests);
+}
+
+/// An SLO on real users: "75 % of page views on /dashboard have LCP ≤ 2.5 s" reads the
+/// collector's exact page-view counters for that route only. Every page view over the
+/// threshold for two hours opens a ticket (at 75 %, a page-level burn is arithmetically
+/// impossible: 13.44 × 25 % > 100 %); another route's bad page views change nothing.
+#[test]
+fn a_rum_slo_burns_on_its_route_only() {
+    let config = r#"
+[rum]
+listen = "127.0.0.1:9466"
+allowed_origins = ["https://app.example.com"]
+[rum.budget]
+lcp = "2.5s"
+
+[[slo]]
+name = "dashboard-lcp"
+routes = ["/dashboard"]
+sli = "lcp"
+objective = 0.75
+window = "28d"
+"#;
+    let views = |route: &str, good: &str, bad: &str| {
+        format!(
+            "      - series: 'rum_threshold_page_views_total{{http_route=\"{route}\",measurement=\"lcp\",threshold=\"2.5\",verdict=\"good\",probe_location=\"l\"}}'\n        values: '{good}'\n      - series: 'rum_threshold_page_views_total{{http_route=\"{route}\",measurement=\"lcp\",threshold=\"2.5\",verdict=\"bad\",probe_location=\"l\"}}'\n        values: '{bad}'\n"
+        )
+    };
+    let burning = views("/dashboard", "0+0x120", "0+60x120");
+    let elsewhere = format!(
+        "{}{}",
+        views("/dashboard", "0+60x120", "0+0x120"),
+        views("/other", "0+0x120", "0+60x120")
+    );
+    let tests = format!(
+        "  - interval: 1m\n    input_series:\n{burning}    alert_rule_test:\n{}      - eval_time: 70m\n        alertname: SloprobeBurnRateTicket\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO dashboard-lcp is burning its error budget (at l)'\n              description: '75% of real page views on /dashboard have lcp ≤ 2.500s over 28d. Error budget burn above 2.8× over 1d/2h or 0.933333333333× over 3d/6h at l.'\n  - interval: 1m\n    input_series:\n{elsewhere}    alert_rule_test:\n{}{}",
+        no_alert("70m", "SloprobeBurnRatePage"),
+        labels("dashboard-lcp", "ticket", ", probe_location: l"),
+        no_alert("70m", "SloprobeBurnRatePage"),
+        no_alert("70m", "SloprobeBurnRateTicket"),
+    );
+    let rules = promtool_test(config, &tests);
+    assert!(
+        rules.contains(
+            "rum_threshold_page_views_total{measurement=\"lcp\",threshold=\"2.5\",http_route=~\"^(/dashboard)$\"}"
+        ),
+        "{rules}"
+    );
 }
 
 /// `min_locations = 2`: a burn at one location of three does not page; at two it does.
