@@ -374,7 +374,7 @@ async fn main() -> ExitCode {
                             .iter()
                             .filter(|k| l.probes.iter().any(|p| p.kind == k.name))
                             .collect();
-                        let d = sloprobe::slo::dashboard::render(&kinds, &l.slos);
+                        let d = sloprobe::slo::dashboard::render(&kinds, &l.slos, l.config.rum.is_some());
                         println!("{}", serde_json::to_string_pretty(&d).expect("json"));
                     }
                     ExitCode::SUCCESS

@@ -67,7 +67,8 @@ fn row(id: &mut u32, title: &str, y: u32, repeat: Option<&str>) -> Value {
 
 /// The dashboard. Headline latencies are the kinds' histogram measures named `ttfb` (http)
 /// and `ttft` (assistant), found in the catalogs rather than named here.
-pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo]) -> Value {
+/// `rum`: the config runs the RUM collector (a field-vs-lab row).
+pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo], rum: bool) -> Value {
     let mut panels = Vec::new();
     let mut id = 0;
     let mut y = 0;
@@ -256,6 +257,60 @@ pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo]) -> Value {
         ratio_field(3, 0.99),
     ));
     y += 8;
+
+    if rum {
+        panels.push(row(&mut id, "Real users (RUM) and lab", y, None));
+        y += 1;
+        let p75 = |synthetic: &str, by: &str| {
+            format!(
+                "histogram_quantile(0.75, sum by (le{by}) (rate(browser_web_vital_lcp_seconds_bucket{{{LOC},user_agent_synthetic_type=\"{synthetic}\"}}[$__rate_interval])))"
+            )
+        };
+        panels.push(panel(
+            &mut id,
+            "LCP p75: real users vs the browser probes",
+            "timeseries",
+            (0, y, 8, 8),
+            vec![target(p75("", ""), "field", "A"), target(p75("test", ""), "lab", "B")],
+            lines("s", &[2.5]),
+        ));
+        let worst = format!(
+            "topk(10, histogram_quantile(0.75, sum by (le, http_route) (rate(browser_web_vital_lcp_seconds_bucket{{{LOC},user_agent_synthetic_type=\"\"}}[$__range]))))"
+        );
+        panels.push(panel(
+            &mut id,
+            "Field LCP p75 by route (worst 10)",
+            "bargauge",
+            (8, y, 6, 8),
+            vec![target(worst, "{{http_route}}", "A")],
+            lines("s", &[2.5]),
+        ));
+        panels.push(panel(
+            &mut id,
+            "Coverage: page views reporting each vital",
+            "timeseries",
+            (14, y, 5, 8),
+            vec![target(
+                format!("rum_coverage_ratio{{{LOC}}}"),
+                "{{browser_web_vital_name}}",
+                "A",
+            )],
+            ratio_field(0, 0.5),
+        ));
+        panels.push(panel(
+            &mut id,
+            "Beacons/s by outcome and reason",
+            "timeseries",
+            (19, y, 5, 8),
+            vec![target(
+                "sum by (outcome, reason) (rate(rum_beacons_total[$__rate_interval]))".to_string(),
+                "{{outcome}} {{reason}}",
+                "A",
+            )],
+            lines("reqps", &[]),
+        ));
+        y += 8;
+    }
 
     if !slos.is_empty() {
         panels.push(row(&mut id, "SLOs", y, None));
