@@ -340,6 +340,9 @@ pub fn device_class(ua: &str) -> &'static str {
     }
 }
 
+/// How long a beacon's body may take to arrive.
+const BODY_TIME: Duration = Duration::from_secs(10);
+
 /// Coverage over the last page views: the share that reported each vital.
 const COVERAGE_WINDOW: usize = 1000;
 
@@ -562,12 +565,15 @@ impl Collector {
         if declared.is_some_and(|n| n > cap as u64) {
             return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
         }
-        match http_body_util::Limited::new(body, cap).collect().await {
-            Ok(b) => Ok(b.to_bytes()),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        // A body trickled in a byte at a time would hold a connection for as long as the
+        // idle timeout keeps being reset: it gets BODY_TIME in all.
+        match tokio::time::timeout(BODY_TIME, http_body_util::Limited::new(body, cap).collect()).await {
+            Err(_) => Err(refuse(StatusCode::REQUEST_TIMEOUT, "body_timeout")),
+            Ok(Ok(b)) => Ok(b.to_bytes()),
+            Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                 Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"))
             }
-            Err(_) => Err(refuse(StatusCode::BAD_REQUEST, "body_read")),
+            Ok(Err(_)) => Err(refuse(StatusCode::BAD_REQUEST, "body_read")),
         }
     }
 
