@@ -225,14 +225,18 @@ pub struct Measure {
 /// One vital of one real page view from the RUM collector, final after dedupe: what
 /// telemetry records on the same instrument as the browser probe's vital.
 #[derive(Clone, Debug)]
-pub struct FieldVital {
+pub struct FieldVital<'a> {
     pub measure: &'static Measure,
     /// In the measure's unit.
     pub value: f64,
-    /// Route, rating, navigation type, device class, budget verdict.
-    pub attrs: Vec<(&'static str, std::sync::Arc<str>)>,
+    /// The route label (shared by every vital of the route).
+    pub route: std::sync::Arc<str>,
+    /// Rating, navigation type, device class, budget verdict: fixed words.
+    pub attrs: [(&'static str, &'static str); 4],
+    /// How many of `attrs` apply (no verdict without a budget).
+    pub attr_count: usize,
     /// Thresholds counted exactly per route (budget and SLO thresholds).
-    pub thresholds: Vec<crate::telemetry::Watch>,
+    pub thresholds: &'a [crate::telemetry::Watch],
 }
 
 /// The longest pause a target's Retry-After can impose on a probe (docs/config.md).

@@ -353,7 +353,7 @@ pub struct Collector {
     store: Store,
     telemetry: SharedTelemetry,
     /// Per vital, the thresholds counted exactly: its budget and SLO thresholds.
-    watches: Vec<(Vital, Vec<f64>)>,
+    watches: Vec<(Vital, Vec<Watch>)>,
     coverage: Mutex<VecDeque<u8>>,
 }
 
@@ -388,6 +388,15 @@ impl Collector {
                     .collect();
                 t.sort_by(f64::total_cmp);
                 t.dedup();
+                let m = measure(*v);
+                let t = t
+                    .into_iter()
+                    .map(|x| Watch {
+                        key: m.key,
+                        value: x,
+                        unit: m.unit,
+                    })
+                    .collect();
                 (*v, t)
             })
             .collect();
@@ -454,35 +463,28 @@ impl Collector {
                 Flushed::Vital(v) => {
                     let m = measure(v.vital);
                     let value = to_unit(v.vital, v.value);
-                    let budget = self.settings.budgets.iter().find(|(b, _)| *b == v.vital);
-                    let mut attrs: Vec<(&'static str, Arc<str>)> = vec![
-                        ("http.route", v.route.clone()),
-                        ("browser.web_vital.rating", Arc::from(v.vital.rating(v.value).as_str())),
-                        ("browser.web_vital.navigation_type", Arc::from(v.navigation.as_str())),
-                        ("rum.device.class", Arc::from(v.device)),
+                    let mut attrs = [
+                        ("browser.web_vital.rating", v.vital.rating(v.value).as_str()),
+                        ("browser.web_vital.navigation_type", v.navigation.as_str()),
+                        ("rum.device.class", v.device),
+                        ("budget.verdict", ""),
                     ];
-                    if let Some((_, limit)) = budget {
-                        let good = m.unit.within(value, *limit);
-                        attrs.push(("budget.verdict", Arc::from(if good { "good" } else { "bad" })));
+                    let mut attr_count = 3;
+                    if let Some((_, limit)) = self.settings.budgets.iter().find(|(b, _)| *b == v.vital) {
+                        attrs[3].1 = if m.unit.within(value, *limit) { "good" } else { "bad" };
+                        attr_count = 4;
                     }
-                    let thresholds: Vec<Watch> = self
+                    let thresholds = self
                         .watches
                         .iter()
                         .find(|(w, _)| *w == v.vital)
-                        .map(|(_, t)| {
-                            t.iter()
-                                .map(|x| Watch {
-                                    key: m.key,
-                                    value: *x,
-                                    unit: m.unit,
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                        .map_or(&[][..], |(_, t)| &t[..]);
                     telemetry.record_field(&FieldVital {
                         measure: m,
                         value,
+                        route: v.route,
                         attrs,
+                        attr_count,
                         thresholds,
                     });
                 }
