@@ -533,7 +533,7 @@ impl Telemetry {
             attrs.extend(v.attrs[..v.attr_count].iter().map(|(k, val)| KeyValue::new(*k, *val)));
             h.record(v.value, &sorted(attrs));
         }
-        for w in &v.thresholds[..] {
+        for w in v.thresholds {
             // Already in key order.
             let attrs = [
                 route.clone(),
