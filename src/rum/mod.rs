@@ -340,6 +340,25 @@ pub fn device_class(ua: &str) -> &'static str {
     }
 }
 
+/// Route labels by id, looked up once per flush batch.
+struct RouteNames<'a> {
+    routes: &'a route::Routes,
+    seen: std::collections::HashMap<route::RouteId, Arc<str>>,
+}
+
+impl<'a> RouteNames<'a> {
+    fn new(routes: &'a route::Routes) -> Self {
+        RouteNames {
+            routes,
+            seen: std::collections::HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, id: route::RouteId) -> Arc<str> {
+        self.seen.entry(id).or_insert_with(|| self.routes.name(id)).clone()
+    }
+}
+
 /// How long a beacon's body may take to arrive.
 const BODY_TIME: Duration = Duration::from_secs(10);
 
@@ -458,6 +477,7 @@ impl Collector {
         let telemetry = self.telemetry.read().expect("telemetry lock").clone();
         let mut coverage = self.coverage.lock().expect("coverage lock");
         let mut views = false;
+        let mut names = RouteNames::new(&self.routes);
         for f in flushed {
             match f {
                 Flushed::Vital(v) => {
@@ -482,14 +502,14 @@ impl Collector {
                     telemetry.record_field(&FieldVital {
                         measure: m,
                         value,
-                        route: v.route,
+                        route: names.get(v.route),
                         attrs,
                         attr_count,
                         thresholds,
                     });
                 }
                 Flushed::PageView { route, vitals } => {
-                    telemetry.record_page_view(&route);
+                    telemetry.record_page_view(&names.get(route));
                     if coverage.len() == COVERAGE_WINDOW {
                         coverage.pop_front();
                     }
@@ -643,17 +663,17 @@ impl Collector {
         let (mut accepted, mut rejected) = (0, 0);
         let (mut finals, mut kept) = (Vec::new(), Vec::new());
         // A batch comes from one page: its URL is usually the same for every metric.
-        let mut last_route: Option<(String, Arc<str>)> = None;
+        let mut last_route: Option<(String, route::RouteId)> = None;
         for r in reports {
             match r {
                 Ok(report) => {
                     accepted += 1;
                     let page = report.url.as_deref().or(referer).unwrap_or("/");
                     let route = match &last_route {
-                        Some((url, route)) if url == page => route.clone(),
+                        Some((url, route)) if url == page => *route,
                         _ => {
                             let route = self.routes.label(page);
-                            last_route = Some((page.to_string(), route.clone()));
+                            last_route = Some((page.to_string(), route));
                             route
                         }
                     };

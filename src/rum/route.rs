@@ -2,64 +2,86 @@
 //! any other path is normalised (id-like segments become `:id`, query and fragment are
 //! dropped), and once `max_routes` distinct labels exist, new ones fold into `other`.
 //! A raw URL never becomes a label.
+//!
+//! Labels are handed out as small ids: a pending vital holds a `u32`, not a shared
+//! `Arc<str>` whose reference count every core would keep writing to.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 pub const OTHER: &str = "other";
+
+/// A route label's index in [`Routes`].
+pub type RouteId = u32;
 /// Segments kept before the rest of a path folds into `/*`.
 const MAX_SEGMENTS: usize = 8;
 
 pub struct Routes {
-    router: matchit::Router<Arc<str>>,
+    router: matchit::Router<RouteId>,
     max: usize,
-    seen: Mutex<HashSet<Arc<str>>>,
+    /// Labels by id; id 0 is `other`.
+    names: RwLock<Vec<Arc<str>>>,
+    ids: Mutex<HashMap<Arc<str>, RouteId>>,
 }
 
 impl Routes {
     /// `patterns` as written in config; an error names the bad one.
     pub fn new(patterns: &[String], max: usize) -> Result<Routes, String> {
         let mut router = matchit::Router::new();
-        let mut seen = HashSet::new();
+        let mut names: Vec<Arc<str>> = vec![Arc::from(OTHER)];
+        let mut ids = HashMap::new();
         for p in patterns {
             let label: Arc<str> = Arc::from(p.as_str());
+            let id = *ids.entry(label.clone()).or_insert_with(|| {
+                names.push(label);
+                (names.len() - 1) as RouteId
+            });
             router
-                .insert(matchit_syntax(p)?, label.clone())
+                .insert(matchit_syntax(p)?, id)
                 .map_err(|e| format!("route pattern {p:?}: {e}"))?;
-            seen.insert(label);
         }
-        if seen.len() > max {
-            return Err(format!("{} route patterns, more than max_routes = {max}", seen.len()));
+        if ids.len() > max {
+            return Err(format!("{} route patterns, more than max_routes = {max}", ids.len()));
         }
         Ok(Routes {
             router,
             max,
-            seen: Mutex::new(seen),
+            names: RwLock::new(names),
+            ids: Mutex::new(ids),
         })
     }
 
-    /// The label for a page URL (absolute, or a path).
-    pub fn label(&self, page: &str) -> Arc<str> {
+    /// A label by id.
+    pub fn name(&self, id: RouteId) -> Arc<str> {
+        let names = self.names.read().expect("routes lock");
+        names.get(id as usize).unwrap_or(&names[0]).clone()
+    }
+
+    /// The label id for a page URL (absolute, or a path).
+    pub fn label(&self, page: &str) -> RouteId {
         let path = path_of(page);
         if let Ok(m) = self.router.at(&path) {
-            return m.value.clone();
+            return *m.value;
         }
         let normal = normalise(&path);
-        let mut seen = self.seen.lock().expect("routes lock");
-        if let Some(l) = seen.get(normal.as_str()) {
-            return l.clone();
+        let mut ids = self.ids.lock().expect("routes lock");
+        if let Some(id) = ids.get(normal.as_str()) {
+            return *id;
         }
-        if seen.len() >= self.max {
-            return Arc::from(OTHER);
+        if ids.len() >= self.max {
+            return 0;
         }
-        let l: Arc<str> = Arc::from(normal.as_str());
-        seen.insert(l.clone());
-        l
+        let label: Arc<str> = Arc::from(normal.as_str());
+        let mut names = self.names.write().expect("routes lock");
+        names.push(label.clone());
+        let id = (names.len() - 1) as RouteId;
+        ids.insert(label, id);
+        id
     }
 
     /// Distinct labels handed out so far (patterns included), `other` aside.
     pub fn len(&self) -> usize {
-        self.seen.lock().expect("routes lock").len()
+        self.ids.lock().expect("routes lock").len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,16 +161,19 @@ mod tests {
     #[test]
     fn patterns_then_normalised_paths_then_other() {
         let r = Routes::new(&["/orders/:id".into(), "/docs/*".into()], 5).unwrap();
-        assert_eq!(&*r.label("https://shop.example/orders/123?x=1#f"), "/orders/:id");
-        assert_eq!(&*r.label("/docs/a/b/c"), "/docs/*");
         assert_eq!(
-            &*r.label("https://shop.example/users/8f14e45f-ceea/profile"),
+            &*r.name(r.label("https://shop.example/orders/123?x=1#f")),
+            "/orders/:id"
+        );
+        assert_eq!(&*r.name(r.label("/docs/a/b/c")), "/docs/*");
+        assert_eq!(
+            &*r.name(r.label("https://shop.example/users/8f14e45f-ceea/profile")),
             "/users/:id/profile"
         );
-        assert_eq!(&*r.label("https://shop.example/"), "/");
-        assert_eq!(&*r.label("/v2/checkout"), "/v2/checkout");
-        assert_eq!(&*r.label("/a/b/c/d/e/f/g/h/i/j"), "other"); // 6th label: folded
-        assert_eq!(&*r.label("/v2/checkout?again"), "/v2/checkout");
+        assert_eq!(&*r.name(r.label("https://shop.example/")), "/");
+        assert_eq!(&*r.name(r.label("/v2/checkout")), "/v2/checkout");
+        assert_eq!(&*r.name(r.label("/a/b/c/d/e/f/g/h/i/j")), "other"); // 6th label: folded
+        assert_eq!(&*r.name(r.label("/v2/checkout?again")), "/v2/checkout");
         assert_eq!(r.len(), 5);
         assert!(Routes::new(&["orders".into()], 5).is_err());
         assert!(Routes::new(&["/a/*/b".into()], 5).is_err());

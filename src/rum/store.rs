@@ -9,17 +9,18 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::beacon::{Navigation, Vital};
+use super::route::RouteId;
 
-/// A vital as it will be recorded.
-#[derive(Clone, Debug)]
+/// A vital as it will be recorded: 32 bytes, no pointer to share.
+#[derive(Clone, Copy, Debug)]
 pub struct Final {
     pub vital: Vital,
     pub value: f64,
-    pub route: Arc<str>,
+    pub route: RouteId,
     pub navigation: Navigation,
     pub device: &'static str,
 }
@@ -29,22 +30,25 @@ pub enum Flushed {
     Vital(Final),
     /// A page view ended: its route and the vitals it reported (`Vital::bit`s).
     PageView {
-        route: Arc<str>,
+        route: RouteId,
         vitals: u8,
     },
 }
 
+/// Milliseconds since the store started (wraps after 49 days; entries live hours at most).
+type Ms = u32;
+
 struct Pending {
     last: Final,
-    first: Instant,
-    updated: Instant,
+    first: Ms,
+    updated: Ms,
 }
 
 struct Page {
-    route: Arc<str>,
+    route: RouteId,
     vitals: u8,
-    first: Instant,
-    updated: Instant,
+    first: Ms,
+    updated: Ms,
 }
 
 pub struct Store {
@@ -55,6 +59,7 @@ pub struct Store {
     max_pending: usize,
     shards: Vec<Mutex<Inner>>,
     keys: std::collections::hash_map::RandomState,
+    epoch: Instant,
 }
 
 const SHARDS: usize = 16;
@@ -92,7 +97,12 @@ impl Store {
             max_pending: (max_pending / SHARDS).max(1),
             shards: (0..SHARDS).map(|_| Mutex::new(Inner::default())).collect(),
             keys: Default::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    fn ms(&self, t: Instant) -> Ms {
+        t.saturating_duration_since(self.epoch).as_millis() as Ms
     }
 
     fn key(&self, tag: u8, id: &str) -> u64 {
@@ -109,6 +119,7 @@ impl Store {
     /// one), so a beacon takes one lock, not one per metric: the lock's cache line moving
     /// between cores was the costliest step of a beacon (docs/benchmarks.md).
     pub fn add(&self, reports: Vec<(Final, Option<&str>, Option<&str>)>, now: Instant) -> Vec<Flushed> {
+        let now = self.ms(now);
         let mut out = Vec::new();
         let mut keyed = Vec::with_capacity(reports.len());
         for (report, id, page) in reports {
@@ -151,7 +162,7 @@ impl Store {
                 let (_, metric, page_key, bit, route) = &keyed[i];
                 if let Some(k) = page_key {
                     let p = inner.pages.entry(*k).or_insert_with(|| Page {
-                        route: route.clone(),
+                        route: *route,
                         vitals: 0,
                         first: now,
                         updated: now,
@@ -162,14 +173,14 @@ impl Store {
                 if let Some((key, report)) = metric {
                     match inner.metrics.get_mut(key) {
                         Some(p) => {
-                            p.last = report.clone();
+                            p.last = *report;
                             p.updated = now;
                         }
                         None => {
                             inner.metrics.insert(
                                 *key,
                                 Pending {
-                                    last: report.clone(),
+                                    last: *report,
                                     first: now,
                                     updated: now,
                                 },
@@ -185,10 +196,9 @@ impl Store {
 
     /// What has been quiet for `flush_after` (or waited `max_age`) by `now`.
     pub fn due(&self, now: Instant) -> Vec<Flushed> {
-        let (quiet, max_age) = (self.quiet, self.max_age);
-        let ready = |first: Instant, updated: Instant| {
-            now.saturating_duration_since(updated) >= quiet || now.saturating_duration_since(first) >= max_age
-        };
+        let now = self.ms(now);
+        let (quiet, max_age) = (self.quiet.as_millis() as Ms, self.max_age.as_millis() as Ms);
+        let ready = |first: Ms, updated: Ms| now.wrapping_sub(updated) >= quiet || now.wrapping_sub(first) >= max_age;
         let mut out = Vec::new();
         for shard in &self.shards {
             let mut inner = shard.lock().expect("store lock");
@@ -217,7 +227,7 @@ impl Store {
     }
 }
 
-fn due_into(inner: &mut Inner, ready: &dyn Fn(Instant, Instant) -> bool, out: &mut Vec<Flushed>) {
+fn due_into(inner: &mut Inner, ready: &dyn Fn(Ms, Ms) -> bool, out: &mut Vec<Flushed>) {
     inner.metrics.retain(|_, p| {
         if ready(p.first, p.updated) {
             out.push(Flushed::Vital(p.last.clone()));
@@ -265,7 +275,7 @@ mod tests {
         Final {
             vital: Vital::Lcp,
             value: v,
-            route: Arc::from("/"),
+            route: 1,
             navigation: Navigation::Navigate,
             device: "desktop",
         }
