@@ -127,13 +127,7 @@ impl Store {
             match id {
                 None => {
                     if let Some(k) = page_key {
-                        keyed.push((
-                            k as usize % SHARDS,
-                            None,
-                            page_key,
-                            report.vital.bit(),
-                            report.route.clone(),
-                        ));
+                        keyed.push((k as usize % SHARDS, None, page_key, report.vital.bit(), report.route));
                     }
                     out.push(Flushed::Vital(report));
                 }
