@@ -134,13 +134,7 @@ impl Store {
                 Some(id) => {
                     let key = self.key(report.vital as u8, id);
                     let shard = page_key.unwrap_or(key) as usize % SHARDS;
-                    keyed.push((
-                        shard,
-                        Some((key, report.clone())),
-                        page_key,
-                        report.vital.bit(),
-                        report.route,
-                    ));
+                    keyed.push((shard, Some((key, report)), page_key, report.vital.bit(), report.route));
                 }
             }
         }
