@@ -218,7 +218,7 @@ impl Store {
 fn due_into(inner: &mut Inner, ready: &dyn Fn(Ms, Ms) -> bool, out: &mut Vec<Flushed>) {
     inner.metrics.retain(|_, p| {
         if ready(p.first, p.updated) {
-            out.push(Flushed::Vital(p.last.clone()));
+            out.push(Flushed::Vital(p.last));
             false
         } else {
             true
@@ -227,7 +227,7 @@ fn due_into(inner: &mut Inner, ready: &dyn Fn(Ms, Ms) -> bool, out: &mut Vec<Flu
     inner.pages.retain(|_, p| {
         if ready(p.first, p.updated) {
             out.push(Flushed::PageView {
-                route: p.route.clone(),
+                route: p.route,
                 vitals: p.vitals,
             });
             false
