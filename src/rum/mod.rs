@@ -589,7 +589,14 @@ impl Collector {
         }
         // A body trickled in a byte at a time would hold a connection for as long as the
         // idle timeout keeps being reset: it gets BODY_TIME in all.
-        match tokio::time::timeout(BODY_TIME, http_body_util::Limited::new(body, cap).collect()).await {
+        // Usually the whole body came with the headers: then no timer is armed at all.
+        let collect = http_body_util::Limited::new(body, cap).collect();
+        tokio::pin!(collect);
+        let collected = match futures_util::poll!(&mut collect) {
+            std::task::Poll::Ready(r) => Ok(r),
+            std::task::Poll::Pending => tokio::time::timeout(BODY_TIME, collect).await,
+        };
+        match collected {
             Err(_) => Err(refuse(StatusCode::REQUEST_TIMEOUT, "body_timeout")),
             Ok(Ok(b)) => Ok(b.to_bytes()),
             Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
@@ -750,12 +757,11 @@ async fn collect(
 
 /// A response with the CORS headers an allowed origin needs to read it.
 fn respond(status: StatusCode, origin: Option<&str>, reason: &str) -> Response {
-    let body = if reason.is_empty() {
-        String::new()
+    let mut r = if reason.is_empty() {
+        status.into_response()
     } else {
-        format!("{reason}\n")
+        (status, format!("{reason}\n")).into_response()
     };
-    let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(o) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {

@@ -122,8 +122,17 @@ impl Store {
         let now = self.ms(now);
         let mut out = Vec::new();
         let mut keyed = Vec::with_capacity(reports.len());
+        // A beacon's metrics share their page id: hash it once.
+        let mut last_page: Option<(&str, u64)> = None;
         for (report, id, page) in reports {
-            let page_key = page.map(|p| self.key(u8::MAX, p));
+            let page_key = page.map(|p| match last_page {
+                Some((q, k)) if q == p => k,
+                _ => {
+                    let k = self.key(u8::MAX, p);
+                    last_page = Some((p, k));
+                    k
+                }
+            });
             match id {
                 None => {
                     if let Some(k) = page_key {
