@@ -222,6 +222,33 @@ pub struct Measure {
     pub labels: &'static [&'static str],
 }
 
+/// A `browser.web_vital.<key>` histogram. The browser probe (lab, with a synthetic
+/// attribute) and the RUM collector (field, per route) feed the same instrument, so they
+/// share its description too.
+pub const fn web_vital(
+    key: &'static str,
+    metric: &'static str,
+    unit: Unit,
+    fixed: &'static [(&'static str, &'static str)],
+    labels: &'static [&'static str],
+) -> Measure {
+    let description = match unit {
+        Unit::Score => "Cumulative Layout Shift: the largest session window (web-vitals' definition); lab and field.",
+        _ => {
+            "A web vital (TTFB, FCP, LCP; INP and FID from real users only); lab data carries user_agent.synthetic.type, field data does not."
+        }
+    };
+    Measure {
+        key,
+        metric,
+        unit,
+        instrument: Instrument::Histogram,
+        description,
+        fixed,
+        labels,
+    }
+}
+
 /// One vital of one real page view from the RUM collector, final after dedupe: what
 /// telemetry records on the same instrument as the browser probe's vital.
 #[derive(Clone, Debug)]

@@ -25,7 +25,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, Dur, Secret, SecretText, Size, Source, Spanned};
-use crate::outcome::{FieldVital, Instrument, Measure, Unit};
+use crate::outcome::{FieldVital, Measure, Unit};
 use crate::telemetry::{SharedTelemetry, Watch};
 use beacon::{Reject, Vital};
 use store::{Final, Flushed, Store};
@@ -112,48 +112,20 @@ const LABELS: &[&str] = &[
 ];
 
 macro_rules! field_vital {
-    ($key:literal, $unit:expr, $desc:literal) => {
-        Measure {
-            key: $key,
-            metric: concat!("browser.web_vital.", $key),
-            unit: $unit,
-            instrument: Instrument::Histogram,
-            description: $desc,
-            fixed: &[],
-            labels: LABELS,
-        }
+    ($key:literal, $unit:expr) => {
+        crate::outcome::web_vital($key, concat!("browser.web_vital.", $key), $unit, &[], LABELS)
     };
 }
 
 /// What the collector records: the browser probe's vital histograms (field data has no
 /// `user_agent.synthetic.type`), plus INP and FID, which only real users produce.
 pub const MEASURES: &[Measure] = &[
-    field_vital!(
-        "ttfb",
-        Unit::Seconds,
-        "Navigation start to the first byte of the document (responseStart), lab and field alike."
-    ),
-    field_vital!(
-        "fcp",
-        Unit::Seconds,
-        "First Contentful Paint, lab and field alike; field data has no user_agent.synthetic.type."
-    ),
-    field_vital!("lcp", Unit::Seconds, "Largest Contentful Paint, lab and field alike."),
-    field_vital!(
-        "cls",
-        Unit::Score,
-        "Cumulative Layout Shift: the largest session window (web-vitals' definition)."
-    ),
-    field_vital!(
-        "inp",
-        Unit::Seconds,
-        "Interaction to Next Paint of real page views (field only)."
-    ),
-    field_vital!(
-        "fid",
-        Unit::Seconds,
-        "First Input Delay from older web-vitals emitters (field only)."
-    ),
+    field_vital!("ttfb", Unit::Seconds),
+    field_vital!("fcp", Unit::Seconds),
+    field_vital!("lcp", Unit::Seconds),
+    field_vital!("cls", Unit::Score),
+    field_vital!("inp", Unit::Seconds),
+    field_vital!("fid", Unit::Seconds),
 ];
 
 pub fn measure(v: Vital) -> &'static Measure {
@@ -436,8 +408,8 @@ impl Collector {
 
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/rum", axum::routing::any(rum))
-            .route("/collect", axum::routing::any(collect))
+            .route("/rum", axum::routing::any(beacon::<false>))
+            .route("/collect", axum::routing::any(beacon::<true>))
             .route("/healthz", axum::routing::get(|| async { "ok\n" }))
             .with_state(self.clone())
     }
@@ -733,7 +705,8 @@ impl Collector {
     }
 }
 
-async fn rum(
+/// `/rum` (`FARO = false`) and `/collect` (`true`).
+async fn beacon<const FARO: bool>(
     State(c): State<Arc<Collector>>,
     peer: Option<axum::Extension<crate::server::Peer>>,
     method: Method,
@@ -741,18 +714,8 @@ async fn rum(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    c.handle(Format::WebVitals, peer, method, uri, headers, body).await
-}
-
-async fn collect(
-    State(c): State<Arc<Collector>>,
-    peer: Option<axum::Extension<crate::server::Peer>>,
-    method: Method,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    c.handle(Format::Faro, peer, method, uri, headers, body).await
+    let format = if FARO { Format::Faro } else { Format::WebVitals };
+    c.handle(format, peer, method, uri, headers, body).await
 }
 
 /// A response with the CORS headers an allowed origin needs to read it.

@@ -137,16 +137,8 @@ pub struct CookieConfig {
 const SYNTHETIC: &[(&str, &str)] = &[("user_agent.synthetic.type", "test")];
 
 macro_rules! vital {
-    ($key:literal, $unit:expr, $desc:literal) => {
-        Measure {
-            key: $key,
-            metric: concat!("browser.web_vital.", $key),
-            unit: $unit,
-            instrument: Instrument::Histogram,
-            description: $desc,
-            fixed: SYNTHETIC,
-            labels: &[],
-        }
+    ($key:literal, $unit:expr) => {
+        crate::outcome::web_vital($key, concat!("browser.web_vital.", $key), $unit, SYNTHETIC, &[])
     };
 }
 
@@ -189,10 +181,10 @@ const PAGE_REQUESTS_DESC: &str =
 macro_rules! catalog {
     ($($t:literal),*) => {
         &[
-            vital!("ttfb", Unit::Seconds, "Navigation start to the first byte of the document (responseStart), lab and field alike."),
-            vital!("fcp", Unit::Seconds, "First Contentful Paint, lab and field alike; field data has no user_agent.synthetic.type."),
-            vital!("lcp", Unit::Seconds, "Largest Contentful Paint, lab and field alike."),
-            vital!("cls", Unit::Score, "Cumulative Layout Shift: the largest session window (web-vitals' definition)."),
+            vital!("ttfb", Unit::Seconds),
+            vital!("fcp", Unit::Seconds),
+            vital!("lcp", Unit::Seconds),
+            vital!("cls", Unit::Score),
             Measure {
                 key: "dom_content_loaded",
                 metric: "probe.browser.page.event",
