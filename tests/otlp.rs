@@ -347,3 +347,85 @@ async fn exact_names_units_buckets_and_attributes() {
         Some("success")
     );
 }
+
+/// The RUM collector over OTLP: field vitals on the browser vitals' instrument with their
+/// route, rating, navigation and device attributes, and no synthetic marker on the data
+/// points or the resource. A vital still waiting for its quiet period when the daemon is
+/// stopped is recorded and exported by the shutdown flush.
+#[tokio::test]
+async fn field_vitals_reach_otlp_and_pending_ones_survive_shutdown() {
+    let (port, got, _task) = receiver().await;
+    let rum = free_port();
+    let toml = format!(
+        "location = \"field\"\n[server]\nlisten = \"127.0.0.1:{}\"\n[export.otlp]\nendpoint = \"http://127.0.0.1:{port}\"\nprotocol = \"http/protobuf\"\ninterval = \"60s\"\n[rum]\nlisten = \"127.0.0.1:{rum}\"\nallowed_origins = [\"https://app.example.com\"]\nflush_after = \"30s\"\n[[rum.route]]\npattern = \"/orders/:id\"\n[rum.budget]\nlcp = \"2.5s\"\n",
+        free_port()
+    );
+    let dir = write_files(&[("sloprobe.toml", &toml)]);
+    let mut daemon = start_daemon(&dir.path().join("sloprobe.toml"), &dir.path().join("daemon.log"));
+    let up = eventually(50, Duration::from_millis(100), || async {
+        http_get(&format!("http://127.0.0.1:{rum}/healthz")).await
+    })
+    .await;
+    assert!(up.is_some(), "collector never listened");
+    let body = r#"[{"name":"LCP","value":3100,"id":"v5-1","navigationType":"reload","url":"https://app.example.com/orders/9","pageId":"p"}]"#;
+    let status = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", rum)).unwrap();
+        write!(
+            tcp,
+            "POST /rum HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example.com\r\nUser-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = tcp.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(status.starts_with("HTTP/1.1 204"), "{status}");
+    // Quiet period 30 s, export interval 60 s: only the shutdown path can deliver it. (The
+    // wait runs off this runtime, whose thread also serves the receiver.)
+    let stopped = tokio::task::spawn_blocking(move || sigterm_and_wait(&mut daemon).success())
+        .await
+        .unwrap();
+    assert!(stopped);
+
+    let reqs = got.lock().unwrap();
+    let rm = reqs
+        .iter()
+        .flat_map(|r| &r.resource_metrics)
+        .last()
+        .expect("an export on shutdown");
+    let res = &rm.resource.as_ref().unwrap().attributes;
+    assert_eq!(
+        attr(res, "user_agent.synthetic.type"),
+        None,
+        "field data is not synthetic"
+    );
+    assert_eq!(attr(res, "probe.location").as_deref(), Some("field"));
+    let metrics: Vec<_> = rm.scope_metrics.iter().flat_map(|s| &s.metrics).collect();
+    let lcp = metrics
+        .iter()
+        .find(|m| m.name == "browser.web_vital.lcp")
+        .expect("browser.web_vital.lcp exported");
+    assert_eq!(lcp.unit, "s");
+    let Some(Data::Histogram(h)) = &lcp.data else {
+        panic!("lcp is not a histogram")
+    };
+    let dp = &h.data_points[0];
+    assert_eq!((dp.count, dp.sum), (1, Some(3.1)));
+    for (key, value) in [
+        ("http.route", "/orders/:id"),
+        ("browser.web_vital.rating", "needs-improvement"),
+        ("browser.web_vital.navigation_type", "reload"),
+        ("rum.device.class", "mobile"),
+        ("budget.verdict", "bad"),
+        ("probe.location", "field"),
+    ] {
+        assert_eq!(attr(&dp.attributes, key).as_deref(), Some(value), "{key}");
+    }
+    assert_eq!(attr(&dp.attributes, "user_agent.synthetic.type"), None);
+    assert!(metrics.iter().any(|m| m.name == "rum.beacons"));
+    assert!(metrics.iter().any(|m| m.name == "rum.threshold.page_views"));
+}
