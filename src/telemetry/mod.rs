@@ -124,7 +124,9 @@ pub struct Telemetry {
     last_reload: Gauge<f64>,
     last_reload_ok: Gauge<u64>,
     config_info: Gauge<u64>,
-    field: Field,
+    /// The RUM collector's instruments, only when it is on: the SDK reserves each
+    /// instrument's whole series table up front (tens of MB at 10,000 probes' limits).
+    field: Option<Field>,
     plan: RwLock<Arc<Plan>>,
     /// Probes the series limits were sized for, in all and per kind; past either, a
     /// reload rebuilds telemetry.
@@ -181,6 +183,10 @@ impl Telemetry {
             }
             // Per route and threshold, good and bad.
             *feeds.entry(FIELD_THRESHOLD).or_default() += (plan.field_routes + 1) * 2 * 12;
+            *feeds.entry("rum.page_views").or_default() += plan.field_routes + 1;
+            for small in ["rum.beacons", "rum.vitals", "rum.coverage", "rum.routes"] {
+                feeds.insert(small, 64);
+            }
         }
         let exponential: HashSet<&'static str> = match plan.histograms {
             HistogramMode::Explicit => HashSet::new(),
@@ -258,7 +264,7 @@ impl Telemetry {
             }
         }
         self_metrics(&meter);
-        let field = Field {
+        let field = (plan.field_routes > 0).then(|| Field {
             thresholds: meter
                 .u64_counter(FIELD_THRESHOLD)
                 .with_unit("{page_view}")
@@ -289,7 +295,7 @@ impl Telemetry {
                 .with_unit("{vital}")
                 .with_description("Metrics in accepted beacons by outcome; rejected ones by reason.")
                 .build(),
-        };
+        });
 
         let telemetry = Telemetry {
             field,
@@ -542,12 +548,15 @@ impl Telemetry {
                 KeyValue::new("threshold", prometheus::float_text(w.value)),
                 KeyValue::new("verdict", if w.unit.within(v.value, w.value) { "good" } else { "bad" }),
             ];
-            self.field.thresholds.add(1, &attrs);
+            if let Some(f) = &self.field {
+                f.thresholds.add(1, &attrs);
+            }
         }
     }
 
     pub fn record_page_view(&self, route: &Arc<str>) {
-        self.field.page_views.add(
+        let Some(f) = &self.field else { return };
+        f.page_views.add(
             1,
             &sorted(vec![
                 KeyValue::new("probe.location", Value::String(self.location.clone().into())),
@@ -557,7 +566,8 @@ impl Telemetry {
     }
 
     pub fn record_coverage(&self, vital: &'static str, share: f64) {
-        self.field.coverage.record(
+        let Some(f) = &self.field else { return };
+        f.coverage.record(
             share,
             &sorted(vec![
                 KeyValue::new("probe.location", Value::String(self.location.clone().into())),
@@ -567,19 +577,19 @@ impl Telemetry {
     }
 
     pub fn record_routes(&self, n: usize) {
-        self.field.routes.record(n as u64, &[]);
+        if let Some(f) = &self.field {
+            f.routes.record(n as u64, &[]);
+        }
     }
 
     /// One beacon request; `reason` when it was refused. (Attributes in key order: no
     /// vector to build and sort on the beacon path.)
     pub fn count_beacon(&self, endpoint: &'static str, reason: Option<&'static str>) {
+        let Some(f) = &self.field else { return };
         let endpoint = KeyValue::new("endpoint", endpoint);
         match reason {
-            None => self
-                .field
-                .beacons
-                .add(1, &[endpoint, KeyValue::new("outcome", "accepted")]),
-            Some(r) => self.field.beacons.add(
+            None => f.beacons.add(1, &[endpoint, KeyValue::new("outcome", "accepted")]),
+            Some(r) => f.beacons.add(
                 1,
                 &[
                     endpoint,
@@ -592,10 +602,10 @@ impl Telemetry {
 
     /// `n` metrics of an accepted beacon; `reason` when they were refused.
     pub fn count_vitals(&self, reason: Option<&'static str>, n: u64) {
+        let Some(f) = &self.field else { return };
         match reason {
-            None => self.field.vitals.add(n, &[KeyValue::new("outcome", "accepted")]),
-            Some(r) => self
-                .field
+            None => f.vitals.add(n, &[KeyValue::new("outcome", "accepted")]),
+            Some(r) => f
                 .vitals
                 .add(n, &[KeyValue::new("outcome", "rejected"), KeyValue::new("reason", r)]),
         }
