@@ -435,17 +435,15 @@ fn faro_measurement(m: &Value, url: Option<&str>, page_id: Option<&str>) -> Pars
         return vec![Err(Reject::MissingField)];
     };
     let context = m.get("context").and_then(Value::as_object);
-    let field = |k: &str, max: usize| match context {
-        Some(c) => text(c.get(k), max),
-        None => Ok(None),
-    };
+    let field =
+        |k: &str, max: usize| loose_text(loose(context.and_then(|c| c.get(k))), max).map(|t| t.map(|t| t.into_owned()));
     let mut out = Vec::new();
     for (name, raw) in values {
         let Some(vital) = Vital::parse(name) else {
             continue; // delta, attribution timings: not vitals
         };
         out.push((|| {
-            let value = number(Some(raw))?.ok_or(Reject::MissingField)?;
+            let value = loose_number(&loose(Some(raw)))?.ok_or(Reject::MissingField)?;
             Ok(Report {
                 vital,
                 value: in_range(vital, value)?,
@@ -462,21 +460,14 @@ fn faro_measurement(m: &Value, url: Option<&str>, page_id: Option<&str>) -> Pars
     out
 }
 
-fn number(v: Option<&Value>) -> Result<Option<f64>, Reject> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(Reject::OutOfRange),
-        Some(_) => Err(Reject::WrongType),
-    }
-}
-
-fn text(v: Option<&Value>, max: usize) -> Result<Option<String>, Reject> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() > max => Err(Reject::TooLong),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(Reject::WrongType),
-    }
+/// A field of a parsed Faro measurement, checked like a web-vitals field.
+fn loose(v: Option<&Value>) -> Option<Loose<'_>> {
+    v.map(|v| match v {
+        Value::Null => Loose::Null,
+        Value::Number(n) => n.as_f64().map_or(Loose::Other, Loose::Num),
+        Value::String(s) => Loose::Str(Cow::Borrowed(s)),
+        _ => Loose::Other,
+    })
 }
 
 fn in_range(vital: Vital, value: f64) -> Result<f64, Reject> {

@@ -513,7 +513,7 @@ impl Collector {
         body: Body,
     ) -> Result<axum::body::Bytes, Response> {
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-        let allowed = origin.filter(|o| self.settings.allowed_origins.iter().any(|a| a == o));
+        let allowed = self.allowed_origin(headers);
         let refuse = |status: StatusCode, reason: &'static str| {
             self.count_beacon(format, Some(reason));
             respond(status, allowed, reason)
@@ -578,6 +578,14 @@ impl Collector {
         }
     }
 
+    /// The request's `Origin`, when it is one of `allowed_origins`.
+    fn allowed_origin<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .filter(|o| self.settings.allowed_origins.iter().any(|a| a == o))
+    }
+
     fn preflight(&self, allowed: Option<&str>) -> Response {
         let Some(origin) = allowed else {
             // No Origin at all: not a CORS preflight.
@@ -611,10 +619,7 @@ impl Collector {
             Ok(b) => b,
             Err(r) => return r,
         };
-        let allowed = headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .filter(|o| self.settings.allowed_origins.iter().any(|a| a == o));
+        let allowed = self.allowed_origin(&headers);
         let parsed = match format {
             Format::WebVitals => beacon::parse_web_vitals(&body, self.settings.max_batch),
             Format::Faro => beacon::parse_faro(&body, self.settings.max_batch),
@@ -640,30 +645,30 @@ impl Collector {
         let telemetry = self.telemetry.read().expect("telemetry lock").clone();
         let now = Instant::now();
         let (mut accepted, mut rejected) = (0, 0);
-        let (mut finals, mut kept) = (Vec::new(), Vec::new());
+        let mut keys = Vec::with_capacity(reports.len());
         // A batch comes from one page: its URL is usually the same for every metric.
-        let mut last_route: Option<(String, route::RouteId)> = None;
-        for r in reports {
+        let mut last_route: Option<(&str, route::RouteId)> = None;
+        for r in &reports {
             match r {
                 Ok(report) => {
                     accepted += 1;
                     let page = report.url.as_deref().or(referer).unwrap_or("/");
-                    let route = match &last_route {
-                        Some((url, route)) if url == page => *route,
+                    let route = match last_route {
+                        Some((url, route)) if url == page => route,
                         _ => {
                             let route = self.routes.label(page);
-                            last_route = Some((page.to_string(), route));
+                            last_route = Some((page, route));
                             route
                         }
                     };
-                    finals.push(Final {
+                    let fin = Final {
                         vital: report.vital,
                         value: report.value,
                         route,
                         navigation: report.navigation,
                         device,
-                    });
-                    kept.push(report);
+                    };
+                    keys.push((fin, report.id.as_deref(), report.page_id.as_deref()));
                 }
                 Err(reason) => {
                     rejected += 1;
@@ -674,11 +679,6 @@ impl Collector {
         if accepted > 0 {
             telemetry.count_vitals(None, accepted);
         }
-        let keys: Vec<_> = finals
-            .into_iter()
-            .zip(&kept)
-            .map(|(f, r)| (f, r.id.as_deref(), r.page_id.as_deref()))
-            .collect();
         let flushed = self.store.add(keys, now);
         if !flushed.is_empty() {
             // A full shard flushed early: record it off the request path.
