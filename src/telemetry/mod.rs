@@ -85,6 +85,9 @@ impl Plan {
 pub const RUNS: &str = "probe.runs";
 pub const THRESHOLD_RUNS: &str = "probe.threshold.runs";
 pub const FIELD_THRESHOLD: &str = "rum.threshold.page_views";
+const SUCCESS: &str = "probe.success";
+const LATENESS: &str = "probe.schedule.lateness";
+const SKIPPED: &str = "probe.runs.skipped";
 
 /// The telemetry of the running config, swapped whole when a reload resizes it.
 pub type SharedTelemetry = Arc<RwLock<Arc<Telemetry>>>;
@@ -132,6 +135,8 @@ pub struct Telemetry {
     /// reload rebuilds telemetry.
     capacity: usize,
     kind_capacity: HashMap<&'static str, usize>,
+    /// Budgets and SLO thresholds watched, in all, the counters were sized for.
+    threshold_capacity: usize,
     mode: HistogramMode,
 }
 
@@ -188,6 +193,16 @@ impl Telemetry {
                 feeds.insert(small, 64);
             }
         }
+        // The instruments every probe feeds: the series a probe can produce there. The
+        // SDK reserves each table whole up front and a filled table is resident, so
+        // they are sized to that, not generously. Daemon-wide instruments get the floor.
+        let thresholds: usize = plan.probes.values().map(|p| p.thresholds.len()).sum();
+        feeds.insert(RUNS, capacity * 3); // success, and failures by error type
+        let threshold_capacity = (thresholds + thresholds / 4).max(1_000);
+        feeds.insert(THRESHOLD_RUNS, threshold_capacity * 2); // good, bad
+        feeds.insert(SUCCESS, capacity);
+        feeds.insert(LATENESS, capacity);
+        feeds.insert(SKIPPED, capacity * 3); // overlap, missed, retry_after
         let exponential: HashSet<&'static str> = match plan.histograms {
             HistogramMode::Explicit => HashSet::new(),
             HistogramMode::Exponential => plan
@@ -201,9 +216,8 @@ impl Telemetry {
         let provider = SdkMeterProvider::builder()
             .with_reader(pull.clone())
             .with_view(move |i: &SdkInstrument| {
-                // Catalog instruments: what their kinds' probes can feed. The others
-                // (runs, success, thresholds, lateness) carry every probe.
-                let limit = feeds.get(i.name()).copied().unwrap_or(capacity * 3).max(2_000);
+                // What the probes feeding an instrument can produce; at least 2,000.
+                let limit = feeds.get(i.name()).copied().unwrap_or(0).max(2_000);
                 let mut stream = Stream::builder().with_cardinality_limit(limit);
                 if exponential.contains(i.name()) {
                     // Scale ≤ 8: Prometheus native histograms take schemas up to 8, so the
@@ -305,7 +319,7 @@ impl Telemetry {
                 .with_description("Probe runs by outcome and error type.")
                 .build(),
             success: meter
-                .f64_gauge("probe.success")
+                .f64_gauge(SUCCESS)
                 .with_description("1 if the last run succeeded, else 0.")
                 .build(),
             thresholds: meter
@@ -317,7 +331,7 @@ impl Telemetry {
                 .build(),
             lateness: histogram(
                 &meter,
-                "probe.schedule.lateness",
+                LATENESS,
                 Unit::Seconds,
                 "How late this probe's runs started after their due time (count and sum: the mean).",
                 Vec::new(),
@@ -330,7 +344,7 @@ impl Telemetry {
                 buckets::LATENESS.to_vec(),
             ),
             skipped: meter
-                .u64_counter("probe.runs.skipped")
+                .u64_counter(SKIPPED)
                 .with_unit("{run}")
                 .with_description(
                     "Due runs not started: `overlap` (previous still running), `missed` (host stalled), `retry_after` (target asked to wait).",
@@ -364,6 +378,7 @@ impl Telemetry {
             plan: RwLock::new(Arc::new(Plan::default())),
             capacity,
             kind_capacity,
+            threshold_capacity,
             mode: plan.histograms,
         };
         telemetry.config_loaded(plan, false);
@@ -423,13 +438,16 @@ impl Telemetry {
     }
 
     /// Whether a plan still fits the series limits this telemetry was built with (probes
-    /// in all, and of each kind: a kind with no probes at start got small limits).
+    /// in all, and of each kind: a kind with no probes at start got small limits; and
+    /// watched thresholds).
     pub fn fits(&self, plan: &Plan) -> bool {
         let mut per_kind: HashMap<&'static str, usize> = HashMap::new();
         for p in plan.probes.values() {
             *per_kind.entry(p.kind).or_default() += 1;
         }
+        let thresholds: usize = plan.probes.values().map(|p| p.thresholds.len()).sum();
         plan.probes.len() <= self.capacity
+            && thresholds <= self.threshold_capacity
             && per_kind
                 .iter()
                 .all(|(k, n)| *n <= self.kind_capacity.get(k).copied().unwrap_or(0).max(2_000 / 8))
