@@ -848,6 +848,88 @@ fn random_instance_id() -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::{Duration, SystemTime};
+
+    use super::{Plan, ProbePlan, Telemetry, Watch};
+    use crate::outcome::{ErrorType, Outcome, ProbeError, Unit};
+
+    fn http_plan(probes: usize, thresholds_each: usize) -> Plan {
+        let mut plan = Plan::default();
+        plan.add_kind("http", &[]);
+        for i in 0..probes {
+            let thresholds = (0..thresholds_each)
+                .map(|j| Watch {
+                    key: "ttfb",
+                    value: 0.1 + j as f64 / 1000.0,
+                    unit: Unit::Seconds,
+                })
+                .collect();
+            let p = ProbePlan {
+                kind: "http",
+                thresholds,
+                ..Default::default()
+            };
+            plan.probes.insert(format!("p{i}"), p);
+        }
+        plan
+    }
+
+    /// A reload that watches more thresholds than the counters were sized for rebuilds
+    /// telemetry rather than overflow.
+    #[test]
+    fn more_thresholds_than_sized_for_do_not_fit() {
+        let t = Telemetry::new("l", http_plan(10, 1), None).expect("telemetry");
+        assert!(t.fits(&http_plan(10, 100)), "1,000 thresholds is the floor");
+        assert!(!t.fits(&http_plan(10, 101)));
+        assert!(!t.fits(&http_plan(100, 1)), "more probes than sized for");
+    }
+
+    /// The instruments every probe feeds are sized to what a probe produces there. With
+    /// every probe producing all of it (a success and two kinds of failure, each skip
+    /// reason, a good and a bad verdict), nothing lands in the overflow series.
+    #[test]
+    fn per_probe_series_fit_their_tables() {
+        let n = 2_500; // past the 2,000-series floor, so the sizing decides
+        let t = Telemetry::new("l", http_plan(n, 1), None).expect("telemetry");
+        for i in 0..n {
+            let name = format!("p{i}");
+            for (error, value) in [
+                (None, 0.05),
+                (Some(ErrorType::Timeout), 0.2),
+                (Some(ErrorType::HttpStatus), 0.3),
+            ] {
+                t.record(&Outcome {
+                    probe: name.clone(),
+                    kind: "http",
+                    started_at: SystemTime::now(),
+                    error: error.map(|e| ProbeError::new(e, "test")),
+                    measurements: vec![("ttfb", value)],
+                    samples: Vec::new(),
+                    labels: Vec::new(),
+                    details: Vec::new(),
+                    breaches: Vec::new(),
+                    retry_after: None,
+                    skipped: None,
+                });
+            }
+            t.record_lateness(&name, "http", Duration::from_millis(1));
+            for reason in ["overlap", "missed", "retry_after"] {
+                t.record_skipped(&name, "http", reason, 1);
+            }
+        }
+        let mut text = String::new();
+        t.prometheus_text(&mut |chunk| text.push_str(&chunk)).expect("encode");
+        assert!(
+            !text.contains("overflow"),
+            "a per-probe instrument overflowed its table"
+        );
+        let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(count("probe_runs_total{"), n * 3);
+        assert_eq!(count("probe_runs_skipped_total{"), n * 3);
+        assert_eq!(count("probe_threshold_runs_total{"), n * 2);
+        assert_eq!(count("probe_success{"), n);
+        assert_eq!(count("probe_schedule_lateness_seconds_count{"), n);
+    }
 
     /// One metric name is one instrument: kinds that share a metric must agree on its
     /// unit and instrument, or the first kind registered would silently decide for both.
