@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
@@ -56,6 +56,7 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
                     .get(plan.catalogs.get(p.kind).map_or(0, Vec::len)..)
                     .unwrap_or(&[])
                     .to_vec(),
+                base: Arc::from([]),
             },
         );
     }
@@ -101,12 +102,16 @@ impl Loaded {
     }
 }
 
+/// The config a probe loop runs next: a reload swaps it in place. (A lock, not a `watch`
+/// channel: nothing waits for the change, and a channel is ~0.4 KB a probe.)
+type CurrentProbe = Arc<std::sync::RwLock<Arc<BuiltProbe>>>;
+
 /// One probe's loop: its schedule runs on while a reload swaps the probe it runs, so an
 /// unchanged probe keeps its phase and its series.
 struct Loop {
     schedule: String,
-    probe: watch::Sender<Arc<BuiltProbe>>,
-    stop: watch::Sender<bool>,
+    probe: CurrentProbe,
+    stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
 
@@ -153,7 +158,7 @@ impl Loops {
             let p = Arc::new(p);
             match self.0.get(&p.name) {
                 Some(l) if l.schedule == schedule => {
-                    let _ = l.probe.send(p);
+                    *l.probe.write().expect("probe lock") = p;
                     kept += 1;
                 }
                 _ => {
@@ -161,15 +166,21 @@ impl Loops {
                         stopping.push(old);
                     }
                     tracing::info!(probe = %p.name, kind = p.kind, schedule = %schedule, "scheduled");
-                    let (probe_tx, probe_rx) = watch::channel(p.clone());
-                    let (stop_tx, stop_rx) = watch::channel(false);
+                    let current = Arc::new(std::sync::RwLock::new(p.clone()));
+                    let (stop_tx, stop_rx) = oneshot::channel();
                     let beat = self.1.beat(&p.name);
-                    let task = tokio::spawn(probe_loop(probe_rx, telemetry.clone(), log.clone(), beat, stop_rx));
+                    let task = tokio::spawn(probe_loop(
+                        current.clone(),
+                        telemetry.clone(),
+                        log.clone(),
+                        beat,
+                        stop_rx,
+                    ));
                     self.0.insert(
                         p.name.clone(),
                         Loop {
                             schedule,
-                            probe: probe_tx,
+                            probe: current,
                             stop: stop_tx,
                             task,
                         },
@@ -190,11 +201,13 @@ impl Loops {
 }
 
 async fn stop_all(loops: Vec<Loop>) {
-    for l in &loops {
-        let _ = l.stop.send(true);
-    }
+    let mut tasks = Vec::with_capacity(loops.len());
     for l in loops {
-        let _ = l.task.await;
+        let _ = l.stop.send(());
+        tasks.push(l.task);
+    }
+    for task in tasks {
+        let _ = task.await;
     }
 }
 
@@ -398,13 +411,13 @@ fn telemetry_mode(t: &Telemetry) -> crate::telemetry::HistogramMode {
 
 /// Runs one probe on its timeline until told to stop; waits for its in-flight run.
 async fn probe_loop(
-    probes: watch::Receiver<Arc<BuiltProbe>>,
+    probes: CurrentProbe,
     telemetry: SharedTelemetry,
     log: Arc<RunLog>,
     beat: crate::systemd::Beat,
-    mut stop: watch::Receiver<bool>,
+    mut stop: oneshot::Receiver<()>,
 ) {
-    let mut ticker = Ticker::new(probes.borrow().schedule.clone());
+    let mut ticker = Ticker::new(probes.read().expect("probe lock").schedule.clone());
     // Test hook for the watchdog test: the loop stops advancing after its first run.
     let wedge = std::env::var_os("SLOPROBE_TEST_WEDGE_SCHEDULER").is_some();
     let mut first = true;
@@ -412,17 +425,17 @@ async fn probe_loop(
     loop {
         beat.waiting_for(ticker.next_due().into_std());
         if wedge && !first {
-            let _ = stop.changed().await;
+            let _ = stop.await;
             break;
         }
         first = false;
         let tick = tokio::select! {
             t = ticker.tick() => t,
-            _ = stop.changed() => break,
+            _ = &mut stop => break,
         };
         beat.busy();
         // The latest config of this probe (a reload may have swapped it) and telemetry.
-        let probe = probes.borrow().clone();
+        let probe = probes.read().expect("probe lock").clone();
         let telemetry = telemetry.read().expect("telemetry lock").clone();
         telemetry.record_lateness(&probe.name, probe.kind, tick.lateness);
         if tick.missed > 0 {

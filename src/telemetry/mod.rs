@@ -55,6 +55,9 @@ pub struct ProbePlan {
     pub thresholds: Vec<Watch>,
     /// Measures this probe adds to its kind's catalog (e.g. named websocket steps).
     pub extra: Vec<&'static Measure>,
+    /// The attributes on every series of the probe, built once per plan (filled by
+    /// telemetry).
+    pub base: Arc<[KeyValue]>,
 }
 
 /// Everything telemetry needs up front: each kind's catalog, and per probe its labels and
@@ -68,8 +71,6 @@ pub struct Plan {
     pub instance_id: Option<String>,
     /// Reported as `sloprobe_config_info{config_hash}`.
     pub config_hash: String,
-    /// Each probe's base attributes, built once per plan (filled by telemetry).
-    pub bases: HashMap<String, Arc<[KeyValue]>>,
     /// `[rum] max_routes` when the RUM collector is on, else 0: it sizes the field
     /// series, and field data means the resource is no longer all synthetic.
     pub field_routes: usize,
@@ -406,23 +407,19 @@ impl Telemetry {
         }
         let mut plan = plan;
         let location: Arc<str> = Arc::from(self.location.as_str());
-        plan.bases = plan
-            .probes
-            .iter()
-            .map(|(name, p)| {
-                let mut attrs = vec![
-                    KeyValue::new("probe.name", Value::String(Arc::<str>::from(name.as_str()).into())),
-                    KeyValue::new("probe.kind", p.kind),
-                    KeyValue::new("probe.location", Value::String(location.clone().into())),
-                ];
-                attrs.extend(
-                    p.labels
-                        .iter()
-                        .map(|(k, v)| KeyValue::new(k.clone(), Value::String(Arc::<str>::from(v.as_str()).into()))),
-                );
-                (name.clone(), Arc::from(attrs))
-            })
-            .collect();
+        for (name, p) in plan.probes.iter_mut() {
+            let mut attrs = vec![
+                KeyValue::new("probe.name", Value::String(Arc::<str>::from(name.as_str()).into())),
+                KeyValue::new("probe.kind", p.kind),
+                KeyValue::new("probe.location", Value::String(location.clone().into())),
+            ];
+            attrs.extend(
+                p.labels
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(k.clone(), Value::String(Arc::<str>::from(v.as_str()).into()))),
+            );
+            p.base = Arc::from(attrs);
+        }
         *self.plan.write().expect("plan lock") = Arc::new(plan);
     }
 
@@ -456,8 +453,8 @@ impl Telemetry {
     /// The attributes every series of a probe carries. Their strings are shared (`Arc`)
     /// by all of its series: at 10,000 probes a copy per series is tens of MB.
     fn base(&self, plan: &Plan, probe: &str, kind: &'static str) -> Vec<KeyValue> {
-        if let Some(b) = plan.bases.get(probe) {
-            return b.to_vec();
+        if let Some(p) = plan.probes.get(probe) {
+            return p.base.to_vec();
         }
         vec![
             KeyValue::new("probe.name", probe.to_string()),
