@@ -118,6 +118,9 @@ pub fn parse(cfg: &ProbeConfig, measures: &[&'static Measure]) -> Result<Budgets
             budgets.per_run.push(threshold);
         }
     }
+    // Kept for the daemon's life, one per probe: no spare capacity.
+    budgets.per_run.shrink_to_fit();
+    budgets.percentiles.shrink_to_fit();
     Ok(budgets)
 }
 

@@ -44,6 +44,7 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
                 watch(m.key, *threshold, m.unit);
             }
         }
+        thresholds.shrink_to_fit();
         plan.probes.insert(
             p.name.clone(),
             ProbePlan {
@@ -437,7 +438,7 @@ async fn probe_loop(
         // The latest config of this probe (a reload may have swapped it) and telemetry.
         let probe = probes.read().expect("probe lock").clone();
         let telemetry = telemetry.read().expect("telemetry lock").clone();
-        telemetry.record_lateness(&probe.name, probe.kind, tick.lateness);
+        telemetry.record_lateness(tick.lateness);
         if tick.missed > 0 {
             telemetry.record_skipped(&probe.name, probe.kind, "missed", tick.missed);
             tracing::warn!(probe = %probe.name, missed = tick.missed, "host stalled: due runs missed");

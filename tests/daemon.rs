@@ -113,38 +113,16 @@ async fn daemon_keeps_probing_through_faults_and_stops_cleanly() {
         .unwrap()
             >= 4.0
     );
-    assert!(
-        sample(
-            &metrics,
-            "probe_schedule_lateness_seconds_count",
-            &["probe_name=\"refused\""]
-        )
-        .unwrap()
-            >= 4.0
-    );
     assert_eq!(
         sample(&metrics, "probe_success", &["probe_name=\"refused\""]),
         Some(0.0)
     );
     assert_eq!(sample(&metrics, "probe_success", &["probe_name=\"good\""]), Some(1.0));
     // Scheduling stays tight: every run starts within 100 ms of its due time even here
-    // (the daemon-wide histogram; per probe there is the mean).
+    // (the daemon-wide histogram).
     let on_time = sample(&metrics, "sloprobe_schedule_lateness_seconds_bucket", &["le=\"0.1\""]).unwrap();
     let all = sample(&metrics, "sloprobe_schedule_lateness_seconds_count", &[]).unwrap();
     assert!(on_time >= all - 1.0, "late runs: {on_time} of {all} on time");
-    let mean = sample(
-        &metrics,
-        "probe_schedule_lateness_seconds_sum",
-        &["probe_name=\"good\""],
-    )
-    .unwrap()
-        / sample(
-            &metrics,
-            "probe_schedule_lateness_seconds_count",
-            &["probe_name=\"good\""],
-        )
-        .unwrap();
-    assert!(mean < 0.1, "mean lateness {mean}");
 
     // SIGTERM: in-flight runs finish or time out (≤ 250 ms here), then exit 0.
     let pid = child.0.id();

@@ -30,7 +30,7 @@ async fn scrape_after_one_run(toml: &str) -> String {
         let o = p.execute().await;
         assert!(o.success(), "{}: {:?}", p.name, o.error);
         telemetry.record(&o);
-        telemetry.record_lateness(&p.name, p.kind, Duration::from_micros(300));
+        telemetry.record_lateness(Duration::from_micros(300));
     }
     let mut text = String::new();
     telemetry.prometheus_text(&mut |c| text.push_str(&c)).unwrap();

@@ -87,7 +87,6 @@ pub const RUNS: &str = "probe.runs";
 pub const THRESHOLD_RUNS: &str = "probe.threshold.runs";
 pub const FIELD_THRESHOLD: &str = "rum.threshold.page_views";
 const SUCCESS: &str = "probe.success";
-const LATENESS: &str = "probe.schedule.lateness";
 const SKIPPED: &str = "probe.runs.skipped";
 
 /// The telemetry of the running config, swapped whole when a reload resizes it.
@@ -119,10 +118,9 @@ pub struct Telemetry {
     runs: Counter<u64>,
     success: Gauge<f64>,
     thresholds: Counter<u64>,
-    /// Per probe: count and sum (mean lateness).
+    /// Daemon-wide, with buckets: lateness is the host's and the scheduler's, not a
+    /// probe's (a per-probe mean was 2 series and ~0.3 KB of SDK state a probe).
     lateness: Histogram<f64>,
-    /// Daemon-wide, with buckets: the scheduler's precision without per-probe buckets.
-    lateness_all: Histogram<f64>,
     skipped: Counter<u64>,
     reloads: Counter<u64>,
     last_reload: Gauge<f64>,
@@ -169,18 +167,16 @@ impl Telemetry {
         for c in kind_capacity.values_mut() {
             *c += *c / 4;
         }
-        // Series an instrument may hold: for each kind, its probes × the measures of that
-        // kind feeding the instrument, × 2 for attribute variants (status, error type),
-        // with 25 % headroom for reloads.
-        let mut per_kind: HashMap<&'static str, usize> = HashMap::new();
-        for p in plan.probes.values() {
-            *per_kind.entry(p.kind).or_default() += 1;
-        }
+        // Series an instrument may hold: for each kind, its probes (with the 25 % reload
+        // headroom) × the measures of that kind feeding the instrument × the attribute
+        // variants a measure can take on one probe: one without outcome labels, else 2
+        // (status, error type, connection).
         let mut feeds: HashMap<&'static str, usize> = HashMap::new();
         for (kind, measures) in &plan.catalogs {
-            let probes = per_kind.get(kind).copied().unwrap_or(0);
+            let probes = kind_capacity.get(kind).copied().unwrap_or(0);
             for m in measures {
-                *feeds.entry(m.metric).or_default() += probes * 2 + probes / 2;
+                let variants = if m.labels.is_empty() { 1 } else { 2 };
+                *feeds.entry(m.metric).or_default() += probes * variants;
             }
         }
         if plan.field_routes > 0 {
@@ -202,7 +198,6 @@ impl Telemetry {
         let threshold_capacity = (thresholds + thresholds / 4).max(1_000);
         feeds.insert(THRESHOLD_RUNS, threshold_capacity * 2); // good, bad
         feeds.insert(SUCCESS, capacity);
-        feeds.insert(LATENESS, capacity);
         feeds.insert(SKIPPED, capacity * 3); // overlap, missed, retry_after
         let exponential: HashSet<&'static str> = match plan.histograms {
             HistogramMode::Explicit => HashSet::new(),
@@ -331,13 +326,6 @@ impl Telemetry {
                 )
                 .build(),
             lateness: histogram(
-                &meter,
-                LATENESS,
-                Unit::Seconds,
-                "How late this probe's runs started after their due time (count and sum: the mean).",
-                Vec::new(),
-            ),
-            lateness_all: histogram(
                 &meter,
                 "sloprobe.schedule.lateness",
                 Unit::Seconds,
@@ -626,11 +614,9 @@ impl Telemetry {
         }
     }
 
-    pub fn record_lateness(&self, probe: &str, kind: &'static str, lateness: Duration) {
-        let plan = self.plan.read().expect("plan lock").clone();
-        self.lateness
-            .record(lateness.as_secs_f64(), &sorted(self.base(&plan, probe, kind)));
-        self.lateness_all.record(
+    /// How late a due run started (daemon-wide: the scheduler's precision).
+    pub fn record_lateness(&self, lateness: Duration) {
+        self.lateness.record(
             lateness.as_secs_f64(),
             &[KeyValue::new(
                 "probe.location",
@@ -845,18 +831,23 @@ fn random_instance_id() -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::time::{Duration, SystemTime};
+    use std::time::SystemTime;
 
     use super::{Plan, ProbePlan, Telemetry, Watch};
     use crate::outcome::{ErrorType, Outcome, ProbeError, Unit};
 
+    fn http_catalog() -> Vec<&'static crate::outcome::Measure> {
+        crate::probe::measures_of(crate::probe::kind("http").expect("http kind"))
+    }
+
     fn http_plan(probes: usize, thresholds_each: usize) -> Plan {
         let mut plan = Plan::default();
-        plan.add_kind("http", &[]);
+        plan.add_kind("http", &http_catalog());
         for i in 0..probes {
             let thresholds = (0..thresholds_each)
                 .map(|j| Watch {
-                    key: "ttfb",
+                    // Not a catalog key: the verdicts are counted, nothing else recorded.
+                    key: "budgeted",
                     value: 0.1 + j as f64 / 1000.0,
                     unit: Unit::Seconds,
                 })
@@ -881,13 +872,27 @@ mod tests {
         assert!(!t.fits(&http_plan(100, 1)), "more probes than sized for");
     }
 
-    /// The instruments every probe feeds are sized to what a probe produces there. With
-    /// every probe producing all of it (a success and two kinds of failure, each skip
-    /// reason, a good and a bad verdict), nothing lands in the overflow series.
+    /// The series tables are sized to what a probe produces. With every probe producing
+    /// all of it (a success and two kinds of failure, each skip reason, a good and a bad
+    /// verdict, and each measure of its kind in as many attribute variants as it is sized
+    /// for), nothing lands in the overflow series.
     #[test]
     fn per_probe_series_fit_their_tables() {
         let n = 2_500; // past the 2,000-series floor, so the sizing decides
         let t = Telemetry::new("l", http_plan(n, 1), None).expect("telemetry");
+        let outcome = |probe: &str, error: Option<ErrorType>, measurements, labels| Outcome {
+            probe: probe.to_string(),
+            kind: "http",
+            started_at: SystemTime::now(),
+            error: error.map(|e| ProbeError::new(e, "test")),
+            measurements,
+            samples: Vec::new(),
+            labels,
+            details: Vec::new(),
+            breaches: Vec::new(),
+            retry_after: None,
+            skipped: None,
+        };
         for i in 0..n {
             let name = format!("p{i}");
             for (error, value) in [
@@ -895,37 +900,30 @@ mod tests {
                 (Some(ErrorType::Timeout), 0.2),
                 (Some(ErrorType::HttpStatus), 0.3),
             ] {
-                t.record(&Outcome {
-                    probe: name.clone(),
-                    kind: "http",
-                    started_at: SystemTime::now(),
-                    error: error.map(|e| ProbeError::new(e, "test")),
-                    measurements: vec![("ttfb", value)],
-                    samples: Vec::new(),
-                    labels: Vec::new(),
-                    details: Vec::new(),
-                    breaches: Vec::new(),
-                    retry_after: None,
-                    skipped: None,
-                });
+                t.record(&outcome(&name, error, vec![("budgeted", value)], Vec::new()));
             }
-            t.record_lateness(&name, "http", Duration::from_millis(1));
+            for m in http_catalog() {
+                let variants = if m.labels.is_empty() { 1 } else { 2 };
+                for variant in ["a", "b"].into_iter().take(variants) {
+                    let labels = m.labels.iter().map(|l| (*l, variant.into())).collect();
+                    t.record(&outcome(&name, None, vec![(m.key, 1.0)], labels));
+                }
+            }
             for reason in ["overlap", "missed", "retry_after"] {
                 t.record_skipped(&name, "http", reason, 1);
             }
         }
         let mut text = String::new();
         t.prometheus_text(&mut |chunk| text.push_str(&chunk)).expect("encode");
-        assert!(
-            !text.contains("overflow"),
-            "a per-probe instrument overflowed its table"
-        );
+        let overflowed: Vec<&str> = text.lines().filter(|l| l.contains("overflow")).collect();
+        assert!(overflowed.is_empty(), "overflowed: {overflowed:?}");
         let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
         assert_eq!(count("probe_runs_total{"), n * 3);
         assert_eq!(count("probe_runs_skipped_total{"), n * 3);
         assert_eq!(count("probe_threshold_runs_total{"), n * 2);
         assert_eq!(count("probe_success{"), n);
-        assert_eq!(count("probe_schedule_lateness_seconds_count{"), n);
+        assert_eq!(count("probe_http_phase_duration_seconds_count{"), n * 6 * 2);
+        assert_eq!(count("probe_http_redirects{"), n);
     }
 
     /// One metric name is one instrument: kinds that share a metric must agree on its
