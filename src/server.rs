@@ -260,7 +260,7 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
                 tracing::warn!(error = %e, "collecting metrics");
             }
             sink.finish();
-            give_back_collection_memory();
+            crate::telemetry::give_back_freed_memory();
         });
     if let Err(e) = spawned {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot start encoder: {e}\n")).into_response();
@@ -337,17 +337,6 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 /// Linux keeps a nice value per thread; `PRIO_PROCESS` with 0 means the calling thread.
-/// A collection copies every series (~65 MB at 10,000 probes) and frees it; glibc keeps
-/// freed memory in its arenas, so without this the daemon's RSS stays at its scrape peak
-/// (bench/scale.py measures both).
-fn give_back_collection_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority has no memory-safety preconditions; failure is harmless.
