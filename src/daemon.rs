@@ -57,6 +57,7 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
                     .get(plan.catalogs.get(p.kind).map_or(0, Vec::len)..)
                     .unwrap_or(&[])
                     .to_vec(),
+                single_valued: p.single_valued,
                 base: Arc::from([]),
             },
         );

@@ -208,6 +208,13 @@ impl Settings for HttpSettings {
         http_config::plan(&self.url, &self.request)
     }
 
+    fn single_valued_labels(&self) -> &'static [&'static str] {
+        match self.connection {
+            Connection::Fresh => CONN, // always "fresh"
+            Connection::Reuse => &[],  // "new", then "reused"
+        }
+    }
+
     fn build(&self, cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
         let raw = self;
         let t = http_config::target(

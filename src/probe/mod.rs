@@ -144,6 +144,12 @@ pub trait Settings: std::fmt::Debug + Send + Sync {
     fn unavailable(&self, _ctx: &BuildContext) -> Option<String> {
         None
     }
+    /// Outcome labels that take one value on this probe whatever happens, such as a
+    /// fresh-connection http probe's `probe.connection`. Telemetry sizes its series
+    /// tables by them (a filled table is resident memory).
+    fn single_valued_labels(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Parses a kind's settings from what is left of its `[[probe]]` table.
@@ -210,6 +216,8 @@ pub struct BuiltProbe {
     pub unavailable: Option<String>,
     /// See [`Kind::median_gate`].
     pub median_gate: bool,
+    /// See [`Settings::single_valued_labels`].
+    pub single_valued: &'static [&'static str],
     goodput: &'static [&'static str],
     probe: Box<dyn Probe>,
     /// No run before this instant: the target answered 429 with Retry-After.
@@ -241,6 +249,7 @@ pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, Config
         measures,
         unavailable: cfg.settings.unavailable(ctx),
         median_gate: kind.median_gate,
+        single_valued: cfg.settings.single_valued_labels(),
         goodput: kind.goodput,
         probe,
         backoff_until: Mutex::new(None),
@@ -345,6 +354,7 @@ mod tests {
             measures: measures_of(&http::KIND),
             unavailable: None,
             median_gate: false,
+            single_valued: &[],
             goodput: &[],
             probe: Box::new(Panics),
             backoff_until: Mutex::new(None),

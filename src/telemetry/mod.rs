@@ -55,6 +55,9 @@ pub struct ProbePlan {
     pub thresholds: Vec<Watch>,
     /// Measures this probe adds to its kind's catalog (e.g. named websocket steps).
     pub extra: Vec<&'static Measure>,
+    /// Outcome labels that take one value on this probe whatever happens (see
+    /// `probe::Settings::single_valued_labels`): they do not multiply its series.
+    pub single_valued: &'static [&'static str],
     /// The attributes on every series of the probe, built once per plan (filled by
     /// telemetry).
     pub base: Arc<[KeyValue]>,
@@ -130,12 +133,9 @@ pub struct Telemetry {
     /// instrument's whole series table up front (tens of MB at 10,000 probes' limits).
     field: Option<Field>,
     plan: RwLock<Arc<Plan>>,
-    /// Probes the series limits were sized for, in all and per kind; past either, a
-    /// reload rebuilds telemetry.
-    capacity: usize,
-    kind_capacity: HashMap<&'static str, usize>,
-    /// Budgets and SLO thresholds watched, in all, the counters were sized for.
-    threshold_capacity: usize,
+    /// Series each instrument was sized for; a reload that needs more rebuilds
+    /// telemetry.
+    limits: HashMap<&'static str, usize>,
     mode: HistogramMode,
 }
 
@@ -166,50 +166,8 @@ impl Telemetry {
         let pull = prometheus::PullReader::new();
         let instance_id = plan.instance_id.clone().unwrap_or_else(random_instance_id);
         let resource = resource(location, &instance_id, plan.field_routes > 0);
-        // Room for a few attribute combinations (status code, error type) per probe and
-        // per measurement feeding the instrument, with headroom for reloads that add
-        // probes. The SDK reserves a map of that size per instrument, so it is not
-        // simply set high.
-        let capacity = (plan.probes.len() + plan.probes.len() / 4).max(64);
-        let mut kind_capacity: HashMap<&'static str, usize> = HashMap::new();
-        for p in plan.probes.values() {
-            *kind_capacity.entry(p.kind).or_default() += 1;
-        }
-        for c in kind_capacity.values_mut() {
-            *c += *c / 4;
-        }
-        // Series an instrument may hold: for each kind, its probes (with the 25 % reload
-        // headroom) × the measures of that kind feeding the instrument × the attribute
-        // variants a measure can take on one probe: one without outcome labels, else 2
-        // (status, error type, connection).
-        let mut feeds: HashMap<&'static str, usize> = HashMap::new();
-        for (kind, measures) in &plan.catalogs {
-            let probes = kind_capacity.get(kind).copied().unwrap_or(0);
-            for m in measures {
-                let variants = if m.labels.is_empty() { 1 } else { 2 };
-                *feeds.entry(m.metric).or_default() += probes * variants;
-            }
-        }
-        if plan.field_routes > 0 {
-            for m in crate::rum::MEASURES {
-                *feeds.entry(m.metric).or_default() += (plan.field_routes + 1) * FIELD_SERIES_PER_ROUTE;
-            }
-            // Per route and threshold, good and bad.
-            *feeds.entry(FIELD_THRESHOLD).or_default() += (plan.field_routes + 1) * 2 * 12;
-            *feeds.entry("rum.page_views").or_default() += plan.field_routes + 1;
-            for small in ["rum.beacons", "rum.vitals", "rum.coverage", "rum.routes"] {
-                feeds.insert(small, 64);
-            }
-        }
-        // The instruments every probe feeds: the series a probe can produce there. The
-        // SDK reserves each table whole up front and a filled table is resident, so
-        // they are sized to that, not generously. Daemon-wide instruments get the floor.
-        let thresholds: usize = plan.probes.values().map(|p| p.thresholds.len()).sum();
-        feeds.insert(RUNS, capacity * 3); // success, and failures by error type
-        let threshold_capacity = (thresholds + thresholds / 4).max(1_000);
-        feeds.insert(THRESHOLD_RUNS, threshold_capacity * 2); // good, bad
-        feeds.insert(SUCCESS, capacity);
-        feeds.insert(SKIPPED, capacity * 3); // overlap, missed, retry_after
+        let limits = series_limits(&plan);
+        let view_limits = limits.clone();
         let exponential: HashSet<&'static str> = match plan.histograms {
             HistogramMode::Explicit => HashSet::new(),
             HistogramMode::Exponential => plan
@@ -224,7 +182,7 @@ impl Telemetry {
             .with_reader(pull.clone())
             .with_view(move |i: &SdkInstrument| {
                 // What the probes feeding an instrument can produce; at least 2,000.
-                let limit = feeds.get(i.name()).copied().unwrap_or(0).max(2_000);
+                let limit = view_limits.get(i.name()).copied().unwrap_or(SERIES_FLOOR);
                 let mut stream = Stream::builder().with_cardinality_limit(limit);
                 if exponential.contains(i.name()) {
                     // Scale ≤ 8: Prometheus native histograms take schemas up to 8, so the
@@ -376,9 +334,7 @@ impl Telemetry {
             gauges,
             counters,
             plan: RwLock::new(Arc::new(Plan::default())),
-            capacity,
-            kind_capacity,
-            threshold_capacity,
+            limits,
             mode: plan.histograms,
         };
         telemetry.config_loaded(plan, false);
@@ -433,20 +389,11 @@ impl Telemetry {
         self.mode
     }
 
-    /// Whether a plan still fits the series limits this telemetry was built with (probes
-    /// in all, and of each kind: a kind with no probes at start got small limits; and
-    /// watched thresholds).
+    /// Whether a plan still fits the series limits this telemetry was built with.
     pub fn fits(&self, plan: &Plan) -> bool {
-        let mut per_kind: HashMap<&'static str, usize> = HashMap::new();
-        for p in plan.probes.values() {
-            *per_kind.entry(p.kind).or_default() += 1;
-        }
-        let thresholds: usize = plan.probes.values().map(|p| p.thresholds.len()).sum();
-        plan.probes.len() <= self.capacity
-            && thresholds <= self.threshold_capacity
-            && per_kind
-                .iter()
-                .all(|(k, n)| *n <= self.kind_capacity.get(k).copied().unwrap_or(0).max(2_000 / 8))
+        series_needed(plan)
+            .iter()
+            .all(|(metric, need)| *need <= self.limits.get(metric).copied().unwrap_or(SERIES_FLOOR))
     }
 
     /// The attributes every series of a probe carries. Their strings are shared (`Arc`)
@@ -682,6 +629,57 @@ fn sorted(mut attrs: Vec<KeyValue>) -> Vec<KeyValue> {
 
 /// A measure's attributes: the probe's base set, the measure's fixed ones, and the labels
 /// it names, from `labels` (the run's, or a sample's own); `error` for `error.type`.
+/// No instrument's series table is smaller: daemon-wide instruments, and kinds with few
+/// probes, get this much.
+const SERIES_FLOOR: usize = 2_000;
+
+/// The series each instrument must hold for a plan: per probe, what it can produce there.
+/// A measure takes 2 attribute variants on a probe (status, error type, connection), or
+/// 1 when it has no outcome labels or only labels that are fixed on that probe (a
+/// fresh-connection http probe's `probe.connection`).
+fn series_needed(plan: &Plan) -> HashMap<&'static str, usize> {
+    let mut need: HashMap<&'static str, usize> = HashMap::new();
+    for p in plan.probes.values() {
+        let catalog = plan.catalogs.get(p.kind).map_or(&[][..], Vec::as_slice);
+        for m in catalog.iter().chain(&p.extra) {
+            let variants = if m.labels.iter().all(|l| p.single_valued.contains(l)) {
+                1
+            } else {
+                2
+            };
+            *need.entry(m.metric).or_default() += variants;
+        }
+        *need.entry(RUNS).or_default() += 3; // success, failures by error type
+        *need.entry(SUCCESS).or_default() += 1;
+        *need.entry(SKIPPED).or_default() += 3; // overlap, missed, retry_after
+        *need.entry(THRESHOLD_RUNS).or_default() += 2 * p.thresholds.len(); // good, bad
+    }
+    need
+}
+
+/// Series limits to build instruments with: what the plan needs plus 25 % for reloads
+/// that add probes, at least [`SERIES_FLOOR`]. The SDK reserves each table whole up
+/// front and a filled table is resident, so they are sized, not simply set high.
+fn series_limits(plan: &Plan) -> HashMap<&'static str, usize> {
+    let mut limits = series_needed(plan);
+    for limit in limits.values_mut() {
+        *limit += *limit / 4;
+    }
+    if plan.field_routes > 0 {
+        let routes = plan.field_routes + 1;
+        for m in crate::rum::MEASURES {
+            *limits.entry(m.metric).or_default() += routes * FIELD_SERIES_PER_ROUTE;
+        }
+        // Per route and threshold, good and bad.
+        *limits.entry(FIELD_THRESHOLD).or_default() += routes * 2 * 12;
+        *limits.entry("rum.page_views").or_default() += routes;
+    }
+    for limit in limits.values_mut() {
+        *limit = (*limit).max(SERIES_FLOOR);
+    }
+    limits
+}
+
 fn attributes(
     base: &[KeyValue],
     m: &Measure,
@@ -880,7 +878,9 @@ mod tests {
         let t = Telemetry::new("l", http_plan(10, 1), None).expect("telemetry");
         assert!(t.fits(&http_plan(10, 100)), "1,000 thresholds is the floor");
         assert!(!t.fits(&http_plan(10, 101)));
-        assert!(!t.fits(&http_plan(100, 1)), "more probes than sized for");
+        // 6 phases × 2 connection variants a probe: the phase table's floor holds 166.
+        assert!(t.fits(&http_plan(160, 1)));
+        assert!(!t.fits(&http_plan(170, 1)), "more probes than sized for");
     }
 
     /// The series tables are sized to what a probe produces. With every probe producing
@@ -889,8 +889,19 @@ mod tests {
     /// for), nothing lands in the overflow series.
     #[test]
     fn per_probe_series_fit_their_tables() {
+        // Reuse-connection probes, then fresh ones (`probe.connection` fixed): smaller
+        // tables, and still nothing overflows.
+        series_fit(&[]);
+        series_fit(&["probe.connection"]);
+    }
+
+    fn series_fit(single_valued: &'static [&'static str]) {
         let n = 2_500; // past the 2,000-series floor, so the sizing decides
-        let t = Telemetry::new("l", http_plan(n, 1), None).expect("telemetry");
+        let mut plan = http_plan(n, 1);
+        for p in plan.probes.values_mut() {
+            p.single_valued = single_valued;
+        }
+        let t = Telemetry::new("l", plan, None).expect("telemetry");
         let outcome = |probe: &str, error: Option<ErrorType>, measurements, labels| Outcome {
             probe: probe.to_string(),
             kind: "http",
@@ -914,8 +925,8 @@ mod tests {
                 t.record(&outcome(&name, error, vec![("budgeted", value)], Vec::new()));
             }
             for m in http_catalog() {
-                let variants = if m.labels.is_empty() { 1 } else { 2 };
-                for variant in ["a", "b"].into_iter().take(variants) {
+                let fixed = m.labels.iter().all(|l| single_valued.contains(l));
+                for variant in ["a", "b"].into_iter().take(if fixed { 1 } else { 2 }) {
                     let labels = m.labels.iter().map(|l| (*l, variant.into())).collect();
                     t.record(&outcome(&name, None, vec![(m.key, 1.0)], labels));
                 }
@@ -933,7 +944,8 @@ mod tests {
         assert_eq!(count("probe_runs_skipped_total{"), n * 3);
         assert_eq!(count("probe_threshold_runs_total{"), n * 2);
         assert_eq!(count("probe_success{"), n);
-        assert_eq!(count("probe_http_phase_duration_seconds_count{"), n * 6 * 2);
+        let connections = if single_valued.is_empty() { 2 } else { 1 };
+        assert_eq!(count("probe_http_phase_duration_seconds_count{"), n * 6 * connections);
         assert_eq!(count("probe_http_redirects{"), n);
     }
 
