@@ -2,7 +2,10 @@
 budget) in one daemon against its built-in demo target. Reports the series count, the
 scrape size plain and gzipped, the encode time of a scrape, and RSS.
 
-    python3 bench/scale.py [--sizes 1000,10000] [--warmup 40]
+    python3 bench/scale.py [--sizes 1000,10000] [--warmup 40] [--otlp]
+
+--otlp adds OTLP push every 10 s to a closed loopback port (the daemon's memory is the
+same whether or not a collector answers), to measure what push costs beside /metrics.
 
 1,000 probes run every 1-10 s (about 300 runs/s, as bench/overhead.py); 10,000 run every
 30 s (about 330 runs/s). The warmup lets every probe run at least once before measuring.
@@ -19,9 +22,12 @@ import urllib.request
 from common import BIN, Proc, build, free_port, machine, memory_kb, report, wait_http
 
 
-def config(path, n, listen, demo):
+def config(path, n, listen, demo, otlp_port=None):
     with open(path, "w") as f:
         f.write(f'[server]\nlisten = "127.0.0.1:{listen}"\n[demo]\nlisten = "127.0.0.1:{demo}"\n\n')
+        if otlp_port:
+            f.write(f'[export.otlp]\nendpoint = "http://127.0.0.1:{otlp_port}/v1/metrics"\n'
+                    'protocol = "http/protobuf"\ninterval = "10s"\n\n')
         for i in range(n):
             every = 1 + i % 10 if n <= 1000 else 30
             f.write(f'[[probe]]\nname = "p{i}"\nkind = "http"\nurl = "http://127.0.0.1:{demo}/"\n'
@@ -36,15 +42,22 @@ def fetch(url, gz):
     return body, time.perf_counter() - t
 
 
-def measure(n, warmup):
+def measure(n, warmup, otlp):
     listen, demo = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = os.path.join(tmp, "sloprobe.toml")
-        config(cfg, n, listen, demo)
+        config(cfg, n, listen, demo, free_port() if otlp else None)
         with Proc([BIN, "run", "-c", cfg], env={**os.environ, "SLOPROBE_LOG": "error"}) as d:
             url = f"http://127.0.0.1:{listen}/metrics"
             wait_http(f"http://127.0.0.1:{listen}/readyz", tries=600)
-            time.sleep(warmup)
+            # RSS each second over the second half of the warm-up: the resting range
+            # (with --otlp it spans exports).
+            resting = []
+            end = time.monotonic() + warmup
+            while time.monotonic() < end:
+                time.sleep(1)
+                if end - time.monotonic() < warmup / 2:
+                    resting.append(memory_kb(d.pid)["VmRSS"] / 1024)
             times = []
             for _ in range(5):
                 body, dt = fetch(url, False)
@@ -68,6 +81,7 @@ def measure(n, warmup):
                 "gzip_scrape_ms": gz_dt * 1000,
                 "rss_mb": mem["VmRSS"] / 1024,
                 "peak_rss_mb": mem["VmHWM"] / 1024,
+                "resting_rss_mb": [min(resting), max(resting)],
             }
 
 
@@ -75,11 +89,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--warmup", type=float, default=40)
+    ap.add_argument("--otlp", action="store_true", help="also push OTLP every 10 s")
     args = ap.parse_args()
     build()
-    rows = [measure(int(n), args.warmup) for n in args.sizes.split(",")]
+    rows = [measure(int(n), args.warmup, args.otlp) for n in args.sizes.split(",")]
+    flag = " --otlp" if args.otlp else ""
     lines = [
-        f"Machine: {machine()}. `python3 bench/scale.py --sizes {args.sizes} --warmup {args.warmup:g}`.",
+        f"Machine: {machine()}. `python3 bench/scale.py --sizes {args.sizes} --warmup {args.warmup:g}{flag}`.",
         "",
         "| probes | ran | series | per probe | scrape plain | gzip | scrape time (median of 5, min) | gzip scrape | RSS | peak RSS |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -91,7 +107,11 @@ def main():
             f"{r['scrape_ms_median']:.0f} ms ({r['scrape_ms_min']:.0f} ms) | {r['gzip_scrape_ms']:.0f} ms | "
             f"{r['rss_mb']:.1f} MB | {r['peak_rss_mb']:.1f} MB |"
         )
-    report("scale", "\n".join(lines), rows)
+    lines.append("")
+    for r in rows:
+        low, high = r["resting_rss_mb"]
+        lines.append(f"{r['probes']:,} probes: RSS {low:.1f}-{high:.1f} MB over the second half of the warm-up.")
+    report("scale-otlp" if args.otlp else "scale", "\n".join(lines), rows)
 
 
 if __name__ == "__main__":
