@@ -106,7 +106,7 @@ impl Loaded {
 
 /// The config a probe loop runs next: a reload swaps it in place. (A lock, not a `watch`
 /// channel: nothing waits for the change, and a channel is ~0.4 KB a probe.)
-type CurrentProbe = Arc<std::sync::RwLock<Arc<BuiltProbe>>>;
+type CurrentProbe = Arc<RwLock<Arc<BuiltProbe>>>;
 
 /// One probe's loop: its schedule runs on while a reload swaps the probe it runs, so an
 /// unchanged probe keeps its phase and its series.
@@ -168,7 +168,7 @@ impl Loops {
                         stopping.push(old);
                     }
                     tracing::info!(probe = %p.name, kind = p.kind, schedule = %schedule, "scheduled");
-                    let current = Arc::new(std::sync::RwLock::new(p.clone()));
+                    let current = Arc::new(RwLock::new(p.clone()));
                     let (stop_tx, stop_rx) = oneshot::channel();
                     let beat = self.1.beat(&p.name);
                     let task = tokio::spawn(probe_loop(

@@ -627,8 +627,6 @@ fn sorted(mut attrs: Vec<KeyValue>) -> Vec<KeyValue> {
     attrs
 }
 
-/// A measure's attributes: the probe's base set, the measure's fixed ones, and the labels
-/// it names, from `labels` (the run's, or a sample's own); `error` for `error.type`.
 /// No instrument's series table is smaller: daemon-wide instruments, and kinds with few
 /// probes, get this much.
 const SERIES_FLOOR: usize = 2_000;
@@ -680,6 +678,8 @@ fn series_limits(plan: &Plan) -> HashMap<&'static str, usize> {
     limits
 }
 
+/// A measure's attributes: the probe's base set, the measure's fixed ones, and the labels
+/// it names, from `labels` (the run's, or a sample's own); `error` for `error.type`.
 fn attributes(
     base: &[KeyValue],
     m: &Measure,
