@@ -1,7 +1,9 @@
 //! Performance budgets: per-run thresholds judged on every outcome, and percentile
 //! thresholds (`[probe.budget.p95]`) judged over a batch of runs by `once`.
 
-use crate::config::{ConfigError, ProbeConfig, parse_duration, parse_size};
+use std::collections::BTreeMap;
+
+use crate::config::{ConfigError, Source, Spanned, parse_duration, parse_size};
 use crate::outcome::{Breach, Measure, Outcome, Unit};
 
 #[derive(Debug, Clone)]
@@ -96,25 +98,31 @@ pub fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
 }
 
 /// Reads `[probe.budget]` against the measures this probe kind produces.
-pub fn parse(cfg: &ProbeConfig, measures: &[&'static Measure]) -> Result<Budgets, ConfigError> {
+pub fn parse(
+    table: &BTreeMap<String, Spanned<toml::Value>>,
+    kind: &str,
+    source: &Source,
+    measures: &[&'static Measure],
+) -> Result<Budgets, ConfigError> {
+    let at = Context { kind, source };
     let mut budgets = Budgets::default();
-    for (key, value) in &cfg.common.budget {
+    for (key, value) in table {
         if let Some(q) = percentile_key(key) {
             let toml::Value::Table(table) = value.get_ref() else {
-                return Err(cfg.error_at(
-                    value,
-                    &format!("probe.budget.{key}"),
+                return Err(source.error_at(
+                    value.span(),
+                    Some(&format!("probe.budget.{key}")),
                     format!("`{key}` must be a table, e.g. [probe.budget.{key}] ttfb = \"400ms\""),
                 ));
             };
             for (inner_key, inner) in table {
                 let path = format!("probe.budget.{key}.{inner_key}");
-                let threshold = threshold(cfg, measures, inner_key, inner, &path, value)?;
+                let threshold = threshold(&at, measures, inner_key, inner, &path, value)?;
                 budgets.percentiles.push(PercentileThreshold { q, threshold });
             }
         } else {
             let path = format!("probe.budget.{key}");
-            let threshold = threshold(cfg, measures, key, value.get_ref(), &path, value)?;
+            let threshold = threshold(&at, measures, key, value.get_ref(), &path, value)?;
             budgets.per_run.push(threshold);
         }
     }
@@ -136,13 +144,19 @@ fn percentile_key(key: &str) -> Option<f64> {
     (0.0..=100.0).contains(&q).then_some(q)
 }
 
+/// Where a budget table was written, for its errors.
+struct Context<'a> {
+    kind: &'a str,
+    source: &'a Source,
+}
+
 fn threshold(
-    cfg: &ProbeConfig,
+    cfg: &Context<'_>,
     measures: &[&'static Measure],
     key: &str,
     value: &toml::Value,
     path: &str,
-    at: &crate::config::Spanned<toml::Value>,
+    at: &Spanned<toml::Value>,
 ) -> Result<Threshold, ConfigError> {
     let Some(measure) = measures.iter().find(|m| m.key == key && m.unit != Unit::UnixTime) else {
         let mut known: Vec<&str> = measures
@@ -151,17 +165,17 @@ fn threshold(
             .map(|m| m.key)
             .collect();
         known.dedup();
-        return Err(cfg.error_at(
-            at,
-            path,
+        return Err(cfg.source.error_at(
+            at.span(),
+            Some(path),
             format!(
                 "`{key}` is not a measurement of kind {:?}; budgets can name: {}, or p50/p90/p95/p99 tables",
-                cfg.kind.name,
+                cfg.kind,
                 known.join(", ")
             ),
         ));
     };
-    let parsed = parse_value(measure.unit, key, value).map_err(|e| cfg.error_at(at, path, e))?;
+    let parsed = parse_value(measure.unit, key, value).map_err(|e| cfg.source.error_at(at.span(), Some(path), e))?;
     Ok(Threshold {
         key: measure.key,
         unit: measure.unit,

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::SystemTime;
 
-use crate::config::Config;
+use crate::assembly::Config;
 use crate::probe::BuiltProbe;
 
 pub fn print_plan(

@@ -11,20 +11,22 @@ use anyhow::Context as _;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError};
+use crate::assembly::Config;
+use crate::config::ConfigError;
 use crate::demo;
+use crate::outcome::Watch;
 use crate::probe::{self, BuildContext, BuiltProbe};
 use crate::runlog::RunLog;
 use crate::schedule::Ticker;
 use crate::server::{self, AppState};
 use crate::slo::{self, Sli, Slo};
-use crate::telemetry::{Plan, ProbePlan, Telemetry, Watch};
+use crate::telemetry::{Plan, ProbePlan, Telemetry};
 
 /// Telemetry's plan: every kind's catalog, and per probe its labels and the thresholds to
 /// count exactly (per-run and percentile budgets, and the SLO thresholds naming it).
 pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
     let mut plan = Plan::default();
-    for kind in probe::KINDS {
+    for kind in crate::assembly::KINDS {
         plan.add_kind(kind.name, &probe::measures_of(kind));
     }
     for p in probes {
@@ -75,7 +77,7 @@ pub struct Loaded {
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let config = Config::load(path)?;
     let probes = probe::build_all(&config.probes, &BuildContext::with_browser(config.browser.clone()))?;
-    let slos = slo::resolve(&config, &probes)?;
+    let slos = slo::resolve(&config.slos, config.rum.as_ref(), &probes)?;
     Ok(Loaded { config, probes, slos })
 }
 
@@ -86,7 +88,8 @@ impl Loaded {
         plan.instance_id = Some(instance_id.to_string());
         plan.config_hash = self.config.hash.clone();
         if let Some(rum) = &self.config.rum {
-            plan.add_kind("rum", &crate::rum::MEASURES.iter().collect::<Vec<_>>());
+            plan.field_measures = crate::rum::MEASURES.iter().collect();
+            plan.add_kind("rum", &plan.field_measures.clone());
             plan.field_routes = rum.max_routes;
         }
         plan

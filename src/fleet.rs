@@ -3,6 +3,31 @@
 //! hashing on the probe name assigns to shard i. Going from n to n+1 shards moves about
 //! 1/(n+1) of the probes, all of them to the new shard.
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::config::{ConfigError, Source, Spanned};
+
+// `[fleet]`: running several daemons as one fleet.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "RawFleet")]
+pub struct FleetConfig {
+    /// Run only the probes rendezvous hashing assigns to shard "i/n" (--shard and
+    /// SLOPROBE_SHARD win over this).
+    shard: Option<Spanned<String>>,
+}
+
+impl FleetConfig {
+    /// The configured shard, checked.
+    pub fn check(&self, source: &Source) -> Result<Option<Shard>, ConfigError> {
+        self.shard
+            .as_ref()
+            .map(|s| Shard::parse(s.get_ref()).map_err(|e| source.error_at(s.span(), Some("fleet.shard"), e)))
+            .transpose()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     pub index: u32,

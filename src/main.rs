@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use sloprobe::config::DEFAULT_CONFIG;
+use sloprobe::assembly::DEFAULT_CONFIG;
 use sloprobe::once::{self, Format};
 
 #[derive(Parser)]
@@ -370,7 +370,7 @@ async fn main() -> ExitCode {
                         print!("{}", sloprobe::slo::rules::render(&l.slos, &path.display().to_string()));
                     } else {
                         // Panels for the kinds this config runs, not for every kind there is.
-                        let kinds: Vec<&sloprobe::probe::Kind> = sloprobe::probe::KINDS
+                        let kinds: Vec<&sloprobe::probe::Kind> = sloprobe::assembly::KINDS
                             .iter()
                             .filter(|k| l.probes.iter().any(|p| p.kind == k.name))
                             .collect();
@@ -433,7 +433,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Schema => {
-            let schema = sloprobe::config::schema::config_schema();
+            let schema = sloprobe::assembly::schema::config_schema();
             println!("{}", serde_json::to_string_pretty(&schema).expect("json"));
             ExitCode::SUCCESS
         }

@@ -248,7 +248,7 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
     // on and its own measures; JSON has everything.
     let hidden = keys.len().saturating_sub(MAX_COLUMNS);
     if hidden > 0 {
-        let kind = crate::probe::kind(p.kind);
+        let kind = crate::assembly::kind(p.kind);
         let catalog = kind.map_or(&[][..], |k| k.measures);
         keys.retain(|k| {
             *k == "total"

@@ -249,6 +249,15 @@ pub const fn web_vital(
     }
 }
 
+/// A threshold watched on one probe: a per-run or percentile budget, or an SLO threshold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Watch {
+    pub key: &'static str,
+    pub value: f64,
+    /// What `value` is in; a ratio's threshold is a floor.
+    pub unit: Unit,
+}
+
 /// One vital of one real page view from the RUM collector, final after dedupe: what
 /// telemetry records on the same instrument as the browser probe's vital.
 #[derive(Clone, Debug)]
@@ -263,7 +272,7 @@ pub struct FieldVital<'a> {
     /// How many of `attrs` apply (no verdict without a budget).
     pub attr_count: usize,
     /// Thresholds counted exactly per route (budget and SLO thresholds).
-    pub thresholds: &'a [crate::telemetry::Watch],
+    pub thresholds: &'a [Watch],
 }
 
 /// The longest pause a target's Retry-After can impose on a probe (docs/config.md).

@@ -114,7 +114,7 @@ fn log_ok(o: &Outcome) {
 
 /// "ttft=412.003ms tpot=21.020ms e2e=1.203s" (a websocket ping RTT from its first sample).
 fn headline(o: &Outcome) -> String {
-    let keys = crate::probe::kind(o.kind).map_or(&["total"][..], |k| k.headline);
+    let keys = crate::assembly::kind(o.kind).map_or(&["total"][..], |k| k.headline);
     keys.iter()
         .filter_map(|k| {
             let v = o.get(k).or_else(|| o.samples_of(k).next().map(|s| s.value))?;

@@ -8,6 +8,8 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use tokio::time::Instant;
 
+use crate::config::{ConfigError, ProbeCommon, Source};
+
 #[derive(Clone, Debug)]
 pub enum Schedule {
     Every {
@@ -230,6 +232,99 @@ impl Ticker {
             missed,
         }
     }
+}
+
+/// Default timeout ceiling: min(this, 0.9 × interval).
+const MAX_DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A probe's `every`/`cron`, `splay` and `timeout` keys, checked: the schedule and the
+/// run timeout (always shorter than the interval, so runs of one probe never overlap).
+pub fn from_keys(raw: &ProbeCommon, name: &str, source: &Source) -> Result<(Schedule, Duration), ConfigError> {
+    let err = |span: std::ops::Range<usize>, key: &str, msg: String| source.error_at(span, Some(key), msg);
+    let schedule = match (&raw.every, &raw.cron) {
+        (Some(_), Some(c)) => {
+            return Err(err(
+                c.span(),
+                "probe.cron",
+                "set either `every` or `cron`, not both".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(err(
+                raw.name.span(),
+                "probe.every",
+                format!("probe {name:?} has no schedule: set `every = \"30s\"` or `cron = \"*/5 * * * *\"`"),
+            ));
+        }
+        (Some(every), None) => {
+            let interval = every.get_ref().0;
+            // The upper bound keeps timeline arithmetic far from overflow.
+            if interval < Duration::from_millis(100) || interval > Duration::from_secs(366 * 86400) {
+                return Err(err(
+                    every.span(),
+                    "probe.every",
+                    "interval must be between 100ms and 366d".into(),
+                ));
+            }
+            if let Some(s) = &raw.splay
+                && s.get_ref().0 > interval
+            {
+                return Err(err(
+                    s.span(),
+                    "probe.splay",
+                    format!(
+                        "splay {} is longer than the interval {}: the start offset is always within one interval",
+                        humantime::format_duration(s.get_ref().0),
+                        humantime::format_duration(interval)
+                    ),
+                ));
+            }
+            let max_splay = raw.splay.as_ref().map_or(interval, |s| s.get_ref().0);
+            Schedule::every(interval, name, max_splay)
+        }
+        (None, Some(cron)) => {
+            let max_splay = raw.splay.as_ref().map_or(Duration::ZERO, |s| s.get_ref().0);
+            let schedule =
+                Schedule::cron(cron.get_ref(), name, max_splay).map_err(|e| err(cron.span(), "probe.cron", e))?;
+            if let Some(s) = &raw.splay
+                && s.get_ref().0 > schedule.shortest_period()
+            {
+                return Err(err(
+                    s.span(),
+                    "probe.splay",
+                    format!(
+                        "splay {} is longer than the cron period {}",
+                        humantime::format_duration(s.get_ref().0),
+                        humantime::format_duration(schedule.shortest_period())
+                    ),
+                ));
+            }
+            schedule
+        }
+    };
+    let period = schedule.shortest_period();
+    let timeout = match &raw.timeout {
+        Some(t) => {
+            let t_val = t.get_ref().0;
+            if t_val.is_zero() {
+                return Err(err(t.span(), "probe.timeout", "timeout must be above zero".into()));
+            }
+            if t_val >= period {
+                return Err(err(
+                    t.span(),
+                    "probe.timeout",
+                    format!(
+                        "timeout {} must be shorter than the interval {} (runs of one probe never overlap)",
+                        humantime::format_duration(t_val),
+                        humantime::format_duration(period)
+                    ),
+                ));
+            }
+            t_val
+        }
+        None => MAX_DEFAULT_TIMEOUT.min(period.mul_f64(0.9)),
+    };
+    Ok((schedule, timeout))
 }
 
 #[cfg(test)]

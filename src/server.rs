@@ -3,6 +3,7 @@
 //! header-read timeout and an idle timeout, so slow or silent clients cannot pin file
 //! descriptors that the probes need.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -25,7 +26,59 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::config::Dur;
 use crate::telemetry::Telemetry;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+// `[server]`: the daemon's own endpoints.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for /metrics, /healthz and /readyz (default 127.0.0.1:9464).
+    #[serde(default = "default_listen")]
+    #[schemars(with = "String")]
+    pub listen: SocketAddr,
+    /// Open connections at most (default: a quarter of the open-files limit, ≤ 1024).
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers (default 5s).
+    pub header_read_timeout: Option<Dur>,
+    /// Close a connection with no traffic for this long (default 60s).
+    pub idle_timeout: Option<Dur>,
+    /// Accept `POST /-/reload` from any address (default: loopback only).
+    #[serde(default)]
+    pub remote_reload: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_connections: None,
+            header_read_timeout: None,
+            idle_timeout: None,
+            remote_reload: false,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn limits(&self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            header_read_timeout: self.header_read_timeout.map_or(d.header_read_timeout, |t| t.0),
+            idle_timeout: self.idle_timeout.map_or(d.idle_timeout, |t| t.0),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default")
+}
 
 /// Limits on one listener. Defaults: docs/config.md, `[server]`.
 #[derive(Debug, Clone, Copy)]
@@ -260,7 +313,7 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
                 tracing::warn!(error = %e, "collecting metrics");
             }
             sink.finish();
-            crate::telemetry::give_back_freed_memory();
+            crate::telemetry::process::give_back_freed_memory();
         });
     if let Err(e) = spawned {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("cannot start encoder: {e}\n")).into_response();

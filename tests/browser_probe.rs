@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sloprobe::config::Config;
+use sloprobe::assembly::Config;
 use sloprobe::probe::browser::driver::chromium_processes;
 use sloprobe::probe::{self, BuildContext, BuiltProbe};
 

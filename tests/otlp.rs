@@ -249,7 +249,7 @@ async fn exact_names_units_buckets_and_attributes() {
         t.url("/delay/5")
     );
     let dir = write_files(&[("sloprobe.toml", &toml)]);
-    let cfg = sloprobe::config::Config::load(&dir.path().join("sloprobe.toml")).unwrap();
+    let cfg = sloprobe::assembly::Config::load(&dir.path().join("sloprobe.toml")).unwrap();
     let probes = sloprobe::probe::build_all(&cfg.probes, &sloprobe::probe::BuildContext::new()).unwrap();
     let plan = sloprobe::daemon::telemetry_plan(&probes, &[]);
     let telemetry = sloprobe::telemetry::Telemetry::new(&cfg.location, plan, cfg.otlp.as_ref()).unwrap();

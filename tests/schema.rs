@@ -11,7 +11,7 @@ fn root() -> &'static Path {
 }
 
 fn schema() -> Value {
-    sloprobe::config::schema::config_schema()
+    sloprobe::assembly::schema::config_schema()
 }
 
 fn toml_as_json(text: &str) -> Value {
@@ -129,7 +129,7 @@ fn covered(doc: &[String], key: &str) -> bool {
 #[test]
 fn docs_list_every_key_of_every_kind() {
     let mut missing = Vec::new();
-    for kind in sloprobe::probe::KINDS {
+    for kind in sloprobe::assembly::KINDS {
         let doc = doc_keys(&format!("## `kind = \"{}\"`", kind.name));
         for key in schema_keys(kind.name) {
             if !covered(&doc, &key) {

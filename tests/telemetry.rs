@@ -5,8 +5,12 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use sloprobe::outcome::{ErrorType, Outcome, ProbeError, Unit, Watch};
+use sloprobe::telemetry::{Plan, ProbePlan, Telemetry};
 
 use common::*;
 
@@ -283,4 +287,134 @@ async fn real_prometheus_scrapes_gzip_text_and_native_histograms() {
             .is_none(),
         "the native scrape should carry no classic buckets"
     );
+}
+
+fn http_catalog() -> Vec<&'static sloprobe::outcome::Measure> {
+    sloprobe::probe::measures_of(sloprobe::assembly::kind("http").expect("http kind"))
+}
+
+fn http_plan(probes: usize, thresholds_each: usize) -> Plan {
+    let mut plan = Plan::default();
+    plan.add_kind("http", &http_catalog());
+    for i in 0..probes {
+        let thresholds = (0..thresholds_each)
+            .map(|j| Watch {
+                // Not a catalog key: the verdicts are counted, nothing else recorded.
+                key: "budgeted",
+                value: 0.1 + j as f64 / 1000.0,
+                unit: Unit::Seconds,
+            })
+            .collect();
+        let p = ProbePlan {
+            kind: "http",
+            thresholds,
+            ..Default::default()
+        };
+        plan.probes.insert(format!("p{i}"), p);
+    }
+    plan
+}
+
+/// A reload that watches more thresholds than the counters were sized for rebuilds
+/// telemetry rather than overflow.
+#[test]
+fn more_thresholds_than_sized_for_do_not_fit() {
+    let t = Telemetry::new("l", http_plan(10, 1), None).expect("telemetry");
+    assert!(t.fits(&http_plan(10, 100)), "1,000 thresholds is the floor");
+    assert!(!t.fits(&http_plan(10, 101)));
+    // 6 phases × 2 connection variants a probe: the phase table's floor holds 166.
+    assert!(t.fits(&http_plan(160, 1)));
+    assert!(!t.fits(&http_plan(170, 1)), "more probes than sized for");
+}
+
+/// The series tables are sized to what a probe produces. With every probe producing
+/// all of it (a success and two kinds of failure, each skip reason, a good and a bad
+/// verdict, and each measure of its kind in as many attribute variants as it is sized
+/// for), nothing lands in the overflow series.
+#[test]
+fn per_probe_series_fit_their_tables() {
+    // Reuse-connection probes, then fresh ones (`probe.connection` fixed): smaller
+    // tables, and still nothing overflows.
+    series_fit(&[]);
+    series_fit(&["probe.connection"]);
+}
+
+fn series_fit(single_valued: &'static [&'static str]) {
+    let n = 2_500; // past the 2,000-series floor, so the sizing decides
+    let mut plan = http_plan(n, 1);
+    for p in plan.probes.values_mut() {
+        p.single_valued = single_valued;
+    }
+    let t = Telemetry::new("l", plan, None).expect("telemetry");
+    let outcome = |probe: &str, error: Option<ErrorType>, measurements, labels| Outcome {
+        probe: probe.to_string(),
+        kind: "http",
+        started_at: SystemTime::now(),
+        error: error.map(|e| ProbeError::new(e, "test")),
+        measurements,
+        samples: Vec::new(),
+        labels,
+        details: Vec::new(),
+        breaches: Vec::new(),
+        retry_after: None,
+        skipped: None,
+    };
+    for i in 0..n {
+        let name = format!("p{i}");
+        for (error, value) in [
+            (None, 0.05),
+            (Some(ErrorType::Timeout), 0.2),
+            (Some(ErrorType::HttpStatus), 0.3),
+        ] {
+            t.record(&outcome(&name, error, vec![("budgeted", value)], Vec::new()));
+        }
+        for m in http_catalog() {
+            let fixed = m.labels.iter().all(|l| single_valued.contains(l));
+            for variant in ["a", "b"].into_iter().take(if fixed { 1 } else { 2 }) {
+                let labels = m.labels.iter().map(|l| (*l, variant.into())).collect();
+                t.record(&outcome(&name, None, vec![(m.key, 1.0)], labels));
+            }
+        }
+        for reason in ["overlap", "missed", "retry_after"] {
+            t.record_skipped(&name, "http", reason, 1);
+        }
+    }
+    let mut text = String::new();
+    t.prometheus_text(&mut |chunk| text.push_str(&chunk)).expect("encode");
+    let overflowed: Vec<&str> = text.lines().filter(|l| l.contains("overflow")).collect();
+    assert!(overflowed.is_empty(), "overflowed: {overflowed:?}");
+    let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("probe_runs_total{"), n * 3);
+    assert_eq!(count("probe_runs_skipped_total{"), n * 3);
+    assert_eq!(count("probe_threshold_runs_total{"), n * 2);
+    assert_eq!(count("probe_success{"), n);
+    let connections = if single_valued.is_empty() { 2 } else { 1 };
+    assert_eq!(count("probe_http_phase_duration_seconds_count{"), n * 6 * connections);
+    assert_eq!(count("probe_http_redirects{"), n);
+}
+
+/// One metric name is one instrument: kinds that share a metric must agree on its
+/// unit and instrument, or the first kind registered would silently decide for both.
+#[test]
+fn shared_metric_names_agree_across_kinds() {
+    let mut seen: HashMap<&str, (sloprobe::outcome::Unit, sloprobe::outcome::Instrument, &str)> = HashMap::new();
+    let kinds = sloprobe::assembly::KINDS
+        .iter()
+        .map(|k| (k.name, sloprobe::probe::measures_of(k)))
+        .chain([("rum", sloprobe::rum::MEASURES.iter().collect::<Vec<_>>())]);
+    for (kind, measures) in kinds {
+        for m in measures {
+            if let Some((unit, instrument, first)) = seen.get(m.metric) {
+                assert_eq!(
+                    (*unit, *instrument),
+                    (m.unit, m.instrument),
+                    "{} differs between kinds {first} and {}",
+                    m.metric,
+                    kind
+                );
+            } else {
+                seen.insert(m.metric, (m.unit, m.instrument, kind));
+            }
+        }
+    }
 }

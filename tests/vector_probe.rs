@@ -127,7 +127,7 @@ async fn recall_matches_a_brute_force_computation_and_rises_with_ef_search() {
             "query_vectors = \"file:queries.json\"\nrecall_every = 1\nsettings = {{ \"hnsw.ef_search\" = \"{ef}\" }}"
         ));
         let dir = write_files(&[("sloprobe.toml", &toml), ("queries.json", &vectors)]);
-        let cfg = sloprobe::config::Config::load(&dir.path().join("sloprobe.toml")).unwrap();
+        let cfg = sloprobe::assembly::Config::load(&dir.path().join("sloprobe.toml")).unwrap();
         let probes = sloprobe::probe::build_all(&cfg.probes, &sloprobe::probe::BuildContext::new()).unwrap();
         let mut sum = 0.0;
         for q in &qs {
@@ -238,7 +238,7 @@ async fn run(toml: &str, files: &[(&str, &str)]) -> sloprobe::outcome::Outcome {
     let mut all = vec![("sloprobe.toml", toml)];
     all.extend_from_slice(files);
     let dir = write_files(&all);
-    let cfg = sloprobe::config::Config::load(&dir.path().join("sloprobe.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = sloprobe::assembly::Config::load(&dir.path().join("sloprobe.toml")).unwrap_or_else(|e| panic!("{e}"));
     let probes = sloprobe::probe::build_all(&cfg.probes, &sloprobe::probe::BuildContext::new()).unwrap();
     probes[0].execute().await
 }

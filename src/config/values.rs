@@ -279,6 +279,29 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The JSON Schema of a budget or SLO threshold: a duration, a size, a number, or (for
+/// `pNN` keys) a table of them.
+pub struct ThresholdSchema;
+
+impl JsonSchema for ThresholdSchema {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Threshold".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "string" },
+                { "type": "number" },
+                { "type": "object", "additionalProperties": { "type": ["string", "number"] } }
+            ],
+            "description": "A threshold in the measurement's unit: \"500ms\", \"180KB\", 0.1; a `p95` key takes a table of them."
+        })
+    }
+}
+
 /// Short human form of a duration for tables and plans: `1.234ms`, `2.5s`.
 pub fn fmt_seconds(s: f64) -> String {
     if s < 1.0 {

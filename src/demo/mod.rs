@@ -14,6 +14,18 @@ use std::net::SocketAddr;
 pub use browser::gzipped_asset;
 
 use axum::Router;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The built-in demo target (see `demo/`): lets a fresh install show real numbers
+/// with no outside service.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Address the demo target listens on, e.g. "127.0.0.1:9465".
+    #[schemars(with = "String")]
+    pub listen: SocketAddr,
+}
 
 /// Every kind's routes on one router.
 pub fn router() -> Router {

@@ -16,8 +16,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::http_config::{self, HttpVersion, Request, TargetKeys, Tls};
-use super::{BoxFuture, BuildContext, Kind, Probe, Settings};
-use crate::config::{ConfigError, ProbeConfig, Size, Spanned};
+use super::kind::{BoxFuture, BuildContext, Kind, Probe, ProbeConfig, Settings};
+use crate::config::{ConfigError, Size, Spanned};
 use crate::net::Resolver;
 use crate::net::http::{self as nethttp, BodySpec, HttpConn, Version};
 use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit};
@@ -25,7 +25,7 @@ use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit}
 pub const KIND: Kind = Kind {
     name: "http",
     measures: MEASURES,
-    settings: super::settings_of::<HttpSettings>,
+    settings: super::kind::settings_of::<HttpSettings>,
     schema: <HttpSettings as JsonSchema>::json_schema,
     goodput: &[],
     headline: &["ttfb", "total"],

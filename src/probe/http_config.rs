@@ -10,8 +10,8 @@ use http::header::{self, HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::BuildContext;
-use crate::config::{ConfigError, ProbeConfig, Secret, SecretText, Size, Spanned};
+use super::kind::{BuildContext, ProbeConfig};
+use crate::config::{ConfigError, Secret, SecretText, Size, Spanned};
 use crate::net::http::Version;
 
 /// `[probe.request]`.

@@ -1,6 +1,6 @@
-//! Probe kinds behind one small interface. Each kind is one file (or folder) that owns its
-//! config keys (a serde [`Settings`] type), its measurement catalog and its run; the
-//! registry below is the only list of kinds. Runs are driven here, so timeouts and
+//! Probe kinds behind one small interface (`kind.rs`). Each kind is one file (or folder)
+//! that owns its config keys (a serde [`Settings`] type), its measurement catalog and its
+//! run; the registry of kinds is `assembly::KINDS`. Runs are driven here, so timeouts and
 //! budgets work the same for every kind.
 
 /// A connection phase of an HTTP-speaking probe, all feeding one bucketless histogram
@@ -24,178 +24,23 @@ pub mod assistant;
 pub mod browser;
 pub mod http;
 pub mod http_config;
+pub mod kind;
 pub mod vector;
 pub mod websocket;
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt as _;
 
 use crate::budget::{self, Budgets};
-use crate::config::{ConfigError, ProbeConfig};
-use crate::net::{self, Resolver};
+use crate::config::ConfigError;
+use crate::net;
 use crate::outcome::{COMMON_MEASURES, ErrorType, Measure, Outcome, ProbeError, Recorder};
 use crate::schedule::Schedule;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The one probe signature: run once, writing measurements into `rec` as phases complete.
-/// The runner may drop the future at the timeout; whatever `rec` holds by then is kept.
-pub trait Probe: Send + Sync {
-    fn run<'a>(&'a self, rec: &'a mut Recorder) -> BoxFuture<'a, Result<(), ProbeError>>;
-}
-
-type TlsKey = (Option<PathBuf>, bool, Vec<Vec<u8>>);
-
-/// Shared, long-lived things a probe may need.
-#[derive(Clone)]
-pub struct BuildContext {
-    pub resolver: Resolver,
-    /// `[browser]`: one chromedriver and one slot pool for the browser probes built
-    /// together, started at their first run.
-    browser_settings: browser::driver::HostSettings,
-    browsers: Arc<std::sync::OnceLock<Arc<browser::driver::Browsers>>>,
-    /// TLS client configs shared by probes with the same settings: a root store is
-    /// ~150 KB, which 1,000 probes should not each hold a copy of.
-    tls: Arc<Mutex<HashMap<TlsKey, Arc<rustls::ClientConfig>>>>,
-}
-
-impl BuildContext {
-    pub fn new() -> Self {
-        BuildContext {
-            resolver: net::dns::system_resolver(),
-            browser_settings: browser::driver::HostSettings::default(),
-            browsers: Arc::default(),
-            tls: Arc::default(),
-        }
-    }
-
-    /// With the daemon file's `[browser]` settings.
-    pub fn with_browser(settings: browser::driver::HostSettings) -> Self {
-        BuildContext {
-            browser_settings: settings,
-            ..BuildContext::new()
-        }
-    }
-
-    pub fn browsers(&self) -> Arc<browser::driver::Browsers> {
-        self.browsers
-            .get_or_init(|| Arc::new(browser::driver::Browsers::new(self.browser_settings.clone())))
-            .clone()
-    }
-
-    pub fn tls_config(
-        &self,
-        ca_file: Option<&Path>,
-        insecure_skip_verify: bool,
-        alpn: &[&[u8]],
-    ) -> Result<Arc<rustls::ClientConfig>, String> {
-        let key = (
-            ca_file.map(Path::to_path_buf),
-            insecure_skip_verify,
-            alpn.iter().map(|a| a.to_vec()).collect(),
-        );
-        let mut cache = self.tls.lock().expect("tls cache lock");
-        if let Some(c) = cache.get(&key) {
-            return Ok(c.clone());
-        }
-        let config = net::tls::client_config(ca_file, insecure_skip_verify, alpn)?;
-        cache.insert(key, config.clone());
-        Ok(config)
-    }
-}
-
-impl Default for BuildContext {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// A kind's own config keys, parsed from the `[[probe]]` table (less the shared keys) by
-/// serde with `deny_unknown_fields`; the type is the one source of the kind's keys, for
-/// parsing, for the JSON Schema and for the docs' key tables.
-pub trait Settings: std::fmt::Debug + Send + Sync {
-    /// Checks what serde cannot (secrets, files, value ranges) and builds the probe.
-    fn build(&self, cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError>;
-    /// Lines for `check`'s plan: the target (URL redacted), secrets as references only.
-    fn plan(&self) -> Vec<String>;
-    /// Measurements this probe adds to its kind's catalog (named by its config, such as a
-    /// websocket step's `measure`).
-    fn measures(&self) -> Vec<&'static Measure> {
-        Vec::new()
-    }
-    /// Budgets the kind reads from elsewhere (a Lighthouse budget.json); keys in
-    /// `[probe.budget]` win over these.
-    fn budgets(
-        &self,
-        _cfg: &ProbeConfig,
-        _measures: &[&'static Measure],
-    ) -> Result<Vec<budget::Threshold>, ConfigError> {
-        Ok(Vec::new())
-    }
-    /// Why this probe cannot run on this host (its browser is not installed), if so: the
-    /// daemon then leaves it unscheduled with a log line; `once` runs it and fails.
-    fn unavailable(&self, _ctx: &BuildContext) -> Option<String> {
-        None
-    }
-    /// Outcome labels that take one value on this probe whatever happens, such as a
-    /// fresh-connection http probe's `probe.connection`. Telemetry sizes its series
-    /// tables by them (a filled table is resident memory).
-    fn single_valued_labels(&self) -> &'static [&'static str] {
-        &[]
-    }
-}
-
-/// Parses a kind's settings from what is left of its `[[probe]]` table.
-pub type SettingsFn = fn(toml::de::ValueDeserializer<'_>) -> Result<Box<dyn Settings>, toml::de::Error>;
-
-/// `Kind::settings` for a settings type.
-pub fn settings_of<T: Settings + serde::de::DeserializeOwned + 'static>(
-    d: toml::de::ValueDeserializer<'_>,
-) -> Result<Box<dyn Settings>, toml::de::Error> {
-    Ok(Box::new(T::deserialize(d)?))
-}
-
-/// A registered probe kind.
-pub struct Kind {
-    pub name: &'static str,
-    pub measures: &'static [Measure],
-    pub settings: SettingsFn,
-    /// The settings type's JSON Schema (`<T as JsonSchema>::json_schema`).
-    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
-    /// Budgets that together define a "good" run; when set, every run records
-    /// `goodput` = 1 if it succeeded within all of them, else 0.
-    pub goodput: &'static [&'static str],
-    /// The measurements a one-line run summary shows (the kind's headline first).
-    pub headline: &'static [&'static str],
-    /// `once --runs N` judges per-run budgets on the median of the N runs (as Lighthouse
-    /// CI does), not on every run: for noisy page loads.
-    pub median_gate: bool,
-}
-
-impl std::fmt::Debug for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Kind({})", self.name)
-    }
-}
-
-pub const KINDS: &[Kind] = &[
-    http::KIND,
-    assistant::KIND,
-    websocket::KIND,
-    browser::KIND,
-    vector::KIND,
-];
-
-pub fn kind(name: &str) -> Option<&'static Kind> {
-    KINDS.iter().find(|k| k.name == name)
-}
+pub use kind::{BoxFuture, BuildContext, Kind, Probe, ProbeConfig, Settings};
 
 /// Every measure a kind can produce, including the ones all kinds share.
 pub fn measures_of(kind: &Kind) -> Vec<&'static Measure> {
@@ -232,7 +77,7 @@ pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, Config
             measures.push(m);
         }
     }
-    let mut budgets = budget::parse(cfg, &measures)?;
+    let mut budgets = budget::parse(&cfg.common.budget, kind.name, &cfg.source, &measures)?;
     for t in cfg.settings.budgets(cfg, &measures)? {
         if !budgets.per_run.iter().any(|have| have.key == t.key) {
             budgets.per_run.push(t);

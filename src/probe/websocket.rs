@@ -21,15 +21,15 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
 use super::http_config::{self, HttpVersion, Request, TargetKeys, Tls};
-use super::{BoxFuture, BuildContext, Kind, Probe, Settings};
-use crate::config::{ConfigError, Dur, ProbeConfig, Size, Spanned};
+use super::kind::{BoxFuture, BuildContext, Kind, Probe, ProbeConfig, Settings};
+use crate::config::{ConfigError, Dur, Size, Spanned};
 use crate::net::{self, Endpoint, Resolver, Stream, TimedIo};
 use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit};
 
 pub const KIND: Kind = Kind {
     name: "websocket",
     measures: MEASURES,
-    settings: super::settings_of::<WebsocketSettings>,
+    settings: super::kind::settings_of::<WebsocketSettings>,
     schema: <WebsocketSettings as JsonSchema>::json_schema,
     goodput: &[],
     headline: &["open", "message_rtt", "ping_rtt"],

@@ -25,8 +25,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, Dur, Secret, SecretText, Size, Source, Spanned};
+use crate::outcome::Watch;
 use crate::outcome::{FieldVital, Measure, Unit};
-use crate::telemetry::{SharedTelemetry, Watch};
+use crate::telemetry::SharedTelemetry;
 use beacon::{Reject, Vital};
 use store::{Final, Flushed, Store};
 
@@ -62,7 +63,7 @@ pub struct RumConfig {
     pub route: Vec<RumRoute>,
     /// Per-vital budgets, as probe budgets: lcp = "2.5s", inp = "200ms", cls = 0.1.
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, crate::config::schema::Threshold>")]
+    #[schemars(with = "BTreeMap<String, crate::config::ThresholdSchema>")]
     pub budget: BTreeMap<String, Spanned<toml::Value>>,
     /// Metrics one beacon may carry (default 64).
     pub max_batch: Option<Spanned<usize>>,

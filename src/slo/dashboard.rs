@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::{Sli, Slo, num, prom_duration};
-use crate::telemetry::{otel_unit, prometheus::metric_name};
+use crate::telemetry::{names::metric_name, otel_unit};
 
 const DS: &str = "${datasource}";
 const LOC: &str = "probe_location=~\"$location\"";

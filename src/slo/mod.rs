@@ -4,6 +4,7 @@
 //! exact threshold counters (`probe.threshold.runs`), so any threshold is exact. Design
 //! notes: docs/slo.md.
 
+mod config;
 pub mod dashboard;
 pub mod rules;
 
@@ -11,9 +12,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::budget;
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigError, Source, Spanned, valid_label_name};
+use crate::rum::RumSettings;
+
 use crate::outcome::{ErrorType, Unit};
 use crate::probe::BuiltProbe;
+pub use config::{RawSlo, SloSeverity};
 
 #[derive(Debug, Clone)]
 pub struct Slo {
@@ -63,15 +67,6 @@ impl Sli {
 /// The longest alert window: an SLO period must be at least this long.
 pub const LONGEST_ALERT_WINDOW: Duration = Duration::from_secs(3 * 86400);
 
-/// A Prometheus label name we accept in config: `[a-zA-Z_][a-zA-Z0-9_]*`, not reserved.
-pub fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with("__")
-        && name.len() <= 64
-}
-
 impl Slo {
     /// The allowed error ratio, 1 − objective.
     pub fn budget(&self) -> f64 {
@@ -79,11 +74,16 @@ impl Slo {
     }
 }
 
-/// Checks every `[[slo]]` against the built probes.
-pub fn resolve(config: &Config, probes: &[BuiltProbe]) -> Result<Vec<Slo>, ConfigError> {
+/// Checks every `[[slo]]` (with the file it was written in) against the built probes and
+/// the RUM collector's settings.
+pub fn resolve(
+    slos: &[(RawSlo, std::sync::Arc<Source>)],
+    rum: Option<&RumSettings>,
+    probes: &[BuiltProbe],
+) -> Result<Vec<Slo>, ConfigError> {
     let mut names = HashSet::new();
     let mut out = Vec::new();
-    for (raw, src) in &config.slos {
+    for (raw, src) in slos {
         let err = |span: std::ops::Range<usize>, key: &str, msg: String| src.error_at(span, Some(key), msg);
         let name = raw.name.get_ref().clone();
         if name.is_empty()
@@ -132,7 +132,7 @@ pub fn resolve(config: &Config, probes: &[BuiltProbe]) -> Result<Vec<Slo>, Confi
                 ));
             }
             (None, Some(routes)) => {
-                let (routes, sli) = field_sli(config, raw, routes, &err)?;
+                let (routes, sli) = field_sli(rum, raw, routes, &err)?;
                 (Vec::new(), routes, sli, Vec::new())
             }
             (Some(listed), None) => {
@@ -225,8 +225,8 @@ type ErrAt<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError + '
 
 /// A probe SLO's members, SLI and excluded error types.
 fn probe_sli<'p>(
-    raw: &crate::config::RawSlo,
-    listed: &crate::config::Spanned<Vec<String>>,
+    raw: &RawSlo,
+    listed: &Spanned<Vec<String>>,
     probes: &'p [BuiltProbe],
     err: &ErrAt<'_>,
 ) -> Result<(Vec<&'p BuiltProbe>, Sli, Vec<String>), ConfigError> {
@@ -333,12 +333,12 @@ fn probe_sli<'p>(
 /// A field SLO's routes and SLI: a vital of real page views, against a threshold or the
 /// `[rum.budget]` of that vital.
 fn field_sli(
-    config: &Config,
-    raw: &crate::config::RawSlo,
-    routes: &crate::config::Spanned<Vec<String>>,
+    rum: Option<&RumSettings>,
+    raw: &RawSlo,
+    routes: &Spanned<Vec<String>>,
     err: &ErrAt<'_>,
 ) -> Result<(Vec<String>, Sli), ConfigError> {
-    let Some(rum) = &config.rum else {
+    let Some(rum) = rum else {
         return Err(err(
             routes.span(),
             "slo.routes",
@@ -408,7 +408,7 @@ fn field_sli(
 /// written 0.001, not 0.0010000000000000009.
 pub fn num(v: f64) -> String {
     if !v.is_finite() {
-        return crate::telemetry::prometheus::float_text(v);
+        return crate::telemetry::names::float_text(v);
     }
     let s = format!("{v:.12}");
     let s = s.trim_end_matches('0').trim_end_matches('.');

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{Sli, Slo, num, prom_duration};
-use crate::telemetry::prometheus::float_text;
+use crate::telemetry::names::float_text;
 
 /// Windows the alerts read, shortest first.
 pub const WINDOWS: &[&str] = &["5m", "30m", "1h", "2h", "6h", "1d", "3d"];

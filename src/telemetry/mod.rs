@@ -7,10 +7,13 @@
 //! (`probe.threshold.runs{measurement, threshold, verdict}`) on that probe alone.
 
 pub mod buckets;
+pub mod config;
+pub mod names;
 pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod protobuf;
+pub mod pull;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -21,30 +24,11 @@ use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{Aggregation, Instrument as SdkInstrument, SdkMeterProvider, Stream};
 
-use crate::outcome::{AttrValue, ERROR_TYPE_LABEL, Instrument, Measure, Outcome, Unit};
+pub use config::{HistogramMode, MetricsConfig, OtlpProtocol, OtlpSettings};
+
+use crate::outcome::{AttrValue, ERROR_TYPE_LABEL, Instrument, Measure, Outcome, Unit, Watch};
 
 pub const SERVICE_NAME: &str = "sloprobe";
-
-/// How `Instrument::Histogram` measures are aggregated (`[metrics] histograms`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum HistogramMode {
-    /// Fixed bucket edges per unit (docs/metrics.md).
-    #[default]
-    Explicit,
-    /// OTel base-2 exponential histograms; Prometheus native histograms over the protobuf
-    /// exposition (the text exposition carries their count and sum).
-    Exponential,
-}
-
-/// A threshold watched on one probe: a per-run or percentile budget, or an SLO threshold.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Watch {
-    pub key: &'static str,
-    pub value: f64,
-    /// What `value` is in; a ratio's threshold is a floor.
-    pub unit: Unit,
-}
 
 /// What telemetry knows of one probe.
 #[derive(Clone, Debug, Default)]
@@ -77,6 +61,8 @@ pub struct Plan {
     /// `[rum] max_routes` when the RUM collector is on, else 0: it sizes the field
     /// series, and field data means the resource is no longer all synthetic.
     pub field_routes: usize,
+    /// The RUM collector's measures (its catalog) when it is on.
+    pub field_measures: Vec<&'static Measure>,
 }
 
 impl Plan {
@@ -112,7 +98,7 @@ struct Field {
 
 pub struct Telemetry {
     provider: SdkMeterProvider,
-    pull: prometheus::PullReader,
+    pull: pull::PullReader,
     location: String,
     catalogs: HashMap<&'static str, Vec<&'static Measure>>,
     histograms: HashMap<&'static str, Histogram<f64>>,
@@ -139,17 +125,6 @@ pub struct Telemetry {
     mode: HistogramMode,
 }
 
-/// A collection copies every series (~60 MB at 10,000 probes) and frees it; glibc keeps
-/// freed memory in its arenas, so without this RSS stays at the collection's peak
-/// (bench/scale.py). Called after each scrape and each OTLP export.
-pub fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 pub fn otel_unit(unit: Unit) -> &'static str {
     match unit {
         Unit::Seconds | Unit::UnixTime => "s",
@@ -162,8 +137,8 @@ pub fn otel_unit(unit: Unit) -> &'static str {
 }
 
 impl Telemetry {
-    pub fn new(location: &str, plan: Plan, otlp: Option<&crate::config::OtlpSettings>) -> anyhow::Result<Telemetry> {
-        let pull = prometheus::PullReader::new();
+    pub fn new(location: &str, plan: Plan, otlp: Option<&OtlpSettings>) -> anyhow::Result<Telemetry> {
+        let pull = pull::PullReader::new();
         let instance_id = plan.instance_id.clone().unwrap_or_else(random_instance_id);
         let resource = resource(location, &instance_id, plan.field_routes > 0);
         let limits = series_limits(&plan);
@@ -428,7 +403,7 @@ impl Telemetry {
                 if let Some(v) = o.get(w.key) {
                     let mut attrs = base.clone();
                     attrs.push(KeyValue::new("measurement", w.key));
-                    attrs.push(KeyValue::new("threshold", prometheus::float_text(w.value)));
+                    attrs.push(KeyValue::new("threshold", names::float_text(w.value)));
                     attrs.push(KeyValue::new(
                         "verdict",
                         if w.unit.within(v, w.value) { "good" } else { "bad" },
@@ -506,7 +481,7 @@ impl Telemetry {
                 route.clone(),
                 KeyValue::new("measurement", w.key),
                 loc.clone(),
-                KeyValue::new("threshold", prometheus::float_text(w.value)),
+                KeyValue::new("threshold", names::float_text(w.value)),
                 KeyValue::new("verdict", if w.unit.within(v.value, w.value) { "good" } else { "bad" }),
             ];
             if let Some(f) = &self.field {
@@ -665,7 +640,7 @@ fn series_limits(plan: &Plan) -> HashMap<&'static str, usize> {
     }
     if plan.field_routes > 0 {
         let routes = plan.field_routes + 1;
-        for m in crate::rum::MEASURES {
+        for m in &plan.field_measures {
             *limits.entry(m.metric).or_default() += routes * FIELD_SERIES_PER_ROUTE;
         }
         // Per route and threshold, good and bad.
@@ -839,142 +814,6 @@ fn random_instance_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::time::SystemTime;
-
-    use super::{Plan, ProbePlan, Telemetry, Watch};
-    use crate::outcome::{ErrorType, Outcome, ProbeError, Unit};
-
-    fn http_catalog() -> Vec<&'static crate::outcome::Measure> {
-        crate::probe::measures_of(crate::probe::kind("http").expect("http kind"))
-    }
-
-    fn http_plan(probes: usize, thresholds_each: usize) -> Plan {
-        let mut plan = Plan::default();
-        plan.add_kind("http", &http_catalog());
-        for i in 0..probes {
-            let thresholds = (0..thresholds_each)
-                .map(|j| Watch {
-                    // Not a catalog key: the verdicts are counted, nothing else recorded.
-                    key: "budgeted",
-                    value: 0.1 + j as f64 / 1000.0,
-                    unit: Unit::Seconds,
-                })
-                .collect();
-            let p = ProbePlan {
-                kind: "http",
-                thresholds,
-                ..Default::default()
-            };
-            plan.probes.insert(format!("p{i}"), p);
-        }
-        plan
-    }
-
-    /// A reload that watches more thresholds than the counters were sized for rebuilds
-    /// telemetry rather than overflow.
-    #[test]
-    fn more_thresholds_than_sized_for_do_not_fit() {
-        let t = Telemetry::new("l", http_plan(10, 1), None).expect("telemetry");
-        assert!(t.fits(&http_plan(10, 100)), "1,000 thresholds is the floor");
-        assert!(!t.fits(&http_plan(10, 101)));
-        // 6 phases × 2 connection variants a probe: the phase table's floor holds 166.
-        assert!(t.fits(&http_plan(160, 1)));
-        assert!(!t.fits(&http_plan(170, 1)), "more probes than sized for");
-    }
-
-    /// The series tables are sized to what a probe produces. With every probe producing
-    /// all of it (a success and two kinds of failure, each skip reason, a good and a bad
-    /// verdict, and each measure of its kind in as many attribute variants as it is sized
-    /// for), nothing lands in the overflow series.
-    #[test]
-    fn per_probe_series_fit_their_tables() {
-        // Reuse-connection probes, then fresh ones (`probe.connection` fixed): smaller
-        // tables, and still nothing overflows.
-        series_fit(&[]);
-        series_fit(&["probe.connection"]);
-    }
-
-    fn series_fit(single_valued: &'static [&'static str]) {
-        let n = 2_500; // past the 2,000-series floor, so the sizing decides
-        let mut plan = http_plan(n, 1);
-        for p in plan.probes.values_mut() {
-            p.single_valued = single_valued;
-        }
-        let t = Telemetry::new("l", plan, None).expect("telemetry");
-        let outcome = |probe: &str, error: Option<ErrorType>, measurements, labels| Outcome {
-            probe: probe.to_string(),
-            kind: "http",
-            started_at: SystemTime::now(),
-            error: error.map(|e| ProbeError::new(e, "test")),
-            measurements,
-            samples: Vec::new(),
-            labels,
-            details: Vec::new(),
-            breaches: Vec::new(),
-            retry_after: None,
-            skipped: None,
-        };
-        for i in 0..n {
-            let name = format!("p{i}");
-            for (error, value) in [
-                (None, 0.05),
-                (Some(ErrorType::Timeout), 0.2),
-                (Some(ErrorType::HttpStatus), 0.3),
-            ] {
-                t.record(&outcome(&name, error, vec![("budgeted", value)], Vec::new()));
-            }
-            for m in http_catalog() {
-                let fixed = m.labels.iter().all(|l| single_valued.contains(l));
-                for variant in ["a", "b"].into_iter().take(if fixed { 1 } else { 2 }) {
-                    let labels = m.labels.iter().map(|l| (*l, variant.into())).collect();
-                    t.record(&outcome(&name, None, vec![(m.key, 1.0)], labels));
-                }
-            }
-            for reason in ["overlap", "missed", "retry_after"] {
-                t.record_skipped(&name, "http", reason, 1);
-            }
-        }
-        let mut text = String::new();
-        t.prometheus_text(&mut |chunk| text.push_str(&chunk)).expect("encode");
-        let overflowed: Vec<&str> = text.lines().filter(|l| l.contains("overflow")).collect();
-        assert!(overflowed.is_empty(), "overflowed: {overflowed:?}");
-        let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
-        assert_eq!(count("probe_runs_total{"), n * 3);
-        assert_eq!(count("probe_runs_skipped_total{"), n * 3);
-        assert_eq!(count("probe_threshold_runs_total{"), n * 2);
-        assert_eq!(count("probe_success{"), n);
-        let connections = if single_valued.is_empty() { 2 } else { 1 };
-        assert_eq!(count("probe_http_phase_duration_seconds_count{"), n * 6 * connections);
-        assert_eq!(count("probe_http_redirects{"), n);
-    }
-
-    /// One metric name is one instrument: kinds that share a metric must agree on its
-    /// unit and instrument, or the first kind registered would silently decide for both.
-    #[test]
-    fn shared_metric_names_agree_across_kinds() {
-        let mut seen: HashMap<&str, (crate::outcome::Unit, crate::outcome::Instrument, &str)> = HashMap::new();
-        let kinds = crate::probe::KINDS
-            .iter()
-            .map(|k| (k.name, crate::probe::measures_of(k)))
-            .chain([("rum", crate::rum::MEASURES.iter().collect::<Vec<_>>())]);
-        for (kind, measures) in kinds {
-            for m in measures {
-                if let Some((unit, instrument, first)) = seen.get(m.metric) {
-                    assert_eq!(
-                        (*unit, *instrument),
-                        (m.unit, m.instrument),
-                        "{} differs between kinds {first} and {}",
-                        m.metric,
-                        kind
-                    );
-                } else {
-                    seen.insert(m.metric, (m.unit, m.instrument, kind));
-                }
-            }
-        }
-    }
-
     #[test]
     fn instance_id_is_stable_and_a_uuid() {
         let a = super::stable_instance_id(std::path::Path::new("/etc/sloprobe/sloprobe.toml"), "127.0.0.1:9464");

@@ -14,7 +14,7 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
 
-use crate::config::{OtlpProtocol, OtlpSettings};
+use super::config::{OtlpProtocol, OtlpSettings};
 
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -117,7 +117,7 @@ impl PushMetricExporter for Guarded {
         let started = Instant::now();
         let result = self.inner.export(metrics).await;
         // The request encoding (~100 MB at 10,000 probes) is freed by now.
-        super::give_back_freed_memory();
+        super::process::give_back_freed_memory();
         EXPORT_MICROS.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         match &result {
             Ok(()) => EXPORTS_OK.fetch_add(1, Ordering::Relaxed),

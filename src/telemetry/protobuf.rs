@@ -8,7 +8,7 @@ use opentelemetry_sdk::metrics::data::{
 };
 use prost::Message;
 
-use super::prometheus::{Num, label_name, metric_name, scope_labels};
+use super::names::{Num, is_live, is_mean, label_name, metric_name, scope_labels};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct LabelPair {
@@ -197,7 +197,7 @@ fn labels<'a>(
     live: &dyn Fn(&str) -> bool,
 ) -> Option<Vec<LabelPair>> {
     let attrs: Vec<&opentelemetry::KeyValue> = attrs.collect();
-    if !super::prometheus::is_live(&attrs, live) {
+    if !is_live(&attrs, live) {
         return None;
     }
     let mut out: Vec<LabelPair> = attrs
@@ -220,7 +220,7 @@ fn family<T: Num>(
     let (r#type, counter) = match data {
         MetricData::Sum(s) if s.is_monotonic() => (COUNTER, true),
         MetricData::Sum(_) | MetricData::Gauge(_) => (GAUGE, false),
-        MetricData::Histogram(h) if super::prometheus::is_mean(h) => (SUMMARY, false),
+        MetricData::Histogram(h) if is_mean(h) => (SUMMARY, false),
         MetricData::Histogram(_) | MetricData::ExponentialHistogram(_) => (HISTOGRAM, false),
     };
     let mut metrics = Vec::new();
@@ -260,7 +260,7 @@ fn family<T: Num>(
                 });
             }
         }
-        MetricData::Histogram(h) if super::prometheus::is_mean(h) => {
+        MetricData::Histogram(h) if is_mean(h) => {
             for p in h.data_points() {
                 let Some(label) = labels(p.attributes(), scope, live) else {
                     continue;

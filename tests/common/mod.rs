@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use sloprobe::config::Config;
+use sloprobe::assembly::Config;
 use sloprobe::outcome::Outcome;
 use sloprobe::probe::{self, BuildContext, BuiltProbe};
 

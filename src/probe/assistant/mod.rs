@@ -19,8 +19,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::http_config::{self, HttpVersion, Request, TargetKeys, Tls};
-use super::{BoxFuture, BuildContext, Kind, Probe, Settings};
-use crate::config::{ConfigError, Dur, ProbeConfig, Size, Spanned};
+use super::kind::{BoxFuture, BuildContext, Kind, Probe, ProbeConfig, Settings};
+use crate::config::{ConfigError, Dur, Size, Spanned};
 use crate::net::Resolver;
 use crate::net::http::{self as nethttp, BodySpec, Version};
 use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit};
@@ -28,7 +28,7 @@ use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit}
 pub const KIND: Kind = Kind {
     name: "assistant",
     measures: MEASURES,
-    settings: super::settings_of::<AssistantSettings>,
+    settings: super::kind::settings_of::<AssistantSettings>,
     schema: <AssistantSettings as JsonSchema>::json_schema,
     goodput: &["ttft", "tpot"],
     headline: &["ttft", "tpot", "e2e"],

@@ -89,7 +89,7 @@ pub fn thresholds(json: &[u8], path: &str, measures: &[&'static Measure]) -> Res
                 ("total", "requests") => "requests".to_string(),
                 ("total", _) => "total_bytes".to_string(),
                 ("third-party", s) => format!("third_party_{s}"),
-                (t, s) if super::TYPES.contains(&t) => format!("{t}_{s}"),
+                (t, s) if super::page::TYPES.contains(&t) => format!("{t}_{s}"),
                 (t, _) => return Err(format!("{unit}: unknown resourceType {t:?}")),
             };
             push(&key, r.budget * scale, &format!("{unit} {:?}", r.resource_type))?;
@@ -123,8 +123,8 @@ fn path_matches(pattern: &str, path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::catalog::MEASURES;
     use super::*;
-    use crate::probe::browser::MEASURES;
 
     fn measures() -> Vec<&'static Measure> {
         MEASURES.iter().collect()

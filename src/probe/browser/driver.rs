@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{Size, Spanned};
+use crate::config::{ConfigError, Size, Source, Spanned};
 use crate::outcome::{ErrorType, ProbeError};
 
 /// `[browser]` in the daemon file: where Chromium and chromedriver are, and how many
@@ -118,8 +118,6 @@ fn on_path(names: &[&str]) -> Option<PathBuf> {
 pub struct Browsers {
     pub settings: HostSettings,
     slots: Arc<Semaphore>,
-    /// Browsers between runs, each with the next run's tab open.
-    idle: std::sync::Mutex<Vec<super::session::Browser>>,
     driver: Mutex<Option<Driver>>,
     generation: std::sync::atomic::AtomicU64,
     http: HttpClient<HttpConnector, Empty<bytes::Bytes>>,
@@ -162,7 +160,6 @@ impl Browsers {
     pub fn new(settings: HostSettings) -> Browsers {
         Browsers {
             slots: Arc::new(Semaphore::new(settings.max_concurrent)),
-            idle: std::sync::Mutex::default(),
             settings,
             driver: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -176,14 +173,6 @@ impl Browsers {
             .await
             .ok()?
             .ok()
-    }
-
-    pub fn idle(&self) -> Option<super::session::Browser> {
-        self.idle.lock().expect("idle browsers").pop()
-    }
-
-    pub fn give_back(&self, b: super::session::Browser) {
-        self.idle.lock().expect("idle browsers").push(b);
     }
 
     /// The browser-level DevTools WebSocket URL of a Chromium listening at `address`.
@@ -455,4 +444,37 @@ pub fn chromium_processes() -> Vec<i32> {
             name.contains("chrom") || name.contains("chrome")
         })
         .collect()
+}
+/// `[browser]`: a WebDriver URL that parses, a sane slot count.
+impl BrowserConfig {
+    pub fn check(&self, source: &Source) -> Result<HostSettings, ConfigError> {
+        let c = self;
+        if let Some(u) = &c.webdriver_url {
+            let ok = url::Url::parse(u.get_ref())
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(source.error_at(
+                    u.span(),
+                    Some("browser.webdriver_url"),
+                    format!("{:?} is not an http(s) URL", crate::redact::url(u.get_ref())),
+                ));
+            }
+        }
+        if let Some(n) = &c.max_concurrent_browsers
+            && !(1..=64).contains(n.get_ref())
+        {
+            return Err(source.error_at(n.span(), Some("browser.max_concurrent_browsers"), "between 1 and 64"));
+        }
+        for (key, p) in [
+            ("browser.chromedriver", &c.chromedriver),
+            ("browser.chromium", &c.chromium),
+        ] {
+            if let Some(p) = p
+                && !std::path::Path::new(p.get_ref()).is_file()
+            {
+                return Err(source.error_at(p.span(), Some(key), format!("{} is not a file", p.get_ref())));
+            }
+        }
+        Ok(HostSettings::from_config(c))
+    }
 }

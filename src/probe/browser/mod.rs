@@ -5,321 +5,37 @@
 //! JavaScript adds named numbers. Chromium and chromedriver belong to `driver`.
 
 mod budget_file;
+mod catalog;
 pub mod driver;
 mod page;
-mod session;
+pub mod session;
+mod settings;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use fantoccini::wd::WebDriverCompatibleCommand;
 use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{BoxFuture, BuildContext, Kind, Probe, Settings};
+use super::kind::{BoxFuture, BuildContext, Kind, Probe, ProbeConfig, Settings};
 use crate::budget::Threshold;
-use crate::config::{ConfigError, Dur, ProbeConfig, SecretText, Spanned};
-use crate::outcome::{ErrorType, Instrument, Measure, ProbeError, Recorder, Unit};
-use driver::Browsers;
+use crate::config::ConfigError;
+use crate::outcome::{ErrorType, Measure, ProbeError, Recorder};
+pub use catalog::{MEASURES, ScriptUnit};
+use catalog::{key, script_measure};
 pub use page::{PARTIES, TYPES};
+pub use settings::{BrowserProbeSettings, CacheMode, CookieConfig, StepConfig, Throttle};
 
 pub const KIND: Kind = Kind {
     name: "browser",
     measures: MEASURES,
-    settings: super::settings_of::<BrowserProbeSettings>,
+    settings: super::kind::settings_of::<BrowserProbeSettings>,
     schema: <BrowserProbeSettings as JsonSchema>::json_schema,
     goodput: &[],
     headline: &["lcp", "fcp", "cls", "total_bytes"],
     median_gate: true,
 };
-
-/// The keys of `kind = "browser"` (besides the shared ones).
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BrowserProbeSettings {
-    /// http:// or https:// page to load.
-    pub url: Spanned<String>,
-    /// "cold": a fresh profile, nothing cached (default); "warm": load once, then measure a
-    /// second load in the same profile.
-    #[serde(default)]
-    pub cache: CacheMode,
-    /// Window and layout viewport, "WIDTHxHEIGHT" (default "1350x940"): CLS depends on it.
-    pub viewport: Option<Spanned<String>>,
-    /// "none" (default), "4g" or "3g": network emulation through chromedriver's CDP
-    /// passthrough, with Lighthouse's throttling figures (docs/config.md).
-    #[serde(default)]
-    pub throttle: Throttle,
-    /// Hosts counted as first party ("cdn.example.com", "*.example.com"); default: the
-    /// page's own host.
-    #[serde(default)]
-    pub first_party_hosts: Vec<String>,
-    /// Quiet time after the load event before the metrics are read (default "1s").
-    pub settle: Option<Spanned<Dur>>,
-    /// A JavaScript file (a function body, may return a Promise) returning {name: number};
-    /// names declared in `script_metrics` are recorded.
-    pub metrics_script: Option<Spanned<String>>,
-    /// The numbers `metrics_script` returns, name → unit: "ms" (recorded in seconds),
-    /// "bytes" or "count". Budgets can name them.
-    #[serde(default)]
-    pub script_metrics: BTreeMap<String, Spanned<ScriptUnit>>,
-    /// A Lighthouse budget.json whose timings, resourceSizes and resourceCounts become
-    /// budgets of this probe (keys in [probe.budget] win).
-    pub budgets_file: Option<Spanned<String>>,
-    /// Accept any TLS certificate (targets you control only).
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-    /// Steps: set a cookie before the measured load, or wait for an element after it.
-    #[serde(default, rename = "step")]
-    pub steps: Vec<StepConfig>,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheMode {
-    #[default]
-    Cold,
-    Warm,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
-pub enum Throttle {
-    #[default]
-    #[serde(rename = "none")]
-    None,
-    #[serde(rename = "4g")]
-    Slow4g,
-    #[serde(rename = "3g")]
-    Regular3g,
-}
-
-impl Throttle {
-    /// (latency ms, download and upload bytes/s): Lighthouse's mobileSlow4G and
-    /// mobileRegular3G, with its DevTools-throttling adjustments (latency × 3.75,
-    /// throughput × 0.9).
-    fn conditions(self) -> Option<(f64, f64, f64)> {
-        let kbps = |k: f64| k * 1024.0 / 8.0;
-        match self {
-            Throttle::None => None,
-            Throttle::Slow4g => Some((150.0 * 3.75, kbps(1.6 * 1024.0 * 0.9), kbps(750.0 * 0.9))),
-            Throttle::Regular3g => Some((300.0 * 3.75, kbps(700.0 * 0.9), kbps(700.0 * 0.9))),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ScriptUnit {
-    Ms,
-    Bytes,
-    Count,
-}
-
-/// `[[probe.step]]`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StepConfig {
-    /// A cookie for the page's URL, set before the measured load.
-    pub set_cookie: Option<Spanned<CookieConfig>>,
-    /// A CSS selector that must match after the load (polled until the run's deadline).
-    pub wait_for: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CookieConfig {
-    pub name: String,
-    /// The value; "env:NAME" or "file:PATH" is a secret and never logged.
-    pub value: SecretText,
-}
-
-const SYNTHETIC: &[(&str, &str)] = &[("user_agent.synthetic.type", "test")];
-
-macro_rules! vital {
-    ($key:literal, $unit:expr) => {
-        crate::outcome::web_vital($key, concat!("browser.web_vital.", $key), $unit, SYNTHETIC, &[])
-    };
-}
-
-macro_rules! res {
-    ($t:literal, $party:literal, $what:literal, $metric:literal, $unit:expr, $desc:expr) => {
-        Measure {
-            key: concat!($t, "_", $party, "_party_", $what),
-            metric: $metric,
-            unit: $unit,
-            instrument: Instrument::Gauge,
-            description: $desc,
-            fixed: &[("type", $t), ("party", $party)],
-            labels: &[],
-        }
-    };
-}
-
-macro_rules! page_total {
-    ($key:expr, $t:literal, $metric:literal, $unit:expr, $desc:expr) => {
-        Measure {
-            key: $key,
-            metric: $metric,
-            unit: $unit,
-            instrument: Instrument::Gauge,
-            description: $desc,
-            fixed: &[("type", $t)],
-            labels: &[],
-        }
-    };
-}
-
-const SIZE_DESC: &str = "Encoded (compressed) body bytes of the last run's resources, by type and party; resources without Timing-Allow-Origin are not in it (see probe.browser.resource.unmeasured).";
-const TRANSFER_DESC: &str =
-    "Bytes on the wire (headers included, 0 from cache) of the last run's resources, by type and party.";
-const REQUESTS_DESC: &str = "Requests of the last run, by resource type and party (favicon excluded).";
-const PAGE_SIZE_DESC: &str = "Encoded body bytes of the last run by type, all parties; type=\"total\" and type=\"third_party\" sum over types. What size budgets judge.";
-const PAGE_REQUESTS_DESC: &str =
-    "Requests of the last run by type, all parties; type=\"total\" and type=\"third_party\" sum over types.";
-
-macro_rules! catalog {
-    ($($t:literal),*) => {
-        &[
-            vital!("ttfb", Unit::Seconds),
-            vital!("fcp", Unit::Seconds),
-            vital!("lcp", Unit::Seconds),
-            vital!("cls", Unit::Score),
-            Measure {
-                key: "dom_content_loaded",
-                metric: "probe.browser.page.event",
-                unit: Unit::Seconds,
-                instrument: Instrument::Mean,
-                description: "Navigation start to a page event (DOMContentLoaded, load). Count and sum only: the mean.",
-                fixed: &[("event", "dom_content_loaded")],
-                labels: &[],
-            },
-            Measure {
-                key: "load",
-                metric: "probe.browser.page.event",
-                unit: Unit::Seconds,
-                instrument: Instrument::Mean,
-                description: "Navigation start to a page event (DOMContentLoaded, load). Count and sum only: the mean.",
-                fixed: &[("event", "load")],
-                labels: &[],
-            },
-            Measure {
-                key: "tbt",
-                metric: "probe.browser.total_blocking_time",
-                unit: Unit::Seconds,
-                instrument: Instrument::Histogram,
-                description: "Total blocking time: the part over 50 ms of every long task from FCP to the end of the settle time.",
-                fixed: &[],
-                labels: &[],
-            },
-            Measure {
-                key: "js_errors",
-                metric: "probe.browser.js_errors",
-                unit: Unit::Count,
-                instrument: Instrument::Gauge,
-                description: "Uncaught script errors and unhandled rejections in the last run's page.",
-                fixed: &[],
-                labels: &[],
-            },
-            Measure {
-                key: "memory",
-                metric: "probe.browser.memory",
-                unit: Unit::Bytes,
-                instrument: Instrument::Gauge,
-                description: "Proportional set size of all of the run's Chromium processes after the page settled (local chromedriver only).",
-                fixed: &[],
-                labels: &[],
-            },
-            Measure {
-                key: "browser_start",
-                metric: "probe.browser.start.duration",
-                unit: Unit::Seconds,
-                instrument: Instrument::Mean,
-                description: "Run start to a tab ready for the page: waiting for a browser slot, the memory floor, the chromedriver health check, and a browser launch when none was ready.",
-                fixed: &[],
-                labels: &[],
-            },
-            Measure {
-                key: "unmeasured_requests",
-                metric: "probe.browser.resource.unmeasured",
-                unit: Unit::Count,
-                instrument: Instrument::Gauge,
-                description: "Cross-origin requests without Timing-Allow-Origin in the last run: counted as requests, their bytes unknown (never 0).",
-                fixed: &[],
-                labels: &[],
-            },
-            page_total!("total_bytes", "total", "probe.browser.page.size", Unit::Bytes, PAGE_SIZE_DESC),
-            page_total!("third_party_bytes", "third_party", "probe.browser.page.size", Unit::Bytes, PAGE_SIZE_DESC),
-            page_total!("requests", "total", "probe.browser.page.requests", Unit::Count, PAGE_REQUESTS_DESC),
-            page_total!("third_party_requests", "third_party", "probe.browser.page.requests", Unit::Count, PAGE_REQUESTS_DESC),
-            Measure {
-                key: "total_transfer",
-                metric: "probe.browser.page.transfer_size",
-                unit: Unit::Bytes,
-                instrument: Instrument::Gauge,
-                description: "Bytes on the wire of the last run, document included (0 for what came from cache).",
-                fixed: &[],
-                labels: &[],
-            },
-            $(
-                page_total!(concat!($t, "_bytes"), $t, "probe.browser.page.size", Unit::Bytes, PAGE_SIZE_DESC),
-                page_total!(concat!($t, "_requests"), $t, "probe.browser.page.requests", Unit::Count, PAGE_REQUESTS_DESC),
-                res!($t, "first", "bytes", "probe.browser.resource.size", Unit::Bytes, SIZE_DESC),
-                res!($t, "first", "transfer", "probe.browser.resource.transfer_size", Unit::Bytes, TRANSFER_DESC),
-                res!($t, "first", "requests", "probe.browser.resource.requests", Unit::Count, REQUESTS_DESC),
-                res!($t, "third", "bytes", "probe.browser.resource.size", Unit::Bytes, SIZE_DESC),
-                res!($t, "third", "transfer", "probe.browser.resource.transfer_size", Unit::Bytes, TRANSFER_DESC),
-                res!($t, "third", "requests", "probe.browser.resource.requests", Unit::Count, REQUESTS_DESC),
-            )*
-        ]
-    };
-}
-
-pub const MEASURES: &[Measure] = catalog!("document", "script", "stylesheet", "image", "font", "media", "other");
-
-/// The catalog key for a name built at run time (`script_third_party_bytes`).
-fn key(name: &str) -> Option<&'static str> {
-    MEASURES.iter().find(|m| m.key == name).map(|m| m.key)
-}
-
-/// A `script_metrics` name's catalog entry, made once per distinct (name, unit).
-fn script_measure(name: &str, unit: ScriptUnit) -> &'static Measure {
-    static MADE: OnceLock<Mutex<BTreeMap<(String, u8), &'static Measure>>> = OnceLock::new();
-    let mut made = MADE.get_or_init(Mutex::default).lock().expect("script measures");
-    made.entry((name.to_string(), unit as u8)).or_insert_with(|| {
-        let key: &'static str = Box::leak(name.to_string().into_boxed_str());
-        let fixed: &'static [(&'static str, &'static str)] = Box::leak(Box::new([("name", key)]));
-        let (metric, unit, instrument, description) = match unit {
-            ScriptUnit::Ms => (
-                "probe.browser.script.duration",
-                Unit::Seconds,
-                Instrument::Histogram,
-                "A time returned by the probe's metrics_script (milliseconds there, seconds here), by name.",
-            ),
-            ScriptUnit::Bytes => (
-                "probe.browser.script.size",
-                Unit::Bytes,
-                Instrument::Gauge,
-                "A size returned by the probe's metrics_script, by name.",
-            ),
-            ScriptUnit::Count => (
-                "probe.browser.script.value",
-                Unit::Count,
-                Instrument::Gauge,
-                "A number returned by the probe's metrics_script, by name.",
-            ),
-        };
-        Box::leak(Box::new(Measure {
-            key,
-            metric,
-            unit,
-            instrument,
-            description,
-            fixed,
-            labels: &[],
-        }))
-    })
-}
 
 const OBSERVE_JS: &str = include_str!("observe.js");
 const COLLECT_JS: &str = include_str!("collect.js");
@@ -347,7 +63,7 @@ pub struct BrowserProbe {
     /// The part of the timeout kept back to read what was measured and close the browser.
     reserve: Duration,
     timeout: Duration,
-    browsers: Arc<Browsers>,
+    browsers: Arc<session::Pool>,
 }
 
 impl Settings for BrowserProbeSettings {

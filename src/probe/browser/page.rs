@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::key;
+use super::catalog::key;
 use crate::outcome::{ErrorType, ProbeError, Recorder};
 
 /// Resource types, as Lighthouse's budgets name them.

@@ -258,17 +258,48 @@ async fn call(
         .map_err(|_| error(method, "no answer"))?
 }
 
+/// The host's browsers (chromedriver, slots) and the Chromiums idle between runs, each
+/// with the next run's tab open. Shared by every browser probe built together.
+pub struct Pool {
+    host: Browsers,
+    idle: std::sync::Mutex<Vec<Browser>>,
+}
+
+impl Pool {
+    pub fn new(host: Browsers) -> Pool {
+        Pool {
+            host,
+            idle: std::sync::Mutex::default(),
+        }
+    }
+
+    fn idle(&self) -> Option<Browser> {
+        self.idle.lock().expect("idle browsers").pop()
+    }
+
+    fn give_back(&self, b: Browser) {
+        self.idle.lock().expect("idle browsers").push(b);
+    }
+}
+
+impl std::ops::Deref for Pool {
+    type Target = Browsers;
+    fn deref(&self) -> &Browsers {
+        &self.host
+    }
+}
+
 /// A browser slot held for one run. Finished, it hands the browser back to the pool
 /// with the next run's tab prepared; dropped unfinished (the run was cut off), the
 /// browser is discarded with all its processes.
 pub struct Lease {
     pub browser: Option<Browser>,
     permit: Option<OwnedSemaphorePermit>,
-    pool: Arc<Browsers>,
+    pool: Arc<Pool>,
 }
 
 impl Lease {
-    pub async fn take(pool: Arc<Browsers>, permit: OwnedSemaphorePermit) -> Result<Lease, ProbeError> {
+    pub async fn take(pool: Arc<Pool>, permit: OwnedSemaphorePermit) -> Result<Lease, ProbeError> {
         // Health-checks (and restarts) chromedriver; browsers of an earlier one are gone.
         let (_, driver) = pool.endpoint().await?;
         let mut browser = None;

@@ -12,13 +12,14 @@ use http::header::{self, HeaderName, HeaderValue};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 
-use super::{Hit, Plan, Preset, VectorSettings, Vectors, judge};
-use crate::config::{ConfigError, ProbeConfig, Spanned};
+use super::search::{Hit, Plan, Vectors, judge};
+use super::settings::{Preset, VectorSettings};
+use crate::config::{ConfigError, Spanned};
 use crate::net::Resolver;
 use crate::net::http::{self as nethttp, BodySpec};
 use crate::outcome::{ErrorType, ProbeError, Recorder};
-use crate::probe::BuildContext;
 use crate::probe::http_config::{self, HttpVersion, TargetKeys};
+use crate::probe::kind::{BuildContext, ProbeConfig};
 
 /// The largest answer read (a top-1000 with payloads stays well under it).
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
@@ -207,7 +208,7 @@ impl HttpSearch {
             .vectors
             .take(self.dimension)
             .ok_or_else(|| ProbeError::new(ErrorType::Internal, "no query vector"))?;
-        let literal = super::vector_text(&vector);
+        let literal = super::search::vector_text(&vector);
         let fill = |t: &str| {
             t.replace("{{vector}}", &literal)
                 .replace("{{k}}", &self.plan.k.to_string())

@@ -17,11 +17,12 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
 
-use super::{Hit, Plan, VectorSettings, Vectors, judge, quote_ident, vector_text};
-use crate::config::{ConfigError, ProbeConfig};
+use super::search::{Hit, Plan, Vectors, judge, quote_ident, vector_text};
+use super::settings::VectorSettings;
+use crate::config::ConfigError;
 use crate::net::{self, Endpoint, Resolver, Stream};
 use crate::outcome::{ErrorType, ProbeError, Recorder};
-use crate::probe::BuildContext;
+use crate::probe::kind::{BuildContext, ProbeConfig};
 
 /// PostgreSQL's SSLRequest: length 8, request code 80877103.
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
@@ -325,7 +326,7 @@ impl PgSearch {
         let read = |rows: Vec<SimpleQueryMessage>| -> Vec<Vec<f32>> {
             rows.iter()
                 .filter_map(|m| match m {
-                    SimpleQueryMessage::Row(r) => r.get(0).and_then(super::parse_vector_text),
+                    SimpleQueryMessage::Row(r) => r.get(0).and_then(super::search::parse_vector_text),
                     _ => None,
                 })
                 .collect()

@@ -3,45 +3,22 @@
 //! selected by `kind`, that kind's own settings. Editors with TOML schema support (taplo /
 //! Even Better TOML) validate and complete probe files with it.
 
-use std::borrow::Cow;
-
 use schemars::generate::SchemaSettings;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use super::{ProbeCommon, RawDaemonFile};
-
-/// A budget or SLO threshold: a duration, a size, a number, or (for `pNN` keys) a table.
-pub struct Threshold;
-
-impl JsonSchema for Threshold {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> Cow<'static, str> {
-        "Threshold".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "anyOf": [
-                { "type": "string" },
-                { "type": "number" },
-                { "type": "object", "additionalProperties": { "type": ["string", "number"] } }
-            ],
-            "description": "A threshold in the measurement's unit: \"500ms\", \"180KB\", 0.1; a `p95` key takes a table of them."
-        })
-    }
-}
+use super::{KINDS, RawDaemonFile};
+use crate::config::ProbeCommon;
 
 /// The schema as JSON.
 pub fn config_schema() -> Value {
     let mut generator = SchemaSettings::draft07().into_generator();
     let mut root = generator.root_schema_for::<RawDaemonFile>().to_value();
     let common = object_parts(&mut generator, ProbeCommon::json_schema);
-    let kinds: Vec<&str> = crate::probe::KINDS.iter().map(|k| k.name).collect();
+    let kinds: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
 
     let mut branches = Vec::new();
-    for kind in crate::probe::KINDS {
+    for kind in KINDS {
         let own = object_parts(&mut generator, kind.schema);
         let mut properties = common.0.clone();
         properties.extend(own.0);

@@ -1,0 +1,229 @@
+//! The daemon file's whole shape, assembled from the components' own section types (as
+//! Vector's config builder composes component configs): which sections exist, how probe
+//! files compose with the daemon file, and the registry of probe kinds. Everything here
+//! imports downward: assembly → components → config. A new section is one type next to
+//! its component and one field below.
+
+pub mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::bundle::BundleConfig;
+use crate::config::{self, ConfigError, ConfigHash, ProbeTable, Source, Spanned};
+use crate::demo::DemoConfig;
+use crate::fleet::{FleetConfig, Shard};
+use crate::probe::browser::driver::{BrowserConfig, HostSettings};
+use crate::probe::{Kind, ProbeConfig, assistant, browser, http, vector, websocket};
+use crate::rum::{RumConfig, RumSettings};
+use crate::server::ServerConfig;
+use crate::slo::RawSlo;
+use crate::telemetry::config::ExportConfig;
+use crate::telemetry::{HistogramMode, MetricsConfig, OtlpSettings};
+
+pub const DEFAULT_CONFIG: &str = "config/sloprobe.toml";
+
+/// Every probe kind; the only list of them.
+pub const KINDS: &[Kind] = &[
+    http::KIND,
+    assistant::KIND,
+    websocket::KIND,
+    browser::KIND,
+    vector::KIND,
+];
+
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    /// FNV-1a of every file read, in order (`sloprobe_config_info{config_hash}`).
+    pub hash: String,
+    pub histograms: HistogramMode,
+    /// `[fleet] shard`.
+    pub shard: Option<Shard>,
+    pub location: String,
+    pub server: ServerConfig,
+    pub demo: Option<DemoConfig>,
+    pub otlp: Option<OtlpSettings>,
+    /// `[browser]`, checked.
+    pub browser: HostSettings,
+    /// `[rum]`, checked; `None` when the collector is off.
+    pub rum: Option<RumSettings>,
+    pub probes: Vec<ProbeConfig>,
+    /// `[[slo]]` entries as written; `slo::resolve` checks them against the probes.
+    pub slos: Vec<(RawSlo, Arc<Source>)>,
+}
+
+/// The daemon file, less its `[[probe]]` tables (read by the kinds). Probe files hold
+/// only `[[probe]]` and `[[slo]]`, so they are read as this too and checked for that.
+#[derive(Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemonFile {
+    /// Where the probes run from: the `probe.location` attribute on every metric.
+    location: Option<String>,
+    /// Probe files, as globs relative to this file.
+    #[serde(default)]
+    include: Vec<Spanned<String>>,
+    /// The daemon's own endpoints.
+    #[serde(default)]
+    server: ServerConfig,
+    /// The built-in demo target.
+    demo: Option<DemoConfig>,
+    /// Push exporters.
+    #[serde(default)]
+    export: ExportConfig,
+    /// How metrics are aggregated.
+    #[serde(default)]
+    metrics: MetricsConfig,
+    /// Running several daemons as one fleet.
+    #[serde(default)]
+    fleet: FleetConfig,
+    /// SLOs over the probes (docs/slo.md).
+    #[serde(default, rename = "slo")]
+    slos: Vec<RawSlo>,
+    /// Client bundle budgets for `sloprobe bundle`. Parsed here so a typo in them is a
+    /// config error for `check` too; the daemon itself does not use them.
+    #[serde(default, rename = "bundle")]
+    #[allow(dead_code)]
+    bundles: Vec<BundleConfig>,
+    /// Where browser probes find Chromium and chromedriver, and how many run at once.
+    #[serde(default)]
+    browser: BrowserConfig,
+    /// The RUM collector: web-vitals and Faro beacons from real browsers (docs/rum.md).
+    rum: Option<RumConfig>,
+}
+
+impl Config {
+    /// Reads the daemon file and every probe file it includes.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let source = Arc::new(config::read_source(path)?);
+        let mut hash = ConfigHash::default();
+        hash.add(source.text.as_bytes());
+        let (raw, mut probes) = read_file(&source)?;
+        let otlp = raw.export.otlp.map(|o| o.check(&source)).transpose()?;
+        let browser = raw.browser.check(&source)?;
+        let rum = raw.rum.as_ref().map(|r| r.check(&source)).transpose()?;
+        let shard = raw.fleet.check(&source)?;
+        let mut slos: Vec<(RawSlo, Arc<Source>)> = raw.slos.into_iter().map(|s| (s, source.clone())).collect();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut files_read = 0;
+        for pattern in &raw.include {
+            for file in config::expand_include(&source, base, pattern)? {
+                files_read += 1;
+                let src = Arc::new(config::read_source(&file)?);
+                hash.add(src.path.to_string_lossy().as_bytes());
+                hash.add(src.text.as_bytes());
+                let (pf, more) = read_file(&src)?;
+                if let Some(key) = pf.daemon_only_key() {
+                    return Err(src.error(format!(
+                        "`{key}` belongs in the daemon file; probe files hold only [[probe]] and [[slo]]"
+                    )));
+                }
+                probes.extend(more);
+                slos.extend(pf.slos.into_iter().map(|s| (s, src.clone())));
+            }
+        }
+
+        // Positions are turned into line numbers only for the error: doing it for every
+        // probe made loading quadratic in the file size.
+        let mut seen: HashMap<String, (Arc<Source>, usize)> = HashMap::with_capacity(probes.len());
+        for cfg in &probes {
+            if let Some((first_src, first_at)) = seen.get(&cfg.name) {
+                let (line, _) = config::line_col(&first_src.text, *first_at);
+                return Err(cfg.error_at(
+                    &cfg.common.name,
+                    "probe.name",
+                    format!(
+                        "duplicate probe name {:?} (first defined at {}:{line})",
+                        cfg.name,
+                        first_src.path.display()
+                    ),
+                ));
+            }
+            seen.insert(cfg.name.clone(), (cfg.source.clone(), cfg.common.name.span().start));
+        }
+        if probes.is_empty() && rum.is_none() {
+            return Err(source.error(format!(
+                "no probes defined (and no [rum] collector): add [[probe]] tables here or in files matched by `include` ({} include pattern(s), {} file(s) read)",
+                raw.include.len(),
+                files_read
+            )));
+        }
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            hash: hash.hex(),
+            histograms: raw.metrics.histograms,
+            shard,
+            location: raw.location.unwrap_or_else(|| "default".to_string()),
+            server: raw.server,
+            demo: raw.demo,
+            otlp,
+            browser,
+            rum,
+            probes,
+            slos,
+        })
+    }
+}
+
+impl RawDaemonFile {
+    /// A key set that only the daemon file may set, if any.
+    fn daemon_only_key(&self) -> Option<&'static str> {
+        let server_set = self.server.listen != ServerConfig::default().listen
+            || self.server.max_connections.is_some()
+            || self.server.header_read_timeout.is_some()
+            || self.server.idle_timeout.is_some();
+        [
+            (self.location.is_some(), "location"),
+            (!self.include.is_empty(), "include"),
+            (server_set, "server"),
+            (self.demo.is_some(), "demo"),
+            (self.rum.is_some(), "rum"),
+            (self.export.otlp.is_some(), "export"),
+            (self.metrics.histograms != HistogramMode::default(), "metrics"),
+        ]
+        .into_iter()
+        .find_map(|(set, key)| set.then_some(key))
+    }
+}
+
+/// Parses one file: the `[[probe]]` tables one by one (shared keys by config, the rest by
+/// the kind), and everything else as a daemon file.
+fn read_file(source: &Arc<Source>) -> Result<(RawDaemonFile, Vec<ProbeConfig>), ConfigError> {
+    let (raw, tables) = config::split_file::<RawDaemonFile>(source)?;
+    let probes = tables
+        .into_iter()
+        .map(|t| read_probe(t, source))
+        .collect::<Result<_, _>>()?;
+    Ok((raw, probes))
+}
+
+/// One `[[probe]]` table: the shared keys, then the kind's own keys by its settings type.
+fn read_probe(table: ProbeTable<'_>, source: &Arc<Source>) -> Result<ProbeConfig, ConfigError> {
+    use serde::de::IntoDeserializer as _;
+    let (common, own) = config::split_probe(table, source)?;
+    let Some(kind) = kind(common.kind.get_ref()) else {
+        let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+        return Err(source.error_at(
+            common.kind.span(),
+            Some("probe.kind"),
+            format!(
+                "unknown probe kind {:?}; known kinds: {}",
+                common.kind.get_ref(),
+                known.join(", ")
+            ),
+        ));
+    };
+    let settings = (kind.settings)(own.into_deserializer())
+        .map_err(|e| config::probe_key_error(source, &e, common.name.span().start, Some(kind.name)))?;
+    ProbeConfig::new(common, kind, settings.into(), source.clone())
+}

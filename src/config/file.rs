@@ -1,0 +1,116 @@
+//! Reading config files: capped reads, include globs, the hash of everything read, and the
+//! split of a file into its `[[probe]]` tables and the rest.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::IntoDeserializer as _;
+use toml::de::{DeTable, DeValue};
+
+use super::error::{ConfigError, Source};
+use super::values::{Spanned, read_capped};
+
+/// Largest config file read (daemon file or probe file).
+pub const MAX_CONFIG_FILE: u64 = 16 * 1024 * 1024;
+/// Largest request body file (`body_file`); `body_size` generates larger bodies.
+pub const MAX_BODY_FILE: u64 = 64 * 1024 * 1024;
+
+/// Reads one config file (capped, UTF-8).
+pub fn read_source(path: &Path) -> Result<Source, ConfigError> {
+    let error = |message: String| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message,
+    };
+    let bytes = read_capped(path, MAX_CONFIG_FILE).map_err(|e| error(format!("cannot load config file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| error("config file is not UTF-8 text".to_string()))?;
+    Ok(Source {
+        path: path.to_path_buf(),
+        text,
+    })
+}
+
+/// The files one `include` pattern names, sorted; a plain path that matches nothing is an error.
+pub fn expand_include(source: &Source, base: &Path, pattern: &Spanned<String>) -> Result<Vec<PathBuf>, ConfigError> {
+    let full = base.join(pattern.get_ref());
+    if full.is_dir() {
+        return Err(source.error_at(
+            pattern.span(),
+            Some("include"),
+            format!(
+                "{} is a directory; include its files with a glob such as \"{}/*.toml\"",
+                full.display(),
+                pattern.get_ref().trim_end_matches('/')
+            ),
+        ));
+    }
+    let full_str = full.to_string_lossy();
+    let paths = glob::glob(&full_str)
+        .map_err(|e| source.error_at(pattern.span(), Some("include"), format!("bad glob: {e}")))?;
+    let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    files.sort();
+    let is_glob = pattern.get_ref().contains(['*', '?', '[']);
+    if files.is_empty() && !is_glob {
+        return Err(source.error_at(
+            pattern.span(),
+            Some("include"),
+            format!("included file {} does not exist", full.display()),
+        ));
+    }
+    Ok(files)
+}
+
+/// FNV-1a over every file read, in order (`sloprobe_config_info{config_hash}`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigHash(u64);
+
+impl Default for ConfigHash {
+    fn default() -> Self {
+        ConfigHash(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl ConfigHash {
+    pub fn add(&mut self, bytes: &[u8]) {
+        self.0 = bytes
+            .iter()
+            .fold(self.0, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3));
+    }
+
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+/// One `[[probe]]` table as written, spans kept.
+pub type ProbeTable<'a> = toml::Spanned<DeValue<'a>>;
+
+/// Parses one file: everything but `[[probe]]` is deserialized as `T` (the daemon file's
+/// shape), and the `[[probe]]` tables are returned as written for the kinds to read.
+pub fn split_file<'a, T: for<'de> Deserialize<'de>>(
+    source: &'a Source,
+) -> Result<(T, Vec<ProbeTable<'a>>), ConfigError> {
+    let doc = DeTable::parse(&source.text).map_err(|e| source.from_toml(&e))?;
+    let span = doc.span();
+    let mut rest = DeTable::new();
+    let mut probe_tables = None;
+    for (key, value) in doc.into_inner() {
+        if key.get_ref() == "probe" {
+            probe_tables = Some(value);
+        } else {
+            rest.insert(key, value);
+        }
+    }
+    let raw = T::deserialize(toml::Spanned::new(span, rest).into_deserializer()).map_err(|e| source.from_toml(&e))?;
+    let mut probes = Vec::new();
+    if let Some(tables) = probe_tables {
+        let at = tables.span();
+        let DeValue::Array(items) = tables.into_inner() else {
+            return Err(source.error_at(at, Some("probe"), "write probes as [[probe]] tables"));
+        };
+        probes = items.into_iter().collect();
+    }
+    Ok((raw, probes))
+}

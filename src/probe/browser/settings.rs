@@ -1,0 +1,101 @@
+//! The keys of `kind = "browser"` (besides the shared ones); `mod.rs` builds the probe
+//! from them.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::catalog::ScriptUnit;
+use crate::config::{Dur, SecretText, Spanned};
+
+/// The keys of `kind = "browser"` (besides the shared ones).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserProbeSettings {
+    /// http:// or https:// page to load.
+    pub url: Spanned<String>,
+    /// "cold": a fresh profile, nothing cached (default); "warm": load once, then measure a
+    /// second load in the same profile.
+    #[serde(default)]
+    pub cache: CacheMode,
+    /// Window and layout viewport, "WIDTHxHEIGHT" (default "1350x940"): CLS depends on it.
+    pub viewport: Option<Spanned<String>>,
+    /// "none" (default), "4g" or "3g": network emulation through chromedriver's CDP
+    /// passthrough, with Lighthouse's throttling figures (docs/config.md).
+    #[serde(default)]
+    pub throttle: Throttle,
+    /// Hosts counted as first party ("cdn.example.com", "*.example.com"); default: the
+    /// page's own host.
+    #[serde(default)]
+    pub first_party_hosts: Vec<String>,
+    /// Quiet time after the load event before the metrics are read (default "1s").
+    pub settle: Option<Spanned<Dur>>,
+    /// A JavaScript file (a function body, may return a Promise) returning {name: number};
+    /// names declared in `script_metrics` are recorded.
+    pub metrics_script: Option<Spanned<String>>,
+    /// The numbers `metrics_script` returns, name → unit: "ms" (recorded in seconds),
+    /// "bytes" or "count". Budgets can name them.
+    #[serde(default)]
+    pub script_metrics: BTreeMap<String, Spanned<ScriptUnit>>,
+    /// A Lighthouse budget.json whose timings, resourceSizes and resourceCounts become
+    /// budgets of this probe (keys in [probe.budget] win).
+    pub budgets_file: Option<Spanned<String>>,
+    /// Accept any TLS certificate (targets you control only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Steps: set a cookie before the measured load, or wait for an element after it.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<StepConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    #[default]
+    Cold,
+    Warm,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+pub enum Throttle {
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "4g")]
+    Slow4g,
+    #[serde(rename = "3g")]
+    Regular3g,
+}
+
+impl Throttle {
+    /// (latency ms, download and upload bytes/s): Lighthouse's mobileSlow4G and
+    /// mobileRegular3G, with its DevTools-throttling adjustments (latency × 3.75,
+    /// throughput × 0.9).
+    pub fn conditions(self) -> Option<(f64, f64, f64)> {
+        let kbps = |k: f64| k * 1024.0 / 8.0;
+        match self {
+            Throttle::None => None,
+            Throttle::Slow4g => Some((150.0 * 3.75, kbps(1.6 * 1024.0 * 0.9), kbps(750.0 * 0.9))),
+            Throttle::Regular3g => Some((300.0 * 3.75, kbps(700.0 * 0.9), kbps(700.0 * 0.9))),
+        }
+    }
+}
+
+/// `[[probe.step]]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// A cookie for the page's URL, set before the measured load.
+    pub set_cookie: Option<Spanned<CookieConfig>>,
+    /// A CSS selector that must match after the load (polled until the run's deadline).
+    pub wait_for: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CookieConfig {
+    pub name: String,
+    /// The value; "env:NAME" or "file:PATH" is a secret and never logged.
+    pub value: SecretText,
+}
