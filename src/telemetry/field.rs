@@ -1,0 +1,146 @@
+//! Field data from the RUM collector: its vitals go on the browser probe's histograms
+//! (lab and field side by side), its verdicts, page views, coverage and beacon counts on
+//! instruments of its own, which exist only when the collector is on.
+
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
+use opentelemetry::{KeyValue, Value};
+use std::sync::Arc;
+
+use super::attributes::sorted;
+use super::names::float_text;
+use super::plan::FIELD_THRESHOLD;
+use crate::outcome::FieldVital;
+
+/// The RUM collector's own instruments.
+pub struct Field {
+    location: String,
+    thresholds: Counter<u64>,
+    page_views: Counter<u64>,
+    coverage: Gauge<f64>,
+    routes: Gauge<u64>,
+    beacons: Counter<u64>,
+    vitals: Counter<u64>,
+}
+
+/// One final vital of a real page view on the vital's histogram. Its words are static and
+/// its route shared: nothing is copied per vital.
+pub fn record_vital(h: &Histogram<f64>, location: &str, v: &FieldVital<'_>) {
+    let mut attrs = Vec::with_capacity(6);
+    attrs.push(KeyValue::new(
+        "probe.location",
+        Value::String(location.to_string().into()),
+    ));
+    attrs.push(KeyValue::new("http.route", Value::String(v.route.clone().into())));
+    attrs.extend(v.attrs[..v.attr_count].iter().map(|(k, val)| KeyValue::new(*k, *val)));
+    h.record(v.value, &sorted(attrs));
+}
+
+impl Field {
+    pub fn new(meter: &Meter, location: &str) -> Field {
+        Field {
+            location: location.to_string(),
+            thresholds: meter
+                .u64_counter(FIELD_THRESHOLD)
+                .with_unit("{page_view}")
+                .with_description("Real page views that reported `measurement`, per route, by verdict against one threshold ([rum.budget] or an SLO's): good = at or under it.")
+                .build(),
+            page_views: meter
+                .u64_counter("rum.page_views")
+                .with_unit("{page_view}")
+                .with_description("Page views that sent beacons with a page id (the snippet's), per route.")
+                .build(),
+            coverage: meter
+                .f64_gauge("rum.coverage")
+                .with_unit("1")
+                .with_description("Share of the last 1,000 page views that reported each vital.")
+                .build(),
+            routes: meter
+                .u64_gauge("rum.routes")
+                .with_unit("{route}")
+                .with_description("Distinct route labels in use (at most [rum] max_routes; the rest are \"other\").")
+                .build(),
+            beacons: meter
+                .u64_counter("rum.beacons")
+                .with_unit("{beacon}")
+                .with_description("Beacon requests by endpoint and outcome; rejected ones by reason.")
+                .build(),
+            vitals: meter
+                .u64_counter("rum.vitals")
+                .with_unit("{vital}")
+                .with_description("Metrics in accepted beacons by outcome; rejected ones by reason.")
+                .build(),
+        }
+    }
+
+    fn location(&self) -> KeyValue {
+        KeyValue::new("probe.location", Value::String(self.location.clone().into()))
+    }
+
+    /// The vital's verdict against each threshold watched on it (per route, exact).
+    pub fn record_verdicts(&self, v: &FieldVital<'_>) {
+        if v.thresholds.is_empty() {
+            return;
+        }
+        let loc = self.location();
+        let route = KeyValue::new("http.route", Value::String(v.route.clone().into()));
+        for w in v.thresholds {
+            // Already in key order.
+            let attrs = [
+                route.clone(),
+                KeyValue::new("measurement", w.key),
+                loc.clone(),
+                KeyValue::new("threshold", float_text(w.value)),
+                KeyValue::new("verdict", if w.unit.within(v.value, w.value) { "good" } else { "bad" }),
+            ];
+            self.thresholds.add(1, &attrs);
+        }
+    }
+
+    pub fn page_view(&self, route: &Arc<str>) {
+        self.page_views.add(
+            1,
+            &sorted(vec![
+                self.location(),
+                KeyValue::new("http.route", Value::String(route.clone().into())),
+            ]),
+        );
+    }
+
+    pub fn coverage(&self, vital: &'static str, share: f64) {
+        self.coverage.record(
+            share,
+            &sorted(vec![self.location(), KeyValue::new("browser.web_vital.name", vital)]),
+        );
+    }
+
+    pub fn routes(&self, n: usize) {
+        self.routes.record(n as u64, &[]);
+    }
+
+    /// One beacon request; `reason` when it was refused. (Attributes in key order: no
+    /// vector to build and sort on the beacon path.)
+    pub fn beacon(&self, endpoint: &'static str, reason: Option<&'static str>) {
+        let endpoint = KeyValue::new("endpoint", endpoint);
+        match reason {
+            None => self.beacons.add(1, &[endpoint, KeyValue::new("outcome", "accepted")]),
+            Some(r) => self.beacons.add(
+                1,
+                &[
+                    endpoint,
+                    KeyValue::new("outcome", "rejected"),
+                    KeyValue::new("reason", r),
+                ],
+            ),
+        }
+    }
+
+    /// `n` metrics of an accepted beacon; `reason` when they were refused.
+    pub fn vitals(&self, reason: Option<&'static str>, n: u64) {
+        match reason {
+            None => self.vitals.add(n, &[KeyValue::new("outcome", "accepted")]),
+            Some(r) => self
+                .vitals
+                .add(n, &[KeyValue::new("outcome", "rejected"), KeyValue::new("reason", r)]),
+        }
+    }
+}
