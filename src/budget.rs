@@ -36,7 +36,7 @@ impl Budgets {
     /// Marks every per-run budget the outcome broke.
     pub fn judge(&self, outcome: &mut Outcome) {
         for t in &self.per_run {
-            if let Some(v) = outcome.get(t.key)
+            if let Some(v) = outcome.judged(t.key, t.unit)
                 && !t.unit.within(v, t.value)
             {
                 outcome.breaches.push(Breach {
@@ -61,7 +61,10 @@ impl Budgets {
             .cloned()
             .chain(medians)
             .filter_map(|p| {
-                let mut values: Vec<f64> = outcomes.iter().filter_map(|o| o.get(p.threshold.key)).collect();
+                let mut values: Vec<f64> = outcomes
+                    .iter()
+                    .filter_map(|o| o.judged(p.threshold.key, p.threshold.unit))
+                    .collect();
                 let value = percentile(&mut values, p.q)?;
                 Some(PercentileVerdict {
                     q: p.q,
@@ -144,6 +147,12 @@ fn percentile_key(key: &str) -> Option<f64> {
     (0.0..=100.0).contains(&q).then_some(q)
 }
 
+/// Whether a budget or SLO threshold may name `m`: every measurement but points in wall
+/// time (a certificate's notAfter) and run counters (`goodput`, made of other budgets).
+pub fn budgetable(m: &Measure) -> bool {
+    !matches!(m.unit, Unit::UnixTime | Unit::Runs)
+}
+
 /// Where a budget table was written, for its errors.
 struct Context<'a> {
     kind: &'a str,
@@ -158,12 +167,8 @@ fn threshold(
     path: &str,
     at: &Spanned<toml::Value>,
 ) -> Result<Threshold, ConfigError> {
-    let Some(measure) = measures.iter().find(|m| m.key == key && m.unit != Unit::UnixTime) else {
-        let mut known: Vec<&str> = measures
-            .iter()
-            .filter(|m| m.unit != Unit::UnixTime)
-            .map(|m| m.key)
-            .collect();
+    let Some(measure) = measures.iter().find(|m| m.key == key && budgetable(m)) else {
+        let mut known: Vec<&str> = measures.iter().filter(|m| budgetable(m)).map(|m| m.key).collect();
         known.dedup();
         return Err(cfg.source.error_at(
             at.span(),

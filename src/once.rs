@@ -196,7 +196,11 @@ pub fn run_json(o: &Outcome, run: u32) -> Value {
 fn summary_json(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Value {
     let mut stats = Map::new();
     for key in measurement_keys(&r.outcomes) {
-        let mut values: Vec<f64> = r.outcomes.iter().filter_map(|o| o.get(key)).collect();
+        let mut values: Vec<f64> = r
+            .outcomes
+            .iter()
+            .filter_map(|o| o.judged(key, unit_of(p, key)))
+            .collect();
         let p50 = percentile(&mut values, 50.0);
         let p95 = percentile(&mut values, 95.0);
         stats.insert(key.to_string(), json!({"p50": p50, "p95": p95, "n": values.len()}));
@@ -280,7 +284,9 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
         };
         let mut line = format!("{:<5} {:<18}", i + 1, result);
         for k in &keys {
-            let v = o.get(k).map_or("-".to_string(), |v| unit_of(p, k).format(v));
+            let v = o
+                .judged(k, unit_of(p, k))
+                .map_or("-".to_string(), |v| unit_of(p, k).format(v));
             line.push_str(&format!(" {v:>11}"));
         }
         let _ = writeln!(out, "{line}");
@@ -289,7 +295,7 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
         for q in [50.0, 95.0] {
             let mut line = format!("{:<5} {:<18}", format!("p{q}"), "");
             for k in &keys {
-                let mut values: Vec<f64> = r.outcomes.iter().filter_map(|o| o.get(k)).collect();
+                let mut values: Vec<f64> = r.outcomes.iter().filter_map(|o| o.judged(k, unit_of(p, k))).collect();
                 let v = percentile(&mut values, q).map_or("-".to_string(), |v| unit_of(p, k).format(v));
                 line.push_str(&format!(" {v:>11}"));
             }

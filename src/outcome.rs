@@ -584,6 +584,20 @@ impl Outcome {
             .map(|(_, v)| v.text.as_str())
     }
 
+    /// The run's value of `key` as budgets, thresholds and percentiles judge it: its
+    /// measurement, or for a per-sample measurement (ping round trips, inter-chunk gaps)
+    /// the run's worst sample under `unit` (the largest; the smallest for a floor). A run
+    /// with no value of `key` is not judged on it.
+    pub fn judged(&self, key: &str, unit: Unit) -> Option<f64> {
+        self.get(key).or_else(|| {
+            let values = self.samples_of(key).map(|s| s.value);
+            match unit {
+                Unit::Ratio => values.reduce(f64::min),
+                _ => values.reduce(f64::max),
+            }
+        })
+    }
+
     /// The samples of `key`, in order.
     pub fn samples_of<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a Sample> + 'a {
         self.samples.iter().filter(move |s| s.key == key)

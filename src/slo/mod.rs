@@ -282,7 +282,7 @@ fn probe_sli<'p>(
             let m = b
                 .measures
                 .iter()
-                .find(|m| m.key == sli_key && m.unit != Unit::UnixTime)
+                .find(|m| m.key == sli_key && budget::budgetable(m))
                 .ok_or_else(|| {
                     err(
                         raw.sli.span(),

@@ -305,7 +305,7 @@ impl Telemetry {
             .record(if o.success() { 1.0 } else { 0.0 }, &sorted(base.clone()));
         if let Some(p) = plan.probes.get(&o.probe) {
             for w in &p.thresholds {
-                if let Some(v) = o.get(w.key) {
+                if let Some(v) = o.judged(w.key, w.unit) {
                     let mut attrs = base.clone();
                     attrs.push(KeyValue::new("measurement", w.key));
                     attrs.push(KeyValue::new("threshold", names::float_text(w.value)));
