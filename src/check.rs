@@ -107,13 +107,43 @@ pub fn print_plan(
         } else {
             format!("runs of {}", slo.probes.join(", "))
         };
+        let counted = match slo.budgeting {
+            crate::slo::Budgeting::Occurrences => String::new(),
+            crate::slo::Budgeting::Timeslices { slice, target } => format!(
+                ", counted in {} slices (a slice is good when {} of its events are)",
+                humantime::format_duration(slice),
+                target
+            ),
+        };
         writeln!(
             out,
-            "\nslo [{}]: {sli} for {} of {of} over {}",
+            "\nslo [{}]: {sli} for {} of {of} over {}{counted}",
             slo.name,
             slo.objective,
             humantime::format_duration(slo.window)
         )?;
+        let alerts: Vec<String> = slo
+            .burns
+            .iter()
+            .map(|b| {
+                format!(
+                    "{}× over {}/{}",
+                    crate::slo::num(b.factor),
+                    crate::slo::prom_duration(b.long),
+                    crate::slo::prom_duration(b.short)
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "  alerts: page on {} (at least {} bad), ticket on {}",
+            alerts[..2].join(" or "),
+            slo.min_bad_events,
+            alerts[2..].join(" or ")
+        )?;
+        for note in &slo.notes {
+            writeln!(out, "  warning: {note}")?;
+        }
     }
     Ok(())
 }

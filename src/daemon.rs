@@ -72,13 +72,20 @@ pub struct Loaded {
     pub config: Config,
     pub probes: Vec<BuiltProbe>,
     pub slos: Vec<Slo>,
+    pub error_budgets: Vec<slo::ErrorBudget>,
 }
 
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let config = Config::load(path)?;
     let probes = probe::build_all(&config.probes, &BuildContext::with_browser(config.browser.clone()))?;
     let slos = slo::resolve(&config.slos, config.rum.as_ref(), &probes)?;
-    Ok(Loaded { config, probes, slos })
+    let error_budgets = slo::resolve_error_budgets(&config.error_budgets, &slos)?;
+    Ok(Loaded {
+        config,
+        probes,
+        slos,
+        error_budgets,
+    })
 }
 
 impl Loaded {

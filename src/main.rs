@@ -367,14 +367,23 @@ async fn main() -> ExitCode {
             match load_checked(&path) {
                 Ok(l) => {
                     if rules {
-                        print!("{}", sloprobe::slo::rules::render(&l.slos, &path.display().to_string()));
+                        print!(
+                            "{}",
+                            sloprobe::slo::rules::render(&l.slos, &l.error_budgets, &path.display().to_string())
+                        );
                     } else {
                         // Panels for the kinds this config runs, not for every kind there is.
                         let kinds: Vec<&sloprobe::probe::Kind> = sloprobe::assembly::KINDS
                             .iter()
                             .filter(|k| l.probes.iter().any(|p| p.kind == k.name))
                             .collect();
-                        let d = sloprobe::slo::dashboard::render(&kinds, &l.slos, l.config.rum.is_some());
+                        let d = sloprobe::slo::dashboard::render(
+                            &kinds,
+                            &l.slos,
+                            &l.error_budgets,
+                            l.config.rum.is_some(),
+                            l.config.histograms,
+                        );
                         println!("{}", serde_json::to_string_pretty(&d).expect("json"));
                     }
                     ExitCode::SUCCESS

@@ -10,12 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn sloprobe(args: &[&str], config: &std::path::Path) -> String {
-    let out = Command::new(bin()).args(args).arg("-c").arg(config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 const UNIT_CONFIG: &str = r#"
 [[probe]]
 name = "p"
@@ -39,27 +33,6 @@ sli = "ttfb"
 objective = 0.99
 "#;
 
-/// Writes the rules for `config`, checks them with promtool, and runs `tests` (the body of
-/// a promtool test file's `tests:` list) against them.
-fn promtool_test(config: &str, tests: &str) -> String {
-    let dir = write_files(&[("sloprobe.toml", config)]);
-    let rules = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
-    std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
-    run_ok(
-        Command::new(tool("promtool"))
-            .args(["check", "rules"])
-            .arg(dir.path().join("rules.yml")),
-    );
-    let test = format!("rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n{tests}");
-    std::fs::write(dir.path().join("test.yml"), test).unwrap();
-    run_ok(
-        Command::new(tool("promtool"))
-            .args(["test", "rules", "test.yml"])
-            .current_dir(dir.path()),
-    );
-    rules
-}
-
 /// 60 runs a minute at `location`, `failed` of which fail, as promtool input series.
 fn runs(location: &str, ok: &str, failed: &str) -> String {
     format!(
@@ -71,10 +44,6 @@ fn labels(slo: &str, severity: &str, extra: &str) -> String {
     format!(
         "{{severity: {severity}, slo: {slo}, sloth_id: sloprobe-{slo}, sloth_service: sloprobe, sloth_slo: {slo}{extra}}}"
     )
-}
-
-fn no_alert(at: &str, name: &str) -> String {
-    format!("      - eval_time: {at}\n        alertname: {name}\n        exp_alerts: []\n")
 }
 
 #[test]
@@ -89,7 +58,11 @@ fn promtool_checks_and_unit_tests_the_rules() {
         };
         format!(
             "      - eval_time: {at}\n        alertname: {name}\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO p-availability is burning its error budget (at l)'\n              description: '99.9% of runs of p succeed over 30d. Error budget burn above {burn} at l.'\n              runbook_url: 'https://runbooks.example/p'\n",
-            labels("p-availability", severity, ", team: search, probe_location: l")
+            labels(
+                "p-availability",
+                severity,
+                &format!(", sloth_severity: {severity}, team: search, probe_location: l")
+            )
         )
     };
     let test = |input: String, alerts: Vec<String>, extra: &str| {
@@ -131,42 +104,76 @@ fn promtool_checks_and_unit_tests_the_rules() {
     promtool_test(&config, &tests.concat());
 }
 
-/// Burn factors follow the period (Sloth's formula): at 7d a 4× burn pages (3.36× over
-/// 1h); at 30d it does not (14.4× over 1h, 6× over 6h). At 28d the page factor is 13.44.
+/// Burn factors and windows follow the period. From 28d up the factors scale (Sloth's
+/// formula: 13.44 over 1h at 28d) and never drop below 1 (Sloth's 0.93 over 3d at 28d is
+/// 1). Shorter periods scale the windows instead (as Pyrra does): a 7d SLO pages on 13.44×
+/// over 15m/75s, so a 4× burn opens a ticket there and no page, and a 20× burn pages.
 #[test]
-fn burn_factors_scale_with_the_slo_window() {
+fn burn_factors_and_windows_follow_the_period() {
     let slo = |window: &str| {
         format!(
             "[[probe]]\nname = \"p\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nevery = \"30s\"\n\n[[slo]]\nname = \"s\"\nprobes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nwindow = \"{window}\"\n"
         )
     };
-    // 1 % budget; 4 % of runs fail = a 4× burn.
-    let input = runs("l", "0+96x120", "0+4x120");
-    let page = |expect: bool| {
-        let alerts = if expect {
-            format!(
-                "      - eval_time: 70m\n        alertname: SloprobeBurnRatePage\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO s is burning its error budget (at l)'\n              description: '99% of runs of p succeed over 7d. Error budget burn above 3.36× over 1h/5m or 1.4× over 6h/30m at l.'\n",
-                labels("s", "page", ", probe_location: l")
+    // 1 % budget: 4 % of runs failing is a 4× burn, 20 % a 20× burn.
+    let alert = |name: &str, severity: &str, burn: &str, period: &str| {
+        format!(
+            "      - eval_time: 70m\n        alertname: {name}\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO s is burning its error budget (at l)'\n              description: '99% of runs of p succeed over {period}. Error budget burn above {burn} at l.'\n",
+            labels(
+                "s",
+                severity,
+                &format!(", sloth_severity: {severity}, probe_location: l")
             )
-        } else {
-            no_alert("70m", "SloprobeBurnRatePage")
-        };
-        format!("  - interval: 1m\n    input_series:\n{input}    alert_rule_test:\n{alerts}")
+        )
     };
-    let rules7 = promtool_test(&slo("7d"), &page(true));
+    let case = |ok: &str, failed: &str, alerts: String| {
+        format!(
+            "  - interval: 1m\n    input_series:\n{}    alert_rule_test:\n{alerts}",
+            runs("l", ok, failed)
+        )
+    };
+    let page7 = "13.44× over 15m/75s or 5.6× over 90m/450s";
+    let ticket7 = "2.8× over 6h/30m or 1× over 18h/90m";
+    let tests7 = [
+        case(
+            "0+96x120",
+            "0+4x120",
+            format!(
+                "{}{}",
+                no_alert("70m", "SloprobeBurnRatePage"),
+                alert("SloprobeBurnRateTicket", "ticket", ticket7, "7d")
+            ),
+        ),
+        case(
+            "0+80x120",
+            "0+20x120",
+            alert("SloprobeBurnRatePage", "page", page7, "7d"),
+        ),
+    ];
+    let rules7 = promtool_test(&slo("7d"), &tests7.concat());
     assert!(
-        rules7.contains("(3.36 * 0.01)") && rules7.contains("(1.4 * 0.01)"),
+        rules7.contains("(13.44 * 0.01)") && rules7.contains("(5.6 * 0.01)"),
         "{rules7}"
     );
-    promtool_test(&slo("30d"), &page(false));
-    let dir = write_files(&[("sloprobe.toml", &slo("28d"))]);
-    let rules28 = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
-    assert!(
-        rules28.contains("(13.44 * 0.01)") && rules28.contains("(5.6 * 0.01)"),
-        "{rules28}"
+    assert!(rules7.contains("slo:sli_error:ratio_rate75s"), "{rules7}");
+    promtool_test(
+        &slo("30d"),
+        &case("0+96x120", "0+4x120", no_alert("70m", "SloprobeBurnRatePage")),
     );
-    assert!(rules28.contains("(2.8 * 0.01)"), "{rules28}");
-    assert!(!rules28.contains("0000000"), "float artifact in:\n{rules28}");
+    for (window, factors) in [
+        ("28d", ["13.44", "5.6", "2.8", "1"]),
+        ("7d", ["13.44", "5.6", "2.8", "1"]),
+    ] {
+        let dir = write_files(&[("sloprobe.toml", &slo(window))]);
+        let rules = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
+        for f in factors {
+            assert!(rules.contains(&format!("({f} * 0.01)")), "{window}: {f} in\n{rules}");
+        }
+        assert!(!rules.contains("0000000"), "float artifact in:\n{rules}");
+        // No factor under 1 anywhere.
+        let under_one = regex::Regex::new(r"\(0\.\d+ \* ").unwrap();
+        assert!(!under_one.is_match(&rules), "a factor under 1 in:\n{rules}");
+    }
 }
 
 /// When the probes' series stop (daemon dead, scrape broken), the burn alerts go quiet;
@@ -215,9 +222,9 @@ window = "28d"
         views("/other", "0+0x120", "0+60x120")
     );
     let tests = format!(
-        "  - interval: 1m\n    input_series:\n{burning}    alert_rule_test:\n{}      - eval_time: 70m\n        alertname: SloprobeBurnRateTicket\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO dashboard-lcp is burning its error budget (at l)'\n              description: '75% of real page views on /dashboard have lcp ≤ 2.500s over 28d. Error budget burn above 2.8× over 1d/2h or 0.933333333333× over 3d/6h at l.'\n  - interval: 1m\n    input_series:\n{elsewhere}    alert_rule_test:\n{}{}",
+        "  - interval: 1m\n    input_series:\n{burning}    alert_rule_test:\n{}      - eval_time: 70m\n        alertname: SloprobeBurnRateTicket\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO dashboard-lcp is burning its error budget (at l)'\n              description: '75% of real page views on /dashboard have lcp ≤ 2.500s over 28d. Error budget burn above 2.8× over 1d/2h or 1× over 3d/6h at l.'\n  - interval: 1m\n    input_series:\n{elsewhere}    alert_rule_test:\n{}{}",
         no_alert("70m", "SloprobeBurnRatePage"),
-        labels("dashboard-lcp", "ticket", ", probe_location: l"),
+        labels("dashboard-lcp", "ticket", ", sloth_severity: ticket, probe_location: l"),
         no_alert("70m", "SloprobeBurnRatePage"),
         no_alert("70m", "SloprobeBurnRateTicket"),
     );
@@ -251,7 +258,7 @@ fn quorum_pages_at_two_of_three_locations() {
     let tests = format!(
         "  - interval: 1m\n    input_series:\n{one}    alert_rule_test:\n{}  - interval: 1m\n    input_series:\n{two}    alert_rule_test:\n      - eval_time: 70m\n        alertname: SloprobeBurnRatePage\n        exp_alerts:\n          - exp_labels: {}\n            exp_annotations:\n              summary: 'SLO p-availability is burning its error budget (at 2 or more locations)'\n              description: '99.9% of runs of p succeed over 30d. Error budget burn above 14.4× over 1h/5m or 6× over 6h/30m at 2 or more locations.'\n",
         no_alert("70m", "SloprobeBurnRatePage"),
-        labels("p-availability", "page", "")
+        labels("p-availability", "page", ", sloth_severity: page")
     );
     promtool_test(&config, &tests);
 }
@@ -295,7 +302,7 @@ fn slo_config_errors() {
     let msg = check(slo(
         "probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nwindow = \"1d\"",
     ));
-    assert!(msg.contains("`slo.window`") && msg.contains("at least 3d"), "{msg}");
+    assert!(msg.contains("`slo.window`") && msg.contains("at least 6d"), "{msg}");
     let msg = check(slo(
         "probes = [\"p\"]\nsli = \"success\"\nobjective = 0.99\nlabels = { severity = \"x\" }",
     ));
@@ -425,8 +432,11 @@ window = "28d"
 
     let mut recorded: Vec<String> = Vec::new();
     for slo in ["api-availability", "api-ttfb", "chat-ttft"] {
-        let period = if slo == "chat-ttft" { "28d" } else { "30d" };
-        for w in sloprobe::slo::rules::WINDOWS.iter().copied().chain([period]) {
+        let days = if slo == "chat-ttft" { 28 } else { 30 };
+        let period = Duration::from_secs(days * 86400);
+        let burns = sloprobe::slo::windows::burns(period, Duration::ZERO).unwrap();
+        for w in sloprobe::slo::windows::windows(&burns).into_iter().chain([period]) {
+            let w = sloprobe::slo::prom_duration(w);
             recorded.push(format!("slo:sli_error:ratio_rate{w}{{slo=\"{slo}\"}}"));
         }
         recorded.push(format!("slo:objective:ratio{{slo=\"{slo}\"}}"));

@@ -21,7 +21,7 @@ use crate::probe::browser::driver::{BrowserConfig, HostSettings};
 use crate::probe::{Kind, ProbeConfig, assistant, browser, http, vector, websocket};
 use crate::rum::{RumConfig, RumSettings};
 use crate::server::ServerConfig;
-use crate::slo::RawSlo;
+use crate::slo::{RawErrorBudget, RawSlo};
 use crate::telemetry::config::ExportConfig;
 use crate::telemetry::{HistogramMode, MetricsConfig, OtlpSettings};
 
@@ -60,6 +60,8 @@ pub struct Config {
     pub probes: Vec<ProbeConfig>,
     /// `[[slo]]` entries as written; `slo::resolve` checks them against the probes.
     pub slos: Vec<(RawSlo, Arc<Source>)>,
+    /// `[[error_budget]]` entries as written; `slo::resolve_error_budgets` checks them.
+    pub error_budgets: Vec<(RawErrorBudget, Arc<Source>)>,
 }
 
 /// The daemon file, less its `[[probe]]` tables (read by the kinds). Probe files hold
@@ -89,6 +91,9 @@ pub struct RawDaemonFile {
     /// SLOs over the probes (docs/slo.md).
     #[serde(default, rename = "slo")]
     slos: Vec<RawSlo>,
+    /// Time-based error budgets shared by several time-slice SLOs (docs/slo.md).
+    #[serde(default, rename = "error_budget")]
+    error_budgets: Vec<RawErrorBudget>,
     /// Client bundle budgets for `sloprobe bundle`. Parsed here so a typo in them is a
     /// config error for `check` too; the daemon itself does not use them.
     #[serde(default, rename = "bundle")]
@@ -113,6 +118,8 @@ impl Config {
         let rum = raw.rum.as_ref().map(|r| r.check(&source)).transpose()?;
         let shard = raw.fleet.check(&source)?;
         let mut slos: Vec<(RawSlo, Arc<Source>)> = raw.slos.into_iter().map(|s| (s, source.clone())).collect();
+        let mut error_budgets: Vec<(RawErrorBudget, Arc<Source>)> =
+            raw.error_budgets.into_iter().map(|b| (b, source.clone())).collect();
         let base = path.parent().unwrap_or(Path::new("."));
         let mut files_read = 0;
         for pattern in &raw.include {
@@ -124,11 +131,12 @@ impl Config {
                 let (pf, more) = read_file(&src)?;
                 if let Some(key) = pf.daemon_only_key() {
                     return Err(src.error(format!(
-                        "`{key}` belongs in the daemon file; probe files hold only [[probe]] and [[slo]]"
+                        "`{key}` belongs in the daemon file; probe files hold only [[probe]], [[slo]] and [[error_budget]]"
                     )));
                 }
                 probes.extend(more);
                 slos.extend(pf.slos.into_iter().map(|s| (s, src.clone())));
+                error_budgets.extend(pf.error_budgets.into_iter().map(|b| (b, src.clone())));
             }
         }
 
@@ -171,6 +179,7 @@ impl Config {
             rum,
             probes,
             slos,
+            error_budgets,
         })
     }
 }

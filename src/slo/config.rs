@@ -46,6 +46,44 @@ pub struct RawSlo {
     pub min_locations: Option<Spanned<u32>>,
     /// Sloth's `service` label (`sloth_service`); default "sloprobe".
     pub service: Option<Spanned<String>>,
+    /// "occurrences" (default: good runs or page views / all) or "timeslices" (good
+    /// slices / all slices with data, OpenSLO's Timeslices: "bad minutes").
+    pub budgeting: Option<Spanned<String>>,
+    /// With timeslices: the slice length (default "1m").
+    pub slice: Option<Spanned<Dur>>,
+    /// With timeslices: the share of good events a slice needs to be good (OpenSLO's
+    /// timeSliceTarget). For a measurement SLI, p95 ≤ threshold is `slice_target = 0.95`.
+    pub slice_target: Option<Spanned<f64>>,
+    /// Page only when the page window holds at least this many bad events (runs, page
+    /// views or slices). Default: 2 when one bad event alone would cross a page threshold
+    /// (a 1-minute probe at 99.9 %), else 1 (docs/slo.md).
+    pub min_bad_events: Option<Spanned<u32>>,
+}
+
+/// A `[[error_budget]]`: a time-based budget shared by several time-slice SLOs. A slice
+/// is in breach when any listed SLO's slice is bad; the budget is the breach time allowed
+/// per period (e.g. 28,800 s a month), the freeze gate `sloprobe slo status` enforces.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawErrorBudget {
+    /// Unique name (A-Z a-z 0-9 - _ .).
+    pub name: Spanned<String>,
+    /// The time-slice SLOs that spend it (all with the same `slice`).
+    pub slos: Spanned<Vec<String>>,
+    /// Breach time allowed per period, e.g. "28800s" or "8h".
+    pub budget: Spanned<Dur>,
+    /// The rolling period (default 30d).
+    #[serde(default = "default_slo_window")]
+    pub period: Spanned<Dur>,
+    /// Labels on its rules and alerts, e.g. `{ team = "platform" }`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
+    /// Alert annotations, e.g. `{ runbook_url = "https://…" }`.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, Spanned<String>>,
+    /// The `severity` of its alerts (default "ticket").
+    #[serde(default = "default_ticket")]
+    pub severity: String,
 }
 
 /// `[slo.severity]`.

@@ -6,8 +6,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Sli, Slo, num, prom_duration};
-use crate::telemetry::{names::metric_name, otel_unit};
+use super::{ErrorBudget, Sli, Slo, num, prom_duration};
+use crate::telemetry::{HistogramMode, names::metric_name, otel_unit};
 
 const DS: &str = "${datasource}";
 const LOC: &str = "probe_location=~\"$location\"";
@@ -68,7 +68,30 @@ fn row(id: &mut u32, title: &str, y: u32, repeat: Option<&str>) -> Value {
 /// The dashboard. Headline latencies are the kinds' histogram measures named `ttfb` (http)
 /// and `ttft` (assistant), found in the catalogs rather than named here.
 /// `rum`: the config runs the RUM collector (a field-vs-lab row).
-pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo], rum: bool) -> Value {
+/// `mode`: with exponential histograms Prometheus holds native histograms, which have no
+/// `_bucket` series: quantiles read the histogram itself.
+pub fn render(
+    kinds: &[&crate::probe::Kind],
+    slos: &[Slo],
+    budgets: &[ErrorBudget],
+    rum: bool,
+    mode: HistogramMode,
+) -> Value {
+    // The quantile of a catalog histogram (`by` adds grouping labels).
+    let quantile = |q: &str, name: &str, sel: &str, by: &str, range: &str| match mode {
+        HistogramMode::Explicit => {
+            format!("histogram_quantile({q}, sum by (le{by}) (rate({name}_bucket{{{sel}}}[{range}])))")
+        }
+        HistogramMode::Exponential => {
+            let by = by.trim_start_matches(", ");
+            let group = if by.is_empty() {
+                String::new()
+            } else {
+                format!(" by ({by})")
+            };
+            format!("histogram_quantile({q}, sum{group} (rate({name}{{{sel}}}[{range}])))")
+        }
+    };
     let mut panels = Vec::new();
     let mut id = 0;
     let mut y = 0;
@@ -219,7 +242,7 @@ pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo], rum: bool) -> Value {
             for (q, legend) in [("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")] {
                 let r = format!("{}", (b'A' + headline_targets.len() as u8) as char);
                 headline_targets.push(target(
-                    format!("histogram_quantile({q}, sum by (le) (rate({name}_bucket{{{sel}}}[$__rate_interval])))"),
+                    quantile(q, &name, &sel, "", "$__rate_interval"),
                     &format!("{} {legend}", m.key),
                     &r,
                 ));
@@ -262,8 +285,12 @@ pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo], rum: bool) -> Value {
         panels.push(row(&mut id, "Real users (RUM) and lab", y, None));
         y += 1;
         let p75 = |synthetic: &str, by: &str| {
-            format!(
-                "histogram_quantile(0.75, sum by (le{by}) (rate(browser_web_vital_lcp_seconds_bucket{{{LOC},user_agent_synthetic_type=\"{synthetic}\"}}[$__rate_interval])))"
+            quantile(
+                "0.75",
+                "browser_web_vital_lcp_seconds",
+                &format!("{LOC},user_agent_synthetic_type=\"{synthetic}\""),
+                by,
+                "$__rate_interval",
             )
         };
         panels.push(panel(
@@ -275,7 +302,14 @@ pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo], rum: bool) -> Value {
             lines("s", &[2.5]),
         ));
         let worst = format!(
-            "topk(10, histogram_quantile(0.75, sum by (le, http_route) (rate(browser_web_vital_lcp_seconds_bucket{{{LOC},user_agent_synthetic_type=\"\"}}[$__range]))))"
+            "topk(10, {})",
+            quantile(
+                "0.75",
+                "browser_web_vital_lcp_seconds",
+                &format!("{LOC},user_agent_synthetic_type=\"\""),
+                ", http_route",
+                "$__range"
+            )
         );
         panels.push(panel(
             &mut id,
@@ -347,22 +381,22 @@ pub fn render(kinds: &[&crate::probe::Kind], slos: &[Slo], rum: bool) -> Value {
             field,
         ));
         let burn = format!("slo:current_burn_rate:ratio{{slo=\"{}\",{LOC}}}", slo.name);
-        let factors: Vec<f64> = super::rules::ALERTS
-            .iter()
-            .flat_map(|(_, _, pairs)| pairs.iter())
-            .map(|(c, l, _)| super::rules::burn_factor(*c, slo.window, l))
-            .collect();
+        let factors: Vec<f64> = slo.burns.iter().map(|b| b.factor).collect();
         let mut field = lines("short", &factors);
         field["defaults"]["custom"]["thresholdsStyle"] = json!({"mode": "line"});
+        let shortest = slo.burns.iter().map(|b| b.short).min().unwrap_or_default();
         panels.push(panel(
             &mut id,
-            &format!("{}: burn rate (5m)", slo.name),
+            &format!("{}: burn rate ({})", slo.name, prom_duration(shortest)),
             "timeseries",
             (16, y, 8, 6),
             vec![target(burn, "{{probe_location}}", "A")],
             field,
         ));
         y += 6;
+    }
+    for b in budgets {
+        y = budget_row(&mut panels, &mut id, y, b);
     }
 
     json!({
@@ -406,4 +440,52 @@ pub fn queries(dashboard: &Value) -> Vec<String> {
         .flat_map(|p| p["targets"].as_array().into_iter().flatten())
         .filter_map(|t| t["expr"].as_str().map(str::to_string))
         .collect()
+}
+
+/// A shared error budget: seconds left, spent per SLO, and its burn rate.
+fn budget_row(panels: &mut Vec<Value>, id: &mut u32, mut y: u32, b: &ErrorBudget) -> u32 {
+    panels.push(row(id, &format!("Error budget {}", b.name), y, None));
+    y += 1;
+    let sel = format!("error_budget=\"{}\"", b.name);
+    let budget = b.budget.as_secs_f64();
+    let field = json!({"defaults": {"unit": "s", "thresholds": {"mode": "absolute", "steps": [{"color": "red", "value": null}, {"color": "orange", "value": budget * 0.1}, {"color": "green", "value": budget * 0.5}]}}, "overrides": []});
+    panels.push(panel(
+        id,
+        &format!(
+            "{}: breach time left of {} per {}",
+            b.name,
+            prom_duration(b.budget),
+            prom_duration(b.period)
+        ),
+        "stat",
+        (0, y, 8, 6),
+        vec![target(format!("slo:error_budget_left:seconds{{{sel}}}"), "left", "A")],
+        field,
+    ));
+    panels.push(panel(
+        id,
+        &format!("{}: breach time spent by SLO", b.name),
+        "bargauge",
+        (8, y, 8, 6),
+        vec![target(
+            format!("slo:error_budget_spent_by_slo:seconds{{{sel}}}"),
+            "{{slo}}",
+            "A",
+        )],
+        json!({"defaults": {"unit": "s"}, "overrides": []}),
+    ));
+    let mut field = lines("short", &[1.0]);
+    field["defaults"]["custom"]["thresholdsStyle"] = json!({"mode": "line"});
+    panels.push(panel(
+        id,
+        &format!("{}: burn rate", b.name),
+        "timeseries",
+        (16, y, 8, 6),
+        vec![
+            target(format!("slo:error_budget_burn_rate:ratio_rate1h{{{sel}}}"), "1h", "A"),
+            target(format!("slo:error_budget_burn_rate:ratio_rate1d{{{sel}}}"), "1d", "B"),
+        ],
+        field,
+    ));
+    y + 6
 }

@@ -7,6 +7,7 @@
 mod config;
 pub mod dashboard;
 pub mod rules;
+pub mod windows;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -17,7 +18,8 @@ use crate::rum::RumSettings;
 
 use crate::outcome::{ErrorType, Unit};
 use crate::probe::BuiltProbe;
-pub use config::{RawSlo, SloSeverity};
+pub use config::{RawErrorBudget, RawSlo, SloSeverity};
+pub use windows::{Burn, Tier};
 
 #[derive(Debug, Clone)]
 pub struct Slo {
@@ -40,6 +42,39 @@ pub struct Slo {
     pub min_locations: u32,
     /// Sloth's service label.
     pub service: String,
+    pub budgeting: Budgeting,
+    /// The four burn-rate conditions, windows scaled to the period and widened for slow
+    /// probes (`windows.rs`).
+    pub burns: Vec<Burn>,
+    /// A page needs at least this many bad events in its long window.
+    pub min_bad_events: u32,
+    /// The interval of the slowest probe (none for RUM SLOs).
+    pub slowest: Option<Duration>,
+    /// What `check` should tell about this SLO (widened windows).
+    pub notes: Vec<String>,
+}
+
+/// How the error budget is counted (OpenSLO's budgetingMethod).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Budgeting {
+    /// Bad events / all events.
+    Occurrences,
+    /// Bad slices / slices with data; a slice is bad when under `target` of its events
+    /// are good.
+    Timeslices { slice: Duration, target: f64 },
+}
+
+/// A `[[error_budget]]`, checked: breach time shared by time-slice SLOs.
+#[derive(Debug, Clone)]
+pub struct ErrorBudget {
+    pub name: String,
+    pub slos: Vec<String>,
+    pub slice: Duration,
+    pub budget: Duration,
+    pub period: Duration,
+    pub labels: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
+    pub severity: String,
 }
 
 #[derive(Debug, Clone)]
@@ -63,9 +98,6 @@ impl Sli {
         }
     }
 }
-
-/// The longest alert window: an SLO period must be at least this long.
-pub const LONGEST_ALERT_WINDOW: Duration = Duration::from_secs(3 * 86400);
 
 impl Slo {
     /// The allowed error ratio, 1 − objective.
@@ -109,13 +141,6 @@ pub fn resolve(
             ));
         }
         let window = raw.window.get_ref().0;
-        if window < LONGEST_ALERT_WINDOW {
-            return Err(err(
-                raw.window.span(),
-                "slo.window",
-                "window must be at least 3d, the longest burn-rate alert window (typically 28d or 30d)".into(),
-            ));
-        }
         let (members, routes, sli, exclude_errors) = match (&raw.probes, &raw.routes) {
             (Some(_), Some(r)) => {
                 return Err(err(
@@ -202,6 +227,51 @@ pub fn resolve(
             .service
             .as_ref()
             .map_or_else(|| "sloprobe".to_string(), |s| s.get_ref().clone());
+        let budgeting = budgeting(raw, &err)?;
+        let slowest = members.iter().map(|b| b.schedule.shortest_period()).max();
+        let slice = match budgeting {
+            Budgeting::Timeslices { slice, .. } => slice,
+            Budgeting::Occurrences => Duration::ZERO,
+        };
+        let min_window = 2 * slowest.unwrap_or_default().max(slice);
+        let burns = windows::burns(window, min_window).map_err(|e| err(raw.window.span(), "slo.window", e))?;
+        let unwidened = windows::burns(window, Duration::ZERO).expect("checked above");
+        let mut notes = Vec::new();
+        if burns != unwidened {
+            let pairs = |b: &[Burn]| {
+                b.iter()
+                    .map(|b| format!("{}/{}", prom_duration(b.long), prom_duration(b.short)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let why = match (slowest, slice.is_zero()) {
+                (Some(i), true) => format!("its slowest probe runs every {}", prom_duration(i)),
+                (Some(i), false) => format!(
+                    "its slowest probe runs every {} and its slices are {}",
+                    prom_duration(i),
+                    prom_duration(slice)
+                ),
+                (None, _) => format!("its slices are {}", prom_duration(slice)),
+            };
+            notes.push(format!(
+                "SLO {name:?}: {why}, so a window needs at least {} to hold two of them; its alert windows are widened from {} to {}: pages come later and a short outage may not page. Run the probes more often (every {} or less keeps the 5m window) to page sooner.",
+                prom_duration(min_window),
+                pairs(&unwidened),
+                pairs(&burns),
+                prom_duration(unwidened[0].short / 2),
+            ));
+        }
+        let min_bad_events = match &raw.min_bad_events {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(err(
+                    n.span(),
+                    "slo.min_bad_events",
+                    "min_bad_events must be at least 1".into(),
+                ));
+            }
+            Some(n) => *n.get_ref(),
+            None => default_min_bad_events(&members, budgeting, &burns, 1.0 - objective),
+        };
         out.push(Slo {
             name,
             probes: members.iter().map(|b| b.name.clone()).collect(),
@@ -216,6 +286,188 @@ pub fn resolve(
             ticket_severity: raw.severity.ticket.clone(),
             min_locations,
             service,
+            budgeting,
+            burns,
+            min_bad_events,
+            slowest,
+            notes,
+        });
+    }
+    Ok(out)
+}
+
+/// `budgeting`, `slice` and `slice_target`, checked.
+fn budgeting(raw: &RawSlo, err: &ErrAt<'_>) -> Result<Budgeting, ConfigError> {
+    let method = raw.budgeting.as_ref().map_or("occurrences", |b| b.get_ref().as_str());
+    match method {
+        "occurrences" => {
+            for (set, key) in [
+                (raw.slice.as_ref().map(Spanned::span), "slo.slice"),
+                (raw.slice_target.as_ref().map(Spanned::span), "slo.slice_target"),
+            ] {
+                if let Some(at) = set {
+                    return Err(err(
+                        at,
+                        key,
+                        format!("`{}` needs budgeting = \"timeslices\"", &key[4..]),
+                    ));
+                }
+            }
+            Ok(Budgeting::Occurrences)
+        }
+        "timeslices" => {
+            let slice = raw.slice.as_ref().map_or(Duration::from_secs(60), |s| s.get_ref().0);
+            if let Some(s) = &raw.slice
+                && (slice < Duration::from_secs(10) || slice > Duration::from_secs(3600) || slice.subsec_nanos() != 0)
+            {
+                return Err(err(
+                    s.span(),
+                    "slo.slice",
+                    "a slice is whole seconds from 10s to 1h (the rule group evaluates once a slice)".into(),
+                ));
+            }
+            let Some(target) = &raw.slice_target else {
+                return Err(err(
+                    raw.name.span(),
+                    "slo.slice_target",
+                    "timeslices need `slice_target`: the share of good events that makes a slice good (0.95 for p95 ≤ threshold)".into(),
+                ));
+            };
+            let t = *target.get_ref();
+            if !(t > 0.0 && t <= 1.0) {
+                return Err(err(
+                    target.span(),
+                    "slo.slice_target",
+                    "slice_target is a share above 0 and at most 1".into(),
+                ));
+            }
+            Ok(Budgeting::Timeslices { slice, target: t })
+        }
+        other => Err(err(
+            raw.budgeting.as_ref().expect("set").span(),
+            "slo.budgeting",
+            format!("budgeting {other:?}: use \"occurrences\" or \"timeslices\""),
+        )),
+    }
+}
+
+/// 2 when a single bad event (one run of the SLO's probes, or one slice) would cross a
+/// page condition on its own, else 1. One run of a 1-minute probe is 1/60 of an hour,
+/// 1.67 % > 14.4 × 0.1 %: at 99.9 % it would page (docs/slo.md).
+fn default_min_bad_events(members: &[&BuiltProbe], budgeting: Budgeting, burns: &[Burn], budget: f64) -> u32 {
+    if members.is_empty() && matches!(budgeting, Budgeting::Occurrences) {
+        return 1; // page views: traffic is not known in advance
+    }
+    let lone_bad_crosses = burns.iter().filter(|b| b.tier == Tier::Page).any(|b| {
+        let long = b.long.as_secs_f64();
+        let events = match budgeting {
+            Budgeting::Timeslices { slice, .. } => long / slice.as_secs_f64(),
+            Budgeting::Occurrences => members
+                .iter()
+                .map(|m| long / m.schedule.shortest_period().as_secs_f64())
+                .sum(),
+        };
+        1.0 / events > b.factor * budget
+    });
+    if lone_bad_crosses { 2 } else { 1 }
+}
+
+/// Checks every `[[error_budget]]` against the SLOs.
+pub fn resolve_error_budgets(
+    raws: &[(RawErrorBudget, std::sync::Arc<Source>)],
+    slos: &[Slo],
+) -> Result<Vec<ErrorBudget>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (raw, src) in raws {
+        let err = |span: std::ops::Range<usize>, key: &str, msg: String| src.error_at(span, Some(key), msg);
+        let name = raw.name.get_ref().clone();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || !names.insert(name.clone())
+        {
+            return Err(err(
+                raw.name.span(),
+                "error_budget.name",
+                format!("error budget name {name:?} must be unique, of A-Z a-z 0-9 - _ ."),
+            ));
+        }
+        if raw.slos.get_ref().is_empty() {
+            return Err(err(
+                raw.slos.span(),
+                "error_budget.slos",
+                "name at least one SLO".into(),
+            ));
+        }
+        let mut slice = None;
+        for listed in raw.slos.get_ref() {
+            let Some(slo) = slos.iter().find(|s| &s.name == listed) else {
+                return Err(err(
+                    raw.slos.span(),
+                    "error_budget.slos",
+                    format!("no SLO named {listed:?}"),
+                ));
+            };
+            let Budgeting::Timeslices { slice: s, .. } = slo.budgeting else {
+                return Err(err(
+                    raw.slos.span(),
+                    "error_budget.slos",
+                    format!(
+                        "SLO {listed:?} counts occurrences: a time budget needs budgeting = \"timeslices\" (bad time exists only per slice)"
+                    ),
+                ));
+            };
+            if slice.is_some_and(|first| first != s) {
+                return Err(err(
+                    raw.slos.span(),
+                    "error_budget.slos",
+                    "every SLO of one error budget needs the same `slice`: breach time is counted slice by slice"
+                        .into(),
+                ));
+            }
+            slice = Some(s);
+        }
+        let (budget, period) = (raw.budget.get_ref().0, raw.period.get_ref().0);
+        if budget.is_zero() || budget >= period {
+            return Err(err(
+                raw.budget.span(),
+                "error_budget.budget",
+                format!(
+                    "the budget must be above 0 and shorter than the period ({})",
+                    prom_duration(period)
+                ),
+            ));
+        }
+        let mut labels = Vec::new();
+        for (k, v) in &raw.labels {
+            if !valid_label_name(k)
+                || matches!(k.as_str(), "slo" | "severity" | "error_budget")
+                || k.starts_with("sloth_")
+            {
+                return Err(err(
+                    v.span(),
+                    &format!("error_budget.labels.{k}"),
+                    format!("{k:?} cannot be a label name here"),
+                ));
+            }
+            labels.push((k.clone(), v.get_ref().clone()));
+        }
+        let annotations = raw
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect();
+        out.push(ErrorBudget {
+            name,
+            slos: raw.slos.get_ref().clone(),
+            slice: slice.expect("at least one SLO"),
+            budget,
+            period,
+            labels,
+            annotations,
+            severity: raw.severity.clone(),
         });
     }
     Ok(out)

@@ -1,61 +1,23 @@
-//! Prometheus rules for the SLOs: SLI error ratios over the windows the burn-rate alerts
-//! need and over the SLO period, the error budget left, Sloth's metadata rules (so Sloth's
-//! dashboards work), multi-window multi-burn-rate alerts (Google SRE workbook, ch. 5) with
-//! burn factors scaled to the SLO period as Sloth does, and an alert when the data is gone.
+//! Prometheus rules for the SLOs, in Sloth's layout (per SLO the groups
+//! `sloth-slo-sli-recordings-<id>`, `sloth-slo-meta-recordings-<id>` and
+//! `sloth-slo-alerts-<id>`, `sloth_window` on SLI records, `sloth_severity` on alerts) so
+//! Sloth's dashboards read them: SLI error ratios over the alert windows and the period,
+//! the budget left, multi-window multi-burn-rate alerts (`windows.rs`), and no-data alerts
+//! per SLO and per probe and location. Time-slice SLOs and shared error budgets add a
+//! group evaluated once a slice. Every ratio's denominator is guarded: a window with no
+//! events yields no sample (no evidence), never 0 and never NaN.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{Sli, Slo, num, prom_duration};
+use super::{Budgeting, ErrorBudget, Sli, Slo, Tier, num, prom_duration, windows};
 use crate::telemetry::names::float_text;
 
-/// Windows the alerts read, shortest first.
-pub const WINDOWS: &[&str] = &["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
-
-/// A burn-rate condition: the share of the period's error budget consumed within the long
-/// window, the long window, and the short window that confirms it is still burning.
-pub type Burn = (f64, &'static str, &'static str);
-
-/// (tier, alert name, conditions any of which fires it). At a 30d period these are the
-/// workbook's 14.4×/6× (page) and 3×/1× (ticket).
-pub const ALERTS: &[(Tier, &str, &[Burn])] = &[
-    (
-        Tier::Page,
-        "SloprobeBurnRatePage",
-        &[(0.02, "1h", "5m"), (0.05, "6h", "30m")],
-    ),
-    (
-        Tier::Ticket,
-        "SloprobeBurnRateTicket",
-        &[(0.10, "1d", "2h"), (0.10, "3d", "6h")],
-    ),
-];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tier {
-    Page,
-    Ticket,
-}
+/// The window the period figures are summed from.
+pub const BASE_WINDOW: &str = "5m";
 
 /// How long the SLI's input may be missing before the no-data alert fires.
 pub const NO_DATA_AFTER: &str = "10m";
-
-fn hours(window: &str) -> f64 {
-    let (n, unit) = window.split_at(window.len() - 1);
-    let n: f64 = n.parse().expect("window literal");
-    match unit {
-        "m" => n / 60.0,
-        "h" => n,
-        "d" => n * 24.0,
-        _ => unreachable!("window literal {window}"),
-    }
-}
-
-/// Sloth's burn factor: the budget share consumed × period / long window. 14.4 for 2 % in
-/// 1h of 30d; 13.44 at 28d.
-pub fn burn_factor(consumed: f64, period: Duration, long_window: &str) -> f64 {
-    consumed * (period.as_secs_f64() / 3600.0) / hours(long_window)
-}
 
 /// Prometheus regex matching exactly these probe names.
 pub fn probe_selector(slo: &Slo) -> String {
@@ -106,8 +68,8 @@ pub fn input_selector(slo: &Slo) -> String {
     }
 }
 
-/// The SLI's error ratio over `window`, by location.
-pub fn error_ratio(slo: &Slo, window: &str) -> String {
+/// The SLI's bad and total event selectors (no window yet): (bad, all).
+fn event_selectors(slo: &Slo) -> (String, String) {
     let sel = probe_selector(slo);
     match &slo.sli {
         Sli::Success => {
@@ -116,27 +78,54 @@ pub fn error_ratio(slo: &Slo, window: &str) -> String {
             } else {
                 format!(",error_type!~\"{}\"", slo.exclude_errors.join("|"))
             };
-            // `or … * 0`: no failure series yet must read as 0 errors, not as no data.
-            format!(
-                "(sum by (probe_location) (rate(probe_runs_total{{{sel},outcome=\"failure\"{excl}}}[{window}])) \
-                 or sum by (probe_location) (rate(probe_runs_total{{{sel}{excl}}}[{window}])) * 0) \
-                 / sum by (probe_location) (rate(probe_runs_total{{{sel}{excl}}}[{window}]))"
+            (
+                format!("probe_runs_total{{{sel},outcome=\"failure\"{excl}}}"),
+                format!("probe_runs_total{{{sel}{excl}}}"),
             )
         }
-        Sli::Below { .. } | Sli::Field { .. } => {
-            let base = match &slo.sli {
-                Sli::Field { key, threshold, .. } => field_base(slo, key, *threshold),
-                Sli::Below { key, threshold, .. } => format!(
-                    "probe_threshold_runs_total{{{sel},measurement=\"{key}\",threshold=\"{}\"",
-                    float_text(*threshold)
-                ),
-                Sli::Success => unreachable!(),
-            };
+        Sli::Below { key, threshold, .. } => {
+            let base = format!(
+                "probe_threshold_runs_total{{{sel},measurement=\"{key}\",threshold=\"{}\"",
+                float_text(*threshold)
+            );
+            (format!("{base},verdict=\"bad\"}}"), format!("{base}}}"))
+        }
+        Sli::Field { key, threshold, .. } => {
+            let base = field_base(slo, key, *threshold);
+            (format!("{base},verdict=\"bad\"}}"), format!("{base}}}"))
+        }
+    }
+}
+
+/// The rate of bad events over `window` by location; 0 while no bad series exists yet
+/// (a clean record is 0 errors, not no data).
+fn bad_rate(slo: &Slo, window: &str) -> String {
+    let (bad, all) = event_selectors(slo);
+    format!("(sum by (probe_location) (rate({bad}[{window}])) or sum by (probe_location) (rate({all}[{window}])) * 0)")
+}
+
+fn all_rate(slo: &Slo, window: &str) -> String {
+    let (_, all) = event_selectors(slo);
+    format!("sum by (probe_location) (rate({all}[{window}]))")
+}
+
+/// The occurrence SLI's error ratio over `window`, by location; no sample when the
+/// window holds no event.
+pub fn error_ratio(slo: &Slo, window: &str) -> String {
+    format!("{} / ({} > 0)", bad_rate(slo, window), all_rate(slo, window))
+}
+
+/// Bad events (runs, page views, or bad slices) in `window`, by location.
+fn bad_events(slo: &Slo, id: &str, window: &str) -> String {
+    match slo.budgeting {
+        Budgeting::Occurrences => {
+            let (bad, all) = event_selectors(slo);
             format!(
-                "(sum by (probe_location) (rate({base},verdict=\"bad\"}}[{window}])) \
-                 or sum by (probe_location) (rate({base}}}[{window}])) * 0) \
-                 / sum by (probe_location) (rate({base}}}[{window}]))"
+                "(sum by (probe_location) (increase({bad}[{window}])) or sum by (probe_location) (increase({all}[{window}])) * 0)"
             )
+        }
+        Budgeting::Timeslices { .. } => {
+            format!("sum by (probe_location) (sum_over_time(slo:slice_bad{{{id}}}[{window}]))")
         }
     }
 }
@@ -204,7 +193,7 @@ fn record(y: &mut String, name: &str, expr: &str, labels: &[(String, String)]) {
 }
 
 /// The whole rule file.
-pub fn render(slos: &[Slo], source: &str) -> String {
+pub fn render(slos: &[Slo], budgets: &[ErrorBudget], source: &str) -> String {
     let mut y = String::new();
     let _ = writeln!(
         y,
@@ -216,151 +205,458 @@ pub fn render(slos: &[Slo], source: &str) -> String {
     }
     y.push_str("groups:\n");
     for slo in slos {
-        let name = &slo.name;
-        let budget = num(slo.budget());
-        let period = prom_duration(slo.window);
-        let labels = rule_labels(slo);
-        let id = format!("sloth_id=\"{}-{name}\"", slo.service);
-        let _ = writeln!(y, "  - name: sloprobe-slo-{name}");
-        y.push_str("    rules:\n");
-        for w in WINDOWS {
-            record(
-                &mut y,
-                &format!("slo:sli_error:ratio_rate{w}"),
-                &error_ratio(slo, w),
-                &labels,
-            );
-        }
-        record(
-            &mut y,
-            &format!("slo:sli_error:ratio_rate{period}"),
-            &format!("avg_over_time(slo:sli_error:ratio_rate5m{{{id}}}[{period}])"),
-            &labels,
-        );
-        // Sloth's metadata rules, by the names its dashboards read.
-        record(
-            &mut y,
-            "slo:objective:ratio",
-            &format!("vector({})", num(slo.objective)),
-            &labels,
-        );
-        record(&mut y, "slo:error_budget:ratio", &format!("vector({budget})"), &labels);
-        record(
-            &mut y,
-            "slo:time_period:days",
-            &format!("vector({})", num(slo.window.as_secs_f64() / 86400.0)),
-            &labels,
-        );
-        record(
-            &mut y,
-            "slo:current_burn_rate:ratio",
-            &format!(
-                "slo:sli_error:ratio_rate5m{{{id}}} / on(sloth_id, sloth_slo, sloth_service) group_left slo:error_budget:ratio{{{id}}}"
-            ),
-            &labels,
-        );
-        record(
-            &mut y,
-            "slo:period_burn_rate:ratio",
-            &format!(
-                "slo:sli_error:ratio_rate{period}{{{id}}} / on(sloth_id, sloth_slo, sloth_service) group_left slo:error_budget:ratio{{{id}}}"
-            ),
-            &labels,
-        );
-        record(
-            &mut y,
-            "slo:period_error_budget_remaining:ratio",
-            &format!("1 - slo:period_burn_rate:ratio{{{id}}}"),
-            &labels,
-        );
-        record(
-            &mut y,
-            "slo:error_budget_remaining:ratio",
-            &format!("1 - slo:sli_error:ratio_rate{period}{{{id}}} / {budget}"),
-            &labels,
-        );
-        let mut info = labels.clone();
-        info.extend([
-            ("sloth_mode".to_string(), "cli-gen-prom".to_string()),
-            ("sloth_objective".to_string(), num(slo.objective * 100.0)),
-            ("sloth_spec".to_string(), "sloprobe/v1".to_string()),
-            ("sloth_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        ]);
-        record(&mut y, "sloth_slo_info", "vector(1)", &info);
+        slo_groups(&mut y, slo);
+    }
+    let mut slices: Vec<Duration> = slos
+        .iter()
+        .filter_map(|s| match s.budgeting {
+            Budgeting::Timeslices { slice, .. } => Some(slice),
+            Budgeting::Occurrences => None,
+        })
+        .collect();
+    slices.sort();
+    slices.dedup();
+    for slice in slices {
+        slice_group(&mut y, slice, slos, budgets);
+    }
+    for b in budgets {
+        budget_group(&mut y, b);
+    }
+    y
+}
 
-        for (tier, alert, pairs) in ALERTS {
-            let severity = match tier {
-                Tier::Page => &slo.page_severity,
-                Tier::Ticket => &slo.ticket_severity,
-            };
-            let conds: Vec<String> = pairs
-                .iter()
-                .map(|(consumed, long, short)| {
-                    let limit = format!("({} * {budget})", num(burn_factor(*consumed, slo.window, long)));
-                    format!(
-                        "(slo:sli_error:ratio_rate{long}{{{id}}} > {limit} and slo:sli_error:ratio_rate{short}{{{id}}} > {limit})"
-                    )
-                })
-                .collect();
-            let burning = conds.join(" or ");
-            // Quorum: several locations must burn at once (Grafana SM's "N of M probes").
-            let expr = if slo.min_locations > 1 {
-                format!("count({burning}) >= {}", slo.min_locations)
-            } else {
-                burning
-            };
-            let windows: Vec<String> = pairs
-                .iter()
-                .map(|(c, l, s)| format!("{}× over {l}/{s}", num(burn_factor(*c, slo.window, l))))
-                .collect();
-            let at = if slo.min_locations > 1 {
-                format!("at {} or more locations", slo.min_locations)
-            } else {
-                "at {{ $labels.probe_location }}".to_string()
-            };
-            let mut alert_labels = vec![("severity".to_string(), severity.clone())];
-            alert_labels.extend(labels.iter().cloned());
-            let mut annotations = vec![
-                (
-                    "summary".to_string(),
-                    format!("SLO {name} is burning its error budget ({at})"),
-                ),
-                (
-                    "description".to_string(),
-                    format!(
-                        "{} over {period}. Error budget burn above {} {at}.",
-                        describe(slo),
-                        windows.join(" or ")
-                    ),
-                ),
-            ];
-            merge(&mut annotations, &slo.annotations);
-            write_alert(&mut y, alert, &expr, None, &alert_labels, &annotations);
-        }
-        // Without data every burn alert above is silent: say so.
-        let mut no_data_labels = vec![("severity".to_string(), slo.ticket_severity.clone())];
-        no_data_labels.extend(labels.iter().cloned());
+fn sloth_id(slo: &Slo) -> String {
+    format!("{}-{}", slo.service, slo.name)
+}
+
+/// The selector of one SLO's records.
+fn id_selector(slo: &Slo) -> String {
+    format!("sloth_id=\"{}\"", sloth_id(slo))
+}
+
+fn group(y: &mut String, name: &str, interval: Option<Duration>) {
+    let _ = writeln!(y, "  - name: {name}");
+    if let Some(i) = interval {
+        let _ = writeln!(y, "    interval: {}", prom_duration(i));
+    }
+    y.push_str("    rules:\n");
+}
+
+fn with(labels: &[(String, String)], extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = labels.to_vec();
+    out.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    out
+}
+
+/// The three Sloth groups of one SLO.
+fn slo_groups(y: &mut String, slo: &Slo) {
+    let name = &slo.name;
+    let budget = num(slo.budget());
+    let period = prom_duration(slo.window);
+    let labels = rule_labels(slo);
+    let id = id_selector(slo);
+    let windows = windows::windows(&slo.burns);
+
+    group(y, &format!("sloth-slo-sli-recordings-{}", sloth_id(slo)), None);
+    if slo.budgeting == Budgeting::Occurrences {
+        // The period ratio sums these: a ratio of sums weighs quiet and busy times right,
+        // where an average of 5m ratios would not (and one NaN would poison it).
+        record(y, "slo:sli_bad:rate5m", &bad_rate(slo, BASE_WINDOW), &labels);
+        record(y, "slo:sli_total:rate5m", &all_rate(slo, BASE_WINDOW), &labels);
+    }
+    for w in &windows {
+        let w = prom_duration(*w);
+        let expr = match slo.budgeting {
+            Budgeting::Occurrences => error_ratio(slo, &w),
+            Budgeting::Timeslices { .. } => format!("avg_over_time(slo:slice_bad{{{id}}}[{w}])"),
+        };
+        record(
+            y,
+            &format!("slo:sli_error:ratio_rate{w}"),
+            &expr,
+            &with(&labels, &[("sloth_window", w.clone())]),
+        );
+    }
+    let period_expr = match slo.budgeting {
+        Budgeting::Occurrences => format!(
+            "sum_over_time(slo:sli_bad:rate5m{{{id}}}[{period}]) / (sum_over_time(slo:sli_total:rate5m{{{id}}}[{period}]) > 0)"
+        ),
+        Budgeting::Timeslices { .. } => format!("avg_over_time(slo:slice_bad{{{id}}}[{period}])"),
+    };
+    record(
+        y,
+        &format!("slo:sli_error:ratio_rate{period}"),
+        &period_expr,
+        &with(&labels, &[("sloth_window", period.clone())]),
+    );
+
+    // Sloth's metadata rules, by the names its dashboards read.
+    group(y, &format!("sloth-slo-meta-recordings-{}", sloth_id(slo)), None);
+    record(
+        y,
+        "slo:objective:ratio",
+        &format!("vector({})", num(slo.objective)),
+        &labels,
+    );
+    record(y, "slo:error_budget:ratio", &format!("vector({budget})"), &labels);
+    record(
+        y,
+        "slo:time_period:days",
+        &format!("vector({})", num(slo.window.as_secs_f64() / 86400.0)),
+        &labels,
+    );
+    let shortest = prom_duration(windows[0]);
+    record(
+        y,
+        "slo:current_burn_rate:ratio",
+        &format!(
+            "slo:sli_error:ratio_rate{shortest}{{{id}}} / on(sloth_id, sloth_slo, sloth_service) group_left slo:error_budget:ratio{{{id}}}"
+        ),
+        &labels,
+    );
+    record(
+        y,
+        "slo:period_burn_rate:ratio",
+        &format!(
+            "slo:sli_error:ratio_rate{period}{{{id}}} / on(sloth_id, sloth_slo, sloth_service) group_left slo:error_budget:ratio{{{id}}}"
+        ),
+        &labels,
+    );
+    record(
+        y,
+        "slo:period_error_budget_remaining:ratio",
+        &format!("1 - slo:period_burn_rate:ratio{{{id}}}"),
+        &labels,
+    );
+    record(
+        y,
+        "slo:error_budget_remaining:ratio",
+        &format!("1 - max without (sloth_window) (slo:sli_error:ratio_rate{period}{{{id}}}) / {budget}"),
+        &labels,
+    );
+    let info = with(
+        &labels,
+        &[
+            ("sloth_mode", "cli-gen-prom".to_string()),
+            ("sloth_objective", num(slo.objective * 100.0)),
+            ("sloth_spec", "sloprobe/v1".to_string()),
+            ("sloth_version", env!("CARGO_PKG_VERSION").to_string()),
+        ],
+    );
+    record(y, "sloth_slo_info", "vector(1)", &info);
+
+    group(y, &format!("sloth-slo-alerts-{}", sloth_id(slo)), None);
+    for (tier, alert) in [
+        (Tier::Page, "SloprobeBurnRatePage"),
+        (Tier::Ticket, "SloprobeBurnRateTicket"),
+    ] {
+        let (severity, sloth_severity) = match tier {
+            Tier::Page => (&slo.page_severity, "page"),
+            Tier::Ticket => (&slo.ticket_severity, "ticket"),
+        };
+        let burns: Vec<_> = slo.burns.iter().filter(|b| b.tier == tier).collect();
+        let conds: Vec<String> = burns
+            .iter()
+            .map(|b| {
+                let (long, short) = (prom_duration(b.long), prom_duration(b.short));
+                let limit = format!("({} * {budget})", num(b.factor));
+                let mut c = format!(
+                    "(slo:sli_error:ratio_rate{long}{{{id}}} > {limit} and ignoring (sloth_window) slo:sli_error:ratio_rate{short}{{{id}}} > {limit}"
+                );
+                if tier == Tier::Page && slo.min_bad_events > 1 {
+                    // Counts are extrapolated by Prometheus: n events read n ± a little.
+                    let _ = write!(
+                        c,
+                        " and on (probe_location) {} > {}",
+                        bad_events(slo, &id, &long),
+                        num(f64::from(slo.min_bad_events) - 0.5)
+                    );
+                }
+                c.push(')');
+                c
+            })
+            .collect();
+        let burning = conds.join(" or ignoring (sloth_window) ");
+        // Quorum: several locations must burn at once (Grafana SM's "N of M probes").
+        let expr = if slo.min_locations > 1 {
+            format!("count({burning}) >= {}", slo.min_locations)
+        } else {
+            // One alert per location whichever condition fires (not one per window).
+            format!("max without (sloth_window) ({burning})")
+        };
+        let described: Vec<String> = burns
+            .iter()
+            .map(|b| {
+                format!(
+                    "{}× over {}/{}",
+                    num(b.factor),
+                    prom_duration(b.long),
+                    prom_duration(b.short)
+                )
+            })
+            .collect();
+        let at = if slo.min_locations > 1 {
+            format!("at {} or more locations", slo.min_locations)
+        } else {
+            "at {{ $labels.probe_location }}".to_string()
+        };
+        let alert_labels = with(
+            &[("severity".to_string(), severity.clone())],
+            &[("sloth_severity", sloth_severity.to_string())],
+        );
         let mut annotations = vec![
-            ("summary".to_string(), format!("SLO {name} has no data")),
+            (
+                "summary".to_string(),
+                format!("SLO {name} is burning its error budget ({at})"),
+            ),
             (
                 "description".to_string(),
                 format!(
-                    "No samples of {} for {NO_DATA_AFTER}: the probes, the collector or the daemon are down or not scraped, and the burn-rate alerts of {name} cannot fire.",
-                    covered(slo)
+                    "{} over {period}. Error budget burn above {} {at}.",
+                    describe(slo),
+                    described.join(" or ")
                 ),
             ),
         ];
         merge(&mut annotations, &slo.annotations);
         write_alert(
-            &mut y,
-            "SloprobeSLONoData",
-            &format!("absent_over_time({}[{NO_DATA_AFTER}])", input_selector(slo)),
-            Some("5m"),
-            &no_data_labels,
+            y,
+            alert,
+            &expr,
+            None,
+            &with(
+                &alert_labels,
+                &labels.iter().map(|(k, v)| (k.as_str(), v.clone())).collect::<Vec<_>>(),
+            ),
             &annotations,
         );
     }
-    y
+    no_data_alerts(y, slo, &labels);
+}
+
+/// Without data every burn alert is silent: say so, for the whole SLO and per series.
+fn no_data_alerts(y: &mut String, slo: &Slo, labels: &[(String, String)]) {
+    let name = &slo.name;
+    let no_data_labels = with(&[("severity".to_string(), slo.ticket_severity.clone())], &[]);
+    let no_data_labels = with(
+        &no_data_labels,
+        &labels.iter().map(|(k, v)| (k.as_str(), v.clone())).collect::<Vec<_>>(),
+    );
+    let mut annotations = vec![
+        ("summary".to_string(), format!("SLO {name} has no data")),
+        (
+            "description".to_string(),
+            format!(
+                "No samples of {} for {NO_DATA_AFTER}: the probes, the collector or the daemon are down or not scraped, and the burn-rate alerts of {name} cannot fire.",
+                covered(slo)
+            ),
+        ),
+    ];
+    merge(&mut annotations, &slo.annotations);
+    write_alert(
+        y,
+        "SloprobeSLONoData",
+        &format!("absent_over_time({}[{NO_DATA_AFTER}])", input_selector(slo)),
+        Some("5m"),
+        &no_data_labels,
+        &annotations,
+    );
+    // One dead location, one vanished or stalled probe, one route gone quiet: the SLO as
+    // a whole still has data, so the alert above stays silent.
+    let input = input_selector(slo);
+    let (expr, what) = if slo.probes.is_empty() {
+        (
+            format!(
+                "(sum by (http_route, probe_location) (increase({input}[1d])) > 0) unless on (http_route, probe_location) (sum by (http_route, probe_location) (increase({input}[1h])) > 0)"
+            ),
+            "Route {{ $labels.http_route }} at {{ $labels.probe_location }} had page views in the last day and none in the last hour".to_string(),
+        )
+    } else {
+        let stall = slo
+            .slowest
+            .map_or(Duration::from_secs(600), |i| (3 * i).max(Duration::from_secs(600)));
+        let stall = prom_duration(stall);
+        let runs = format!("probe_runs_total{{{}}}", probe_selector(slo));
+        (
+            format!(
+                "(group by (probe_name, probe_location) (present_over_time({input}[1h])) unless on (probe_name, probe_location) {input}) or on (probe_name, probe_location) (sum by (probe_name, probe_location) (increase({runs}[{stall}])) == 0)"
+            ),
+            format!(
+                "Probe {{{{ $labels.probe_name }}}} at {{{{ $labels.probe_location }}}} has stopped reporting (gone from the last hour's series, or no run in {stall})"
+            ),
+        )
+    };
+    let mut annotations = vec![
+        (
+            "summary".to_string(),
+            format!("SLO {name} is missing data from part of its inputs"),
+        ),
+        (
+            "description".to_string(),
+            format!("{what}: SLO {name} is judged without it."),
+        ),
+    ];
+    merge(&mut annotations, &slo.annotations);
+    write_alert(
+        y,
+        "SloprobeSLOSeriesNoData",
+        &expr,
+        Some("5m"),
+        &no_data_labels,
+        &annotations,
+    );
+}
+
+/// Escapes a name for a PromQL regex alternative.
+fn name_regex(names: &[String]) -> String {
+    let alts: Vec<String> = names.iter().map(|n| regex_escape(n)).collect();
+    format!("^({})$", alts.join("|"))
+}
+
+/// The group evaluated once a slice: each time-slice SLO's verdict for the slice, and
+/// whether each shared error budget is in breach.
+fn slice_group(y: &mut String, slice: Duration, slos: &[Slo], budgets: &[ErrorBudget]) {
+    let s = prom_duration(slice);
+    group(y, &format!("sloprobe-timeslices-{s}"), Some(slice));
+    for slo in slos
+        .iter()
+        .filter(|x| matches!(x.budgeting, Budgeting::Timeslices { slice: sl, .. } if sl == slice))
+    {
+        let Budgeting::Timeslices { target, .. } = slo.budgeting else {
+            unreachable!()
+        };
+        let labels = rule_labels(slo);
+        let id = id_selector(slo);
+        // 1 = bad, 0 = good; no sample when the slice holds no event.
+        record(
+            y,
+            "slo:slice_verdict",
+            &format!("({}) > bool {}", error_ratio(slo, &s), num(1.0 - target)),
+            &labels,
+        );
+        // A slice between two runs of a slower probe keeps the last run's verdict: the
+        // service was last seen in that state (as an uptime check counts downtime).
+        let carry = slo.slowest.map_or(slice, |i| i + slice);
+        record(
+            y,
+            "slo:slice_bad",
+            &format!("last_over_time(slo:slice_verdict{{{id}}}[{}])", prom_duration(carry)),
+            &labels,
+        );
+        record(
+            y,
+            "slo:slice_bad:any",
+            &format!("max without (probe_location) (slo:slice_bad{{{id}}})"),
+            &labels,
+        );
+    }
+    for b in budgets.iter().filter(|b| b.slice == slice) {
+        record(
+            y,
+            "slo:error_budget_breach:slice",
+            &format!("max(slo:slice_bad:any{{slo=~\"{}\"}})", name_regex(&b.slos)),
+            &budget_labels(b),
+        );
+    }
+}
+
+fn budget_labels(b: &ErrorBudget) -> Vec<(String, String)> {
+    let mut labels = vec![("error_budget".to_string(), b.name.clone())];
+    labels.extend(b.labels.iter().cloned());
+    labels
+}
+
+/// A shared breach budget: seconds spent and left over the period, burn rates, which SLO
+/// spent them, and alerts when it is on track to run out and when it is spent.
+fn budget_group(y: &mut String, b: &ErrorBudget) {
+    let labels = budget_labels(b);
+    let sel = format!("error_budget=\"{}\"", b.name);
+    let period = prom_duration(b.period);
+    let slice_s = num(b.slice.as_secs_f64());
+    let budget_s = num(b.budget.as_secs_f64());
+    let allowed = b.budget.as_secs_f64() / b.period.as_secs_f64();
+    group(y, &format!("sloprobe-error-budget-{}", b.name), None);
+    record(y, "slo:error_budget:seconds", &format!("vector({budget_s})"), &labels);
+    record(
+        y,
+        "slo:error_budget_spent:seconds",
+        &format!("sum_over_time(slo:error_budget_breach:slice{{{sel}}}[{period}]) * {slice_s}"),
+        &labels,
+    );
+    record(
+        y,
+        "slo:error_budget_left:seconds",
+        &format!("{budget_s} - slo:error_budget_spent:seconds{{{sel}}}"),
+        &labels,
+    );
+    for w in ["1h", "6h", "1d"] {
+        record(
+            y,
+            &format!("slo:error_budget_burn_rate:ratio_rate{w}"),
+            &format!(
+                "avg_over_time(slo:error_budget_breach:slice{{{sel}}}[{w}]) / {}",
+                num(allowed)
+            ),
+            &labels,
+        );
+    }
+    for slo in &b.slos {
+        record(
+            y,
+            "slo:error_budget_spent_by_slo:seconds",
+            &format!("sum_over_time(slo:slice_bad:any{{slo=\"{slo}\"}}[{period}]) * {slice_s}"),
+            &labels,
+        );
+    }
+    let alert_labels = with(&[("severity".to_string(), b.severity.clone())], &[]);
+    let alert_labels = with(
+        &alert_labels,
+        &labels.iter().map(|(k, v)| (k.as_str(), v.clone())).collect::<Vec<_>>(),
+    );
+    let name = &b.name;
+    let mut annotations = vec![
+        (
+            "summary".to_string(),
+            format!("Error budget {name} is on track to run out"),
+        ),
+        (
+            "description".to_string(),
+            format!(
+                "{} have been in breach more than {budget_s} s per {period} allows, over the last day and the last 6h: at this rate the budget runs out within the period.",
+                b.slos.join(", ")
+            ),
+        ),
+    ];
+    merge(&mut annotations, &b.annotations);
+    write_alert(
+        y,
+        "SloprobeErrorBudgetBurning",
+        &format!(
+            "slo:error_budget_burn_rate:ratio_rate1d{{{sel}}} > 1 and slo:error_budget_burn_rate:ratio_rate6h{{{sel}}} > 1"
+        ),
+        None,
+        &alert_labels,
+        &annotations,
+    );
+    let mut annotations = vec![
+        ("summary".to_string(), format!("Error budget {name} is spent")),
+        (
+            "description".to_string(),
+            format!(
+                "{} have been in breach for all {budget_s} s that {period} allows: the feature freeze applies.",
+                b.slos.join(", ")
+            ),
+        ),
+    ];
+    merge(&mut annotations, &b.annotations);
+    write_alert(
+        y,
+        "SloprobeErrorBudgetSpent",
+        &format!("slo:error_budget_left:seconds{{{sel}}} <= 0"),
+        None,
+        &alert_labels,
+        &annotations,
+    );
 }
 
 /// Configured annotations replace defaults of the same name and add the rest.
@@ -390,22 +686,5 @@ fn write_alert(
     y.push_str("        annotations:\n");
     for (k, v) in annotations {
         let _ = writeln!(y, "          {k}: {}", q(v));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn burn_factors_scale_with_the_period() {
-        let days = |d: u64| Duration::from_secs(d * 86400);
-        assert_eq!(num(burn_factor(0.02, days(30), "1h")), "14.4");
-        assert_eq!(num(burn_factor(0.05, days(30), "6h")), "6");
-        assert_eq!(num(burn_factor(0.10, days(30), "1d")), "3");
-        assert_eq!(num(burn_factor(0.10, days(30), "3d")), "1");
-        assert_eq!(num(burn_factor(0.02, days(28), "1h")), "13.44");
-        assert_eq!(num(burn_factor(0.02, days(7), "1h")), "3.36");
-        assert_eq!(num(1.0 - 0.999), "0.001");
     }
 }

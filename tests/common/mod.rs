@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -323,4 +324,37 @@ pub fn start_daemon(config: &Path) -> Child {
             .spawn()
             .unwrap(),
     )
+}
+
+/// Runs `sloprobe ARGS -c CONFIG` and returns its standard output (it must succeed).
+pub fn sloprobe(args: &[&str], config: &std::path::Path) -> String {
+    let out = Command::new(bin()).args(args).arg("-c").arg(config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Writes the rules for `config`, checks them with promtool, and runs `tests` (the body of
+/// a promtool test file's `tests:` list) against them.
+pub fn promtool_test(config: &str, tests: &str) -> String {
+    let dir = write_files(&[("sloprobe.toml", config)]);
+    let rules = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
+    std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
+    run_ok(
+        Command::new(tool("promtool"))
+            .args(["check", "rules"])
+            .arg(dir.path().join("rules.yml")),
+    );
+    let test = format!("rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n{tests}");
+    std::fs::write(dir.path().join("test.yml"), test).unwrap();
+    run_ok(
+        Command::new(tool("promtool"))
+            .args(["test", "rules", "test.yml"])
+            .current_dir(dir.path()),
+    );
+    rules
+}
+
+/// A promtool alert test case expecting no alert.
+pub fn no_alert(at: &str, name: &str) -> String {
+    format!("      - eval_time: {at}\n        alertname: {name}\n        exp_alerts: []\n")
 }
