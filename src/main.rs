@@ -137,6 +137,35 @@ enum SloCommand {
         #[arg(short, long, env = "SLOPROBE_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// The freeze gate: every SLO's and error budget's spend, read from Prometheus.
+    /// Exit 0 within budget, 1 when a budget is spent, 2 when it cannot be judged
+    /// (Prometheus unreachable, rules not loaded, no data yet).
+    Status {
+        /// Config file; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
+        #[arg(short, long, env = "SLOPROBE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Prometheus base URL (http:// or https://), e.g. http://prometheus:9090.
+        #[arg(long, env = "SLOPROBE_PROMETHEUS_URL")]
+        prometheus: String,
+        /// Bearer token for Prometheus, as env:NAME or file:PATH.
+        #[arg(long, env = "SLOPROBE_PROMETHEUS_BEARER")]
+        bearer: Option<String>,
+        /// Basic auth user; the password comes from --password.
+        #[arg(long, requires = "password")]
+        user: Option<String>,
+        /// Basic auth password, as env:NAME or file:PATH.
+        #[arg(long, requires = "user")]
+        password: Option<String>,
+        /// CA certificates (PEM) for an https Prometheus with a private CA.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Per query.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Output: a table, or one JSON line per SLO and budget and a summary.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 /// Loads the config, builds every probe and checks the SLOs: what `check`, `run` and
@@ -212,6 +241,43 @@ fn config_path(given: Option<PathBuf>) -> PathBuf {
             .map(PathBuf::from)
             .find(|p| p.is_file())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    })
+}
+
+/// Where `slo status` reads from, with its credentials resolved (never printed).
+fn status_target(
+    url: &str,
+    bearer: Option<String>,
+    basic: Option<(String, String)>,
+    ca_file: Option<PathBuf>,
+    timeout: std::time::Duration,
+) -> Result<sloprobe::slo::status::Target, String> {
+    use base64::Engine as _;
+    use sloprobe::config::Secret;
+    let parsed = url::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| format!("--prometheus {:?} is not an http(s) URL", sloprobe::redact::url(url)))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("put Prometheus credentials in --bearer or --user/--password, not in the URL".into());
+    }
+    let here = std::path::Path::new(".");
+    let authorization = match (bearer, basic) {
+        (Some(_), Some(_)) => return Err("--bearer and --user/--password exclude each other".into()),
+        (Some(b), None) => Some(Secret::resolve(&b, here)?.map(|t| format!("Bearer {t}"))),
+        (None, Some((user, password))) => Some(Secret::resolve(&password, here)?.map(|p| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{p}"))
+            )
+        })),
+        (None, None) => None,
+    };
+    Ok(sloprobe::slo::status::Target {
+        url: parsed,
+        authorization,
+        timeout,
+        ca_file,
     })
 }
 
@@ -359,10 +425,47 @@ async fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Slo {
+            what:
+                SloCommand::Status {
+                    config,
+                    prometheus,
+                    bearer,
+                    user,
+                    password,
+                    ca_file,
+                    timeout,
+                    format,
+                },
+        } => {
+            let l = match load_checked(&config_path(config)) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let target = match status_target(&prometheus, bearer, user.zip(password), ca_file, timeout) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(once::EXIT_USAGE as u8);
+                }
+            };
+            let mut out = String::new();
+            let code = sloprobe::slo::status::run(
+                &l.slos,
+                &l.error_budgets,
+                target,
+                matches!(format, Format::Json),
+                &mut out,
+            )
+            .await;
+            print!("{out}");
+            ExitCode::from(code as u8)
+        }
         Command::Slo { what } => {
             let (path, rules) = match what {
                 SloCommand::Rules { config } => (config_path(config), true),
                 SloCommand::Dashboard { config } => (config_path(config), false),
+                SloCommand::Status { .. } => unreachable!("handled above"),
             };
             match load_checked(&path) {
                 Ok(l) => {

@@ -398,6 +398,20 @@ probes = ["chat"]
 sli = "ttft"
 objective = 0.95
 window = "28d"
+
+[[slo]]
+name = "api-slices"
+probes = ["api"]
+sli = "success"
+objective = 0.99
+budgeting = "timeslices"
+slice = "10s"
+slice_target = 0.9
+
+[[error_budget]]
+name = "freeze"
+slos = ["api-slices"]
+budget = "8h"
 "#,
         ca = ca.display()
     );
@@ -442,6 +456,15 @@ window = "28d"
         recorded.push(format!("slo:objective:ratio{{slo=\"{slo}\"}}"));
         recorded.push(format!("slo:error_budget_remaining:ratio{{slo=\"{slo}\"}}"));
     }
+    for q in [
+        "slo:slice_bad{slo=\"api-slices\"}",
+        "slo:sli_error:ratio_rate30d{slo=\"api-slices\"}",
+        "slo:error_budget_spent:seconds{error_budget=\"freeze\"}",
+        "slo:error_budget_left:seconds{error_budget=\"freeze\"}",
+        "slo:error_budget_spent_by_slo:seconds{error_budget=\"freeze\"}",
+    ] {
+        recorded.push(q.to_string());
+    }
     for q in recorded {
         let ok = eventually(90, Duration::from_millis(500), || query(q.clone())).await;
         assert!(ok.is_some(), "no data for recording rule {q}");
@@ -483,4 +506,243 @@ fn shared_probe_labels_reach_the_slo_rules() {
     )]);
     let rules = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
     assert!(!rules.contains("team:") && rules.contains("tier: 'gold'"), "{rules}");
+}
+
+/// The freeze gate against a real Prometheus scraping a running daemon: a probe that
+/// always fails spends its SLO's budget, a healthy one and a slower one (every 10s) keep
+/// theirs. Nothing the rules record is ever NaN, from the first scrape on; `slo status`
+/// exits 1 while the failing SLO is in its config, 0 without it, and 2 when the rules of
+/// an SLO are not loaded. A bearer token given as file: never reaches the output.
+#[tokio::test]
+async fn slo_status_gates_on_a_real_prometheus() {
+    let (listen, demo) = (free_port(), free_port());
+    let refused = refused_port();
+    let probes = format!(
+        r#"
+[[probe]]
+name = "ok"
+kind = "http"
+url = "http://127.0.0.1:{demo}/api/items"
+every = "500ms"
+
+[[probe]]
+name = "slow"
+kind = "http"
+url = "http://127.0.0.1:{demo}/api/items"
+every = "10s"
+splay = "0s"
+
+[[probe]]
+name = "broken"
+kind = "http"
+url = "http://127.0.0.1:{refused}/"
+every = "500ms"
+"#
+    );
+    let slo = |name: &str, probe: &str| {
+        format!("\n[[slo]]\nname = \"{name}\"\nprobes = [\"{probe}\"]\nsli = \"success\"\nobjective = 0.99\n")
+    };
+    let head = format!("[server]\nlisten = \"127.0.0.1:{listen}\"\n[demo]\nlisten = \"127.0.0.1:{demo}\"\n");
+    let all = format!(
+        "{head}{probes}{}{}{}",
+        slo("ok-availability", "ok"),
+        slo("slow-availability", "slow"),
+        slo("broken-availability", "broken")
+    );
+    let healthy = format!(
+        "{head}{probes}{}{}",
+        slo("ok-availability", "ok"),
+        slo("slow-availability", "slow")
+    );
+    let unloaded = format!("{head}{probes}{}", slo("never-loaded", "ok"));
+    let dir = write_files(&[
+        ("all.toml", &all),
+        ("healthy.toml", &healthy),
+        ("unloaded.toml", &unloaded),
+        ("token", "s3cr3t-token-value\n"),
+    ]);
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        sloprobe(&["slo", "rules"], &dir.path().join("all.toml")),
+    )
+    .unwrap();
+    let _daemon = Child(
+        Command::new(bin())
+            .args(["run", "-c"])
+            .arg(dir.path().join("all.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let prom_cfg = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: sloprobe\n    static_configs:\n      - targets: ['127.0.0.1:{listen}']\n",
+        dir.path().join("rules.yml").display()
+    );
+    let (_prom, prom_port) = start_prometheus(dir.path(), &prom_cfg);
+    let query = |q: &str| {
+        let url = format!("http://127.0.0.1:{prom_port}/api/v1/query?query={}", urlencode(q));
+        async move {
+            let (_, body) = http_get(&url).await?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            v["data"]["result"].as_array().cloned()
+        }
+    };
+    let status = |config: &str, token: bool| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["slo", "status", "-c"])
+            .arg(dir.path().join(config))
+            .arg("--prometheus")
+            .arg(format!("http://127.0.0.1:{prom_port}"));
+        if token {
+            cmd.arg("--bearer")
+                .arg(format!("file:{}", dir.path().join("token").display()));
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // Every figure has evidence once each probe has run twice.
+    let ready = eventually(120, Duration::from_millis(500), || async {
+        let n = query("slo:sli_error:ratio_rate30d").await?.len();
+        (n == 3).then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "the period ratios never appeared");
+    let nan = "{__name__=~\"slo:.+\"} unless ({__name__=~\"slo:.+\"} >= -Inf)";
+    for _ in 0..10 {
+        let found = query(nan).await.expect("prometheus answers");
+        assert!(found.is_empty(), "NaN recorded: {found:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (code, out) = status("all.toml", true);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("broken-availability") && out.contains("SPENT"), "{out}");
+    assert!(!out.contains("s3cr3t"), "the token leaked: {out}");
+    let (code, out) = status("healthy.toml", false);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("within budget"), "{out}");
+    let (code, out) = status("unloaded.toml", false);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("load the rules"), "{out}");
+    let (code, out) = status("healthy.toml", false);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// The rule file has Sloth's layout, so Sloth's dashboards (grafana.com 14348 and 14643)
+/// read it: per SLO the three groups Sloth writes, Sloth's record names (as in Sloth's
+/// published `examples/_gen/getting-started.yml`), `sloth_window` on every SLI record,
+/// `sloth_severity` on every burn alert, and Sloth's info labels.
+#[test]
+fn rules_have_sloths_layout() {
+    let dir = write_files(&[("sloprobe.toml", UNIT_CONFIG)]);
+    let rules = sloprobe(&["slo", "rules"], &dir.path().join("sloprobe.toml"));
+    for slo in ["p-availability", "p-ttfb"] {
+        let id = format!("sloprobe-{slo}");
+        let groups: Vec<&str> = rules
+            .lines()
+            .filter_map(|l| l.strip_prefix("  - name: "))
+            .filter(|g| g.ends_with(&id))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                format!("sloth-slo-sli-recordings-{id}"),
+                format!("sloth-slo-meta-recordings-{id}"),
+                format!("sloth-slo-alerts-{id}")
+            ],
+            "{rules}"
+        );
+        // The body of one group, up to the next.
+        let group = |name: &str| {
+            let start = rules.find(&format!("  - name: {name}\n")).unwrap();
+            let rest = &rules[start + 10..];
+            rest[..rest.find("\n  - name: ").unwrap_or(rest.len())].to_string()
+        };
+        let sli = group(&format!("sloth-slo-sli-recordings-{id}"));
+        let windows: Vec<&str> = sli
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- record: slo:sli_error:ratio_rate"))
+            .collect();
+        for w in ["5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"] {
+            assert!(windows.contains(&w), "no slo:sli_error:ratio_rate{w} in\n{sli}");
+        }
+        for rule in sli.split("      - record: slo:sli_error:ratio_rate").skip(1) {
+            let w = rule.lines().next().unwrap();
+            for label in [
+                format!("sloth_window: '{w}'"),
+                format!("sloth_id: '{id}'"),
+                "sloth_service: 'sloprobe'".to_string(),
+                format!("sloth_slo: '{slo}'"),
+            ] {
+                assert!(rule.contains(&label), "{label} missing on {w}:\n{rule}");
+            }
+        }
+        let meta = group(&format!("sloth-slo-meta-recordings-{id}"));
+        for record in [
+            "slo:objective:ratio",
+            "slo:error_budget:ratio",
+            "slo:time_period:days",
+            "slo:current_burn_rate:ratio",
+            "slo:period_burn_rate:ratio",
+            "slo:period_error_budget_remaining:ratio",
+            "sloth_slo_info",
+        ] {
+            assert!(
+                meta.contains(&format!("- record: {record}\n")),
+                "{record} missing:\n{meta}"
+            );
+        }
+        for label in [
+            "sloth_mode: 'cli-gen-prom'",
+            "sloth_spec: ",
+            "sloth_version: ",
+            "sloth_objective: ",
+        ] {
+            assert!(meta.contains(label), "{label} missing:\n{meta}");
+        }
+        let alerts = group(&format!("sloth-slo-alerts-{id}"));
+        for (alert, severity) in [("SloprobeBurnRatePage", "page"), ("SloprobeBurnRateTicket", "ticket")] {
+            let start = alerts.find(&format!("- alert: {alert}\n")).unwrap();
+            let body = &alerts[start..];
+            let body = &body[..body[2..].find("- alert:").map_or(body.len(), |i| i + 2)];
+            assert!(body.contains(&format!("sloth_severity: '{severity}'")), "{body}");
+        }
+    }
+}
+
+/// With `histograms = "exponential"` Prometheus holds native histograms, which have no
+/// `_bucket` series: the dashboard's quantiles of catalog histograms read the histogram.
+#[test]
+fn dashboard_reads_native_histograms_in_exponential_mode() {
+    let config = format!(
+        "[metrics]\nhistograms = \"exponential\"\n[rum]\nlisten = \"127.0.0.1:9466\"\nallowed_origins = [\"https://app.example.com\"]\n{UNIT_CONFIG}"
+    );
+    let dir = write_files(&[("sloprobe.toml", &config)]);
+    let d: serde_json::Value =
+        serde_json::from_str(&sloprobe(&["slo", "dashboard"], &dir.path().join("sloprobe.toml"))).unwrap();
+    let queries = sloprobe::slo::dashboard::queries(&d);
+    let quantiles: Vec<&String> = queries
+        .iter()
+        .filter(|q| q.contains("histogram_quantile") && !q.contains("sloprobe_schedule_lateness"))
+        .collect();
+    assert!(quantiles.len() >= 4, "{queries:?}");
+    for q in quantiles {
+        assert!(
+            !q.contains("_bucket") && !q.contains("(le"),
+            "a classic-histogram query in exponential mode: {q}"
+        );
+    }
+    // Explicit mode keeps the bucket queries.
+    let dir = write_files(&[("sloprobe.toml", &config.replace("exponential", "explicit"))]);
+    let d: serde_json::Value =
+        serde_json::from_str(&sloprobe(&["slo", "dashboard"], &dir.path().join("sloprobe.toml"))).unwrap();
+    assert!(
+        sloprobe::slo::dashboard::queries(&d)
+            .iter()
+            .any(|q| q.contains("http_client_request_duration_seconds_bucket") || q.contains("_ttfb_seconds_bucket")),
+        "no bucket query in explicit mode"
+    );
 }

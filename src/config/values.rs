@@ -265,6 +265,14 @@ impl Secret {
     pub fn reference(&self) -> &str {
         &self.reference
     }
+
+    /// A secret derived from this one (a header value built around it), as secret.
+    pub fn map(&self, f: impl FnOnce(&str) -> String) -> Secret {
+        Secret {
+            reference: self.reference.clone(),
+            value: f(&self.value),
+        }
+    }
 }
 
 impl fmt::Debug for Secret {

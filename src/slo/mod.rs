@@ -7,6 +7,7 @@
 mod config;
 pub mod dashboard;
 pub mod rules;
+pub mod status;
 pub mod windows;
 
 use std::collections::HashSet;
