@@ -231,6 +231,10 @@ pub async fn run(path: PathBuf, mut loaded: Loaded, shard: Option<crate::fleet::
     // The probes are built; their raw tables (~2 KB a probe) need not live on.
     loaded.config.probes = Vec::new();
     loaded.config.slos = Vec::new();
+    loaded.config.error_budgets = Vec::new();
+    for note in loaded.slos.iter().flat_map(|s| &s.notes) {
+        tracing::warn!("{note}");
+    }
     let listen = loaded.config.server.listen;
     let loaded_limits = loaded.config.server.limits();
     let loaded_remote_reload = loaded.config.server.remote_reload;
