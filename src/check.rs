@@ -12,6 +12,7 @@ pub fn print_plan(
     config: &Config,
     probes: &[BuiltProbe],
     slos: &[crate::slo::Slo],
+    budgets: &[crate::slo::ErrorBudget],
 ) -> std::io::Result<()> {
     writeln!(out, "config: {} (valid)", config.path.display())?;
     writeln!(out, "location: {}", config.location)?;
@@ -144,6 +145,17 @@ pub fn print_plan(
         for note in &slo.notes {
             writeln!(out, "  warning: {note}")?;
         }
+    }
+    for b in budgets {
+        writeln!(
+            out,
+            "\nerror budget [{}]: {} of breach per {}, spent by any minute one of {} is bad in ({} slices)",
+            b.name,
+            humantime::format_duration(b.budget),
+            humantime::format_duration(b.period),
+            b.slos.join(", "),
+            humantime::format_duration(b.slice)
+        )?;
     }
     Ok(())
 }

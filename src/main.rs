@@ -417,7 +417,13 @@ async fn main() -> ExitCode {
                 if let Err(code) = apply_shard(&mut l, shard.as_deref()) {
                     return code;
                 }
-                let _ = sloprobe::check::print_plan(&mut std::io::stdout(), &l.config, &l.probes, &l.slos);
+                let _ = sloprobe::check::print_plan(
+                    &mut std::io::stdout(),
+                    &l.config,
+                    &l.probes,
+                    &l.slos,
+                    &l.error_budgets,
+                );
                 if l.probes.len() != all {
                     println!("\nshard: {} of {all} probes", l.probes.len());
                 }
