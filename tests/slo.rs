@@ -419,20 +419,7 @@ budget = "8h"
     let cfg = dir.path().join("sloprobe.toml");
     std::fs::write(dir.path().join("rules.yml"), sloprobe(&["slo", "rules"], &cfg)).unwrap();
     let dashboard: serde_json::Value = serde_json::from_str(&sloprobe(&["slo", "dashboard"], &cfg)).unwrap();
-    let _daemon = Child(
-        Command::new(bin())
-            .args(["run", "-c"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let prom_cfg = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: sloprobe\n    static_configs:\n      - targets: ['127.0.0.1:{listen}']\n",
-        dir.path().join("rules.yml").display()
-    );
-    let (_prom, prom_port) = start_prometheus(dir.path(), &prom_cfg);
+    let (_daemon, _prom, prom_port) = daemon_and_prometheus(dir.path(), &cfg, listen, &dir.path().join("rules.yml"));
 
     let query = |q: String| {
         let url = format!("http://127.0.0.1:{prom_port}/api/v1/query?query={}", urlencode(&q));
@@ -566,20 +553,12 @@ every = "500ms"
         sloprobe(&["slo", "rules"], &dir.path().join("all.toml")),
     )
     .unwrap();
-    let _daemon = Child(
-        Command::new(bin())
-            .args(["run", "-c"])
-            .arg(dir.path().join("all.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (_daemon, _prom, prom_port) = daemon_and_prometheus(
+        dir.path(),
+        &dir.path().join("all.toml"),
+        listen,
+        &dir.path().join("rules.yml"),
     );
-    let prom_cfg = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: sloprobe\n    static_configs:\n      - targets: ['127.0.0.1:{listen}']\n",
-        dir.path().join("rules.yml").display()
-    );
-    let (_prom, prom_port) = start_prometheus(dir.path(), &prom_cfg);
     let query = |q: &str| {
         let url = format!("http://127.0.0.1:{prom_port}/api/v1/query?query={}", urlencode(q));
         async move {

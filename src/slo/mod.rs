@@ -119,11 +119,7 @@ pub fn resolve(
     for (raw, src) in slos {
         let err = |span: std::ops::Range<usize>, key: &str, msg: String| src.error_at(span, Some(key), msg);
         let name = raw.name.get_ref().clone();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        if !valid_name(&name) {
             return Err(err(
                 raw.name.span(),
                 "slo.name",
@@ -373,6 +369,14 @@ fn default_min_bad_events(members: &[&BuiltProbe], budgeting: Budgeting, burns: 
     if lone_bad_crosses { 2 } else { 1 }
 }
 
+/// An SLO's or error budget's name: it goes into rule group names and label values.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Checks every `[[error_budget]]` against the SLOs.
 pub fn resolve_error_budgets(
     raws: &[(RawErrorBudget, std::sync::Arc<Source>)],
@@ -383,12 +387,7 @@ pub fn resolve_error_budgets(
     for (raw, src) in raws {
         let err = |span: std::ops::Range<usize>, key: &str, msg: String| src.error_at(span, Some(key), msg);
         let name = raw.name.get_ref().clone();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            || !names.insert(name.clone())
-        {
+        if !valid_name(&name) || !names.insert(name.clone()) {
             return Err(err(
                 raw.name.span(),
                 "error_budget.name",

@@ -106,29 +106,30 @@ mod tests {
         Duration::from_secs(d * DAY)
     }
 
-    fn factors(b: &[Burn]) -> Vec<String> {
-        b.iter().map(|b| crate::slo::num(b.factor)).collect()
+    /// Factors to two decimals.
+    fn factors(b: &[Burn]) -> Vec<f64> {
+        b.iter().map(|b| (b.factor * 100.0).round() / 100.0).collect()
     }
 
     #[test]
     fn factors_scale_with_long_periods_and_never_drop_below_one() {
         let b30 = burns(days(30), Duration::ZERO).unwrap();
-        assert_eq!(factors(&b30), ["14.4", "6", "3", "1"]);
+        assert_eq!(factors(&b30), [14.4, 6.0, 3.0, 1.0]);
         let b28 = burns(days(28), Duration::ZERO).unwrap();
         // Sloth's 0.933 for 10 % in 3d at 28d would alert on a burn that cannot spend
         // the budget: 1 instead.
-        assert_eq!(factors(&b28), ["13.44", "5.6", "2.8", "1"]);
+        assert_eq!(factors(&b28), [13.44, 5.6, 2.8, 1.0]);
         assert_eq!(b28[0].long, Duration::from_secs(HOUR));
         assert_eq!(
             factors(&burns(days(90), Duration::ZERO).unwrap()),
-            ["43.2", "18", "9", "3"]
+            [43.2, 18.0, 9.0, 3.0]
         );
     }
 
     #[test]
     fn short_periods_scale_the_windows() {
         let b7 = burns(days(7), Duration::ZERO).unwrap();
-        assert_eq!(factors(&b7), ["13.44", "5.6", "2.8", "1"]);
+        assert_eq!(factors(&b7), [13.44, 5.6, 2.8, 1.0]);
         assert_eq!(
             (b7[0].long, b7[0].short),
             (Duration::from_secs(900), Duration::from_secs(75))

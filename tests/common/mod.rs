@@ -358,3 +358,23 @@ pub fn promtool_test(config: &str, tests: &str) -> String {
 pub fn no_alert(at: &str, name: &str) -> String {
     format!("      - eval_time: {at}\n        alertname: {name}\n        exp_alerts: []\n")
 }
+
+/// A daemon running `config` and a real Prometheus scraping it every second with the
+/// rules at `rules` evaluated every second; both stop when dropped. Returns Prometheus's port.
+pub fn daemon_and_prometheus(dir: &Path, config: &Path, listen: u16, rules: &Path) -> (Child, Child, u16) {
+    let daemon = Child(
+        Command::new(bin())
+            .args(["run", "-c"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let prom_cfg = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: sloprobe\n    static_configs:\n      - targets: ['127.0.0.1:{listen}']\n",
+        rules.display()
+    );
+    let (prom, port) = start_prometheus(dir, &prom_cfg);
+    (daemon, prom, port)
+}
