@@ -142,9 +142,19 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
             }
         };
         let _ = tcp.set_nodelay(true);
+        // An IPv4 client of a `[::]` listener arrives as ::ffff:a.b.c.d: compared as IPv4
+        // everywhere (loopback checks, trusted proxies, rate keys).
+        let peer = canonical(peer);
         let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
         connections.spawn(async move {
             let _permit = permit;
+            // hyper's header timeout starts at the first byte: a client that sends nothing
+            // would hold its slot until the idle timeout. It gets the header time from accept.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(limits.header_read_timeout, tcp.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
             let (io, activity) = IdleIo::new(tcp);
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
@@ -161,6 +171,11 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
         });
     }
     connections.shutdown().await;
+}
+
+/// A peer as IPv4 when it is an IPv4-mapped IPv6 address.
+pub fn canonical(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
 /// Stream wrapper that notes the last time bytes moved.
@@ -264,7 +279,28 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn reload(State(s): State<AppState>, peer: Option<axum::Extension<Peer>>) -> Response {
+/// The header a reload request must carry. A browser cannot send it cross-origin without
+/// a CORS preflight, which this server never grants, so a page (even one the browser probe
+/// loads on this host) cannot make the daemon reload.
+pub const RELOAD_HEADER: &str = "x-sloprobe-reload";
+
+async fn reload(
+    State(s): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    // Browsers send Origin (and Sec-Fetch-Site) on every cross-origin POST, no-cors
+    // included; tools like curl and Prometheus's ecosystem send neither.
+    if headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site") {
+        return (StatusCode::FORBIDDEN, "reload is not accepted from a web page\n").into_response();
+    }
+    if !headers.contains_key(RELOAD_HEADER) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "send the header `X-Sloprobe-Reload: 1` (e.g. curl -X POST -H 'X-Sloprobe-Reload: 1' …)\n",
+        )
+            .into_response();
+    }
     let from_loopback = peer.is_some_and(|p| p.0.0.ip().is_loopback());
     if !from_loopback && !s.remote_reload {
         return (
@@ -279,6 +315,9 @@ async fn reload(State(s): State<AppState>, peer: Option<axum::Extension<Peer>>) 
         None => (StatusCode::NOT_FOUND, "no reload here\n").into_response(),
     }
 }
+
+/// Scrapes encoded at once; more get 503 with Retry-After.
+const ENCODERS: usize = 2;
 
 const PROTOBUF: &str = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
 
@@ -297,11 +336,27 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
     };
     let protobuf = accepts(header::ACCEPT, "application/vnd.google.protobuf");
     let gzip = accepts(header::ACCEPT_ENCODING, "gzip");
+    // At most ENCODERS collections at once: each holds a copy of every series, and
+    // scrapes over HTTP/2 streams could otherwise start a thread each without bound.
+    static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let Ok(permit) = SLOTS
+        .get_or_init(|| Arc::new(tokio::sync::Semaphore::new(ENCODERS)))
+        .clone()
+        .try_acquire_owned()
+    else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "too many scrapes at once\n",
+        )
+            .into_response();
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let telemetry = s.telemetry.read().expect("telemetry lock").clone();
     let spawned = std::thread::Builder::new()
         .name("metrics-encode".into())
         .spawn(move || {
+            let _permit = permit;
             lower_thread_priority();
             let mut sink = Sink::new(tx, gzip);
             let result = if protobuf {
@@ -395,5 +450,21 @@ fn lower_thread_priority() {
     // SAFETY: setpriority has no memory-safety preconditions; failure is harmless.
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_mapped_peers_are_ipv4() {
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
+        assert!(!mapped.ip().is_loopback(), "std does not see through the mapping");
+        let c = canonical(mapped);
+        assert_eq!(c, "127.0.0.1:5000".parse().unwrap());
+        assert!(c.ip().is_loopback());
+        let v6: SocketAddr = "[::1]:5000".parse().unwrap();
+        assert_eq!(canonical(v6), v6);
     }
 }

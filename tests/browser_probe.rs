@@ -460,3 +460,68 @@ async fn warm_cache_and_throttling_change_what_is_measured() {
         m(&cold, "fcp")
     );
 }
+
+/// A page the browser probe loads on the daemon's own host tries to reload the daemon the
+/// ways a page can (a no-cors POST, a form-like text/plain POST, a POST with the custom
+/// header): every one is refused, the page's script provably ran, and the daemon's reload
+/// counter stays empty.
+#[tokio::test]
+async fn a_probed_page_cannot_reload_the_daemon() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let _turn = TURN.lock().await;
+    let port = free_port();
+    let done = Arc::new(AtomicU32::new(0));
+    let page = format!(
+        r#"<!doctype html><html><body><h1>hostile</h1><script>
+const reload = "http://127.0.0.1:{port}/-/reload";
+Promise.allSettled([
+  fetch(reload, {{method: "POST", mode: "no-cors"}}),
+  fetch(reload, {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}}, body: "x"}}),
+  fetch(reload, {{method: "POST", headers: {{"X-Sloprobe-Reload": "1"}}}}),
+]).then(() => fetch("/done", {{method: "POST"}}));
+</script></body></html>"#
+    );
+    let seen = done.clone();
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || async move { axum::response::Html(page) }),
+        )
+        .route(
+            "/done",
+            axum::routing::post(move || async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[probe]]\nname = \"hostile\"\nkind = \"browser\"\nurl = \"http://127.0.0.1:{page_port}/\"\nevery = \"4s\"\ntimeout = \"3s\"\nsettle = \"1s\"\n"
+        ),
+    )]);
+    let daemon = start_daemon(&dir.path().join("sloprobe.toml"));
+    let ran = eventually(100, Duration::from_millis(200), || {
+        let done = done.clone();
+        async move { (done.load(Ordering::SeqCst) >= 2).then_some(()) }
+    })
+    .await;
+    assert!(ran.is_some(), "the page's script never ran twice");
+    let (_, text) = http_get(&format!("http://127.0.0.1:{port}/metrics")).await.unwrap();
+    assert!(
+        sample(&text, "sloprobe_config_reloads_total", &[]).is_none(),
+        "the page reloaded the daemon:\n{}",
+        text.lines()
+            .filter(|l| l.contains("reload"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(daemon);
+    server.abort();
+}

@@ -354,16 +354,37 @@ async fn health_command_and_reload_endpoint() {
         Some(1)
     );
 
-    let reply = tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    let post = |headers: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(
+                format!(
+                    "POST /-/reload HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
             .unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    })
-    .await
-    .unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        })
+    };
+    // What a page can send (even no-cors): an Origin, and no custom header without a
+    // preflight this server never grants. Both are refused.
+    let reply = post("Origin: http://evil.example\r\nX-Sloprobe-Reload: 1\r\n")
+        .await
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    let reply = post("Sec-Fetch-Site: cross-site\r\n").await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    let reply = post("").await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let (_, text) = http_get(&format!("http://127.0.0.1:{port}/metrics")).await.unwrap();
+    assert!(
+        sample(&text, "sloprobe_config_reloads_total", &["outcome=\"success\""]).is_none(),
+        "a refused reload reloaded"
+    );
+    let reply = post("X-Sloprobe-Reload: 1\r\n").await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
     let reloaded = eventually(50, Duration::from_millis(100), || async {
         let (_, text) = http_get(&format!("http://127.0.0.1:{port}/metrics")).await?;
@@ -371,4 +392,48 @@ async fn health_command_and_reload_endpoint() {
     })
     .await;
     assert!(reloaded.is_some(), "POST /-/reload did not reload");
+}
+
+/// Connections that send nothing get the header-read timeout from accept: a few dozen of
+/// them cannot hold every connection slot (and `/healthz`) for the 60s idle timeout.
+#[tokio::test]
+async fn silent_connections_do_not_hold_the_slots() {
+    let port = free_port();
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\nmax_connections = 4\nheader_read_timeout = \"1s\"\n\n[[probe]]\nname = \"p\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nevery = \"1s\"\n"
+        ),
+    )]);
+    let _d = start_daemon(&dir.path().join("sloprobe.toml"));
+    let up = eventually(50, Duration::from_millis(100), || {
+        http_get_ok(format!("http://127.0.0.1:{port}/healthz"))
+    })
+    .await;
+    assert!(up.is_some(), "daemon never served");
+    // Twice the slots, silent.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let start = std::time::Instant::now();
+    let served = eventually(30, Duration::from_millis(100), || {
+        http_get_ok(format!("http://127.0.0.1:{port}/healthz"))
+    })
+    .await;
+    assert!(served.is_some(), "silent connections held every slot");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "served only after {:?}",
+        start.elapsed()
+    );
+    drop(silent);
+}
+
+async fn http_get_ok(url: String) -> Option<()> {
+    let (status, _) = tokio::time::timeout(Duration::from_millis(500), http_get(&url))
+        .await
+        .ok()??;
+    (status == 200).then_some(())
 }
