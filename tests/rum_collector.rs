@@ -543,3 +543,104 @@ async fn a_trickled_body_is_cut_off() {
     let text = metrics(mport).await;
     assert_eq!(sum(&text, "rum_beacons_total", &["reason=\"body_timeout\""]), 1.0);
 }
+
+/// Slow bodies are admitted against `max_inflight_bytes` before they are read: with room
+/// for one 5 MiB Faro body, a second one held open at the same time gets 503 with
+/// Retry-After (counted as `memory_budget`), and once the first is done the next fits.
+#[tokio::test]
+async fn slow_bodies_cannot_exceed_the_inflight_memory_budget() {
+    let (_dir, _child, mport, rport) = start("max_inflight_bytes = \"6MiB\"\n").await;
+    let declared = 5 * 1024 * 1024;
+    let open_slow = move || {
+        let mut tcp = TcpStream::connect(("127.0.0.1", rport)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let head = format!(
+            "POST /collect HTTP/1.1\r\nHost: x\r\nOrigin: {ORIGIN}\r\nContent-Length: {declared}\r\n\r\n{{\"meta\":"
+        );
+        tcp.write_all(head.as_bytes()).unwrap();
+        tcp
+    };
+    // The first holds its 5 MiB reservation while it trickles.
+    let first = tokio::task::spawn_blocking(open_slow).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, head) = tokio::task::spawn_blocking(move || {
+        let mut second = open_slow();
+        read_response(&mut second)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 503, "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+    drop(first);
+    // The reservation is returned with the connection; a normal beacon then fits.
+    let ok = eventually(50, Duration::from_millis(100), || async move {
+        let s = tokio::task::spawn_blocking(move || {
+            beacon(
+                rport,
+                r#"{"name":"LCP","value":900,"id":"v5-mem","navigationType":"navigate"}"#,
+            )
+        })
+        .await
+        .ok()?;
+        (s == 204).then_some(())
+    })
+    .await;
+    assert!(ok.is_some(), "the budget was not given back");
+    let text = metrics(mport).await;
+    assert_eq!(
+        sum(&text, "rum_beacons_total", &["reason=\"memory_budget\""]),
+        1.0,
+        "{text}"
+    );
+}
+
+/// Two Origin headers, or one that is not text, are not an allowed origin; a wrong key
+/// is refused before the rate limit, so it cannot spend the budget of valid senders.
+#[tokio::test]
+async fn odd_origins_and_wrong_keys_are_refused_first() {
+    let (_dir, _child, mport, rport) = start("api_key = \"env:SLOPROBE_TEST_RUM_KEY\"\nrate = 1\nburst = 2\n").await;
+    let body = br#"{"name":"LCP","value":900,"id":"v5-o","navigationType":"navigate"}"#;
+    let two = tokio::task::spawn_blocking(move || {
+        post(
+            rport,
+            "/rum?api_key=k3y-for-tests",
+            &[("Origin", ORIGIN), ("Origin", "http://evil.example")],
+            body,
+        )
+        .0
+    })
+    .await
+    .unwrap();
+    assert_eq!(two, 403);
+    let binary = tokio::task::spawn_blocking(move || {
+        let mut tcp = TcpStream::connect(("127.0.0.1", rport)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req =
+            b"POST /rum?api_key=k3y-for-tests HTTP/1.1\r\nHost: x\r\nOrigin: http://127.0.0.1:18080\xff\r\n".to_vec();
+        req.extend_from_slice(format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+        req.extend_from_slice(body);
+        tcp.write_all(&req).unwrap();
+        read_response(&mut tcp).0
+    })
+    .await
+    .unwrap();
+    assert_eq!(binary, 403);
+    // Many wrong keys: all 401, and the rate budget (burst 2) is still there for the key.
+    for _ in 0..10 {
+        let s = tokio::task::spawn_blocking(move || post(rport, "/rum?api_key=wrong", &[("Origin", ORIGIN)], body).0)
+            .await
+            .unwrap();
+        assert_eq!(s, 401);
+    }
+    let s =
+        tokio::task::spawn_blocking(move || post(rport, "/rum?api_key=k3y-for-tests", &[("Origin", ORIGIN)], body).0)
+            .await
+            .unwrap();
+    assert_eq!(s, 204, "wrong keys spent the rate budget");
+    let text = metrics(mport).await;
+    assert_eq!(
+        sum(&text, "rum_beacons_total", &["reason=\"rate_limited\""]),
+        0.0,
+        "{text}"
+    );
+}

@@ -29,6 +29,9 @@ pub struct RumConfig {
     pub max_body: Option<Spanned<Size>>,
     /// Largest /collect (Faro) body (default 5MiB, as Grafana's receiver).
     pub max_faro_body: Option<Spanned<Size>>,
+    /// Body bytes all requests in flight may hold at once (default 64MiB); a request is
+    /// admitted against it before its body is read, else 503 + Retry-After.
+    pub max_inflight_bytes: Option<Spanned<Size>>,
     /// Requests per second over all clients (default 50).
     pub rate: Option<Spanned<f64>>,
     /// Burst over `rate` (default 100).
@@ -72,6 +75,7 @@ pub struct RumSettings {
     pub api_key: Option<Secret>,
     pub max_body: usize,
     pub max_faro_body: usize,
+    pub max_inflight_bytes: usize,
     pub rate: f64,
     pub burst: f64,
     pub per_client_rate: f64,
@@ -202,12 +206,24 @@ impl RumConfig {
             }
             None => format!("http://{listen}"),
         };
+        let max_faro_body = size(&self.max_faro_body, "rum.max_faro_body", 5 << 20, 64 << 20)?;
+        let max_inflight_bytes = size(&self.max_inflight_bytes, "rum.max_inflight_bytes", 64 << 20, 1 << 30)?;
+        if let Some(m) = &self.max_inflight_bytes
+            && max_inflight_bytes < max_faro_body
+        {
+            return Err(at(
+                m.span(),
+                "rum.max_inflight_bytes",
+                format!("max_inflight_bytes must hold at least one max_faro_body ({max_faro_body} bytes)"),
+            ));
+        }
         Ok(RumSettings {
             listen,
             allowed_origins,
             api_key,
             max_body: size(&self.max_body, "rum.max_body", 64 * 1024, 1 << 20)?,
-            max_faro_body: size(&self.max_faro_body, "rum.max_faro_body", 5 << 20, 64 << 20)?,
+            max_faro_body,
+            max_inflight_bytes,
             rate: positive(&self.rate, "rum.rate", 50.0)?,
             burst: positive(&self.burst, "rum.burst", 100.0)?.max(1.0),
             per_client_rate: positive(&self.per_client_rate, "rum.per_client_rate", 5.0)?,

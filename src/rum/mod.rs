@@ -67,6 +67,8 @@ pub struct Collector {
     /// Per vital, the thresholds counted exactly: its budget and SLO thresholds.
     watches: Vec<(Vital, Vec<Watch>)>,
     coverage: Mutex<VecDeque<u8>>,
+    /// `[rum] max_inflight_bytes`, one permit a byte of body held.
+    inflight: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -119,6 +121,7 @@ impl Collector {
             telemetry,
             watches,
             coverage: Mutex::new(VecDeque::with_capacity(COVERAGE_WINDOW)),
+            inflight: Arc::new(tokio::sync::Semaphore::new(settings.max_inflight_bytes)),
             settings,
         })
     }
@@ -232,16 +235,16 @@ impl Collector {
         headers: &HeaderMap,
         query: Option<&str>,
         body: Body,
-    ) -> Result<axum::body::Bytes, Response> {
-        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    ) -> Result<(axum::body::Bytes, tokio::sync::OwnedSemaphorePermit), Response> {
         let allowed = self.allowed_origin(headers);
         let refuse = |status: StatusCode, reason: &'static str| {
             self.count_beacon(format, Some(reason));
             respond(status, allowed, reason)
         };
         // A browser always sends Origin on a cross-origin POST; a request without one is
-        // not from a page (curl, a server): CORS does not apply, the key still does.
-        if origin.is_some() && allowed.is_none() {
+        // not from a page (curl, a server): CORS does not apply, the key still does. Any
+        // Origin header (two of them, or one that is not text) must be an allowed one.
+        if headers.contains_key(header::ORIGIN) && allowed.is_none() {
             return Err(refuse(StatusCode::FORBIDDEN, "origin"));
         }
         if method == Method::OPTIONS {
@@ -250,15 +253,7 @@ impl Collector {
         if method != Method::POST {
             return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method"));
         }
-        let peer_ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.ip());
-        let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        let client = limit::client_ip(peer_ip, forwarded, &self.settings.trusted_proxies);
-        if let Err(wait) = self.limiter.admit(client) {
-            let mut r = refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return Err(r);
-        }
+        // The key first: requests without it must not spend the rate budget of those with it.
         if let Some(key) = &self.settings.api_key {
             let given = headers
                 .get("x-api-key")
@@ -268,6 +263,15 @@ impl Collector {
             if !ok {
                 return Err(refuse(StatusCode::UNAUTHORIZED, "api_key"));
             }
+        }
+        let peer_ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.ip());
+        let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let client = limit::client_ip(peer_ip, forwarded, &self.settings.trusted_proxies);
+        if let Err(wait) = self.limiter.admit(client) {
+            let mut r = refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return Err(r);
         }
         let cap = match format {
             Format::WebVitals => self.settings.max_body,
@@ -280,6 +284,14 @@ impl Collector {
         if declared.is_some_and(|n| n > cap as u64) {
             return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
         }
+        // The body's memory is reserved before a byte of it is read: slow bodies from many
+        // addresses cannot add up past max_inflight_bytes.
+        let reserve = declared.map_or(cap, |n| (n as usize).min(cap)).max(1);
+        let Ok(permit) = self.inflight.clone().try_acquire_many_owned(reserve as u32) else {
+            let mut r = refuse(StatusCode::SERVICE_UNAVAILABLE, "memory_budget");
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+            return Err(r);
+        };
         // A body trickled in a byte at a time would hold a connection for as long as the
         // idle timeout keeps being reset: it gets BODY_TIME in all.
         // Usually the whole body came with the headers: then no timer is armed at all.
@@ -291,7 +303,7 @@ impl Collector {
         };
         match collected {
             Err(_) => Err(refuse(StatusCode::REQUEST_TIMEOUT, "body_timeout")),
-            Ok(Ok(b)) => Ok(b.to_bytes()),
+            Ok(Ok(b)) => Ok((b.to_bytes(), permit)),
             Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                 Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"))
             }
@@ -299,11 +311,15 @@ impl Collector {
         }
     }
 
-    /// The request's `Origin`, when it is one of `allowed_origins`.
+    /// The request's `Origin`, when it is exactly one header, text, and one of
+    /// `allowed_origins`.
     fn allowed_origin<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
+        let mut all = headers.get_all(header::ORIGIN).iter();
+        let (Some(one), None) = (all.next(), all.next()) else {
+            return None;
+        };
+        one.to_str()
+            .ok()
             .filter(|o| self.settings.allowed_origins.iter().any(|a| a == o))
     }
 
@@ -336,7 +352,8 @@ impl Collector {
         body: Body,
     ) -> Response {
         let peer = peer.map(|p| p.0.0);
-        let body = match self.admit(format, peer, &method, &headers, uri.query(), body).await {
+        // The permit (the body's share of max_inflight_bytes) is held until the body is parsed.
+        let (body, _permit) = match self.admit(format, peer, &method, &headers, uri.query(), body).await {
             Ok(b) => b,
             Err(r) => return r,
         };
@@ -478,21 +495,41 @@ fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
 /// `sloprobe rum snippet`: the client for this collector, as an ES module that imports
 /// web-vitals (bundled, or from a CDN build without a bundler).
 pub fn snippet(settings: &RumSettings, import_from: &str) -> String {
-    let endpoint = format!("{}/rum", settings.public_url);
+    let endpoint = js_string(&format!("{}/rum", settings.public_url));
     let key_note = if settings.api_key.is_some() {
-        "\n// [rum] api_key is set: sendBeacon cannot send headers, so the key rides in the URL.\n// It is visible to anyone who loads the page; it filters noise, it is not a secret.\nconst ENDPOINT = 'ENDPOINT_URL?api_key=' + encodeURIComponent('YOUR_RUM_KEY');\n"
-            .replace("ENDPOINT_URL", &endpoint)
+        format!(
+            "\n// [rum] api_key is set: sendBeacon cannot send headers, so the key rides in the URL.\n// It is visible to anyone who loads the page; it filters noise, it is not a secret.\nconst ENDPOINT = {endpoint} + '?api_key=' + encodeURIComponent('YOUR_RUM_KEY');\n"
+        )
     } else {
-        format!("\nconst ENDPOINT = '{endpoint}';\n")
+        format!("\nconst ENDPOINT = {endpoint};\n")
     };
     include_str!("snippet.js")
-        .replace("__IMPORT_FROM__", import_from)
+        .replace("'__IMPORT_FROM__'", &js_string(import_from))
         .replace("/*__ENDPOINT__*/\n", &key_note)
+}
+
+/// A JavaScript string literal of `s`, safe inside an inline `<script>` too: config and
+/// command-line text never becomes code.
+fn js_string(s: &str) -> String {
+    serde_json::to_string(s)
+        .expect("a string serializes")
+        .replace('<', "\\u003c")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snippet_text_never_becomes_code() {
+        let hostile = "x';alert(1);//</script>";
+        let lit = js_string(hostile);
+        assert!(lit.starts_with('"') && lit.ends_with('"'), "{lit}");
+        assert!(!lit.contains("</script>") && !lit.contains("\";"), "{lit}");
+        assert_eq!(serde_json::from_str::<String>(&lit).unwrap(), hostile);
+    }
 
     #[test]
     fn key_comparison() {
