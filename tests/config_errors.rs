@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::config_error;
+use common::{config_error, write_files};
 
 const OK_PROBE: &str = "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nevery = \"30s\"\n";
 
@@ -228,4 +228,32 @@ fn bad_key_at_every_level_of_every_kind() {
     // A missing required key of the kind points at the probe.
     let msg = config_error(&[("sloprobe.toml", &http.replace("url = \"http://127.0.0.1:1/\"\n", ""))]);
     assert_points(&msg, "sloprobe.toml", 2, "probe.url");
+}
+
+/// An include glob that matches a dangling link, a FIFO or a directory is an error at the
+/// `include` line, never a probe file skipped in silence.
+#[test]
+fn include_matches_that_are_not_files_are_errors() {
+    let daemon = "location = \"l\"\ninclude = [\"probes/*.toml\"]\n";
+    let probe = "[[probe]]\nname = \"p\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nevery = \"30s\"\n";
+    let setup = |make: &dyn Fn(&std::path::Path)| {
+        let dir = write_files(&[("sloprobe.toml", daemon), ("probes/a.toml", probe)]);
+        make(&dir.path().join("probes"));
+        let err = sloprobe::assembly::Config::load(&dir.path().join("sloprobe.toml")).unwrap_err();
+        (dir, err.to_string())
+    };
+    let (_d, msg) = setup(&|p| std::os::unix::fs::symlink(p.join("gone.toml"), p.join("b.toml")).unwrap());
+    assert!(
+        msg.contains("b.toml") && msg.contains("symbolic link to nothing"),
+        "{msg}"
+    );
+    assert_points(&msg, "sloprobe.toml", 2, "include");
+    let (_d, msg) = setup(&|p| {
+        let path = std::ffi::CString::new(p.join("c.toml").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    });
+    assert!(msg.contains("c.toml") && msg.contains("not a regular file"), "{msg}");
+    let (_d, msg) = setup(&|p| std::fs::create_dir(p.join("d.toml")).unwrap());
+    assert!(msg.contains("d.toml") && msg.contains("is a directory"), "{msg}");
 }

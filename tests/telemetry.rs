@@ -418,3 +418,46 @@ fn shared_metric_names_agree_across_kinds() {
         }
     }
 }
+
+/// A reload that changes a probe's kind retires the old kind's series: /metrics serves
+/// only what the running config produces.
+#[test]
+fn a_probe_whose_kind_changed_loses_its_old_series() {
+    let plan_of = |kind: &'static str| {
+        let mut plan = Plan::default();
+        let k = sloprobe::assembly::kind(kind).unwrap();
+        plan.add_kind(kind, &sloprobe::probe::measures_of(k));
+        plan.probes.insert(
+            "p".into(),
+            ProbePlan {
+                kind,
+                ..Default::default()
+            },
+        );
+        plan
+    };
+    let run = |kind: &'static str| Outcome {
+        probe: "p".into(),
+        kind,
+        started_at: SystemTime::now(),
+        error: None,
+        measurements: vec![("total", 0.1)],
+        samples: Vec::new(),
+        labels: Vec::new(),
+        details: Vec::new(),
+        breaches: Vec::new(),
+        retry_after: None,
+        skipped: None,
+    };
+    let t = Telemetry::new("l", plan_of("http"), None).unwrap();
+    t.record(&run("http"));
+    t.config_loaded(plan_of("websocket"), true);
+    t.record(&run("websocket"));
+    let mut text = String::new();
+    t.prometheus_text(&mut |c| text.push_str(&c)).unwrap();
+    assert!(text.contains("probe_kind=\"websocket\""), "{text}");
+    assert!(
+        !text.contains("probe_kind=\"http\""),
+        "the old kind's series are still served:\n{text}"
+    );
+}

@@ -49,7 +49,33 @@ pub fn expand_include(source: &Source, base: &Path, pattern: &Spanned<String>) -
     let full_str = full.to_string_lossy();
     let paths = glob::glob(&full_str)
         .map_err(|e| source.error_at(pattern.span(), Some("include"), format!("bad glob: {e}")))?;
-    let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    // Every match must be a readable regular file: a dangling link, a FIFO or a directory
+    // skipped in silence would make a probe vanish with `check` still passing.
+    let mut files = Vec::new();
+    for entry in paths {
+        let path = entry.map_err(|e| {
+            source.error_at(
+                pattern.span(),
+                Some("include"),
+                format!("cannot read {}: {}", e.path().display(), e.error()),
+            )
+        })?;
+        let problem = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => None,
+            Ok(m) if m.is_dir() => Some("is a directory (include its files with a glob)"),
+            Ok(_) => Some("is not a regular file (a FIFO, socket or device)"),
+            Err(_) if path.symlink_metadata().is_ok() => Some("is a symbolic link to nothing"),
+            Err(_) => Some("cannot be read"),
+        };
+        if let Some(problem) = problem {
+            return Err(source.error_at(
+                pattern.span(),
+                Some("include"),
+                format!("{} (matched by {:?}) {problem}", path.display(), pattern.get_ref()),
+            ));
+        }
+        files.push(path);
+    }
     files.sort();
     let is_glob = pattern.get_ref().contains(['*', '?', '[']);
     if files.is_empty() && !is_glob {

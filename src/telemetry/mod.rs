@@ -433,14 +433,14 @@ impl Telemetry {
     /// of probes that a reload removed are left out.
     pub fn prometheus_text(&self, emit: &mut dyn FnMut(String)) -> Result<(), String> {
         let plan = self.plan.read().expect("plan lock").clone();
-        let live = |name: &str| plan.probes.is_empty() || plan.probes.contains_key(name);
+        let live = |name: &str, kind: Option<&str>| live(&plan, name, kind);
         self.pull.encode(&live, emit).map_err(|e| e.to_string())
     }
 
     /// The protobuf exposition (with native histograms), delimited `MetricFamily` messages.
     pub fn prometheus_protobuf(&self) -> Result<Vec<u8>, String> {
         let plan = self.plan.read().expect("plan lock").clone();
-        let live = |name: &str| plan.probes.is_empty() || plan.probes.contains_key(name);
+        let live = |name: &str, kind: Option<&str>| live(&plan, name, kind);
         self.pull.encode_protobuf(&live).map_err(|e| e.to_string())
     }
 
@@ -455,4 +455,10 @@ impl Telemetry {
             Err(_) => tracing::warn!(?deadline, "metrics flush did not finish in time; exiting anyway"),
         }
     }
+}
+
+/// A probe's series are served while the running plan has a probe of that name and kind
+/// (a reload that changes a probe's kind retires its old kind's series).
+fn live(plan: &Plan, name: &str, kind: Option<&str>) -> bool {
+    plan.probes.is_empty() || plan.probes.get(name).is_some_and(|p| kind.is_none_or(|k| k == p.kind))
 }

@@ -4,12 +4,22 @@
 
 use opentelemetry::KeyValue;
 
+/// Whether a probe's series are served: given its name and, when the series has one, its
+/// kind (a probe whose kind changed on reload leaves its old kind's series behind).
+pub type Live<'a> = dyn Fn(&str, Option<&str>) -> bool + 'a;
+
 /// True when the point belongs to a live probe (or to no probe).
-pub fn is_live(attrs: &[&KeyValue], live: &dyn Fn(&str) -> bool) -> bool {
-    attrs
-        .iter()
-        .find(|kv| kv.key.as_str() == "probe.name")
-        .is_none_or(|kv| live(kv.value.as_str().as_ref()))
+pub fn is_live(attrs: &[&KeyValue], live: &Live<'_>) -> bool {
+    let attr = |key: &str| {
+        attrs
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.as_str())
+    };
+    match attr("probe.name") {
+        None => true,
+        Some(name) => live(name.as_ref(), attr("probe.kind").as_deref()),
+    }
 }
 
 /// `otel_scope_name` / `otel_scope_version`, as the OTel → Prometheus compatibility spec asks.

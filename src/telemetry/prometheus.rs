@@ -12,11 +12,11 @@ use std::fmt::Write as _;
 use opentelemetry::Value;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, ResourceMetrics};
 
-use super::names::{Num, float_text, is_live, is_mean, label_name, metric_name, scope_labels};
+use super::names::{Live, Num, float_text, is_live, is_mean, label_name, metric_name, scope_labels};
 
 const CHUNK: usize = 64 * 1024;
 
-pub fn encode(rm: &ResourceMetrics, live: &dyn Fn(&str) -> bool, emit: &mut dyn FnMut(String)) {
+pub fn encode(rm: &ResourceMetrics, live: &Live<'_>, emit: &mut dyn FnMut(String)) {
     let mut buf = String::with_capacity(CHUNK + 4096);
     let mut flush = |buf: &mut String, force: bool| {
         if (force && !buf.is_empty()) || buf.len() >= CHUNK {
@@ -50,7 +50,7 @@ pub fn encode(rm: &ResourceMetrics, live: &dyn Fn(&str) -> bool, emit: &mut dyn 
 }
 
 struct Ctx<'a> {
-    live: &'a dyn Fn(&str) -> bool,
+    live: &'a Live<'a>,
     scope: &'a [(&'static str, String)],
 }
 

@@ -8,7 +8,7 @@ use opentelemetry_sdk::metrics::data::{
 };
 use prost::Message;
 
-use super::names::{Num, is_live, is_mean, label_name, metric_name, scope_labels};
+use super::names::{Live, Num, is_live, is_mean, label_name, metric_name, scope_labels};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct LabelPair {
@@ -117,7 +117,7 @@ const ZERO_THRESHOLD: f64 = 2.938_735_877_055_719e-39;
 /// Prometheus native histograms take schemas -4..=8; the SDK is configured to stay there.
 pub const MAX_SCHEMA: i8 = 8;
 
-pub fn encode(rm: &ResourceMetrics, live: &dyn Fn(&str) -> bool) -> Vec<u8> {
+pub fn encode(rm: &ResourceMetrics, live: &Live<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     let resource: Vec<LabelPair> = rm
         .resource()
@@ -194,7 +194,7 @@ fn sorted(mut labels: Vec<LabelPair>) -> Vec<LabelPair> {
 fn labels<'a>(
     attrs: impl Iterator<Item = &'a opentelemetry::KeyValue>,
     scope: &[LabelPair],
-    live: &dyn Fn(&str) -> bool,
+    live: &Live<'_>,
 ) -> Option<Vec<LabelPair>> {
     let attrs: Vec<&opentelemetry::KeyValue> = attrs.collect();
     if !is_live(&attrs, live) {
@@ -215,7 +215,7 @@ fn family<T: Num>(
     metric: &OtelMetric,
     data: &MetricData<T>,
     scope: &[LabelPair],
-    live: &dyn Fn(&str) -> bool,
+    live: &Live<'_>,
 ) -> Option<MetricFamily> {
     let (r#type, counter) = match data {
         MetricData::Sum(s) if s.is_monotonic() => (COUNTER, true),

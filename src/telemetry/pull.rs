@@ -8,6 +8,7 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Temporality};
 
+use super::names::Live;
 use super::{prometheus, protobuf};
 
 /// The pull reader: the meter provider owns one handle, the `/metrics` handler another.
@@ -25,7 +26,7 @@ impl PullReader {
 
     /// Collects once and hands the text to `emit` in chunks of about 64 KiB; series of
     /// probes for which `live` is false are left out.
-    pub fn encode(&self, live: &dyn Fn(&str) -> bool, emit: &mut dyn FnMut(String)) -> OTelSdkResult {
+    pub fn encode(&self, live: &Live<'_>, emit: &mut dyn FnMut(String)) -> OTelSdkResult {
         let mut rm = ResourceMetrics::default();
         self.0.collect(&mut rm)?;
         prometheus::encode(&rm, live, emit);
@@ -33,10 +34,7 @@ impl PullReader {
     }
 
     /// Collects once and encodes the protobuf exposition (native histograms included).
-    pub fn encode_protobuf(
-        &self,
-        live: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<u8>, opentelemetry_sdk::error::OTelSdkError> {
+    pub fn encode_protobuf(&self, live: &Live<'_>) -> Result<Vec<u8>, opentelemetry_sdk::error::OTelSdkError> {
         let mut rm = ResourceMetrics::default();
         self.0.collect(&mut rm)?;
         Ok(protobuf::encode(&rm, live))
