@@ -445,7 +445,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 /// Linux keeps a nice value per thread; `PRIO_PROCESS` with 0 means the calling thread.
-fn lower_thread_priority() {
+pub fn lower_thread_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority has no memory-safety preconditions; failure is harmless.
     unsafe {

@@ -175,6 +175,8 @@ impl Reject {
 }
 
 pub const MAX_ID: usize = 128;
+/// Keys one Faro measurement's `values` may have.
+pub const MAX_FARO_VALUES: usize = 64;
 pub const MAX_URL: usize = 4096;
 
 /// One vital of one page view, validated.
@@ -434,6 +436,10 @@ fn faro_measurement(m: &Value, url: Option<&str>, page_id: Option<&str>) -> Pars
     let Some(values) = m.get("values").and_then(Value::as_object) else {
         return vec![Err(Reject::MissingField)];
     };
+    // A vital, its delta and attribution numbers: a few dozen keys at most.
+    if values.len() > MAX_FARO_VALUES {
+        return vec![Err(Reject::TooManyMetrics)];
+    }
     let context = m.get("context").and_then(Value::as_object);
     let field =
         |k: &str, max: usize| loose_text(loose(context.and_then(|c| c.get(k))), max).map(|t| t.map(|t| t.into_owned()));

@@ -9,6 +9,7 @@ pub mod beacon;
 mod catalog;
 mod config;
 pub mod limit;
+mod pool;
 pub mod route;
 pub mod store;
 
@@ -53,6 +54,10 @@ impl<'a> RouteNames<'a> {
 }
 
 /// How long a beacon's body may take to arrive.
+/// Beacon threads, and beacons that may wait for one (each holds its reserved body).
+const PARSE_THREADS: usize = 2;
+const PARSE_QUEUE: usize = 256;
+
 const BODY_TIME: Duration = Duration::from_secs(10);
 
 /// Coverage over the last page views: the share that reported each vital.
@@ -69,6 +74,8 @@ pub struct Collector {
     coverage: Mutex<VecDeque<u8>>,
     /// `[rum] max_inflight_bytes`, one permit a byte of body held.
     inflight: Arc<tokio::sync::Semaphore>,
+    /// Where beacons are parsed and recorded, off the probes' runtime.
+    pool: pool::Pool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -122,6 +129,7 @@ impl Collector {
             watches,
             coverage: Mutex::new(VecDeque::with_capacity(COVERAGE_WINDOW)),
             inflight: Arc::new(tokio::sync::Semaphore::new(settings.max_inflight_bytes)),
+            pool: pool::Pool::new(PARSE_THREADS, PARSE_QUEUE),
             settings,
         })
     }
@@ -353,14 +361,38 @@ impl Collector {
     ) -> Response {
         let peer = peer.map(|p| p.0.0);
         // The permit (the body's share of max_inflight_bytes) is held until the body is parsed.
-        let (body, _permit) = match self.admit(format, peer, &method, &headers, uri.query(), body).await {
+        let (body, permit) = match self.admit(format, peer, &method, &headers, uri.query(), body).await {
             Ok(b) => b,
             Err(r) => return r,
         };
         let allowed = self.allowed_origin(&headers);
+        let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (referer, agent) = (text(header::REFERER), text(header::USER_AGENT));
+        let c = self.clone();
+        let done = self
+            .pool
+            .run(move || {
+                let _permit = permit;
+                c.process(format, &body, referer.as_deref(), agent.as_deref().unwrap_or(""))
+            })
+            .await;
+        match done {
+            Some((status, reason)) => respond(status, allowed, reason),
+            None => {
+                self.count_beacon(format, Some("busy"));
+                let mut r = respond(StatusCode::SERVICE_UNAVAILABLE, allowed, "busy");
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+                r
+            }
+        }
+    }
+
+    /// Parses an admitted beacon and stores its vitals (on the pool): the status and
+    /// reason to answer with.
+    fn process(&self, format: Format, body: &[u8], referer: Option<&str>, agent: &str) -> (StatusCode, &'static str) {
         let parsed = match format {
-            Format::WebVitals => beacon::parse_web_vitals(&body, self.settings.max_batch),
-            Format::Faro => beacon::parse_faro(&body, self.settings.max_batch),
+            Format::WebVitals => beacon::parse_web_vitals(body, self.settings.max_batch),
+            Format::Faro => beacon::parse_faro(body, self.settings.max_batch),
         };
         let reports = match parsed {
             Ok(r) => r,
@@ -370,16 +402,10 @@ impl Collector {
                     Reject::TooManyMetrics => StatusCode::PAYLOAD_TOO_LARGE,
                     _ => StatusCode::BAD_REQUEST,
                 };
-                return respond(status, allowed, reject.as_str());
+                return (status, reject.as_str());
             }
         };
-        let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
-        let device = device_class(
-            headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
-        );
+        let device = device_class(agent);
         let telemetry = self.telemetry.read().expect("telemetry lock").clone();
         let now = Instant::now();
         let (mut accepted, mut rejected) = (0, 0);
@@ -418,23 +444,20 @@ impl Collector {
             telemetry.count_vitals(None, accepted);
         }
         let flushed = self.store.add(keys, now);
-        if !flushed.is_empty() {
-            // A full shard flushed early: record it off the request path.
-            let c = self.clone();
-            tokio::task::spawn_blocking(move || c.emit(flushed));
-        }
+        // A full shard flushed early: recorded here, on the pool.
+        self.emit(flushed);
         let format_reason = (accepted == 0 && rejected > 0).then_some("no_valid_metrics");
         telemetry.count_beacon(format.endpoint(), format_reason);
         drop(telemetry);
         if format_reason.is_some() {
-            return respond(StatusCode::BAD_REQUEST, allowed, "no_valid_metrics");
+            return (StatusCode::BAD_REQUEST, "no_valid_metrics");
         }
         let status = match format {
             Format::WebVitals => StatusCode::NO_CONTENT,
             // Grafana's receiver answers 202.
             Format::Faro => StatusCode::ACCEPTED,
         };
-        respond(status, allowed, "")
+        (status, "")
     }
 
     fn count_beacon(&self, format: Format, reason: Option<&'static str>) {

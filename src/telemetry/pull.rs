@@ -95,7 +95,7 @@ mod tests {
         h.record(9.0, &[KeyValue::new("probe.name", "a\"b")]);
         meter.u64_counter("probe.runs").build().add(2, &[]);
         let mut text = String::new();
-        reader.encode(&|_| true, &mut |chunk| text.push_str(&chunk)).unwrap();
+        reader.encode(&|_, _| true, &mut |chunk| text.push_str(&chunk)).unwrap();
         assert!(text.contains("# TYPE x_duration_seconds histogram\n"), "{text}");
         assert!(
             text.contains("x_duration_seconds_bucket{otel_scope_name=\"t\",probe_name=\"a\\\"b\",le=\"0.1\"} 1\n"),
