@@ -6,7 +6,9 @@
 //! - no socket to the target and no task is left behind,
 //! - no secret (bearer, secret header, URL password, query value) reaches the output.
 //!
-//! A new probe kind joins by adding rows: a server (or none) and its probe table.
+//! A new probe kind joins by adding rows: a server (or none) and its probe table. The
+//! daemon's own listeners (RUM collector, /metrics, /-/reload) have a table of their own:
+//! hostile clients instead of hostile servers, with the same checks plus peak memory.
 
 mod common;
 
@@ -799,4 +801,274 @@ fn slowloris_against_the_daemon() {
         "{} runs during {elapsed:.1}s of attack, expected about {expected:.0}",
         ok_after - ok_before
     );
+}
+
+/// The daemon's own listeners against hostile clients: the RUM collector, `/metrics` and
+/// `/-/reload`. Each row attacks a running daemon that also runs a healthy probe every
+/// 200 ms, then asserts what the probe rows assert for targets: the listener refused what
+/// it should (counted by reason), the neighbour probe kept its schedule without a failure,
+/// the daemon's peak memory stayed under a bound the attacker cannot move, its sockets went
+/// back to where they were, and the collector's key never reached `/metrics` or the log.
+struct ListenerCase {
+    name: &'static str,
+    attack: fn(&Ports),
+    /// `rum_beacons_total` must count this refusal reason at least once.
+    refused_as: Option<&'static str>,
+}
+
+struct Ports {
+    metrics: u16,
+    rum: u16,
+}
+
+const RUM_KEY: &str = "fm-rum-key-41aa";
+/// Peak RSS a row may reach: the collector's 64 MiB body budget, two scrape encoders and
+/// the daemon itself (~30 MB), with room for the allocator.
+const LISTENER_PEAK_MIB: u64 = 200;
+
+fn raw(port: u16, request: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = s.write_all(request);
+    s
+}
+
+/// Like `raw`, from another loopback address (127.0.0.2 and up): one client IP each.
+fn raw_from(client: u8, port: u16, request: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let stream = hostile::runtime().block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, client], 0).into()).unwrap();
+        socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+    });
+    let mut s = stream.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    let _ = s.write_all(request);
+    s
+}
+
+fn read_status(mut s: std::net::TcpStream) -> u16 {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut buf = [0u8; 12];
+    let _ = s.read(&mut buf);
+    std::str::from_utf8(&buf[9..12])
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn listener_cases() -> Vec<ListenerCase> {
+    vec![
+        ListenerCase {
+            name: "rum: 60 slow 5 MiB Faro bodies at once",
+            attack: |p| {
+                let head = format!(
+                    "POST /collect?api_key={RUM_KEY} HTTP/1.1\r\nHost: x\r\nContent-Length: 5242880\r\n\r\n{{\"meta\":"
+                );
+                // From 60 addresses, each within its per-client rate: only the memory
+                // budget stands between them and 300 MiB of bodies.
+                let held: Vec<_> = (0..60).map(|i| raw_from(2 + i, p.rum, head.as_bytes())).collect();
+                std::thread::sleep(Duration::from_secs(2));
+                drop(held);
+            },
+            refused_as: Some("memory_budget"),
+        },
+        ListenerCase {
+            name: "rum: Faro measurements with 100,000 values keys",
+            attack: |p| {
+                let mut values = String::from("{\"lcp\":900");
+                for i in 0..100_000 {
+                    values.push_str(&format!(",\"k{i}\":1"));
+                }
+                values.push('}');
+                let body = format!(
+                    "{{\"meta\":{{\"page\":{{\"url\":\"/x\"}}}},\"measurements\":[{{\"type\":\"web-vitals\",\"values\":{values}}}]}}"
+                );
+                let head = format!(
+                    "POST /collect?api_key={RUM_KEY} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let sent: Vec<_> = (0..12)
+                    .map(|_| {
+                        let mut req = head.clone().into_bytes();
+                        req.extend_from_slice(body.as_bytes());
+                        raw(p.rum, &req)
+                    })
+                    .collect();
+                for s in sent {
+                    let status = read_status(s);
+                    assert!(matches!(status, 400 | 429 | 503), "expensive beacon answered {status}");
+                }
+            },
+            refused_as: Some("no_valid_metrics"),
+        },
+        ListenerCase {
+            name: "rum: 300 requests with a wrong key",
+            attack: |p| {
+                let req =
+                    b"POST /rum?api_key=wrong HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+                for _ in 0..300 {
+                    assert_eq!(read_status(raw(p.rum, req)), 401);
+                }
+                // The rate budget is intact for the right key.
+                let body = r#"{"name":"LCP","value":900,"id":"v5-fm","navigationType":"navigate"}"#;
+                let ok = format!(
+                    "POST /rum?api_key={RUM_KEY} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                assert_eq!(read_status(raw(p.rum, ok.as_bytes())), 204);
+            },
+            refused_as: Some("api_key"),
+        },
+        ListenerCase {
+            name: "rum and metrics: 200 silent connections each",
+            attack: |p| {
+                let held: Vec<_> = (0..200).flat_map(|_| [raw(p.rum, b""), raw(p.metrics, b"")]).collect();
+                // The header timeout (1s here) counts from accept: the slots come back.
+                std::thread::sleep(Duration::from_millis(1500));
+                let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+                assert_eq!(read_status(raw(p.metrics, healthz)), 200);
+                assert_eq!(read_status(raw(p.rum, healthz)), 200);
+                drop(held);
+            },
+            refused_as: None,
+        },
+        ListenerCase {
+            name: "metrics: 40 scrapes at once that never read",
+            attack: |p| {
+                let req = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n";
+                let held: Vec<_> = (0..40).map(|_| raw(p.metrics, req)).collect();
+                std::thread::sleep(Duration::from_secs(1));
+                drop(held);
+            },
+            refused_as: None,
+        },
+        ListenerCase {
+            name: "reload: 50 page-like POSTs",
+            attack: |p| {
+                let req = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\nX-Sloprobe-Reload: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                for _ in 0..50 {
+                    assert_eq!(read_status(raw(p.metrics, req)), 403);
+                }
+            },
+            refused_as: None,
+        },
+    ]
+}
+
+fn peak_rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn listeners_against_hostile_clients() {
+    let target = hostile::runtime().block_on(plain_target());
+    let mut failures = Vec::new();
+    for case in listener_cases() {
+        let ports = Ports {
+            metrics: free_port(),
+            rum: free_port(),
+        };
+        let dir = write_files(&[(
+            "sloprobe.toml",
+            &format!(
+                "[server]\nlisten = \"127.0.0.1:{}\"\nheader_read_timeout = \"1s\"\n[rum]\nlisten = \"127.0.0.1:{}\"\nallowed_origins = [\"https://app.example.com\"]\napi_key = \"env:FM_RUM_KEY\"\n\n[[probe]]\nname = \"healthy\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"200ms\"\ntimeout = \"150ms\"\n",
+                ports.metrics,
+                ports.rum,
+                target.url("/api/items")
+            ),
+        )]);
+        let log = dir.path().join("daemon.log");
+        // 512 fds: each listener's connection cap is 128, which the silent row exceeds.
+        let daemon = Child(
+            std::process::Command::new("sh")
+                .args(["-c", "ulimit -n 512 && exec \"$0\" run -c \"$1\""])
+                .arg(bin())
+                .arg(dir.path().join("sloprobe.toml"))
+                .env("FM_RUM_KEY", RUM_KEY)
+                .env("SLOPROBE_LOG", "debug")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = daemon.0.id();
+        let scrape = || {
+            hostile::runtime()
+                .block_on(http_get(&format!("http://127.0.0.1:{}/metrics", ports.metrics)))
+                .map(|(_, t)| t)
+        };
+        let runs = |t: &str, outcome: &str| {
+            scrape_value(
+                t,
+                "probe_runs_total",
+                &["probe_name=\"healthy\"", &format!("outcome=\"{outcome}\"")],
+            )
+        };
+        let mut before = None;
+        for _ in 0..100 {
+            if let Some(t) = scrape().filter(|t| t.contains("probe_name=\"healthy\"")) {
+                before = Some(t);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let Some(before) = before else {
+            failures.push(format!("{}: daemon never served metrics", case.name));
+            continue;
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let fds_before = open_fds(pid);
+        let ok_before = runs(&before, "success");
+        let start = Instant::now();
+        (case.attack)(&ports);
+        // Let the connections close and a few more runs happen.
+        std::thread::sleep(Duration::from_millis(1200));
+        let elapsed = start.elapsed().as_secs_f64();
+        let Some(after) = scrape() else {
+            failures.push(format!("{}: no /metrics after the attack", case.name));
+            continue;
+        };
+        let mut problems = Vec::new();
+        let (ok, failed) = (runs(&after, "success") - ok_before, runs(&after, "failure"));
+        if failed > 0.0 {
+            problems.push(format!("{failed} neighbour runs failed"));
+        }
+        if ok < elapsed / 0.2 * 0.7 {
+            problems.push(format!("{ok} neighbour runs in {elapsed:.1}s (every 200ms)"));
+        }
+        if let Some(reason) = case.refused_as
+            && scrape_value(&after, "rum_beacons_total", &[&format!("reason=\"{reason}\"")]) < 1.0
+        {
+            problems.push(format!("nothing counted as {reason}"));
+        }
+        let peak = peak_rss_mib(pid);
+        if peak > LISTENER_PEAK_MIB {
+            problems.push(format!("peak RSS {peak} MiB over {LISTENER_PEAK_MIB}"));
+        }
+        let fds = open_fds(pid);
+        if fds > fds_before + 8 {
+            problems.push(format!("{fds} fds after the attack, {fds_before} before"));
+        }
+        drop(daemon);
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        if after.contains(RUM_KEY) || logged.contains(RUM_KEY) {
+            problems.push("the RUM key reached /metrics or the log".into());
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "listener rows failed:\n{}", failures.join("\n"));
 }
