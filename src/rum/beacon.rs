@@ -175,6 +175,8 @@ impl Reject {
 }
 
 pub const MAX_ID: usize = 128;
+/// Measurements of any type one Faro payload may carry.
+pub const MAX_FARO_MEASUREMENTS: usize = 1000;
 /// Keys one Faro measurement's `values` may have.
 pub const MAX_FARO_VALUES: usize = 64;
 pub const MAX_URL: usize = 4096;
@@ -548,8 +550,17 @@ impl<'de> Visitor<'de> for Capped {
         f.write_str("an array of measurements")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
-        let mut out = Vec::new();
+        // `max_batch` counts the web vitals; Faro's other measurements are dropped as they
+        // are read, up to a hard cap on the whole array.
+        let (mut seen, mut out) = (0, Vec::new());
         while let Some(v) = seq.next_element::<Value>()? {
+            seen += 1;
+            if seen > MAX_FARO_MEASUREMENTS {
+                return Err(de::Error::custom(TOO_MANY));
+            }
+            if v.get("type").and_then(Value::as_str) != Some("web-vitals") {
+                continue;
+            }
             if out.len() == self.0 {
                 return Err(de::Error::custom(TOO_MANY));
             }
@@ -562,6 +573,27 @@ impl<'de> Visitor<'de> for Capped {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn faro_max_batch_counts_the_vitals_only() {
+        let other = r#"{"type":"custom","values":{"x":1}}"#;
+        let vital = r#"{"type":"web-vitals","values":{"lcp":900}}"#;
+        let mut list = vec![other; 30];
+        list.extend([vital, vital]);
+        let body = format!(
+            r#"{{"meta":{{"page":{{"url":"/a"}}}},"measurements":[{}]}}"#,
+            list.join(",")
+        );
+        let parsed = parse_faro(body.as_bytes(), 5).expect("30 other measurements are not vitals");
+        assert_eq!(parsed.iter().filter(|r| r.is_ok()).count(), 2);
+        let body = format!(r#"{{"measurements":[{}]}}"#, [vital; 6].join(","));
+        assert_eq!(parse_faro(body.as_bytes(), 5).unwrap_err(), Reject::TooManyMetrics);
+        let body = format!(
+            r#"{{"measurements":[{}]}}"#,
+            vec![other; MAX_FARO_MEASUREMENTS + 1].join(",")
+        );
+        assert_eq!(parse_faro(body.as_bytes(), 5).unwrap_err(), Reject::TooManyMetrics);
+    }
 
     #[test]
     fn web_vitals_object_array_and_reasons() {
