@@ -470,6 +470,7 @@ async fn a_probed_page_cannot_reload_the_daemon() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     let _turn = TURN.lock().await;
+    let before = chromium_processes();
     let port = free_port();
     let done = Arc::new(AtomicU32::new(0));
     let page = format!(
@@ -506,7 +507,7 @@ Promise.allSettled([
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[probe]]\nname = \"hostile\"\nkind = \"browser\"\nurl = \"http://127.0.0.1:{page_port}/\"\nevery = \"4s\"\ntimeout = \"3s\"\nsettle = \"1s\"\n"
         ),
     )]);
-    let daemon = start_daemon(&dir.path().join("sloprobe.toml"));
+    let mut daemon = start_daemon(&dir.path().join("sloprobe.toml"));
     let ran = eventually(100, Duration::from_millis(200), || {
         let done = done.clone();
         async move { (done.load(Ordering::SeqCst) >= 2).then_some(()) }
@@ -522,6 +523,15 @@ Promise.allSettled([
             .collect::<Vec<_>>()
             .join("\n")
     );
-    drop(daemon);
+    // SIGTERM, not the kill on drop: the daemon stops its chromedriver and Chromium.
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    let exited = eventually(100, Duration::from_millis(100), || {
+        let status = daemon.0.try_wait().ok().flatten();
+        async move { status }
+    })
+    .await;
+    assert!(exited.is_some(), "daemon did not stop within 10s of SIGTERM");
     server.abort();
+    no_leftovers(&before).await;
 }

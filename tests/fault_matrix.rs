@@ -689,6 +689,17 @@ fn fault_matrix() {
     );
 }
 
+/// The first `/metrics` text that has the healthy probe's series (10 s at most).
+fn first_healthy_scrape(scrape: &dyn Fn() -> Option<String>) -> Option<String> {
+    for _ in 0..100 {
+        if let Some(t) = scrape().filter(|t| t.contains("probe_name=\"healthy\"")) {
+            return Some(t);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
 fn scrape_value(text: &str, name: &str, must: &[&str]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && must.iter().all(|m| l.contains(m)))
@@ -728,15 +739,7 @@ fn slowloris_against_the_daemon() {
             .block_on(http_get(&format!("{base}/metrics")))
             .map(|(_, t)| t)
     };
-    let mut before = None;
-    for _ in 0..100 {
-        if let Some(t) = scrape().filter(|t| t.contains("probe_name=\"healthy\"")) {
-            before = Some(t);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let before = before.expect("daemon never served metrics");
+    let before = first_healthy_scrape(&scrape).expect("daemon never served metrics");
     let ok_before = scrape_value(
         &before,
         "probe_runs_total",
@@ -1016,15 +1019,7 @@ fn listeners_against_hostile_clients() {
                 &["probe_name=\"healthy\"", &format!("outcome=\"{outcome}\"")],
             )
         };
-        let mut before = None;
-        for _ in 0..100 {
-            if let Some(t) = scrape().filter(|t| t.contains("probe_name=\"healthy\"")) {
-                before = Some(t);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let Some(before) = before else {
+        let Some(before) = first_healthy_scrape(&scrape) else {
             failures.push(format!("{}: daemon never served metrics", case.name));
             continue;
         };

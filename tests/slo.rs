@@ -725,3 +725,78 @@ fn dashboard_reads_native_histograms_in_exponential_mode() {
         "no bucket query in explicit mode"
     );
 }
+
+/// `slo status` against a hostile "Prometheus": an endless answer is cut at 8 MiB, a
+/// silent one at `--timeout`, text with control characters is printed on one line; every
+/// case is exit 2 (cannot judge), in bounded time.
+#[tokio::test]
+async fn slo_status_against_a_hostile_prometheus() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    async fn serve(mode: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    match mode {
+                        "endless" => {
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[")
+                                .await;
+                            let chunk = vec![b'0'; 64 * 1024];
+                            while s.write_all(&chunk).await.is_ok() {}
+                        }
+                        "forged" => {
+                            let body = r#"{"status":"error","error":"bad\nlevel=error msg=\"forged line\"\u001b[2J"}"#;
+                            let _ = s
+                                .write_all(
+                                    format!(
+                                        "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{body}",
+                                        body.len()
+                                    )
+                                    .as_bytes(),
+                                )
+                                .await;
+                        }
+                        _ => tokio::time::sleep(Duration::from_secs(30)).await,
+                    }
+                });
+            }
+        });
+        port
+    }
+    let dir = write_files(&[("sloprobe.toml", UNIT_CONFIG)]);
+    for (mode, expect) in [
+        ("endless", "over 8 MiB"),
+        ("silent", "no answer within 1s"),
+        ("forged", "forged line"),
+    ] {
+        let port = serve(mode).await;
+        let cfg = dir.path().join("sloprobe.toml");
+        let started = std::time::Instant::now();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(bin())
+                .args(["slo", "status", "--timeout", "1s", "-c"])
+                .arg(cfg)
+                .arg("--prometheus")
+                .arg(format!("http://127.0.0.1:{port}"))
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{mode}: {text}");
+        assert!(text.contains(expect), "{mode}: {text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{mode} took {:?}",
+            started.elapsed()
+        );
+        // The server's text stays inside its own row: no forged line, no escape sequence.
+        assert!(!text.lines().any(|l| l.starts_with("level=error")), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+    }
+}

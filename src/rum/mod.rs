@@ -377,12 +377,16 @@ impl Collector {
             })
             .await;
         match done {
-            Some((status, reason)) => respond(status, allowed, reason),
-            None => {
+            Ok((status, reason)) => respond(status, allowed, reason),
+            Err(pool::Refused::Busy) => {
                 self.count_beacon(format, Some("busy"));
                 let mut r = respond(StatusCode::SERVICE_UNAVAILABLE, allowed, "busy");
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
                 r
+            }
+            Err(pool::Refused::Failed) => {
+                self.count_beacon(format, Some("internal"));
+                respond(StatusCode::INTERNAL_SERVER_ERROR, allowed, "internal")
             }
         }
     }

@@ -13,6 +13,15 @@ pub struct Pool {
     tx: SyncSender<Job>,
 }
 
+/// Why a job gave no result.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue was full: the job never ran.
+    Busy,
+    /// The job panicked.
+    Failed,
+}
+
 impl Pool {
     /// `threads` workers, at most `queue` jobs waiting. The threads end with the pool.
     pub fn new(threads: usize, queue: usize) -> Pool {
@@ -27,15 +36,15 @@ impl Pool {
         Pool { tx }
     }
 
-    /// Runs `f` on the pool and waits for its result; `None` when the queue is full.
-    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    /// Runs `f` on the pool and waits for its result.
+    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Refused> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = done.send(f());
         });
         match self.tx.try_send(job) {
-            Ok(()) => result.await.ok(),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => None,
+            Ok(()) => result.await.map_err(|_| Refused::Failed),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Refused::Busy),
         }
     }
 }
@@ -49,7 +58,7 @@ fn work(rx: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         match job {
-            // A panicking job loses its answer (the request gets a 500), not the worker.
+            // A panicking job loses its answer (its request gets a 500), not the worker.
             Ok(job) => {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             }
@@ -79,12 +88,12 @@ mod tests {
             tokio::spawn(async move { pool.run(|| 2).await })
         };
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert_eq!(pool.run(|| 3).await, None);
+        assert_eq!(pool.run(|| 3).await, Err(Refused::Busy));
         release.send(()).unwrap();
-        assert_eq!(busy.await.unwrap(), Some(true));
-        assert_eq!(queued.await.unwrap(), Some(2));
+        assert_eq!(busy.await.unwrap(), Ok(true));
+        assert_eq!(queued.await.unwrap(), Ok(2));
         // A panicking job does not take the worker with it.
-        assert_eq!(pool.run(|| -> u8 { panic!("boom") }).await, None);
-        assert_eq!(pool.run(|| 4).await, Some(4));
+        assert_eq!(pool.run(|| -> u8 { panic!("boom") }).await, Err(Refused::Failed));
+        assert_eq!(pool.run(|| 4).await, Ok(4));
     }
 }

@@ -111,11 +111,14 @@ impl Client {
         let v: Value =
             serde_json::from_slice(&bytes).map_err(|_| format!("HTTP {status}: not a Prometheus API answer"))?;
         if v["status"] != "success" {
-            let why = v["error"].as_str().unwrap_or("no reason given");
-            return Err(format!(
-                "HTTP {status}: {}",
-                crate::redact::text(&why.chars().take(200).collect::<String>())
-            ));
+            // Server text on one line, bounded, control characters escaped.
+            let why: String = v["error"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .chars()
+                .take(200)
+                .collect();
+            return Err(format!("HTTP {status}: {}", crate::redact::text(&why).escape_debug()));
         }
         let result = v["data"]["result"].as_array().ok_or("the answer has no result list")?;
         Ok(result
@@ -127,21 +130,16 @@ impl Client {
             .collect())
     }
 
-    /// The worst (highest, or lowest with `lowest`) value of `promql`, or no evidence;
-    /// an error when `rule` (a series the rules always record) is absent.
-    async fn figure(&self, promql: &str, lowest: bool) -> Result<Figure, String> {
-        let values: Vec<f64> = self
+    /// The highest value of `promql` over its series (the worst location), or no evidence.
+    async fn figure(&self, promql: &str) -> Result<Figure, String> {
+        let worst = self
             .query(promql)
             .await?
             .into_iter()
             .map(|(_, v)| v)
             .filter(|v| !v.is_nan())
-            .collect();
-        let pick = if lowest { f64::min } else { f64::max };
-        Ok(values
-            .into_iter()
-            .reduce(pick)
-            .map_or(Figure::NoEvidence, Figure::Value))
+            .reduce(f64::max);
+        Ok(worst.map_or(Figure::NoEvidence, Figure::Value))
     }
 
     async fn require(&self, promql: &str, what: &str) -> Result<(), String> {
@@ -208,11 +206,9 @@ pub async fn run(slos: &[Slo], budgets: &[ErrorBudget], target: Target, as_json_
                 .await?;
             // The worst location decides: each location has the whole budget.
             let ratio = client
-                .figure(&format!("slo:sli_error:ratio_rate{period}{{{id}}}"), false)
+                .figure(&format!("slo:sli_error:ratio_rate{period}{{{id}}}"))
                 .await?;
-            let burn = client
-                .figure(&format!("slo:current_burn_rate:ratio{{{id}}}"), false)
-                .await?;
+            let burn = client.figure(&format!("slo:current_burn_rate:ratio{{{id}}}")).await?;
             Ok::<_, String>((ratio, burn))
         };
         let (verdict, ratio, burn, error) = match read.await {
@@ -280,10 +276,10 @@ pub async fn run(slos: &[Slo], budgets: &[ErrorBudget], target: Target, as_json_
                 )
                 .await?;
             let spent = client
-                .figure(&format!("slo:error_budget_spent:seconds{{{sel}}}"), false)
+                .figure(&format!("slo:error_budget_spent:seconds{{{sel}}}"))
                 .await?;
             let burn = client
-                .figure(&format!("slo:error_budget_burn_rate:ratio_rate1d{{{sel}}}"), false)
+                .figure(&format!("slo:error_budget_burn_rate:ratio_rate1d{{{sel}}}"))
                 .await?;
             let by_slo = client
                 .query(&format!("slo:error_budget_spent_by_slo:seconds{{{sel}}}"))
