@@ -33,15 +33,20 @@ impl Budgets {
         self.per_run.iter().chain(self.percentiles.iter().map(|p| &p.threshold))
     }
 
-    /// Marks every per-run budget the outcome broke.
+    /// Marks every per-run budget the outcome broke. A run that succeeded without
+    /// measuring a budgeted value breaks that budget (a failed run fails anyway).
     pub fn judge(&self, outcome: &mut Outcome) {
+        let measured_run = outcome.error.is_none() && outcome.skipped.is_none();
         for t in &self.per_run {
-            if let Some(v) = outcome.judged(t.key, t.unit)
-                && !t.unit.within(v, t.value)
-            {
+            let value = outcome.judged(t.key, t.unit);
+            let broken = match value {
+                Some(v) => !t.unit.within(v, t.value),
+                None => measured_run,
+            };
+            if broken {
                 outcome.breaches.push(Breach {
                     measurement: t.key.to_string(),
-                    value: v,
+                    value,
                     threshold: t.value,
                     unit: t.unit,
                 });
@@ -60,20 +65,21 @@ impl Budgets {
             .iter()
             .cloned()
             .chain(medians)
-            .filter_map(|p| {
+            .map(|p| {
                 let mut values: Vec<f64> = outcomes
                     .iter()
                     .filter_map(|o| o.judged(p.threshold.key, p.threshold.unit))
                     .collect();
-                let value = percentile(&mut values, p.q)?;
-                Some(PercentileVerdict {
+                // No run measured it: no evidence, so the budget is not met.
+                let value = percentile(&mut values, p.q);
+                PercentileVerdict {
                     q: p.q,
                     key: p.threshold.key,
                     value,
                     threshold: p.threshold.value,
                     unit: p.threshold.unit,
-                    passed: p.threshold.unit.within(value, p.threshold.value),
-                })
+                    passed: value.is_some_and(|v| p.threshold.unit.within(v, p.threshold.value)),
+                }
             })
             .collect()
     }
@@ -83,7 +89,8 @@ impl Budgets {
 pub struct PercentileVerdict {
     pub q: f64,
     pub key: &'static str,
-    pub value: f64,
+    /// `None`: no run measured it (the verdict fails).
+    pub value: Option<f64>,
     pub threshold: f64,
     #[serde(skip)]
     pub unit: Unit,
@@ -256,11 +263,26 @@ mod tests {
         // One slow run of three: the median holds.
         let v = b.judge_batch(&[run(1.0), run(9.0), run(2.0)], true);
         assert_eq!(v.len(), 1);
-        assert!(v[0].passed && v[0].value == 2.0 && v[0].q == 50.0);
+        assert!(v[0].passed && v[0].value == Some(2.0) && v[0].q == 50.0);
         let v = b.judge_batch(&[run(3.0), run(9.0), run(2.0)], true);
         assert!(!v[0].passed);
         // Without the gate, per-run budgets are not batch verdicts.
         assert!(b.judge_batch(&[run(3.0)], false).is_empty());
+        // Unmeasured is no evidence: a successful run without the value breaks the
+        // budget, and a median over runs that never measured it fails.
+        let mut blank = run(1.0);
+        blank.measurements.clear();
+        b.judge(&mut blank);
+        assert_eq!(blank.breaches.len(), 1);
+        assert_eq!(blank.breaches[0].value, None);
+        let v = b.judge_batch(&[blank.clone(), blank], true);
+        assert!(!v[0].passed && v[0].value.is_none());
+        // A failed run is failed already: no breach is added to it.
+        let mut failed = run(1.0);
+        failed.measurements.clear();
+        failed.error = Some(crate::outcome::ProbeError::new(crate::outcome::ErrorType::Timeout, "x"));
+        b.judge(&mut failed);
+        assert!(failed.breaches.is_empty());
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl ProbeReport {
                 "p{} {} {} > {}",
                 v.q,
                 v.key,
-                v.unit.format(v.value),
+                v.unit.format_opt(v.value),
                 v.unit.format(v.threshold)
             )
         }));
@@ -311,18 +311,19 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
     for (msg, n) in errors {
         let _ = writeln!(out, "  {n}× {msg}");
     }
-    // One line per broken budget: how often, and the worst value seen.
-    let mut breaches: BTreeMap<(String, u64), (usize, f64, f64)> = BTreeMap::new();
+    // One line per broken budget: how often, and the worst value seen (unmeasured is
+    // the worst of all).
+    let mut breaches: BTreeMap<(String, u64), (usize, f64, Option<f64>)> = BTreeMap::new();
     for b in r.outcomes.iter().flat_map(|o| &o.breaches) {
         let e = breaches
             .entry((b.measurement.clone(), b.threshold.to_bits()))
             .or_insert((0, b.threshold, b.value));
         e.0 += 1;
         // The worst is the furthest past the threshold: the lowest under a floor.
-        e.2 = if b.unit == Unit::Ratio {
-            e.2.min(b.value)
-        } else {
-            e.2.max(b.value)
+        e.2 = match (e.2, b.value) {
+            (Some(w), Some(v)) if b.unit == Unit::Ratio => Some(w.min(v)),
+            (Some(w), Some(v)) => Some(w.max(v)),
+            _ => None,
         };
     }
     for ((key, _), (n, threshold, worst)) in breaches {
@@ -332,7 +333,7 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
             "  {n}× budget broken: {key} {} {} (worst {})",
             u.beyond(),
             u.format(threshold),
-            u.format(worst)
+            u.format_opt(worst)
         );
     }
     for v in &r.verdicts {
@@ -341,7 +342,7 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
             "  budget p{} {} = {} ({} {}): {}",
             v.q,
             v.key,
-            v.unit.format(v.value),
+            v.unit.format_opt(v.value),
             v.unit.bound(),
             v.unit.format(v.threshold),
             if v.passed { "ok" } else { "BROKEN" }

@@ -166,6 +166,11 @@ impl Unit {
             }
         }
     }
+
+    /// A value that may be missing: "unmeasured" then.
+    pub fn format_opt(self, v: Option<f64>) -> String {
+        v.map_or_else(|| "unmeasured".to_string(), |v| self.format(v))
+    }
 }
 
 impl Unit {
@@ -533,11 +538,12 @@ fn slot<'a, V: Default>(list: &'a mut Vec<(&'static str, V)>, key: &'static str)
     &mut list[i].1
 }
 
-/// A budget the run broke: the measurement, its value and the threshold.
+/// A budget the run broke: the measurement, its value and the threshold. `value` is
+/// `None` when the run succeeded without measuring it: unmeasured is never a pass.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Breach {
     pub measurement: String,
-    pub value: f64,
+    pub value: Option<f64>,
     pub threshold: f64,
     #[serde(skip)]
     pub unit: Unit,

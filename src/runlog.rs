@@ -137,7 +137,7 @@ fn log_failure(o: &Outcome) {
                     format!(
                         "{} {} > {}",
                         b.measurement,
-                        b.unit.format(b.value),
+                        b.unit.format_opt(b.value),
                         b.unit.format(b.threshold)
                     )
                 })

@@ -35,6 +35,12 @@ struct PageParams {
     /// Another origin (e.g. "http://localhost:9465") to load two images from: one with
     /// Timing-Allow-Origin, one without.
     third: Option<String>,
+    /// KiB of JavaScript (before compression) from `third`, without Timing-Allow-Origin.
+    third_js: u32,
+    /// After load + 300 ms, a large image served this many ms late is inserted above the
+    /// content without reserved space: it becomes the LCP and shifts the page when it
+    /// arrives (0 = none). What a fixed sleep after load misses.
+    late_image: u64,
     /// A resource that never finishes: the load event never fires.
     hang: u8,
     /// An uncaught script error.
@@ -65,6 +71,21 @@ async fn page(Query(p): Query<PageParams>) -> Response {
     if let Some(origin) = p.third.as_deref().filter(|o| valid_origin(o)) {
         body.push_str(&format!(
             r#"<img src="{origin}/page/hero.svg?tao=1&amp;w=10" width="10" height="10" alt=""><img src="{origin}/page/hero.svg?w=10" width="10" height="10" alt="">"#
+        ));
+    }
+    if let Some(origin) = p.third.as_deref().filter(|o| valid_origin(o) && p.third_js > 0) {
+        body.push_str(&format!(
+            r#"<script src="{origin}/page/app.js?kb={}"></script>"#,
+            p.third_js.min(4096)
+        ));
+    }
+    if p.late_image > 0 {
+        body.push_str(&format!(
+            r#"<script>addEventListener('load', () => setTimeout(() => {{
+  const img = new Image(); img.id = 'late'; img.alt = 'late'; img.src = '/page/hero.svg?w=1200&delay={}';
+  document.body.insertBefore(img, document.getElementById('content'));
+}}, 300));</script>"#,
+            p.late_image.min(60_000)
         ));
     }
     if p.hang > 0 {

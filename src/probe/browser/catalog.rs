@@ -53,14 +53,15 @@ macro_rules! page_total {
     };
 }
 
-const SIZE_DESC: &str = "Encoded (compressed) body bytes of the last run's resources, by type and party; resources without Timing-Allow-Origin are not in it (see probe.browser.resource.unmeasured).";
+const SIZE_DESC: &str = "Encoded (compressed) body bytes of the last run's resources, by type and party, as DevTools reported them; absent when a request's size is unknown (probe.browser.resource.unmeasured).";
 
-const TRANSFER_DESC: &str =
-    "Bytes on the wire (headers included, 0 from cache) of the last run's resources, by type and party.";
+const TRANSFER_DESC: &str = "Bytes on the wire (headers included, 0 from cache) of the last run's resources, by type and party: what Lighthouse's resourceSizes budgets judge.";
 
 const REQUESTS_DESC: &str = "Requests of the last run, by resource type and party (favicon excluded).";
 
-const PAGE_SIZE_DESC: &str = "Encoded body bytes of the last run by type, all parties; type=\"total\" and type=\"third_party\" sum over types. What size budgets judge.";
+const PAGE_SIZE_DESC: &str = "Encoded body bytes of the last run by type, all parties; type=\"total\" and type=\"third_party\" sum over types. What `*_bytes` budgets judge; absent when a request's size is unknown.";
+
+const PAGE_TRANSFER_DESC: &str = "Bytes on the wire (headers included, 0 from cache) of the last run by type, all parties; type=\"total\" and type=\"third_party\" sum over types. What `*_transfer` budgets and budget.json's resourceSizes judge.";
 
 const PAGE_REQUESTS_DESC: &str =
     "Requests of the last run by type, all parties; type=\"total\" and type=\"third_party\" sum over types.";
@@ -95,7 +96,25 @@ macro_rules! catalog {
                 metric: "probe.browser.total_blocking_time",
                 unit: Unit::Seconds,
                 instrument: Instrument::Histogram,
-                description: "Total blocking time: the part over 50 ms of every long task from FCP to the end of the settle time.",
+                description: "Total blocking time: the part over 50 ms of every long task between FCP and time to interactive (or the end of the settle, when no interactive window was seen), as Lighthouse.",
+                fixed: &[],
+                labels: &[],
+            },
+            Measure {
+                key: "interactive",
+                metric: "probe.browser.interactive",
+                unit: Unit::Seconds,
+                instrument: Instrument::Histogram,
+                description: "Time to interactive, Lighthouse's observed algorithm: the start of the first 5 s window after FCP with no long task and at most two requests in flight. Unmeasured unless the settle saw such a window (a budget on it makes the settle wait 5 s of quiet).",
+                fixed: &[],
+                labels: &[],
+            },
+            Measure {
+                key: "max_potential_fid",
+                metric: "probe.browser.max_potential_fid",
+                unit: Unit::Seconds,
+                instrument: Instrument::Histogram,
+                description: "The longest main-thread task after FCP (Lighthouse's max potential FID); 50 ms, an upper bound, when no task reached 50 ms.",
                 fixed: &[],
                 labels: &[],
             },
@@ -131,7 +150,7 @@ macro_rules! catalog {
                 metric: "probe.browser.resource.unmeasured",
                 unit: Unit::Count,
                 instrument: Instrument::Gauge,
-                description: "Cross-origin requests without Timing-Allow-Origin in the last run: counted as requests, their bytes unknown (never 0).",
+                description: "Requests of the last run whose size the browser could not report (still loading when the page was read, beyond the request cap, or, without DevTools, cross-origin without Timing-Allow-Origin): counted as requests; the byte totals they belong to are then absent, never short.",
                 fixed: &[],
                 labels: &[],
             },
@@ -139,18 +158,12 @@ macro_rules! catalog {
             page_total!("third_party_bytes", "third_party", "probe.browser.page.size", Unit::Bytes, PAGE_SIZE_DESC),
             page_total!("requests", "total", "probe.browser.page.requests", Unit::Count, PAGE_REQUESTS_DESC),
             page_total!("third_party_requests", "third_party", "probe.browser.page.requests", Unit::Count, PAGE_REQUESTS_DESC),
-            Measure {
-                key: "total_transfer",
-                metric: "probe.browser.page.transfer_size",
-                unit: Unit::Bytes,
-                instrument: Instrument::Gauge,
-                description: "Bytes on the wire of the last run, document included (0 for what came from cache).",
-                fixed: &[],
-                labels: &[],
-            },
+            page_total!("total_transfer", "total", "probe.browser.page.transfer_size", Unit::Bytes, PAGE_TRANSFER_DESC),
+            page_total!("third_party_transfer", "third_party", "probe.browser.page.transfer_size", Unit::Bytes, PAGE_TRANSFER_DESC),
             $(
                 page_total!(concat!($t, "_bytes"), $t, "probe.browser.page.size", Unit::Bytes, PAGE_SIZE_DESC),
                 page_total!(concat!($t, "_requests"), $t, "probe.browser.page.requests", Unit::Count, PAGE_REQUESTS_DESC),
+                page_total!(concat!($t, "_transfer"), $t, "probe.browser.page.transfer_size", Unit::Bytes, PAGE_TRANSFER_DESC),
                 res!($t, "first", "bytes", "probe.browser.resource.size", Unit::Bytes, SIZE_DESC),
                 res!($t, "first", "transfer", "probe.browser.resource.transfer_size", Unit::Bytes, TRANSFER_DESC),
                 res!($t, "first", "requests", "probe.browser.resource.requests", Unit::Count, REQUESTS_DESC),

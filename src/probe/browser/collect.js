@@ -1,34 +1,10 @@
 // Read by sloprobe after load + settle. Times are milliseconds from navigation start, as
 // the Performance APIs give them; sloprobe converts.
-const s = window.__sloprobe || { shifts: [], longtasks: [], errors: 0, firstError: '' };
+const s = window.__sloprobe || { cls: 0, longtasks: [], longtasksLost: false, errors: 0, firstError: '' };
 const nav = performance.getEntriesByType('navigation')[0];
 const fcpEntry = performance.getEntriesByName('first-contentful-paint')[0];
 const fcp = fcpEntry ? fcpEntry.startTime : null;
 const activation = (nav && nav.activationStart) || 0;
-
-// CLS: the largest session window (shifts < 1 s apart, a window at most 5 s), as web-vitals.
-let cls = 0, windowValue = 0, windowFirst = 0, windowLast = 0;
-for (const [t, v] of s.shifts) {
-  if (windowValue && t - windowLast < 1000 && t - windowFirst < 5000) {
-    windowValue += v;
-  } else {
-    windowValue = v;
-    windowFirst = t;
-  }
-  windowLast = t;
-  cls = Math.max(cls, windowValue);
-}
-
-// Total blocking time: the part over 50 ms of every long task after FCP.
-let tbt = 0;
-if (fcp !== null) {
-  for (const [t, d] of s.longtasks) {
-    const end = t + d;
-    if (end <= fcp) continue;
-    const start = Math.max(t, fcp);
-    tbt += Math.max(0, end - start - 50);
-  }
-}
 
 const selector = (el) => {
   if (!el || !el.tagName) return '';
@@ -69,8 +45,10 @@ return {
   lcp: s.lcp === null || s.lcp === undefined ? null : Math.max(s.lcp - activation, 0),
   lcpElement: selector(s.lcpEl),
   lcpUrl: s.lcpUrl || '',
-  cls,
-  tbt,
+  cls: s.cls,
+  longTasks: s.longtasksLost ? null : s.longtasks,
+  now: performance.now(),
+  timeOrigin: performance.timeOrigin,
   domContentLoaded: nav ? positive(nav.domContentLoadedEventStart) : null,
   load: nav ? positive(nav.loadEventStart) : null,
   errors: s.errors,

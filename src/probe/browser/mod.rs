@@ -7,11 +7,13 @@
 mod budget_file;
 mod catalog;
 pub mod driver;
+mod network;
 mod page;
 pub mod session;
 mod settings;
+mod timeline;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use fantoccini::wd::WebDriverCompatibleCommand;
@@ -41,6 +43,11 @@ const OBSERVE_JS: &str = include_str!("observe.js");
 const COLLECT_JS: &str = include_str!("collect.js");
 const MAX_SCRIPT: u64 = 1024 * 1024;
 const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
+const DEFAULT_SETTLE_MAX: Duration = Duration::from_secs(10);
+/// Lighthouse's time-to-interactive needs a 5 s quiet window to have been seen.
+const TTI_WINDOW: Duration = Duration::from_secs(5);
+/// How often the settle looks at the page (a WebDriver round trip costs a few ms).
+const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// How often the load state is polled (a WebDriver round trip is a few ms).
 const POLL: Duration = Duration::from_millis(10);
 
@@ -55,7 +62,9 @@ pub struct BrowserProbe {
     viewport: (u32, u32),
     throttle: Throttle,
     first_party: Vec<String>,
+    /// The quiet window the settle waits for, and the most it waits after load.
     settle: Duration,
+    settle_max: Duration,
     script: Option<String>,
     script_metrics: Vec<(&'static str, ScriptUnit)>,
     insecure: bool,
@@ -103,13 +112,7 @@ impl Settings for BrowserProbeSettings {
     }
 
     fn budgets(&self, cfg: &ProbeConfig, measures: &[&'static Measure]) -> Result<Vec<Threshold>, ConfigError> {
-        let Some(file) = &self.budgets_file else {
-            return Ok(Vec::new());
-        };
-        let bytes = cfg.read_file(file, "probe.budgets_file", MAX_SCRIPT)?;
-        let path = url::Url::parse(self.url.get_ref()).map_or("/".to_string(), |u| u.path().to_string());
-        budget_file::thresholds(&bytes, &path, measures)
-            .map_err(|e| cfg.error_at(file, "probe.budgets_file", format!("{}: {e}", file.get_ref())))
+        Ok(self.budget_file(cfg, measures)?.thresholds)
     }
 
     fn unavailable(&self, ctx: &BuildContext) -> Option<String> {
@@ -151,7 +154,20 @@ impl Settings for BrowserProbeSettings {
                 ));
             }
         }
-        let settle = self.settle.as_ref().map_or(DEFAULT_SETTLE, |d| d.get_ref().0);
+        let mut settle = self.settle.as_ref().map_or(DEFAULT_SETTLE, |d| d.get_ref().0);
+        let settle_max = self.settle_max.as_ref().map_or(DEFAULT_SETTLE_MAX, |d| d.get_ref().0);
+        if let Some(m) = &self.settle_max
+            && m.get_ref().0 < settle
+        {
+            return Err(cfg.error_at(m, "probe.settle_max", "settle_max is shorter than settle"));
+        }
+        // A budget on time to interactive needs Lighthouse's 5 s quiet window to be seen.
+        let from_file = self.budget_file(cfg, &MEASURES.iter().collect::<Vec<_>>())?;
+        if cfg.common.budget.contains_key("interactive") || from_file.thresholds.iter().any(|t| t.key == "interactive")
+        {
+            settle = settle.max(TTI_WINDOW);
+        }
+        let settle_max = settle_max.max(settle);
         let reserve = (cfg.timeout / 5).clamp(Duration::from_secs(1), Duration::from_secs(5));
         if settle + reserve >= cfg.timeout
             && let Some(s) = &self.settle
@@ -218,10 +234,20 @@ impl Settings for BrowserProbeSettings {
                 }
             }
         }
-        let first_party = if self.first_party_hosts.is_empty() {
-            vec![url.host_str().unwrap_or_default().to_ascii_lowercase()]
-        } else {
-            self.first_party_hosts.iter().map(|h| h.to_ascii_lowercase()).collect()
+        // budget.json's firstPartyHostnames decide, as in Lighthouse, unless the probe names
+        // its own; both at once must agree.
+        let own: Vec<String> = self.first_party_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        let first_party = match from_file.first_party {
+            Some(hosts) if !own.is_empty() && !hosts.iter().all(|h| own.contains(h)) => {
+                return Err(cfg.source.error_at(
+                    cfg.common.name.span(),
+                    Some("probe.first_party_hosts"),
+                    "first_party_hosts and the budgets_file's options.firstPartyHostnames disagree; keep one",
+                ));
+            }
+            Some(hosts) if own.is_empty() => hosts,
+            _ if own.is_empty() => vec![url.host_str().unwrap_or_default().to_ascii_lowercase()],
+            _ => own,
         };
         Ok(Box::new(BrowserProbe {
             url,
@@ -230,6 +256,7 @@ impl Settings for BrowserProbeSettings {
             throttle: self.throttle,
             first_party,
             settle,
+            settle_max,
             script,
             script_metrics,
             insecure: self.insecure_skip_verify,
@@ -238,6 +265,25 @@ impl Settings for BrowserProbeSettings {
             timeout: cfg.timeout,
             browsers: ctx.browsers(),
         }))
+    }
+}
+
+impl BrowserProbeSettings {
+    /// What `budgets_file` says about this probe's page (its path and query).
+    fn budget_file(
+        &self,
+        cfg: &ProbeConfig,
+        measures: &[&'static Measure],
+    ) -> Result<budget_file::PageBudgets, ConfigError> {
+        let Some(file) = &self.budgets_file else {
+            return Ok(budget_file::PageBudgets::default());
+        };
+        let bytes = cfg.read_file(file, "probe.budgets_file", MAX_SCRIPT)?;
+        let path = url::Url::parse(self.url.get_ref()).map_or("/".to_string(), |u| {
+            format!("{}{}", u.path(), u.query().map(|q| format!("?{q}")).unwrap_or_default())
+        });
+        budget_file::thresholds(&bytes, &path, measures)
+            .map_err(|e| cfg.error_at(file, "probe.budgets_file", format!("{}: {e}", file.get_ref())))
     }
 }
 
@@ -304,7 +350,10 @@ impl BrowserProbe {
         // browser and kills its processes.
         let lease = session::Lease::take(self.browsers.clone(), slot).await?;
         rec.set("browser_start", rec.offset(Instant::now()));
-        let result = self.measure(rec, lease.browser().client(), deadline).await;
+        let network = lease.browser().network();
+        let result = self
+            .measure(rec, lease.browser().client(), network.as_deref(), deadline)
+            .await;
         let pids = lease.browser().profile().map(|p| p.dir.clone());
         if let Some(dir) = pids {
             // /proc scans block: off the async threads.
@@ -332,6 +381,7 @@ impl BrowserProbe {
         &self,
         rec: &mut Recorder,
         client: &fantoccini::Client,
+        network: Option<&Mutex<network::Log>>,
         deadline: Instant,
     ) -> Result<(), ProbeError> {
         let (w, h) = self.viewport;
@@ -373,7 +423,7 @@ impl BrowserProbe {
         }
         if self.cache == CacheMode::Warm {
             rec.enter("warmup");
-            let state = self.load(client, deadline).await?;
+            let state = self.load(client, network, deadline).await?;
             if state != "complete" {
                 return Err(ProbeError::new(
                     ErrorType::Timeout,
@@ -382,7 +432,7 @@ impl BrowserProbe {
             }
         }
         rec.enter("load");
-        let state = self.load(client, deadline).await?;
+        let state = self.load(client, network, deadline).await?;
         if state == "pending" {
             return Err(ProbeError::new(
                 ErrorType::Timeout,
@@ -395,7 +445,9 @@ impl BrowserProbe {
         let loaded = state == "complete";
         if loaded {
             rec.enter("settle");
-            tokio::time::sleep_until(deadline.min(Instant::now() + self.settle).into()).await;
+            if let Some(busy) = self.settle(client, network, deadline).await? {
+                rec.detail("not_quiet", busy);
+            }
         }
         for s in &self.steps {
             if let Step::WaitFor(selector) = s {
@@ -413,7 +465,10 @@ impl BrowserProbe {
         if let Some(e) = page::navigation_error(rec, &page) {
             return Err(e);
         }
-        page::record(rec, &page, &self.first_party);
+        {
+            let seen = network.map(|n| n.lock().expect("network log"));
+            page::record(rec, &page, &self.first_party, seen.as_deref());
+        }
         if let Some(script) = &self.script
             && loaded
         {
@@ -432,8 +487,75 @@ impl BrowserProbe {
         Ok(())
     }
 
+    /// Waits after the load event until the page has been quiet for the settle window:
+    /// no request in flight (DevTools; without it, no new Resource Timing entry) and no
+    /// long task, for `settle`, and at least `settle` after load. Gives up at
+    /// `settle_max` after load (or the run's deadline) and says what was still busy.
+    async fn settle(
+        &self,
+        client: &fantoccini::Client,
+        network: Option<&Mutex<network::Log>>,
+        deadline: Instant,
+    ) -> Result<Option<String>, ProbeError> {
+        const POLL_JS: &str = "const s = window.__sloprobe; \
+            return [s ? performance.now() - (s.lastBusy || 0) : 0, performance.getEntriesByType('resource').length];";
+        let loaded = Instant::now();
+        let ceiling = deadline.min(loaded + self.settle_max);
+        let (mut entries, mut entries_changed) = (0u64, loaded);
+        loop {
+            // A long task under way holds this script until it ends: it is never missed.
+            let (cpu_quiet, count) = match client.execute(POLL_JS, Vec::new()).await {
+                Ok(Value::Array(a)) => (
+                    a.first().and_then(Value::as_f64).unwrap_or(0.0),
+                    a.get(1).and_then(Value::as_u64).unwrap_or(0),
+                ),
+                Err(e) if session_lost(&e) => return Err(browser_error("settling", e)),
+                _ => (0.0, entries),
+            };
+            let now = Instant::now();
+            if count != entries {
+                (entries, entries_changed) = (count, now);
+            }
+            let (net_quiet, in_flight) = match network {
+                Some(n) => {
+                    let log = n.lock().expect("network log");
+                    (log.quiet_for(now), log.in_flight())
+                }
+                None => (now - entries_changed, 0),
+            };
+            let cpu_quiet = Duration::from_secs_f64((cpu_quiet / 1000.0).clamp(0.0, 3600.0));
+            if now - loaded >= self.settle && net_quiet >= self.settle && cpu_quiet >= self.settle {
+                return Ok(None);
+            }
+            if now >= ceiling {
+                let mut busy = Vec::new();
+                if net_quiet < self.settle {
+                    busy.push(format!("{in_flight} request(s) in flight"));
+                }
+                if cpu_quiet < self.settle {
+                    busy.push("long tasks".to_string());
+                }
+                return Ok(Some(format!(
+                    "not quiet for {} within {} of load: {}",
+                    humantime::format_duration(self.settle),
+                    humantime::format_duration(now - loaded),
+                    busy.join(", ")
+                )));
+            }
+            tokio::time::sleep_until(ceiling.min(now + SETTLE_POLL).into()).await;
+        }
+    }
+
     /// Navigates and waits for the load event (or the deadline); returns the readyState.
-    async fn load(&self, client: &fantoccini::Client, deadline: Instant) -> Result<String, ProbeError> {
+    async fn load(
+        &self,
+        client: &fantoccini::Client,
+        network: Option<&Mutex<network::Log>>,
+        deadline: Instant,
+    ) -> Result<String, ProbeError> {
+        if let Some(n) = network {
+            n.lock().expect("network log").reset();
+        }
         let asked = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)

@@ -4,6 +4,8 @@
 use serde::Deserialize;
 
 use super::catalog::key;
+use super::network::Log;
+use super::timeline::{Span, Task, max_potential_fid, time_to_interactive, total_blocking_time};
 use crate::outcome::{ErrorType, ProbeError, Recorder};
 
 /// Resource types, as Lighthouse's budgets name them.
@@ -26,7 +28,11 @@ pub struct PageData {
     #[serde(default)]
     pub lcp_url: String,
     pub cls: f64,
-    pub tbt: f64,
+    /// [start, duration] of every long task, ms; `None` when the page had too many to keep.
+    pub long_tasks: Option<Vec<[f64; 2]>>,
+    /// performance.now() and performance.timeOrigin when read.
+    pub now: f64,
+    pub time_origin: f64,
     pub dom_content_loaded: Option<f64>,
     pub load: Option<f64>,
     pub errors: f64,
@@ -55,15 +61,32 @@ fn one() -> f64 {
     1.0
 }
 
-#[derive(Default, Clone, Copy)]
+/// Requests and bytes of one type and party. A byte count is `None` once one of its
+/// requests could not be measured: unknown, never a smaller number.
+#[derive(Clone, Copy)]
 struct Tally {
     requests: f64,
-    bytes: f64,
-    transfer: f64,
+    bytes: Option<f64>,
+    transfer: Option<f64>,
 }
 
-/// Records everything the page said. Milliseconds become seconds.
-pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String]) {
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            requests: 0.0,
+            bytes: Some(0.0),
+            transfer: Some(0.0),
+        }
+    }
+}
+
+fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? + b?)
+}
+
+/// Records everything the page said. Milliseconds become seconds. Bytes come from the
+/// run's DevTools network log when there is one, else from Resource Timing.
+pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String], network: Option<&Log>) {
     let ms = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0).map(|v| v / 1000.0);
     for (k, v) in [
         ("ttfb", ms(page.ttfb)),
@@ -71,7 +94,6 @@ pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String]) {
         ("lcp", ms(page.lcp)),
         ("dom_content_loaded", ms(page.dom_content_loaded)),
         ("load", ms(page.load)),
-        ("tbt", ms(Some(page.tbt))),
     ] {
         if let Some(v) = v {
             rec.set(k, v);
@@ -80,6 +102,8 @@ pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String]) {
     if page.cls.is_finite() && page.cls >= 0.0 {
         rec.set("cls", page.cls);
     }
+    let network = network.filter(|n| n.broken.is_none());
+    record_main_thread(rec, page, network);
     rec.set("js_errors", page.errors.max(0.0));
     if !page.lcp_element.is_empty() {
         rec.detail("lcp_element", page.lcp_element.clone());
@@ -95,51 +119,144 @@ pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String]) {
 
     let mut tally = [[Tally::default(); 2]; 7];
     let mut unmeasured = 0.0;
-    let mut transfer_total = 0.0;
-    let docs = page.document.iter().map(|d| (d, Some(0)));
-    let others = page.resources.iter().map(|r| (r, None));
-    for (r, forced) in docs.chain(others) {
-        let Ok(u) = url::Url::parse(&r.url) else { continue };
-        if u.path() == "/favicon.ico" {
-            continue;
-        }
-        let t = forced.unwrap_or_else(|| classify(&u, &r.initiator, &r.mime));
+    let mut count = |url: &str, t: usize, body: Option<f64>, transfer: Option<f64>| {
+        let Ok(u) = url::Url::parse(url) else { return };
         let party = usize::from(!first_party_host(u.host_str().unwrap_or_default(), first_party));
         let slot = &mut tally[t][party];
         slot.requests += 1.0;
-        // Without Timing-Allow-Origin a cross-origin entry reads 0 everywhere: unknown, not 0.
-        if forced.is_none() && r.response_start == 0.0 && r.encoded == 0.0 && r.transfer == 0.0 {
+        if body.is_none() || transfer.is_none() {
             unmeasured += 1.0;
-            continue;
         }
-        slot.bytes += r.encoded.max(0.0);
-        slot.transfer += r.transfer.max(0.0);
-        transfer_total += r.transfer.max(0.0);
+        slot.bytes = add(slot.bytes, body);
+        slot.transfer = add(slot.transfer, transfer);
+    };
+    match network {
+        Some(log) => {
+            for r in &log.requests {
+                let t = lighthouse_type(&r.resource_type);
+                // Headless Chromium asks for no favicon; Lighthouse leaves it out too.
+                if t == 6 && r.url.ends_with("/favicon.ico") {
+                    continue;
+                }
+                let (body, transfer) = if !r.finished && !r.failed {
+                    (None, None) // still loading when the page was read
+                } else if r.from_cache {
+                    // Nothing crossed the wire. The cached body's encoded size is Resource
+                    // Timing's when the page may see it, else what DevTools says.
+                    let timing = page.resources.iter().find(|e| e.url == r.url && e.encoded > 0.0);
+                    let body = timing.map(|e| e.encoded).or((r.body() > 0.0).then(|| r.body()));
+                    (body, Some(0.0))
+                } else {
+                    (Some(r.body()), Some(r.transfer))
+                };
+                count(&r.url, t, body, transfer);
+            }
+            if log.dropped > 0 {
+                // Their types are unknown: every type's bytes are.
+                unmeasured += log.dropped as f64;
+                for slot in tally.iter_mut().flatten() {
+                    (slot.bytes, slot.transfer) = (None, None);
+                }
+            }
+        }
+        None => {
+            let docs = page.document.iter().map(|d| (d, Some(0)));
+            let others = page.resources.iter().map(|r| (r, None));
+            for (r, forced) in docs.chain(others) {
+                let Ok(u) = url::Url::parse(&r.url) else { continue };
+                if u.path() == "/favicon.ico" {
+                    continue;
+                }
+                let t = forced.unwrap_or_else(|| classify(&u, &r.initiator, &r.mime));
+                // Without Timing-Allow-Origin a cross-origin entry reads 0 everywhere: unknown.
+                let hidden = forced.is_none() && r.response_start == 0.0 && r.encoded == 0.0 && r.transfer == 0.0;
+                let (body, transfer) = if hidden {
+                    (None, None)
+                } else {
+                    (Some(r.encoded.max(0.0)), Some(r.transfer.max(0.0)))
+                };
+                count(&r.url, t, body, transfer);
+            }
+        }
     }
-    let (mut total, mut requests, mut third, mut third_requests) = (0.0, 0.0, 0.0, 0.0);
+    let mut total = Tally::default();
+    let mut third = Tally::default();
     for (t, name) in TYPES.iter().enumerate() {
-        let (mut bytes, mut count) = (0.0, 0.0);
+        let mut of_type = Tally::default();
         for (p, party) in PARTIES.iter().enumerate() {
             let s = tally[t][p];
             set(rec, &format!("{name}_{party}_party_bytes"), s.bytes);
             set(rec, &format!("{name}_{party}_party_transfer"), s.transfer);
-            set(rec, &format!("{name}_{party}_party_requests"), s.requests);
-            bytes += s.bytes;
-            count += s.requests;
+            set(rec, &format!("{name}_{party}_party_requests"), Some(s.requests));
+            of_type = of_type.plus(s);
         }
-        set(rec, &format!("{name}_bytes"), bytes);
-        set(rec, &format!("{name}_requests"), count);
-        total += bytes;
-        requests += count;
-        third += tally[t][1].bytes;
-        third_requests += tally[t][1].requests;
+        set(rec, &format!("{name}_bytes"), of_type.bytes);
+        set(rec, &format!("{name}_transfer"), of_type.transfer);
+        set(rec, &format!("{name}_requests"), Some(of_type.requests));
+        total = total.plus(of_type);
+        third = third.plus(tally[t][1]);
     }
-    rec.set("total_bytes", total);
-    rec.set("requests", requests);
-    rec.set("third_party_bytes", third);
-    rec.set("third_party_requests", third_requests);
-    rec.set("total_transfer", transfer_total);
+    set(rec, "total_bytes", total.bytes);
+    set(rec, "total_transfer", total.transfer);
+    set(rec, "requests", Some(total.requests));
+    set(rec, "third_party_bytes", third.bytes);
+    set(rec, "third_party_transfer", third.transfer);
+    set(rec, "third_party_requests", Some(third.requests));
     rec.set("unmeasured_requests", unmeasured);
+}
+
+impl Tally {
+    fn plus(self, o: Tally) -> Tally {
+        Tally {
+            requests: self.requests + o.requests,
+            bytes: add(self.bytes, o.bytes),
+            transfer: add(self.transfer, o.transfer),
+        }
+    }
+}
+
+/// TBT, time to interactive and max potential FID (timeline.rs). Time to interactive
+/// needs the run's network timeline; without it, it is unmeasured and TBT runs to the
+/// end of the observation.
+fn record_main_thread(rec: &mut Recorder, page: &PageData, network: Option<&Log>) {
+    let (Some(tasks), Some(fcp)) = (&page.long_tasks, page.fcp) else {
+        return;
+    };
+    let tasks: Vec<Task> = tasks
+        .iter()
+        .filter(|t| t[0].is_finite() && t[1].is_finite() && t[1] >= 0.0)
+        .map(|t| Task {
+            start: t[0],
+            end: t[0] + t[1],
+        })
+        .collect();
+    let tti = network.zip(page.dom_content_loaded).and_then(|(log, dcl)| {
+        let (ts0, wall0) = log.clock?;
+        // DevTools' monotonic seconds → page milliseconds, through the wall clock.
+        let at = |ts: f64| (wall0 + (ts - ts0)) * 1000.0 - page.time_origin;
+        let spans: Vec<Span> = log
+            .requests
+            .iter()
+            .filter_map(|r| match r.end {
+                None if !r.failed => Some(Span {
+                    start: at(r.start),
+                    end: None,
+                }),
+                Some(end) if r.finished && r.get && r.status < 400 => Some(Span {
+                    start: at(r.start),
+                    end: Some(at(end)),
+                }),
+                _ => None,
+            })
+            .collect();
+        time_to_interactive(&tasks, &spans, fcp, dcl, page.now)
+    });
+    if let Some(tti) = tti {
+        rec.set("interactive", tti / 1000.0);
+    }
+    let end = tti.unwrap_or(page.now);
+    rec.set("tbt", total_blocking_time(&tasks, fcp, end) / 1000.0);
+    rec.set("max_potential_fid", max_potential_fid(&tasks, fcp) / 1000.0);
 }
 
 /// The navigation's own failure, if any: Chromium's network error, or an HTTP error status.
@@ -176,9 +293,22 @@ pub fn navigation_error(rec: &mut Recorder, page: &PageData) -> Option<ProbeErro
     None
 }
 
-fn set(rec: &mut Recorder, name: &str, v: f64) {
-    if let Some(k) = key(name) {
+fn set(rec: &mut Recorder, name: &str, v: Option<f64>) {
+    if let (Some(k), Some(v)) = (key(name), v) {
         rec.set(k, v);
+    }
+}
+
+/// Lighthouse's resource types (an index into [`TYPES`]) from DevTools' resource type.
+fn lighthouse_type(devtools: &str) -> usize {
+    match devtools {
+        "Document" => 0,
+        "Script" => 1,
+        "Stylesheet" => 2,
+        "Image" => 3,
+        "Font" => 4,
+        "Media" => 5,
+        _ => 6,
     }
 }
 

@@ -30,6 +30,8 @@ use crate::outcome::{ErrorType, ProbeError};
 /// Runs one Chromium serves before it is replaced (bounds slow leaks in long-lived browsers).
 pub const RECYCLE_AFTER: u32 = 50;
 const CDP_TIMEOUT: Duration = Duration::from_secs(10);
+/// DevTools events quote URLs and headers; a page can make them large, never larger than this.
+const MAX_DEVTOOLS_MESSAGE: usize = 16 * 1024 * 1024;
 
 pub fn error(during: &str, e: impl std::fmt::Display) -> ProbeError {
     // WebDriver errors can quote the page URL (with its credentials and query).
@@ -53,9 +55,10 @@ pub struct Browser {
     profile: Option<Profile>,
 }
 
-/// A run's browser context: alive as long as its DevTools socket is.
+/// A run's browser context: alive as long as its DevTools socket is, which the network
+/// watch reads until the tab is closed.
 pub struct Tab {
-    _devtools: WebSocketStream<tokio::net::TcpStream>,
+    network: super::network::Watch,
 }
 
 impl Drop for Browser {
@@ -174,13 +177,29 @@ impl Browser {
         )
         .await?;
         let target = target["targetId"].as_str().unwrap_or_default().to_string();
+        let attached = call(
+            &mut ws,
+            3,
+            "Target.attachToTarget",
+            json!({"targetId": target, "flatten": true}),
+        )
+        .await?;
+        let page_session = attached["sessionId"].as_str().unwrap_or_default().to_string();
         let handle = WindowHandle::try_from(target).map_err(|e| error("opening a tab", e))?;
         self.client()
             .switch_to_window(handle)
             .await
             .map_err(|e| error("switching to the new tab", e))?;
-        self.tab = Some(Tab { _devtools: ws });
+        let network = super::network::Watch::start(ws, page_session)
+            .await
+            .map_err(|e| error("watching the tab's network", e))?;
+        self.tab = Some(Tab { network });
         Ok(())
+    }
+
+    /// The run's network log, when the browser is local (its DevTools socket is ours).
+    pub fn network(&self) -> Option<Arc<std::sync::Mutex<super::network::Log>>> {
+        self.tab.as_ref().map(|t| t.network.log.clone())
     }
 
     /// Ends the run's context (its tab, cache, cookies and connections go with it) and
@@ -214,7 +233,11 @@ async fn devtools_socket(url: &str) -> Result<WebSocketStream<tokio::net::TcpStr
         let tcp = tokio::net::TcpStream::connect(&addr)
             .await
             .map_err(|e| error("DevTools", e))?;
-        let (ws, _) = tokio_tungstenite::client_async(url, tcp)
+        // One DevTools message is capped: a page cannot make one event cost more.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(MAX_DEVTOOLS_MESSAGE))
+            .max_frame_size(Some(MAX_DEVTOOLS_MESSAGE));
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
             .await
             .map_err(|e| error("DevTools", e))?;
         Ok(ws)

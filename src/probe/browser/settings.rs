@@ -29,8 +29,12 @@ pub struct BrowserProbeSettings {
     /// page's own host.
     #[serde(default)]
     pub first_party_hosts: Vec<String>,
-    /// Quiet time after the load event before the metrics are read (default "1s").
+    /// How long the page must be quiet (no request in flight, no long task) after the
+    /// load event before the metrics are read (default "1s"; docs/config.md).
     pub settle: Option<Spanned<Dur>>,
+    /// The longest the settle waits for quiet after the load event (default "10s", within
+    /// the run's timeout); a page still busy then is read as it is, marked `not_quiet`.
+    pub settle_max: Option<Spanned<Dur>>,
     /// A JavaScript file (a function body, may return a Promise) returning {name: number};
     /// names declared in `script_metrics` are recorded.
     pub metrics_script: Option<Spanned<String>>,
