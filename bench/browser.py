@@ -3,8 +3,8 @@ wall time, Chromium memory, and processes left after 100 runs.
 
     python3 bench/browser.py [--runs 10] [--lighthouse-runs 3]
 
-Needs chromium + chromium-driver (Debian) and Lighthouse from npm, installed here under
-.cache/lighthouse (`npm install lighthouse`), run with CHROME_PATH=/usr/bin/chromium.
+Needs chromium + chromium-driver (Debian) and Lighthouse 11 from npm, installed here under
+.cache/lighthouse (`npm install lighthouse@11`, as scripts/test.sh does), run with CHROME_PATH=/usr/bin/chromium.
 
 On demo pages with an LCP image delayed by D ms and a layout shift of known score, in one
 run, page by page:
@@ -43,7 +43,7 @@ def ensure_lighthouse():
         d = os.path.dirname(os.path.dirname(os.path.dirname(LIGHTHOUSE)))
         os.makedirs(d, exist_ok=True)
         subprocess.run(["npm", "init", "-y"], cwd=d, check=True, capture_output=True)
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", "lighthouse"], cwd=d, check=True)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", "lighthouse@11"], cwd=d, check=True)
 
 
 def chromium_processes():

@@ -55,6 +55,13 @@ if [ ! -x .cache/rum/node_modules/.bin/esbuild ] || [ ! -f .cache/rum/node_modul
     (cd .cache/rum && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent web-vitals@5 esbuild@0.25 >/dev/null)
 fi
 
+# Lighthouse 11 (npm) for tests/lighthouse.rs: budget.json verdicts and lab figures side by
+# side with the browser probe's, on the same pages. Cached here.
+if [ ! -f .cache/lighthouse/node_modules/lighthouse/cli/index.js ]; then
+    mkdir -p .cache/lighthouse
+    (cd .cache/lighthouse && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent lighthouse@11 >/dev/null)
+fi
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 # The static binary the sidecar image (Containerfile) copies; its own target dir, cached.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -q \

@@ -41,6 +41,8 @@ struct PageParams {
     /// content without reserved space: it becomes the LCP and shifts the page when it
     /// arrives (0 = none). What a fixed sleep after load misses.
     late_image: u64,
+    /// One main-thread task of this many ms, 100 ms after load (TBT = this − 50).
+    block: u64,
     /// A resource that never finishes: the load event never fires.
     hang: u8,
     /// An uncaught script error.
@@ -86,6 +88,14 @@ async fn page(Query(p): Query<PageParams>) -> Response {
   document.body.insertBefore(img, document.getElementById('content'));
 }}, 300));</script>"#,
             p.late_image.min(60_000)
+        ));
+    }
+    if p.block > 0 {
+        body.push_str(&format!(
+            r#"<script>addEventListener('load', () => setTimeout(() => {{
+  const end = performance.now() + {}; while (performance.now() < end) {{}}
+}}, 100));</script>"#,
+            p.block.min(5_000)
         ));
     }
     if p.hang > 0 {
