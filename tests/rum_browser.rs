@@ -230,6 +230,7 @@ listen = "127.0.0.1:{mport}"
 listen = "127.0.0.1:{rport}"
 allowed_origins = ["http://{}"]
 flush_after = "300ms"
+page_view_window = "600ms"
 [rum.budget]
 lcp = "1s"
 "#,

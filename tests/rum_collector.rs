@@ -22,6 +22,7 @@ listen = "127.0.0.1:{metrics}"
 listen = "127.0.0.1:{rum}"
 allowed_origins = ["{ORIGIN}"]
 flush_after = "300ms"
+page_view_window = "600ms"
 max_routes = 50
 max_batch = 20
 {extra}
@@ -544,27 +545,29 @@ async fn a_trickled_body_is_cut_off() {
     assert_eq!(sum(&text, "rum_beacons_total", &["reason=\"body_timeout\""]), 1.0);
 }
 
-/// Slow bodies are admitted against `max_inflight_bytes` before they are read: with room
-/// for one 5 MiB Faro body, a second one held open at the same time gets 503 with
-/// Retry-After (counted as `memory_budget`), and once the first is done the next fits.
+/// Slow bodies are admitted against `max_inflight_bytes` before they are read: a gzip
+/// body reserves its inflated size too, so with room for two 4 MiB bodies, one slow gzip
+/// body leaves none, and a second body held open at the same time gets 503 with
+/// Retry-After (counted as `memory_budget`); once the first is done the next fits.
 #[tokio::test]
 async fn slow_bodies_cannot_exceed_the_inflight_memory_budget() {
-    let (_dir, _child, mport, rport) = start("max_inflight_bytes = \"6MiB\"\n").await;
-    let declared = 5 * 1024 * 1024;
-    let open_slow = move || {
+    let (_dir, _child, mport, rport) = start("max_faro_body = \"4MiB\"\nmax_inflight_bytes = \"8MiB\"\n").await;
+    let declared = 4 * 1024 * 1024;
+    let open_slow = move |gzip: bool| {
         let mut tcp = TcpStream::connect(("127.0.0.1", rport)).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let encoding = if gzip { "Content-Encoding: gzip\r\n" } else { "" };
         let head = format!(
-            "POST /collect HTTP/1.1\r\nHost: x\r\nOrigin: {ORIGIN}\r\nContent-Length: {declared}\r\n\r\n{{\"meta\":"
+            "POST /collect HTTP/1.1\r\nHost: x\r\nOrigin: {ORIGIN}\r\n{encoding}Content-Length: {declared}\r\n\r\n\x1f"
         );
         tcp.write_all(head.as_bytes()).unwrap();
         tcp
     };
-    // The first holds its 5 MiB reservation while it trickles.
-    let first = tokio::task::spawn_blocking(open_slow).await.unwrap();
+    // The first holds its 4 + 4 MiB reservation while it trickles.
+    let first = tokio::task::spawn_blocking(move || open_slow(true)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, head) = tokio::task::spawn_blocking(move || {
-        let mut second = open_slow();
+        let mut second = open_slow(false);
         read_response(&mut second)
     })
     .await

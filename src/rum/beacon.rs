@@ -420,7 +420,18 @@ pub fn parse_faro(body: &[u8], max_batch: usize) -> Result<Parsed<'static>, Reje
     let meta = payload.meta.unwrap_or_default();
     let page = meta.page.unwrap_or_default();
     let url = page.url.filter(|u| u.len() <= MAX_URL);
-    let page_id = page.id.filter(|p| p.len() <= MAX_ID);
+    // Faro sends a page id only with `pageTracking.generatePageId`; by default a page view
+    // is its session, view and URL (reloads of one URL in one session within the window
+    // are one page view: docs/rum.md).
+    let session = meta.session.and_then(|s| s.id).filter(|s| s.len() <= MAX_ID);
+    let view = meta.view.and_then(|v| v.name).filter(|v| v.len() <= MAX_ID);
+    let page_id = match (page.id.filter(|p| p.len() <= MAX_ID), session, &url) {
+        (Some(id), _, _) => Some(id),
+        (None, Some(session), Some(url)) => {
+            Some(format!("faro\u{0}{session}\u{0}{}\u{0}{url}", view.unwrap_or_default()))
+        }
+        _ => None,
+    };
     let mut out = Vec::new();
     for m in &payload.measurements {
         if m.get("type").and_then(Value::as_str) != Some("web-vitals") {
@@ -497,6 +508,18 @@ struct FaroPayload {
 #[derive(Default, Deserialize)]
 struct FaroMeta {
     page: Option<FaroPage>,
+    session: Option<FaroId>,
+    view: Option<FaroView>,
+}
+
+#[derive(Default, Deserialize)]
+struct FaroId {
+    id: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct FaroView {
+    name: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

@@ -52,8 +52,16 @@ pub struct RumConfig {
     pub budget: BTreeMap<String, Spanned<toml::Value>>,
     /// Metrics one beacon may carry (default 64).
     pub max_batch: Option<Spanned<usize>>,
-    /// A metric is recorded once its id has been quiet this long (default "30s").
+    /// TTFB, FCP and LCP are recorded once their id has been quiet this long (default "30s").
     pub flush_after: Option<Spanned<Dur>>,
+    /// A page view is closed (counted, its CLS and INP recorded with their last value)
+    /// once it has sent nothing for this long (default "10m"); until then a vital it
+    /// already recorded is never recorded again.
+    pub page_view_window: Option<Spanned<Dur>>,
+    /// Request headers browsers may send, beyond the ones Faro and the snippet send
+    /// (Content-Type, Content-Encoding, Idempotency-Key, X-API-Key, X-Faro-Session-Id).
+    #[serde(default)]
+    pub allow_headers: Vec<Spanned<String>>,
     /// Metrics and page views waiting for their final value at most (default 100000).
     pub max_pending: Option<Spanned<usize>>,
     /// Where browsers reach the collector, for `sloprobe rum snippet` (default: from listen).
@@ -86,9 +94,15 @@ pub struct RumSettings {
     pub budgets: Vec<(Vital, f64)>,
     pub max_batch: usize,
     pub flush_after: Duration,
+    pub page_view_window: Duration,
+    /// The preflight's Access-Control-Allow-Headers value.
+    pub allow_headers: String,
     pub max_pending: usize,
     pub public_url: String,
 }
+
+/// What Faro's fetch transport and the snippet send.
+const DEFAULT_ALLOW_HEADERS: &str = "Content-Type, Content-Encoding, Idempotency-Key, X-API-Key, X-Faro-Session-Id";
 
 impl RumConfig {
     pub fn check(&self, source: &Source) -> Result<RumSettings, ConfigError> {
@@ -190,6 +204,30 @@ impl RumConfig {
             }
             Some(d) => d.get_ref().0,
         };
+        let page_view_window = match &self.page_view_window {
+            None => Duration::from_secs(600).max(flush_after),
+            Some(d) if d.get_ref().0 < flush_after || d.get_ref().0 > Duration::from_secs(86_400) => {
+                return Err(at(
+                    d.span(),
+                    "rum.page_view_window",
+                    "between flush_after and 24h".into(),
+                ));
+            }
+            Some(d) => d.get_ref().0,
+        };
+        let mut allow_headers = DEFAULT_ALLOW_HEADERS.to_string();
+        for h in &self.allow_headers {
+            let name = h.get_ref();
+            if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(at(
+                    h.span(),
+                    "rum.allow_headers",
+                    format!("{name:?} is not a header name"),
+                ));
+            }
+            allow_headers.push_str(", ");
+            allow_headers.push_str(name);
+        }
         let public_url = match &self.public_url {
             Some(u) => {
                 let parsed = url::Url::parse(u.get_ref())
@@ -209,12 +247,15 @@ impl RumConfig {
         let max_faro_body = size(&self.max_faro_body, "rum.max_faro_body", 5 << 20, 64 << 20)?;
         let max_inflight_bytes = size(&self.max_inflight_bytes, "rum.max_inflight_bytes", 64 << 20, 1 << 30)?;
         if let Some(m) = &self.max_inflight_bytes
-            && max_inflight_bytes < max_faro_body
+            && max_inflight_bytes < 2 * max_faro_body
         {
             return Err(at(
                 m.span(),
                 "rum.max_inflight_bytes",
-                format!("max_inflight_bytes must hold at least one max_faro_body ({max_faro_body} bytes)"),
+                format!(
+                    "max_inflight_bytes must hold at least two max_faro_body ({} bytes): a gzip body and its inflated form",
+                    2 * max_faro_body
+                ),
             ));
         }
         Ok(RumSettings {
@@ -233,6 +274,8 @@ impl RumConfig {
             budgets,
             max_batch: count(&self.max_batch, "rum.max_batch", 64, 1000)?,
             flush_after,
+            page_view_window,
+            allow_headers,
             max_pending: count(&self.max_pending, "rum.max_pending", 100_000, 10_000_000)?,
             public_url,
         })

@@ -123,7 +123,7 @@ impl Collector {
             .collect();
         Arc::new(Collector {
             limiter: limit::Limiter::new(settings.rate, settings.burst, settings.per_client_rate),
-            store: Store::new(settings.flush_after, settings.max_pending),
+            store: Store::new(settings.flush_after, settings.page_view_window, settings.max_pending),
             routes,
             telemetry,
             watches,
@@ -142,6 +142,8 @@ impl Collector {
         Router::new()
             .route("/rum", axum::routing::any(beacon::<false>))
             .route("/collect", axum::routing::any(beacon::<true>))
+            // Grafana Cloud's form: the app key in the path, checked like `api_key`.
+            .route("/collect/{app_key}", axum::routing::any(beacon::<true>))
             .route("/healthz", axum::routing::get(|| async { "ok\n" }))
             .with_state(self.clone())
     }
@@ -242,6 +244,7 @@ impl Collector {
         method: &Method,
         headers: &HeaderMap,
         query: Option<&str>,
+        path_key: Option<&str>,
         body: Body,
     ) -> Result<(axum::body::Bytes, tokio::sync::OwnedSemaphorePermit), Response> {
         let allowed = self.allowed_origin(headers);
@@ -252,20 +255,38 @@ impl Collector {
         // A browser always sends Origin on a cross-origin POST; a request without one is
         // not from a page (curl, a server): CORS does not apply, the key still does. Any
         // Origin header (two of them, or one that is not text) must be an allowed one.
+        if method == Method::OPTIONS {
+            if headers.contains_key(header::ORIGIN) {
+                let telemetry = self.telemetry.read().expect("telemetry lock").clone();
+                telemetry.count_preflight(format.endpoint(), allowed.is_some());
+            }
+            if headers.contains_key(header::ORIGIN) && allowed.is_none() {
+                return Err(respond(StatusCode::FORBIDDEN, None, "origin"));
+            }
+            return Err(self.preflight(allowed));
+        }
         if headers.contains_key(header::ORIGIN) && allowed.is_none() {
             return Err(refuse(StatusCode::FORBIDDEN, "origin"));
         }
-        if method == Method::OPTIONS {
-            return Err(self.preflight(allowed));
-        }
         if method != Method::POST {
             return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "method"));
+        }
+        // A key in the path with no key configured is a URL this collector does not serve.
+        if path_key.is_some() && self.settings.api_key.is_none() {
+            return Err(refuse(StatusCode::NOT_FOUND, "app_key"));
+        }
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.as_bytes().to_ascii_lowercase());
+        if encoding.as_deref().is_some_and(|e| e != b"gzip" && e != b"identity") {
+            return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, "encoding"));
         }
         // The key first: requests without it must not spend the rate budget of those with it.
         if let Some(key) = &self.settings.api_key {
             let given = headers
                 .get("x-api-key")
                 .map(|v| v.as_bytes().to_vec())
+                .or_else(|| path_key.map(|k| k.as_bytes().to_vec()))
                 .or_else(|| query_param(query?, "api_key").map(String::into_bytes));
             let ok = given.is_some_and(|g| constant_time_eq(&g, key.expose().as_bytes()));
             if !ok {
@@ -281,10 +302,7 @@ impl Collector {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             return Err(r);
         }
-        let cap = match format {
-            Format::WebVitals => self.settings.max_body,
-            Format::Faro => self.settings.max_faro_body,
-        };
+        let cap = self.cap(format);
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -293,8 +311,10 @@ impl Collector {
             return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
         }
         // The body's memory is reserved before a byte of it is read: slow bodies from many
-        // addresses cannot add up past max_inflight_bytes.
-        let reserve = declared.map_or(cap, |n| (n as usize).min(cap)).max(1);
+        // addresses cannot add up past max_inflight_bytes. A gzip body's inflated form
+        // (at most `cap` too) is reserved with it.
+        let gzip = encoding.as_deref() == Some(b"gzip");
+        let reserve = declared.map_or(cap, |n| (n as usize).min(cap)).max(1) + if gzip { cap } else { 0 };
         let Ok(permit) = self.inflight.clone().try_acquire_many_owned(reserve as u32) else {
             let mut r = refuse(StatusCode::SERVICE_UNAVAILABLE, "memory_budget");
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
@@ -344,7 +364,7 @@ impl Collector {
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Content-Type, Idempotency-Key, X-API-Key"),
+            HeaderValue::from_str(&self.settings.allow_headers).expect("checked header names"),
         );
         h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
         r
@@ -356,23 +376,46 @@ impl Collector {
         peer: Option<axum::Extension<crate::server::Peer>>,
         method: Method,
         uri: axum::http::Uri,
+        path_key: Option<String>,
         headers: HeaderMap,
         body: Body,
     ) -> Response {
         let peer = peer.map(|p| p.0.0);
         // The permit (the body's share of max_inflight_bytes) is held until the body is parsed.
-        let (body, permit) = match self.admit(format, peer, &method, &headers, uri.query(), body).await {
+        let admitted = self
+            .admit(format, peer, &method, &headers, uri.query(), path_key.as_deref(), body)
+            .await;
+        let (body, permit) = match admitted {
             Ok(b) => b,
             Err(r) => return r,
         };
         let allowed = self.allowed_origin(&headers);
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (referer, agent) = (text(header::REFERER), text(header::USER_AGENT));
+        let gzip = headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
         let c = self.clone();
         let done = self
             .pool
             .run(move || {
                 let _permit = permit;
+                let body = if gzip {
+                    match inflate(&body, c.cap(format)) {
+                        Ok(b) => std::borrow::Cow::Owned(b),
+                        Err(reason) => {
+                            c.count_beacon(format, Some(reason));
+                            let status = if reason == "body_too_large" {
+                                StatusCode::PAYLOAD_TOO_LARGE
+                            } else {
+                                StatusCode::BAD_REQUEST
+                            };
+                            return (status, reason);
+                        }
+                    }
+                } else {
+                    std::borrow::Cow::Borrowed(&body[..])
+                };
                 c.process(format, &body, referer.as_deref(), agent.as_deref().unwrap_or(""))
             })
             .await;
@@ -444,10 +487,14 @@ impl Collector {
                 }
             }
         }
-        if accepted > 0 {
-            telemetry.count_vitals(None, accepted);
+        let (flushed, duplicates) = self.store.add(keys, now);
+        // A value its page view recorded already: taken, never recorded twice.
+        if duplicates > 0 {
+            telemetry.count_vitals(Some("duplicate"), duplicates as u64);
         }
-        let flushed = self.store.add(keys, now);
+        if accepted > duplicates as u64 {
+            telemetry.count_vitals(None, accepted - duplicates as u64);
+        }
         // A full shard flushed early: recorded here, on the pool.
         self.emit(flushed);
         let format_reason = (accepted == 0 && rejected > 0).then_some("no_valid_metrics");
@@ -464,23 +511,45 @@ impl Collector {
         (status, "")
     }
 
+    /// The largest body a format may have (inflated, for a gzip body).
+    fn cap(&self, format: Format) -> usize {
+        match format {
+            Format::WebVitals => self.settings.max_body,
+            Format::Faro => self.settings.max_faro_body,
+        }
+    }
+
     fn count_beacon(&self, format: Format, reason: Option<&'static str>) {
         let telemetry = self.telemetry.read().expect("telemetry lock").clone();
         telemetry.count_beacon(format.endpoint(), reason);
     }
 }
 
-/// `/rum` (`FARO = false`) and `/collect` (`true`).
+/// `/rum` (`FARO = false`), `/collect` and `/collect/<app-key>` (`true`).
 async fn beacon<const FARO: bool>(
     State(c): State<Arc<Collector>>,
     peer: Option<axum::Extension<crate::server::Peer>>,
+    path_key: Option<axum::extract::Path<String>>,
     method: Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let format = if FARO { Format::Faro } else { Format::WebVitals };
-    c.handle(format, peer, method, uri, headers, body).await
+    c.handle(format, peer, method, uri, path_key.map(|p| p.0), headers, body)
+        .await
+}
+
+/// A gzip body, inflated to at most `cap` bytes (a zip bomb stops there).
+fn inflate(body: &[u8], cap: usize) -> Result<Vec<u8>, &'static str> {
+    use std::io::Read as _;
+    let mut out = Vec::with_capacity((body.len() * 4).min(cap));
+    let mut decoder = flate2::read::GzDecoder::new(body).take(cap as u64 + 1);
+    decoder.read_to_end(&mut out).map_err(|_| "bad_encoding")?;
+    if out.len() > cap {
+        return Err("body_too_large");
+    }
+    Ok(out)
 }
 
 /// A response with the CORS headers an allowed origin needs to read it.

@@ -1,7 +1,16 @@
-//! Dedupe: web-vitals reports a metric again (same id, new value) as CLS and INP grow and
-//! when the page is hidden. Reports wait here until their id has been quiet for
-//! `flush_after`, and only the last value of each id is recorded: one value per vital per
-//! page view. Page views (by page id) are tracked alike, for coverage.
+//! Dedupe: one value per vital per page view, the final one, whatever the gap between
+//! reports. web-vitals reports TTFB, FCP and LCP once (final when sent); CLS and INP grow
+//! while the page is open and are sent again each time the tab is hidden, possibly minutes
+//! apart. So:
+//! - TTFB, FCP, LCP (and FID) are recorded once their id has been quiet for `flush_after`;
+//! - CLS and INP wait until their page view has been quiet for `page_view_window`, and the
+//!   last value is recorded;
+//! - a page view is counted once, with the vitals it reported (coverage), when it has been
+//!   quiet for `page_view_window`; until then a later report of a vital it already recorded
+//!   is a duplicate, dropped and counted, never a second value.
+//!
+//! A page open past `max_age` (6 × the window, at least an hour) is closed anyway: what
+//! it sends after that starts a new page view.
 //!
 //! Bounded: the table is split in shards by id; a shard at its share of `max_pending`
 //! flushes what it holds early (each with the last value it had), so a flood of ids
@@ -42,17 +51,27 @@ struct Pending {
     last: Final,
     first: Ms,
     updated: Ms,
+    /// Its page view's key, if it has one (same shard).
+    page: Option<u64>,
 }
 
 struct Page {
     route: RouteId,
+    /// Vitals reported, and vitals already recorded (`Vital::bit`s).
     vitals: u8,
+    recorded: u8,
     first: Ms,
     updated: Ms,
 }
 
+/// Whether a vital's value can still change after it was first reported.
+fn grows(v: super::beacon::Vital) -> bool {
+    matches!(v, super::beacon::Vital::Cls | super::beacon::Vital::Inp)
+}
+
 pub struct Store {
     quiet: Duration,
+    window: Duration,
     /// A page open for hours keeps reporting; its values are recorded after this anyway.
     max_age: Duration,
     /// Per shard.
@@ -90,10 +109,13 @@ struct Inner {
 }
 
 impl Store {
-    pub fn new(quiet: Duration, max_pending: usize) -> Store {
+    /// `quiet`: `flush_after`; `window`: `page_view_window` (at least `quiet`).
+    pub fn new(quiet: Duration, window: Duration, max_pending: usize) -> Store {
+        let window = window.max(quiet);
         Store {
             quiet,
-            max_age: (quiet * 20).max(Duration::from_secs(600)),
+            window,
+            max_age: (window * 6).max(Duration::from_secs(3600)),
             max_pending: (max_pending / SHARDS).max(1),
             shards: (0..SHARDS).map(|_| Mutex::new(Inner::default())).collect(),
             keys: Default::default(),
@@ -113,14 +135,16 @@ impl Store {
     }
 
     /// Takes one beacon's reports: (vital, metric id, page id). A report without an id
-    /// is final at once. Returns what is final now.
+    /// is final at once. Returns what is final now, and how many reports were
+    /// duplicates of a value their page view already recorded (dropped).
     ///
     /// A page view's metrics live in the shard of its page id (of the metric id without
     /// one), so a beacon takes one lock, not one per metric: the lock's cache line moving
     /// between cores was the costliest step of a beacon (docs/benchmarks.md).
-    pub fn add(&self, reports: Vec<(Final, Option<&str>, Option<&str>)>, now: Instant) -> Vec<Flushed> {
+    pub fn add(&self, reports: Vec<(Final, Option<&str>, Option<&str>)>, now: Instant) -> (Vec<Flushed>, usize) {
         let now = self.ms(now);
         let mut out = Vec::new();
+        let mut duplicates = 0;
         let mut keyed = Vec::with_capacity(reports.len());
         // A beacon's metrics share their page id: hash it once.
         let mut last_page: Option<(&str, u64)> = None;
@@ -134,16 +158,15 @@ impl Store {
                 }
             });
             match id {
-                None => {
-                    if let Some(k) = page_key {
-                        keyed.push((k as usize % SHARDS, None, page_key, report.vital.bit(), report.route));
-                    }
-                    out.push(Flushed::Vital(report));
-                }
+                None => match page_key {
+                    // Final at once, but its page view may have recorded it already.
+                    Some(k) => keyed.push((k as usize % SHARDS, None, page_key, report)),
+                    None => out.push(Flushed::Vital(report)),
+                },
                 Some(id) => {
                     let key = self.key(report.vital as u8, id);
                     let shard = page_key.unwrap_or(key) as usize % SHARDS;
-                    keyed.push((shard, Some((key, report)), page_key, report.vital.bit(), report.route));
+                    keyed.push((shard, Some(key), page_key, report));
                 }
             }
         }
@@ -156,50 +179,66 @@ impl Store {
                 drain_into(&mut inner, &mut out);
             }
             while i < keyed.len() && keyed[i].0 == shard {
-                let (_, metric, page_key, bit, route) = &keyed[i];
+                let (_, metric, page_key, report) = keyed[i];
+                i += 1;
+                let bit = report.vital.bit();
+                let waiting = metric.is_some_and(|k| inner.metrics.contains_key(&k));
                 if let Some(k) = page_key {
-                    let p = inner.pages.entry(*k).or_insert_with(|| Page {
-                        route: *route,
+                    let p = inner.pages.entry(k).or_insert_with(|| Page {
+                        route: report.route,
                         vitals: 0,
+                        recorded: 0,
                         first: now,
                         updated: now,
                     });
-                    p.vitals |= bit;
                     p.updated = now;
-                }
-                if let Some((key, report)) = metric {
-                    match inner.metrics.get_mut(key) {
-                        Some(p) => {
-                            p.last = *report;
-                            p.updated = now;
-                        }
-                        None => {
-                            inner.metrics.insert(
-                                *key,
-                                Pending {
-                                    last: *report,
-                                    first: now,
-                                    updated: now,
-                                },
-                            );
-                        }
+                    if p.recorded & bit != 0 && !waiting {
+                        duplicates += 1;
+                        continue;
+                    }
+                    p.vitals |= bit;
+                    if metric.is_none() {
+                        p.recorded |= bit;
+                        out.push(Flushed::Vital(report));
+                        continue;
                     }
                 }
-                i += 1;
+                let Some(key) = metric else { continue };
+                match inner.metrics.get_mut(&key) {
+                    Some(p) => {
+                        p.last = report;
+                        p.updated = now;
+                    }
+                    None => {
+                        inner.metrics.insert(
+                            key,
+                            Pending {
+                                last: report,
+                                first: now,
+                                updated: now,
+                                page: page_key,
+                            },
+                        );
+                    }
+                }
             }
         }
-        out
+        (out, duplicates)
     }
 
-    /// What has been quiet for `flush_after` (or waited `max_age`) by `now`.
+    /// What is final by `now`: vitals quiet for `flush_after` (CLS and INP: for
+    /// `page_view_window`), page views quiet for `page_view_window`, and anything that
+    /// has waited `max_age`.
     pub fn due(&self, now: Instant) -> Vec<Flushed> {
         let now = self.ms(now);
-        let (quiet, max_age) = (self.quiet.as_millis() as Ms, self.max_age.as_millis() as Ms);
-        let ready = |first: Ms, updated: Ms| now.wrapping_sub(updated) >= quiet || now.wrapping_sub(first) >= max_age;
+        let ms = |d: Duration| d.as_millis() as Ms;
+        let (quiet, window, max_age) = (ms(self.quiet), ms(self.window), ms(self.max_age));
+        let ready =
+            |first: Ms, updated: Ms, wait: Ms| now.wrapping_sub(updated) >= wait || now.wrapping_sub(first) >= max_age;
         let mut out = Vec::new();
         for shard in &self.shards {
             let mut inner = shard.lock().expect("store lock");
-            due_into(&mut inner, &ready, &mut out);
+            due_into(&mut inner, &ready, quiet, window, &mut out);
         }
         out
     }
@@ -224,17 +263,22 @@ impl Store {
     }
 }
 
-fn due_into(inner: &mut Inner, ready: &dyn Fn(Ms, Ms) -> bool, out: &mut Vec<Flushed>) {
-    inner.metrics.retain(|_, p| {
-        if ready(p.first, p.updated) {
+fn due_into(inner: &mut Inner, ready: &dyn Fn(Ms, Ms, Ms) -> bool, quiet: Ms, window: Ms, out: &mut Vec<Flushed>) {
+    let Inner { metrics, pages } = inner;
+    metrics.retain(|_, p| {
+        let wait = if grows(p.last.vital) { window } else { quiet };
+        if ready(p.first, p.updated, wait) {
             out.push(Flushed::Vital(p.last));
+            if let Some(page) = p.page.and_then(|k| pages.get_mut(&k)) {
+                page.recorded |= p.last.vital.bit();
+            }
             false
         } else {
             true
         }
     });
     inner.pages.retain(|_, p| {
-        if ready(p.first, p.updated) {
+        if ready(p.first, p.updated, window) {
             out.push(Flushed::PageView {
                 route: p.route,
                 vitals: p.vitals,
@@ -280,9 +324,9 @@ mod tests {
 
     #[test]
     fn the_last_value_of_an_id_is_kept() {
-        let s = Store::new(Duration::from_secs(1), 100);
+        let s = Store::new(Duration::from_secs(1), Duration::from_secs(1), 100);
         let t0 = Instant::now();
-        assert!(s.add(vec![(lcp(100.0), Some("a"), Some("p"))], t0).is_empty());
+        assert!(s.add(vec![(lcp(100.0), Some("a"), Some("p"))], t0).0.is_empty());
         s.add(
             vec![(lcp(250.0), Some("a"), Some("p"))],
             t0 + Duration::from_millis(500),
@@ -300,16 +344,86 @@ mod tests {
         );
         assert_eq!(s.pending(), 0);
         // No id: final at once.
-        assert_eq!(s.add(vec![(lcp(1.0), None, None)], t0).len(), 1);
+        assert_eq!(s.add(vec![(lcp(1.0), None, None)], t0).0.len(), 1);
+    }
+
+    fn vital(v: Vital, value: f64) -> Final {
+        Final { vital: v, ..lcp(value) }
+    }
+
+    /// A visit: early vitals, then LCP and CLS at the first hide, then, after longer than
+    /// `flush_after`, CLS again (grown) at the second hide. One page view, one value per
+    /// vital, and CLS's is the last.
+    #[test]
+    fn one_value_per_vital_per_page_view_across_long_gaps() {
+        let sec = Duration::from_secs;
+        let s = Store::new(sec(2), sec(60), 100);
+        let t0 = Instant::now();
+        let mut recorded = Vec::new();
+        let mut views = 0;
+        let mut take = |out: Vec<Flushed>| {
+            for f in out {
+                match f {
+                    Flushed::Vital(v) => recorded.push((v.vital, v.value)),
+                    Flushed::PageView { vitals, .. } => {
+                        views += 1;
+                        assert_eq!(
+                            vitals,
+                            Vital::Ttfb.bit() | Vital::Fcp.bit() | Vital::Lcp.bit() | Vital::Cls.bit()
+                        );
+                    }
+                }
+            }
+        };
+        let report = |v: Vital, value: f64, id: &'static str| (vital(v, value), Some(id), Some("page-1"));
+        take(
+            s.add(vec![report(Vital::Ttfb, 80.0, "t"), report(Vital::Fcp, 300.0, "f")], t0)
+                .0,
+        );
+        take(s.due(t0 + sec(10)));
+        take(
+            s.add(
+                vec![report(Vital::Lcp, 900.0, "l"), report(Vital::Cls, 0.02, "c")],
+                t0 + sec(36),
+            )
+            .0,
+        );
+        take(s.due(t0 + sec(40)));
+        // Hidden, shown, hidden again 20 s later (flush_after is 2 s): CLS grew; LCP is
+        // sent again by a snippet that resends everything (a duplicate).
+        let (out, dups) = s.add(
+            vec![report(Vital::Cls, 0.09, "c"), report(Vital::Lcp, 900.0, "l")],
+            t0 + sec(56),
+        );
+        assert_eq!(dups, 1, "LCP was recorded already");
+        take(out);
+        take(s.due(t0 + sec(100)));
+        take(s.due(t0 + sec(200)));
+        let mut got = recorded.clone();
+        got.sort_by(|a, b| (a.0 as u8).cmp(&(b.0 as u8)));
+        assert_eq!(
+            got,
+            [
+                (Vital::Ttfb, 80.0),
+                (Vital::Fcp, 300.0),
+                (Vital::Lcp, 900.0),
+                (Vital::Cls, 0.09)
+            ]
+        );
+        assert_eq!(views, 1);
+        assert_eq!(s.pending(), 0);
     }
 
     #[test]
     fn bounded_by_max_pending() {
-        let s = Store::new(Duration::from_secs(60), 10);
+        let s = Store::new(Duration::from_secs(60), Duration::from_secs(60), 10);
         let t0 = Instant::now();
         let mut flushed = 0;
         for i in 0..1000 {
-            flushed += s.add(vec![(lcp(1.0), Some(format!("id{i}").as_str()), None)], t0).len();
+            flushed += s
+                .add(vec![(lcp(1.0), Some(format!("id{i}").as_str()), None)], t0)
+                .0
+                .len();
             assert!(s.pending() <= SHARDS, "{}", s.pending());
         }
         assert_eq!(flushed + s.pending(), 1000);

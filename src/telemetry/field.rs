@@ -19,6 +19,7 @@ pub struct Field {
     coverage: Gauge<f64>,
     routes: Gauge<u64>,
     beacons: Counter<u64>,
+    preflights: Counter<u64>,
     vitals: Counter<u64>,
 }
 
@@ -63,6 +64,11 @@ impl Field {
                 .u64_counter("rum.beacons")
                 .with_unit("{beacon}")
                 .with_description("Beacon requests by endpoint and outcome; rejected ones by reason.")
+                .build(),
+            preflights: meter
+                .u64_counter("rum.preflights")
+                .with_unit("{request}")
+                .with_description("CORS preflights (OPTIONS) by endpoint and outcome: allowed, or refused (an origin not allowed). A refused preflight means the browser sent no beacon at all.")
                 .build(),
             vitals: meter
                 .u64_counter("rum.vitals")
@@ -135,6 +141,14 @@ impl Field {
     }
 
     /// `n` metrics of an accepted beacon; `reason` when they were refused.
+    pub fn preflight(&self, endpoint: &'static str, allowed: bool) {
+        let outcome = if allowed { "allowed" } else { "refused" };
+        self.preflights.add(
+            1,
+            &[KeyValue::new("endpoint", endpoint), KeyValue::new("outcome", outcome)],
+        );
+    }
+
     pub fn vitals(&self, reason: Option<&'static str>, n: u64) {
         match reason {
             None => self.vitals.add(n, &[KeyValue::new("outcome", "accepted")]),

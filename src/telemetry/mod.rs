@@ -404,6 +404,13 @@ impl Telemetry {
         }
     }
 
+    /// A CORS preflight to a RUM endpoint, allowed or refused.
+    pub fn count_preflight(&self, endpoint: &'static str, allowed: bool) {
+        if let Some(f) = &self.field {
+            f.preflight(endpoint, allowed);
+        }
+    }
+
     /// `n` metrics of an accepted beacon; `reason` when they were refused.
     pub fn count_vitals(&self, reason: Option<&'static str>, n: u64) {
         if let Some(f) = &self.field {
