@@ -55,6 +55,12 @@ if [ ! -x .cache/rum/node_modules/.bin/esbuild ] || [ ! -f .cache/rum/node_modul
     (cd .cache/rum && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent web-vitals@5 esbuild@0.25 >/dev/null)
 fi
 
+# The real Grafana Faro Web SDK and esbuild (npm) for the Faro end-to-end test: cached here.
+if [ ! -x .cache/faro/node_modules/.bin/esbuild ] || [ ! -f .cache/faro/node_modules/@grafana/faro-web-sdk/package.json ]; then
+    mkdir -p .cache/faro
+    (cd .cache/faro && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent @grafana/faro-web-sdk@2 esbuild@0.25 >/dev/null)
+fi
+
 # Lighthouse 11 (npm) for tests/lighthouse.rs: budget.json verdicts and lab figures side by
 # side with the browser probe's, on the same pages. Cached here.
 if [ ! -f .cache/lighthouse/node_modules/lighthouse/cli/index.js ]; then

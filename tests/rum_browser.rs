@@ -16,6 +16,9 @@ use axum::response::IntoResponse;
 use common::*;
 use serde_json::json;
 
+/// Browser tests take turns: two Chromiums on two cores make each other's timings noisy.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn npm_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/rum/node_modules");
     assert!(
@@ -218,6 +221,7 @@ fn value(text: &str, name: &str, route: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn web_vitals_in_chromium_beacon_across_origins_and_match_the_page() {
+    let _turn = TURN.lock().await;
     // Pages from two origins: the allowed one's port goes into the config.
     let allowed_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let blocked_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -329,8 +333,234 @@ lcp = "1s"
     assert!(!text.contains("/blocked/page"), "data from a refused origin was stored");
     assert!(
         text.lines()
-            .any(|l| l.starts_with("rum_beacons_total") && l.contains("reason=\"origin\"")),
+            .any(|l| l.starts_with("rum_preflights_total") && l.contains("outcome=\"refused\"")),
         "the refused preflight was not counted"
     );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rum_preflights_total") && l.contains("outcome=\"allowed\"")),
+        "the allowed preflight was not counted"
+    );
     assert!(!text.contains("user_agent_synthetic_type"));
+}
+
+fn faro_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/faro/node_modules");
+    assert!(
+        dir.join(".bin/esbuild").exists() && dir.join("@grafana/faro-web-sdk/package.json").exists(),
+        "@grafana/faro-web-sdk and esbuild are not installed in {}: run scripts/test.sh (it installs them)",
+        dir.display()
+    );
+    dir
+}
+
+/// The real Faro Web SDK with its defaults (session tracking, batching, every default
+/// instrumentation), pointed at `url`, plus `extra` options, bundled into one script.
+fn faro_bundle(url: &str, extra: &str, work: &std::path::Path, name: &str) -> String {
+    let entry = work.join(format!("{name}.js"));
+    std::fs::write(
+        &entry,
+        format!(
+            "import {{ initializeFaro }} from '@grafana/faro-web-sdk';\n\
+             initializeFaro({{ url: {url:?}, app: {{ name: 'shop', version: '1.0.0' }}{extra} }});\n"
+        ),
+    )
+    .unwrap();
+    let modules = faro_dir();
+    let out = work.join(format!("{name}.bundle.js"));
+    let built = std::process::Command::new(modules.join(".bin/esbuild"))
+        .arg(&entry)
+        .args(["--bundle", "--format=iife", "--log-level=warning"])
+        .arg(format!("--outfile={}", out.display()))
+        .env("NODE_PATH", &modules)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "esbuild: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    std::fs::read_to_string(out).unwrap()
+}
+
+/// A visit with the real Faro SDK as it ships: its fetch transport sends
+/// `x-faro-session-id` (and, compressed, `Content-Encoding: gzip`), so the browser
+/// preflights; it sends no page id; it reports early vitals first and CLS again at each
+/// hide. The page is hidden, shown, shifted and hidden again after longer than
+/// `flush_after`: the collector still records one value per vital (CLS's last), one
+/// page view, for the default transport, the gzip one and the `/collect/<app-key>` URL.
+#[tokio::test]
+async fn the_faro_sdk_with_its_defaults_delivers_one_value_per_vital_per_page_view() {
+    let _turn = TURN.lock().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let (mport, rport) = (free_port(), free_port());
+    let cfg = format!(
+        r#"location = "field"
+[server]
+listen = "127.0.0.1:{mport}"
+[rum]
+listen = "127.0.0.1:{rport}"
+allowed_origins = ["{origin}"]
+api_key = "env:SLOPROBE_TEST_FARO_KEY"
+flush_after = "300ms"
+page_view_window = "4s"
+"#
+    );
+    let dir = write_files(&[("sloprobe.toml", &cfg)]);
+    let key = "faro-app-key-1";
+    let collect = format!("http://127.0.0.1:{rport}/collect");
+    let bundles = [
+        (
+            "plain",
+            faro_bundle(&collect, &format!(", apiKey: {key:?}"), dir.path(), "plain"),
+        ),
+        (
+            "gzip",
+            faro_bundle(
+                &format!("{collect}/{key}"),
+                ", requestCompression: true",
+                dir.path(),
+                "gzip",
+            ),
+        ),
+    ];
+    assert!(bundles[0].1.contains("x-faro-session-id"), "not the real Faro SDK");
+    let pages = std::sync::Arc::new(bundles.into_iter().collect::<std::collections::HashMap<_, _>>());
+    let app = axum::Router::new()
+        .route(
+            "/{variant}/page",
+            axum::routing::get(|axum::extract::Path(variant): axum::extract::Path<String>| async move {
+                let html = format!(
+                    "<!doctype html><html><head><title>faro</title><script>\
+                     window.__shifts = []; let w = 0, first = 0, last = 0; window.__cls = 0;\
+                     new PerformanceObserver(l => {{ for (const e of l.getEntries()) {{ if (e.hadRecentInput) continue;\
+                       if (w && e.startTime - last < 1000 && e.startTime - first < 5000) w += e.value; else {{ w = e.value; first = e.startTime; }}\
+                       last = e.startTime; window.__cls = Math.max(window.__cls, w); }} }}).observe({{type: 'layout-shift', buffered: true}});\
+                     window.shift = (px) => {{ const d = document.createElement('div'); d.style.height = px + 'px';\
+                       document.body.insertBefore(d, document.getElementById('content')); }};\
+                     window.visibility = (state) => {{ Object.defineProperty(document, 'visibilityState', {{value: state, configurable: true}});\
+                       Object.defineProperty(document, 'hidden', {{value: state === 'hidden', configurable: true}});\
+                       document.dispatchEvent(new Event('visibilitychange')); }};\
+                     </script><script src=\"/{variant}/faro.js\"></script></head>\
+                     <body style=\"margin:0\"><div id=\"content\" style=\"min-height:200vh\"><h1>Faro</h1><p>A page.</p></div></body></html>"
+                );
+                ([(header::CONTENT_TYPE, "text/html")], html)
+            }),
+        )
+        .route(
+            "/{variant}/faro.js",
+            axum::routing::get(move |axum::extract::Path(variant): axum::extract::Path<String>| {
+                let pages = pages.clone();
+                async move {
+                    let js = pages.get(variant.as_str()).cloned().unwrap_or_default();
+                    ([(header::CONTENT_TYPE, "text/javascript")], js).into_response()
+                }
+            }),
+        );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let _site = Target::new("127.0.0.1:0".parse().unwrap(), task);
+    let _daemon = Child(
+        std::process::Command::new(bin())
+            .args(["run", "-c"])
+            .arg(dir.path().join("sloprobe.toml"))
+            .env("SLOPROBE_LOG", "warn")
+            .env("SLOPROBE_TEST_FARO_KEY", key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let up = eventually(50, Duration::from_millis(100), || async {
+        http_get(&format!("http://127.0.0.1:{rport}/healthz")).await
+    })
+    .await;
+    assert!(up.is_some(), "collector never listened");
+
+    let (_driver, client) = browser().await;
+    let mut page_cls = Vec::new();
+    let visit = async {
+        for variant in ["plain", "gzip"] {
+            client.goto(&format!("{origin}/{variant}/page")).await.unwrap();
+            // Settle, shift, hide: TTFB, FCP, LCP and the first CLS go out.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            client.execute("shift(94); return 0;", vec![]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            client.execute("visibility('hidden'); return 0;", vec![]).await.unwrap();
+            // Longer than flush_after: the first values have been recorded by then.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            client
+                .execute("visibility('visible'); return 0;", vec![])
+                .await
+                .unwrap();
+            // A second shift well after the first (a new session window, larger).
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            client.execute("shift(282); return 0;", vec![]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            client.execute("visibility('hidden'); return 0;", vec![]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            let cls = client
+                .execute("return window.__cls;", vec![])
+                .await
+                .unwrap()
+                .as_f64()
+                .unwrap();
+            page_cls.push((variant, cls));
+            client.goto("about:blank").await.unwrap();
+        }
+    }
+    .await;
+    let _ = client.close().await;
+    let () = visit;
+
+    let route_of = |variant: &str| format!("/{variant}/page");
+    let text = eventually(100, Duration::from_millis(100), || async {
+        let (_, t) = http_get(&format!("http://127.0.0.1:{mport}/metrics")).await?;
+        ["plain", "gzip"]
+            .iter()
+            .all(|v| value(&t, "rum_page_views_total", &route_of(v)).is_some())
+            .then_some(t)
+    })
+    .await
+    .unwrap_or_else(|| panic!("Faro's page views never reached /metrics"));
+    for (variant, cls) in page_cls {
+        let route = route_of(variant);
+        assert!(cls > 0.25, "{variant}: the page's CLS {cls}");
+        assert_eq!(
+            value(&text, "rum_page_views_total", &route),
+            Some(1.0),
+            "{variant}: one page view"
+        );
+        for vital in ["ttfb", "fcp", "lcp", "cls"] {
+            let count = value(&text, &format!("browser_web_vital_{vital}_seconds_count"), &route).or(value(
+                &text,
+                &format!("browser_web_vital_{vital}_count"),
+                &route,
+            ));
+            let counters: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("rum_") || l.contains(&route))
+                .collect();
+            assert_eq!(
+                count,
+                Some(1.0),
+                "{variant}: one {vital} value\n{}",
+                counters.join("\n")
+            );
+        }
+        let recorded = value(&text, "browser_web_vital_cls_sum", &route).unwrap();
+        assert!(
+            (recorded - cls).abs() < 1e-3,
+            "{variant}: recorded CLS {recorded}, the page's final {cls}"
+        );
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rum_preflights_total") && l.contains("outcome=\"allowed\"")),
+        "Faro's preflights were not counted"
+    );
+    assert!(!text.contains("reason=\"bad_json\""), "a Faro body was not read");
+    assert!(!text.contains(key), "the app key reached /metrics");
 }
