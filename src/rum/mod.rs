@@ -240,13 +240,17 @@ impl Collector {
     async fn admit(
         &self,
         format: Format,
-        peer: Option<SocketAddr>,
-        method: &Method,
-        headers: &HeaderMap,
-        query: Option<&str>,
-        path_key: Option<&str>,
+        req: &Incoming,
         body: Body,
     ) -> Result<(axum::body::Bytes, tokio::sync::OwnedSemaphorePermit), Response> {
+        let Incoming {
+            peer,
+            method,
+            headers,
+            uri,
+            path_key,
+        } = req;
+        let (method, headers, query, path_key) = (method, headers, uri.query(), path_key.as_deref());
         let allowed = self.allowed_origin(headers);
         let refuse = |status: StatusCode, reason: &'static str| {
             self.count_beacon(format, Some(reason));
@@ -370,25 +374,13 @@ impl Collector {
         r
     }
 
-    async fn handle(
-        self: Arc<Self>,
-        format: Format,
-        peer: Option<axum::Extension<crate::server::Peer>>,
-        method: Method,
-        uri: axum::http::Uri,
-        path_key: Option<String>,
-        headers: HeaderMap,
-        body: Body,
-    ) -> Response {
-        let peer = peer.map(|p| p.0.0);
+    async fn handle(self: Arc<Self>, format: Format, req: Incoming, body: Body) -> Response {
         // The permit (the body's share of max_inflight_bytes) is held until the body is parsed.
-        let admitted = self
-            .admit(format, peer, &method, &headers, uri.query(), path_key.as_deref(), body)
-            .await;
-        let (body, permit) = match admitted {
+        let (body, permit) = match self.admit(format, &req, body).await {
             Ok(b) => b,
             Err(r) => return r,
         };
+        let headers = req.headers;
         let allowed = self.allowed_origin(&headers);
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (referer, agent) = (text(header::REFERER), text(header::USER_AGENT));
@@ -536,8 +528,24 @@ async fn beacon<const FARO: bool>(
     body: Body,
 ) -> Response {
     let format = if FARO { Format::Faro } else { Format::WebVitals };
-    c.handle(format, peer, method, uri, path_key.map(|p| p.0), headers, body)
-        .await
+    let req = Incoming {
+        peer: peer.map(|p| p.0.0),
+        method,
+        headers,
+        uri,
+        path_key: path_key.map(|p| p.0),
+    };
+    c.handle(format, req, body).await
+}
+
+/// A beacon request, less its body.
+struct Incoming {
+    peer: Option<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    /// The app key of `/collect/<app-key>`.
+    path_key: Option<String>,
 }
 
 /// A gzip body, inflated to at most `cap` bytes (a zip bomb stops there).

@@ -400,7 +400,7 @@ mod tests {
         take(s.due(t0 + sec(100)));
         take(s.due(t0 + sec(200)));
         let mut got = recorded.clone();
-        got.sort_by(|a, b| (a.0 as u8).cmp(&(b.0 as u8)));
+        got.sort_by_key(|a| a.0 as u8);
         assert_eq!(
             got,
             [
