@@ -61,6 +61,15 @@ if [ ! -x .cache/faro/node_modules/.bin/esbuild ] || [ ! -f .cache/faro/node_mod
     (cd .cache/faro && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent @grafana/faro-web-sdk@2 esbuild@0.25 >/dev/null)
 fi
 
+# Next.js 15 and 16 (npm) for the bundle test that runs real `next build`s: cached here;
+# the test builds inside these folders, so Turbopack finds node_modules in its workspace.
+for v in 15 16; do
+    if [ ! -f .cache/next$v/node_modules/next/dist/bin/next ]; then
+        mkdir -p .cache/next$v
+        (cd .cache/next$v && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent next@$v react@19 react-dom@19 >/dev/null)
+    fi
+done
+
 # Lighthouse 11 (npm) for tests/lighthouse.rs: budget.json verdicts and lab figures side by
 # side with the browser probe's, on the same pages. Cached here.
 if [ ! -f .cache/lighthouse/node_modules/lighthouse/cli/index.js ]; then

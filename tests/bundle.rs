@@ -369,3 +369,174 @@ fn real_vite_build() {
         "{deferred:?}"
     );
 }
+
+/// The `<script src>` (not `noModule`), `modulepreload` and stylesheet files of a built
+/// page, relative to `.next`.
+fn html_files(html: &str) -> (std::collections::BTreeSet<String>, std::collections::BTreeSet<String>) {
+    let (mut scripts, mut styles) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        Some(tag[at..at + tag[at..].find('"')?].to_string())
+    };
+    for (i, _) in html.match_indices('<') {
+        let Some(end) = html[i..].find('>') else { break };
+        let tag = &html[i..i + end];
+        let strip = |p: String| p.trim_start_matches("/_next/").to_string();
+        if tag.starts_with("<script") && !tag.contains("noModule") {
+            if let Some(src) = attr(tag, "src") {
+                scripts.insert(strip(src));
+            }
+        } else if tag.starts_with("<link") {
+            let rel = attr(tag, "rel").unwrap_or_default();
+            let href = attr(tag, "href").unwrap_or_default();
+            if rel == "stylesheet" || (rel == "preload" && attr(tag, "as").as_deref() == Some("style")) {
+                styles.insert(strip(href));
+            } else if rel == "modulepreload" || (rel == "preload" && attr(tag, "as").as_deref() == Some("script")) {
+                scripts.insert(strip(href));
+            }
+        }
+    }
+    (scripts, styles)
+}
+
+/// A small Next.js app (tests/next-app: app router with a client component in the root
+/// layout and a dynamic import, pages router with `next/dynamic`) built for real by
+/// Next 15 and 16 with webpack and Turbopack (npm, cached under .cache/next15 and
+/// .cache/next16 by scripts/test.sh): each route's files are exactly the scripts,
+/// modulepreloads and stylesheets of its built HTML, the root layout's chunk included;
+/// dynamic imports are listed apart and are not in the HTML.
+#[test]
+fn real_next_builds_match_their_html() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (version, flag) in [("15", ""), ("15", "--turbopack"), ("16", ""), ("16", "--webpack")] {
+        let cache = root.join(format!(".cache/next{version}"));
+        let next = cache.join("node_modules/next/dist/bin/next");
+        assert!(
+            next.is_file(),
+            "Next {version} is not installed: run scripts/test.sh, which installs it into {}",
+            cache.display()
+        );
+        // Inside the cache, so Turbopack finds node_modules under its workspace root.
+        let variant = format!("build-{}", if flag.is_empty() { "default" } else { &flag[2..] });
+        let app = cache.join(&variant);
+        let _ = std::fs::remove_dir_all(&app);
+        copy_dir(&root.join("tests/next-app"), &app);
+        let out = Command::new("node")
+            .arg(&next)
+            .arg("build")
+            .args(flag.split_whitespace())
+            .current_dir(&app)
+            .env("NEXT_TELEMETRY_DISABLED", "1")
+            .output()
+            .unwrap();
+        let label = format!("next {version} build {flag}");
+        assert!(
+            out.status.success(),
+            "{label}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(
+            app.join("sloprobe.toml"),
+            "[[bundle]]\nname = \"next\"\ndir = \".next\"\nmanifest = \"next\"\n\
+             [[bundle.route]]\npath = \"/\"\nentry = \"/\"\n\
+             [[bundle.route]]\npath = \"/dashboard\"\nentry = \"/dashboard\"\n\
+             [[bundle.route]]\npath = \"/legacy\"\nentry = \"/legacy\"\n",
+        )
+        .unwrap();
+        let report = Command::new(bin())
+            .args(["bundle", "--format", "json", "-c"])
+            .arg(app.join("sloprobe.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            report.status.code() == Some(0),
+            "{label}: {}",
+            String::from_utf8_lossy(&report.stderr)
+        );
+        let routes: Vec<serde_json::Value> = String::from_utf8_lossy(&report.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let webpack = flag == "--webpack" || (version == "15" && flag.is_empty());
+        let mut every_app_route: Option<std::collections::BTreeSet<String>> = None;
+        for (path, html) in [
+            ("/", "server/app/index.html"),
+            ("/dashboard", "server/app/dashboard.html"),
+            ("/legacy", "server/pages/legacy.html"),
+        ] {
+            let r = routes.iter().find(|r| r["path"] == path).unwrap();
+            let ours: std::collections::BTreeSet<String> = script_files(r).into_iter().map(str::to_string).collect();
+            let css: std::collections::BTreeSet<String> = r["stylesheets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["file"].as_str().unwrap().to_string())
+                .collect();
+            let (scripts, styles) = html_files(&std::fs::read_to_string(app.join(".next").join(html)).unwrap());
+            assert_eq!(ours, scripts, "{label} {path}: scripts beside the built HTML's");
+            assert_eq!(css, styles, "{label} {path}: stylesheets beside the built HTML's");
+            let deferred: Vec<&str> = r["deferred"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_str().unwrap())
+                .collect();
+            for d in &deferred {
+                assert!(!scripts.contains(*d), "{label} {path}: deferred {d} is in the HTML");
+                assert!(
+                    app.join(".next").join(d).is_file(),
+                    "{label} {path}: deferred {d} is no file"
+                );
+            }
+            // webpack lists every dynamic import; Turbopack only next/dynamic's (docs/bundle.md).
+            if path == "/legacy" || (path == "/dashboard" && webpack) {
+                assert!(!deferred.is_empty(), "{label} {path}: its dynamic import is not listed");
+            }
+            if path != "/legacy" {
+                // The root layout's client chunk loads on every app route.
+                every_app_route = Some(match every_app_route {
+                    None => ours.clone(),
+                    Some(prev) => prev.intersection(&ours).cloned().collect(),
+                });
+            }
+        }
+        let shared = every_app_route.unwrap();
+        assert!(
+            shared.len() > 2,
+            "{label}: app routes share only {shared:?}: the root layout's chunk is missing"
+        );
+        eprintln!("{label}: ok ({} files shared by app routes)", shared.len());
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// A Next route name that climbs out of `.next` is an input error, never a read elsewhere.
+#[test]
+fn next_routes_stay_inside_the_build() {
+    let f = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    f.file(".next/build-manifest.json", r#"{"pages": {}, "rootMainFiles": []}"#);
+    f.file(
+        "secret/page_client-reference-manifest.js",
+        "globalThis.__RSC_MANIFEST[\"/x\"] = {}",
+    );
+    input_error(
+        &f,
+        "[[bundle]]\nname = \"next\"\ndir = \".next\"\nmanifest = \"next\"\n[[bundle.route]]\npath = \"/x\"\nentry = \"/../../secret\"\n",
+        "leaves",
+    );
+}

@@ -1,8 +1,8 @@
-//! What each route loads, from Vite's manifest, Next.js's build manifests, or globs: its
+//! What each route loads, from Vite's manifest, Next.js's build (next.rs), or globs: its
 //! scripts and stylesheets (static imports, transitively, once each) and the deferred
 //! (dynamically imported) files, as paths relative to `dir`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -11,8 +11,7 @@ use serde_json::Value;
 use super::config::{InputError, MAX_MANIFEST, ManifestKind};
 use crate::config::{Source, Spanned};
 
-/// What a route loads: (scripts, stylesheets, deferred), as paths relative to `dir`.
-pub type RouteFiles = (Vec<String>, Vec<String>, Vec<String>);
+pub use super::next::RouteFiles;
 
 #[derive(Deserialize)]
 pub struct ViteChunk {
@@ -27,11 +26,7 @@ pub struct ViteChunk {
 
 pub enum Manifest {
     Vite(HashMap<String, ViteChunk>),
-    Next {
-        pages: BTreeMap<String, Vec<String>>,
-        app: BTreeMap<String, Vec<String>>,
-        root: Vec<String>,
-    },
+    Next(super::next::Next),
     None,
 }
 
@@ -63,33 +58,7 @@ impl Manifest {
                     .map(Manifest::Vite)
                     .map_err(|e| InputError(format!("{}: not a Vite manifest: {e}", dir.display())))
             }
-            ManifestKind::Next => {
-                let build = read("build-manifest.json")?.ok_or_else(|| {
-                    InputError(format!(
-                        "{}: no build-manifest.json (point `dir` at .next)",
-                        dir.display()
-                    ))
-                })?;
-                let list = |v: &Value, key: &str| -> Result<BTreeMap<String, Vec<String>>, InputError> {
-                    match v.get(key) {
-                        None => Ok(BTreeMap::new()),
-                        Some(p) => serde_json::from_value(p.clone()).map_err(|e| {
-                            InputError(format!("{}: malformed `{key}` in a Next manifest: {e}", dir.display()))
-                        }),
-                    }
-                };
-                let pages = list(&build, "pages")?;
-                let root: Vec<String> = match build.get("rootMainFiles") {
-                    Some(r) => serde_json::from_value(r.clone())
-                        .map_err(|e| InputError(format!("{}: malformed rootMainFiles: {e}", dir.display())))?,
-                    None => Vec::new(),
-                };
-                let app = match read("app-build-manifest.json")? {
-                    Some(v) => list(&v, "pages")?,
-                    None => BTreeMap::new(),
-                };
-                Ok(Manifest::Next { pages, app, root })
-            }
+            ManifestKind::Next => super::next::Next::load(dir).map(Manifest::Next),
         }
     }
 }
@@ -131,33 +100,6 @@ pub fn vite_route(m: &HashMap<String, ViteChunk>, entry: &str) -> Option<RouteFi
         }
     }
     Some((scripts, styles, deferred.into_iter().collect()))
-}
-
-/// Next.js: pages router `_app` plus the page's files; app router: the root main files
-/// plus the page's.
-pub fn next_route(
-    pages: &BTreeMap<String, Vec<String>>,
-    app: &BTreeMap<String, Vec<String>>,
-    root: &[String],
-    entry: &str,
-) -> Option<RouteFiles> {
-    let files: Vec<&String> = if let Some(page) = pages.get(entry) {
-        pages.get("/_app").into_iter().flatten().chain(page).collect()
-    } else {
-        let page = app
-            .get(entry)
-            .or_else(|| app.get(&format!("{}/page", entry.trim_end_matches('/'))))?;
-        root.iter().chain(page).collect()
-    };
-    let mut scripts = Vec::new();
-    let mut styles = Vec::new();
-    for f in files {
-        let list = if f.ends_with(".css") { &mut styles } else { &mut scripts };
-        if !list.contains(f) {
-            list.push(f.clone());
-        }
-    }
-    Some((scripts, styles, Vec::new()))
 }
 
 pub fn glob_route(dir: &Path, globs: &[Spanned<String>], source: &Source) -> Result<RouteFiles, InputError> {

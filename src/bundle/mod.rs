@@ -6,6 +6,7 @@
 
 mod config;
 mod manifest;
+mod next;
 mod report;
 mod sizes;
 
@@ -14,7 +15,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use config::{BundleBudget, BundleConfig, Compression, InputError, ManifestKind, RouteConfig};
-use manifest::{Manifest, glob_route, next_route, vite_route};
+use manifest::{Manifest, glob_route, vite_route};
 use report::print_route;
 pub use report::{Baseline, RouteReport, delta, read_baseline, to_json};
 use sizes::Sizes;
@@ -89,17 +90,16 @@ fn measure(b: &BundleConfig, base: &Path, source: &Source) -> Result<Vec<RouteRe
                     format!("entry {:?} is not in the Vite manifest", entry.get_ref()),
                 )
             })?,
-            (Manifest::Next { pages, app, root }, Some(entry)) => next_route(pages, app, root, entry.get_ref())
-                .ok_or_else(|| {
-                    err_at(
-                        entry.span(),
-                        "bundle.route.entry",
-                        format!(
-                            "page {:?} is in neither build-manifest.json nor app-build-manifest.json",
-                            entry.get_ref()
-                        ),
-                    )
-                })?,
+            (Manifest::Next(next), Some(entry)) => next.route(entry.get_ref())?.ok_or_else(|| {
+                err_at(
+                    entry.span(),
+                    "bundle.route.entry",
+                    format!(
+                        "page {:?} is not in this Next build (neither build-manifest.json's pages nor an app-router page under server/app)",
+                        entry.get_ref()
+                    ),
+                )
+            })?,
             (Manifest::None, None) => glob_route(&dir, &r.files, source)?,
             (Manifest::None, Some(e)) => {
                 return Err(err_at(
