@@ -361,54 +361,96 @@ async fn faults_are_classified_and_the_next_run_after_a_restart_is_fine() {
 
 /// A Qdrant-shaped target: `POST /collections/docs/points/query` over 200 known points.
 /// The "approximate" answer swaps the k-th hit for a far one (recall (k-1)/k); with
-/// `"params": {"exact": true}` it answers exactly. Other paths answer 500.
+/// `"params": {"exact": true}` it answers exactly. Collections that lie in their
+/// approximate answers: `dupes` (the best id k times), `invented` (ids that exist
+/// nowhere, scored better than anything), `nulls` (null ids), `extra` (ten times the
+/// results asked for). Other collections answer 404.
 async fn qdrant_like() -> (u16, tokio::task::JoinHandle<()>) {
     use axum::routing::post;
     let points: std::sync::Arc<Vec<Vec<f32>>> = std::sync::Arc::new(queries(200));
     let app = axum::Router::new().route(
-        "/collections/docs/points/query",
-        post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let points = points.clone();
-            async move {
-                let json = |code, v: serde_json::Value| {
-                    (
-                        code,
-                        [(axum::http::header::CONTENT_TYPE, "application/json")],
-                        v.to_string(),
+        "/collections/{name}/points/query",
+        post(
+            move |axum::extract::Path(name): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let points = points.clone();
+                async move {
+                    let json = |code, v: serde_json::Value| {
+                        (
+                            code,
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            v.to_string(),
+                        )
+                    };
+                    if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some("qd-key-91") {
+                        return json(
+                            axum::http::StatusCode::FORBIDDEN,
+                            serde_json::json!({"status": "forbidden"}),
+                        );
+                    }
+                    if !["docs", "dupes", "invented", "nulls", "extra"].contains(&name.as_str()) {
+                        return json(
+                            axum::http::StatusCode::NOT_FOUND,
+                            serde_json::json!({"status": "not found"}),
+                        );
+                    }
+                    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let q: Vec<f32> = serde_json::from_value(body["query"].clone()).unwrap_or_default();
+                    let limit = body["limit"].as_u64().unwrap_or(10) as usize;
+                    let exact = body["params"]["exact"].as_bool().unwrap_or(false);
+                    let dot = |v: &Vec<f32>| {
+                        v.iter()
+                            .zip(&q)
+                            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                            .sum::<f64>()
+                    };
+                    let mut scored: Vec<(usize, f64)> = points.iter().enumerate().map(|(i, v)| (i, dot(v))).collect();
+                    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    let mut top: Vec<(usize, f64)> = scored[..limit].to_vec();
+                    if !exact {
+                        top[limit - 1] = *scored.last().unwrap();
+                    }
+                    let mut pts: Vec<serde_json::Value> = top
+                        .iter()
+                        .map(|(i, s)| serde_json::json!({"id": i, "score": s}))
+                        .collect();
+                    if !exact {
+                        let best = top[0];
+                        match name.as_str() {
+                            "dupes" => {
+                                pts = (0..limit)
+                                    .map(|_| serde_json::json!({"id": best.0, "score": best.1}))
+                                    .collect()
+                            }
+                            "invented" => {
+                                pts = (0..limit)
+                                    .map(|i| serde_json::json!({"id": 10_000 + i, "score": 1e9}))
+                                    .collect()
+                            }
+                            "nulls" => {
+                                pts = (0..limit)
+                                    .map(|_| serde_json::json!({"id": null, "score": 1e9}))
+                                    .collect()
+                            }
+                            "extra" => {
+                                pts = scored
+                                    .iter()
+                                    .cycle()
+                                    .take(10 * limit)
+                                    .map(|(i, s)| serde_json::json!({"id": i, "score": s}))
+                                    .collect()
+                            }
+                            _ => {}
+                        }
+                    }
+                    json(
+                        axum::http::StatusCode::OK,
+                        serde_json::json!({"result": {"points": pts}, "status": "ok"}),
                     )
-                };
-                if headers.get("api-key").and_then(|v| v.to_str().ok()) != Some("qd-key-91") {
-                    return json(
-                        axum::http::StatusCode::FORBIDDEN,
-                        serde_json::json!({"status": "forbidden"}),
-                    );
                 }
-                let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let q: Vec<f32> = serde_json::from_value(body["query"].clone()).unwrap_or_default();
-                let limit = body["limit"].as_u64().unwrap_or(10) as usize;
-                let exact = body["params"]["exact"].as_bool().unwrap_or(false);
-                let dot = |v: &Vec<f32>| {
-                    v.iter()
-                        .zip(&q)
-                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                        .sum::<f64>()
-                };
-                let mut scored: Vec<(usize, f64)> = points.iter().enumerate().map(|(i, v)| (i, dot(v))).collect();
-                scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-                let mut top: Vec<(usize, f64)> = scored[..limit].to_vec();
-                if !exact {
-                    top[limit - 1] = *scored.last().unwrap();
-                }
-                let pts: Vec<serde_json::Value> = top
-                    .iter()
-                    .map(|(i, s)| serde_json::json!({"id": i, "score": s}))
-                    .collect();
-                json(
-                    axum::http::StatusCode::OK,
-                    serde_json::json!({"result": {"points": pts}, "status": "ok"}),
-                )
-            }
-        }),
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -451,6 +493,19 @@ async fn http_backend_with_the_qdrant_preset() {
     // API errors are classified.
     let o = run(&toml("/collections/other/points/query"), &[]).await;
     assert_eq!(error_type(&o), "http_status", "{:?}", o.error);
+    // A server's answer cannot raise recall: duplicates count once, invented ids (however
+    // well scored) and null ids not at all, and more results than asked is a protocol error.
+    for (collection, expect) in [
+        ("dupes", Some(1.0 / K as f64)),
+        ("invented", Some(0.0)),
+        ("nulls", Some(0.0)),
+    ] {
+        let o = run(&toml(&format!("/collections/{collection}/points/query")), &[]).await;
+        assert!(o.success(), "{collection}: {:?}", o.error);
+        assert_eq!(o.get("recall"), expect, "{collection}");
+    }
+    let o = run(&toml("/collections/extra/points/query"), &[]).await;
+    assert_eq!(error_type(&o), "protocol_error", "{:?}", o.error);
     task.abort();
 }
 

@@ -209,15 +209,12 @@ impl HttpSearch {
             .take(self.dimension)
             .ok_or_else(|| ProbeError::new(ErrorType::Internal, "no query vector"))?;
         let literal = super::search::vector_text(&vector);
-        let fill = |t: &str| {
-            t.replace("{{vector}}", &literal)
-                .replace("{{k}}", &self.plan.k.to_string())
-        };
+        let fill = |t: &str, k: usize| t.replace("{{vector}}", &literal).replace("{{k}}", &k.to_string());
         let mut conn = self.open(rec).await?;
         let t = Instant::now();
-        let answer = self.post(rec, &mut conn, fill(&self.body)).await?;
+        let answer = self.post(rec, &mut conn, fill(&self.body, self.plan.k)).await?;
         rec.set("query", t.elapsed().as_secs_f64());
-        let approx = self.hits(&answer)?;
+        let approx = self.hits(&answer, self.plan.k)?;
         let exact = match &self.exact_body {
             Some(body) if self.plan.recall_now() => {
                 if !conn.is_ready() {
@@ -225,9 +222,11 @@ impl HttpSearch {
                     conn = self.open(&mut Recorder::new(Instant::now())).await?;
                 }
                 let t = Instant::now();
-                let answer = self.post(&mut Recorder::new(t), &mut conn, fill(body)).await?;
+                // Past k, the rows tied with the k-th (super::search::recall).
+                let limit = self.plan.k + super::search::TIES;
+                let answer = self.post(&mut Recorder::new(t), &mut conn, fill(body, limit)).await?;
                 rec.set("exact_query", t.elapsed().as_secs_f64());
-                Some(self.hits(&answer)?)
+                Some(self.hits(&answer, limit)?)
             }
             _ => None,
         };
@@ -277,7 +276,8 @@ impl HttpSearch {
             .map_err(|e| ProbeError::new(ErrorType::ProtocolError, format!("the answer is not JSON: {e}")))
     }
 
-    fn hits(&self, answer: &Value) -> Result<Vec<Hit>, ProbeError> {
+    /// The answer's hits; more than the `limit` asked for is a protocol error.
+    fn hits(&self, answer: &Value, limit: usize) -> Result<Vec<Hit>, ProbeError> {
         let list = answer
             .pointer(&self.ids_pointer)
             .and_then(Value::as_array)
@@ -287,14 +287,22 @@ impl HttpSearch {
                     format!("no result list at {} in the answer", self.ids_pointer),
                 )
             })?;
+        if list.len() > limit {
+            return Err(ProbeError::new(
+                ErrorType::ProtocolError,
+                format!("the answer holds {} results; {limit} were asked for", list.len()),
+            ));
+        }
         let scores = self
             .scores_pointer
             .as_deref()
             .and_then(|p| answer.pointer(p))
             .and_then(Value::as_array);
+        // Strings and integers are ids; anything else (null, objects, floats) is none.
         let id_text = |v: &Value| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
+            Value::String(s) => s.chars().take(256).collect(),
+            Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+            _ => String::new(),
         };
         let closeness = |score: Option<f64>| score.map(|s| if self.higher_is_closer { -s } else { s });
         Ok(list

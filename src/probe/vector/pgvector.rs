@@ -114,7 +114,7 @@ impl PgSearch {
                 if text.contains(';') || text.contains("--") || text.contains("/*") || text.trim().is_empty() {
                     return Err(cfg.error_at(f, "probe.filter", "filter is one SQL condition: no `;`, no comments"));
                 }
-                format!(" WHERE ({text})")
+                format!(" AND ({text})")
             }
             None => String::new(),
         };
@@ -130,8 +130,8 @@ impl PgSearch {
         }
         let op = raw.distance.operator();
         let search = format!(
-            "SELECT {id}::text, ({column} {op} '{{v}}')::float8 FROM {table}{filter} ORDER BY {column} {op} '{{v}}' LIMIT {}",
-            plan.k
+            // NULL vectors have no distance: they are no neighbours (and cannot fill a top k).
+            "SELECT {id}::text, ({column} {op} '{{v}}')::float8 FROM {table} WHERE {column} IS NOT NULL{filter} ORDER BY {column} {op} '{{v}}' LIMIT {{limit}}"
         );
         let server_name = raw.tls.server_name.as_ref().map(|s| s.get_ref().clone());
         let ca = raw.tls.ca_file.as_ref().map(|f| cfg.path(f.get_ref()));
@@ -252,14 +252,11 @@ impl PgSearch {
             .await
             .map_err(|e| classify(&e, "setting up the transaction"))?;
         let sql = self.search.replace("{v}", &literal);
+        let k = self.plan.k;
         rec.enter("query");
         let t = Instant::now();
-        let rows = client
-            .simple_query(&sql)
-            .await
-            .map_err(|e| classify(&e, "top-k query"))?;
+        let approx = rows(client, &sql.replace("{limit}", &k.to_string()), k, "top-k query").await?;
         rec.set("query", t.elapsed().as_secs_f64());
-        let approx = hits(&rows)?;
         let exact = if self.plan.recall_now() {
             rec.enter("exact_query");
             client
@@ -267,12 +264,17 @@ impl PgSearch {
                 .await
                 .map_err(|e| classify(&e, "exact query"))?;
             let t = Instant::now();
-            let rows = client
-                .simple_query(&sql)
-                .await
-                .map_err(|e| classify(&e, "exact query"))?;
+            // Past k, the rows tied with the k-th (super::search::recall).
+            let limit = k + super::search::TIES;
+            let exact = rows(
+                client,
+                &sql.replace("{limit}", &limit.to_string()),
+                limit,
+                "exact query",
+            )
+            .await?;
             rec.set("exact_query", t.elapsed().as_secs_f64());
-            Some(hits(&rows)?)
+            Some(exact)
         } else {
             None
         };
@@ -357,18 +359,32 @@ impl PgSearch {
     }
 }
 
-fn hits(rows: &[SimpleQueryMessage]) -> Result<Vec<Hit>, ProbeError> {
-    Ok(rows
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(Hit {
-                id: r.get(0).unwrap_or_default().to_string(),
+/// Runs `sql` and reads its rows as hits, at most `limit` of them: a server that sends more
+/// than the statement's LIMIT is not PostgreSQL as asked, and is never read further.
+async fn rows(client: &tokio_postgres::Client, sql: &str, limit: usize, during: &str) -> Result<Vec<Hit>, ProbeError> {
+    use futures_util::StreamExt as _;
+    let stream = client.simple_query_raw(sql).await.map_err(|e| classify(&e, during))?;
+    futures_util::pin_mut!(stream);
+    let mut out = Vec::with_capacity(limit.min(1024));
+    while let Some(m) = stream.next().await {
+        if let SimpleQueryMessage::Row(r) = m.map_err(|e| classify(&e, during))? {
+            if out.len() == limit {
+                return Err(ProbeError::new(
+                    ErrorType::ProtocolError,
+                    format!("{during}: the server sent more than the {limit} rows asked for"),
+                ));
+            }
+            out.push(Hit {
+                id: r.get(0).unwrap_or_default().chars().take(MAX_ID).collect(),
                 distance: r.get(1).and_then(|d| d.parse::<f64>().ok()),
-            }),
-            _ => None,
-        })
-        .collect())
+            });
+        }
+    }
+    Ok(out)
 }
+
+/// An id longer than this is cut (ids are compared, never stored long).
+const MAX_ID: usize = 256;
 
 fn classify(e: &tokio_postgres::Error, during: &str) -> ProbeError {
     if let Some(db) = e.as_db_error() {

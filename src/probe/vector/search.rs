@@ -12,25 +12,35 @@ pub struct Hit {
     pub distance: Option<f64>,
 }
 
-/// Recall@k of `approx` against `exact` (both ordered closest first). An approximate hit
-/// counts when the exact top k has its id, or when it is exactly as close as the k-th
-/// exact hit (another valid top k). The denominator is k, or fewer when the exact search
-/// itself has fewer rows (a filter).
+/// Rows the exact search reads beyond k: rows tied with the k-th are another valid top k.
+pub const TIES: usize = 16;
+
+/// Recall@k of `approx` against `exact` (the exact search's rows, closest first, up to
+/// k + [`TIES`]). Only the server's *ids* in the approximate answer are trusted: an
+/// approximate hit counts when its id is in the exact top k, or is one of the exact rows
+/// beyond k at exactly the k-th distance (a tie, as the exact search itself measured it).
+/// Each id counts once, empty ids never, so recall is at most 1 whatever the server sends.
+/// The denominator is k, or fewer when the exact search itself has fewer rows (a filter).
 pub fn recall(approx: &[Hit], exact: &[Hit], k: usize) -> Option<f64> {
-    let exact = &exact[..exact.len().min(k)];
-    if exact.is_empty() {
+    let top = &exact[..exact.len().min(k)];
+    if top.is_empty() {
         return None;
     }
-    let kth = exact.last().and_then(|h| h.distance);
+    let kth = top.last().and_then(|h| h.distance);
+    let tied = |h: &Hit| matches!((h.distance, kth), (Some(d), Some(kd)) if (d - kd).abs() <= kd.abs() * 1e-9);
+    let valid: std::collections::HashSet<&str> = top
+        .iter()
+        .chain(exact[top.len()..].iter().filter(|h| tied(h)))
+        .map(|h| h.id.as_str())
+        .filter(|id| !id.is_empty())
+        .collect();
+    let mut seen = std::collections::HashSet::new();
     let hits = approx
         .iter()
         .take(k)
-        .filter(|a| {
-            exact.iter().any(|e| e.id == a.id)
-                || matches!((a.distance, kth), (Some(d), Some(kd)) if d <= kd + kd.abs() * 1e-12)
-        })
+        .filter(|a| valid.contains(a.id.as_str()) && seen.insert(a.id.as_str()))
         .count();
-    Some(hits as f64 / exact.len() as f64)
+    Some(hits.min(top.len()) as f64 / top.len() as f64)
 }
 
 /// Where query vectors come from.
@@ -207,17 +217,49 @@ mod tests {
 
     #[test]
     fn recall_counts_ties_at_the_kth_distance() {
-        let exact = [h("a", 0.1), h("b", 0.2), h("c", 0.3)];
+        // The exact search read past k: "d" is tied with the 3rd, "e" is not.
+        let exact = [h("a", 0.1), h("b", 0.2), h("c", 0.3), h("d", 0.3), h("e", 0.4)];
         assert_eq!(recall(&[h("a", 0.1), h("b", 0.2), h("c", 0.3)], &exact, 3), Some(1.0));
         assert_eq!(
             recall(&[h("a", 0.1), h("x", 0.5), h("c", 0.3)], &exact, 3),
             Some(2.0 / 3.0)
         );
-        // "d" is as close as the 3rd: another valid top 3.
-        assert_eq!(recall(&[h("a", 0.1), h("b", 0.2), h("d", 0.3)], &exact, 3), Some(1.0));
+        // "d" is as close as the 3rd by the exact search's own measure: another valid top 3.
+        assert_eq!(recall(&[h("a", 0.1), h("b", 0.2), h("d", 0.9)], &exact, 3), Some(1.0));
+        assert_eq!(
+            recall(&[h("a", 0.1), h("b", 0.2), h("e", 0.3)], &exact, 3),
+            Some(2.0 / 3.0)
+        );
         // A filter that leaves 2 rows: recall over 2.
         assert_eq!(recall(&[h("a", 0.1)], &exact[..2], 3), Some(0.5));
         assert_eq!(recall(&[], &[], 3), None);
+    }
+
+    /// What a hostile or broken server can send never raises recall: duplicates count
+    /// once, empty ids never, invented ids with a perfect score not at all, and recall is
+    /// at most 1.
+    #[test]
+    fn recall_trusts_only_distinct_ids_the_exact_search_confirms() {
+        let exact = [h("a", 0.1), h("b", 0.2), h("c", 0.3)];
+        assert_eq!(
+            recall(&[h("a", 0.1), h("a", 0.1), h("a", 0.1)], &exact, 3),
+            Some(1.0 / 3.0)
+        );
+        assert_eq!(
+            recall(&[h("", 0.0), h("", 0.0), h("a", 0.1)], &exact, 3),
+            Some(1.0 / 3.0)
+        );
+        assert_eq!(
+            recall(&[h("zz", 0.0), h("yy", -1.0), h("xx", 0.3)], &exact, 3),
+            Some(0.0)
+        );
+        let flood: Vec<Hit> = (0..100).map(|_| h("a", 0.0)).chain(exact.iter().cloned()).collect();
+        assert!(recall(&flood, &exact, 3).unwrap() <= 1.0);
+        let none = Hit {
+            id: "b".into(),
+            distance: None,
+        };
+        assert_eq!(recall(&[none], &exact, 3), Some(1.0 / 3.0));
     }
 
     #[test]
