@@ -186,3 +186,51 @@ fn config_checks() {
     )]);
     assert!(msg.contains("`probe.request.body`"), "{msg}");
 }
+
+/// The resident memory of this process, KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A server that floods pings and never reads: the probe's pongs cannot be sent. Its
+/// write buffer is capped, so the run ends classified within its timeout, and memory stays
+/// bounded (0.1.0 grew 289 MB in a 5 s run).
+#[tokio::test]
+async fn a_ping_flood_that_never_reads_costs_bounded_memory() {
+    let flood = tokio::task::spawn_blocking(|| common::hostile::start(common::hostile::ws_ping_flood, true))
+        .await
+        .unwrap();
+    let before = rss_kib();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    let o = run_probe(&probe(
+        &format!("ws://127.0.0.1:{}/", flood.port),
+        "pings = 40\nping_interval = \"100ms\"\npong_timeout = \"100ms\"",
+    ))
+    .await;
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let grew = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(before);
+    eprintln!(
+        "ping flood: {:?} after {took:?}, RSS grew {grew} KiB",
+        o.error.as_ref().map(|e| e.kind)
+    );
+    assert!(!o.success(), "a peer that never reads our pongs is no success");
+    assert!(took < std::time::Duration::from_secs(6), "the run took {took:?}");
+    assert!(grew < 64 * 1024, "RSS grew {grew} KiB");
+}

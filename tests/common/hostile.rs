@@ -295,8 +295,8 @@ pub fn client_sockets_to(port: u16) -> usize {
     n
 }
 
-/// Completes a WebSocket upgrade by hand, then sends `after` raw (not framed by a library).
-async fn ws_upgrade_then(tcp: TcpStream, head: String, after: &[u8]) {
+/// The 101 answer to an upgrade request `head`.
+fn ws_upgrade_bytes(head: &str, out: &mut Vec<u8>) {
     let key = head
         .lines()
         .find_map(|l| {
@@ -307,12 +307,45 @@ async fn ws_upgrade_then(tcp: TcpStream, head: String, after: &[u8]) {
         })
         .unwrap_or_default();
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let resp = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+        )
+        .as_bytes(),
     );
-    let mut bytes = resp.into_bytes();
+}
+
+/// Completes a WebSocket upgrade by hand, then sends `after` raw (not framed by a library).
+async fn ws_upgrade_then(tcp: TcpStream, head: String, after: &[u8]) {
+    let mut bytes = Vec::new();
+    ws_upgrade_bytes(&head, &mut bytes);
     bytes.extend_from_slice(after);
     write_then_hold(tcp, bytes).await;
+}
+
+/// A valid upgrade, then pings as fast as the socket takes them for 8 s, never reading:
+/// the probe's pongs have nowhere to go.
+pub fn ws_ping_flood(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        use tokio::io::AsyncWriteExt as _;
+        let mut tcp = tcp;
+        let mut first = Vec::new();
+        ws_upgrade_bytes(&head, &mut first);
+        if tcp.write_all(&first).await.is_err() {
+            return;
+        }
+        // One unmasked ping frame with a 125-byte payload, many at a time.
+        let mut frame = vec![0x89u8, 125];
+        frame.extend_from_slice(&[b'p'; 125]);
+        let burst: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 512).collect();
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
+        while tokio::time::Instant::now() < until {
+            match tokio::time::timeout_at(until, tcp.write_all(&burst)).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
+    })
 }
 
 /// A valid upgrade, then bytes that are no WebSocket frame.

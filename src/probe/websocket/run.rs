@@ -225,9 +225,13 @@ impl WebsocketProbe {
         for (k, v) in &self.headers {
             headers.insert(k.clone(), v.clone());
         }
+        // The write buffer is capped too: a peer that never reads (while flooding pings,
+        // each answered with a pong) makes writes fail instead of queueing without end.
         let config = WebSocketConfig::default()
             .max_message_size(Some(self.max_message))
-            .max_frame_size(Some(self.max_message));
+            .max_frame_size(Some(self.max_message))
+            .write_buffer_size(64 * 1024)
+            .max_write_buffer_size(self.max_message.saturating_add(256 * 1024));
         connected.marks.reset();
         let t = Instant::now();
         let (ws, _response) = tokio_tungstenite::client_async_with_config(request, connected.io, Some(config))
