@@ -196,7 +196,7 @@ impl HttpSearch {
             collection,
             plan,
             vectors,
-            dimension: raw.dimension.map(|d| d as usize),
+            dimension: raw.dimension.as_ref().map(|d| *d.get_ref() as usize),
         })
     }
 

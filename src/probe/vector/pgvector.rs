@@ -316,6 +316,16 @@ impl PgSearch {
                 SimpleQueryMessage::Row(r) => r.get(0).and_then(|s| s.parse::<usize>().ok()),
                 _ => None,
             });
+            // The server's word is capped before a vector of that size is built.
+            if let Some(n) = d.filter(|n| *n > super::settings::MAX_DIMENSION) {
+                return Err(ProbeError::new(
+                    ErrorType::ProtocolError,
+                    format!(
+                        "the column's dimension {n} is beyond pgvector's limit of {}",
+                        super::settings::MAX_DIMENSION
+                    ),
+                ));
+            }
             *self.dimension.lock().expect("dimension") = d;
             dim = d;
         }

@@ -58,8 +58,9 @@ pub struct VectorSettings {
     pub score_field: Option<String>,
     /// http: whether a higher score is closer (Qdrant: true; Chroma's distances: false).
     pub higher_is_closer: Option<bool>,
-    /// http: the vector dimension, for `query_vectors = "random"`.
-    pub dimension: Option<u32>,
+    /// http: the vector dimension, for `query_vectors = "random"` (at most 16000,
+    /// pgvector's own limit).
+    pub dimension: Option<Spanned<u32>>,
     /// http: request headers and bearer token (secrets as "env:"/"file:").
     #[serde(default)]
     pub request: Request,
@@ -106,7 +107,14 @@ pub const DEFAULT_K: u32 = 10;
 
 pub const MAX_K: u32 = 1000;
 
-const MAX_VECTORS_FILE: u64 = 64 * 1024 * 1024;
+const MAX_VECTORS_FILE: u64 = 16 * 1024 * 1024;
+
+/// The largest vector dimension a probe builds or accepts from a server: pgvector's own
+/// limit for `vector`. A query vector costs at most 64 KB, never what a target says.
+pub const MAX_DIMENSION: usize = 16_000;
+
+/// Numbers in a `query_vectors` file at most (8 MB as f32).
+const MAX_FILE_NUMBERS: usize = 2_000_000;
 
 impl VectorSettings {
     pub fn source(&self, cfg: &ProbeConfig) -> Result<Vectors, ConfigError> {
@@ -130,7 +138,16 @@ impl VectorSettings {
                 if self.backend == Backend::Http && self.dimension.is_none() {
                     return Err(cfg.error_at(q, key, "random vectors over http need `dimension`"));
                 }
-                Source::Random(self.dimension.map(|d| d as usize))
+                if let Some(d) = &self.dimension
+                    && (*d.get_ref() == 0 || *d.get_ref() as usize > MAX_DIMENSION)
+                {
+                    return Err(cfg.error_at(
+                        d,
+                        "probe.dimension",
+                        format!("dimension {} is not within 1..={MAX_DIMENSION}", d.get_ref()),
+                    ));
+                }
+                Source::Random(self.dimension.as_ref().map(|d| *d.get_ref() as usize))
             }
             Some((q, s)) if s.starts_with("file:") => {
                 let path = Spanned::new(q.span(), s["file:".len()..].to_string());
@@ -140,12 +157,14 @@ impl VectorSettings {
                 let dim = list.first().map_or(0, Vec::len);
                 if list.is_empty()
                     || dim == 0
+                    || dim > MAX_DIMENSION
+                    || list.len().saturating_mul(dim) > MAX_FILE_NUMBERS
                     || list.iter().any(|v| v.len() != dim || v.iter().any(|x| !x.is_finite()))
                 {
                     return Err(cfg.error_at(
                         q,
                         key,
-                        "the file needs at least one vector, all of one dimension, finite numbers only",
+                        format!("the file needs at least one vector, all of one dimension (at most {MAX_DIMENSION}), finite numbers only, {MAX_FILE_NUMBERS} numbers in all at most"),
                     ));
                 }
                 Source::List(list)
