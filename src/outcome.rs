@@ -120,11 +120,27 @@ pub struct ProbeError {
 }
 
 impl ProbeError {
+    /// The message often quotes the target (an error text, a header): it is made
+    /// printable here, once, for every kind (`redact::printable`).
     pub fn new(kind: ErrorType, message: impl Into<String>) -> Self {
         ProbeError {
             kind,
-            message: message.into(),
+            message: crate::redact::printable(&message.into(), MAX_ERROR_TEXT),
         }
+    }
+}
+
+/// Characters of target text kept in an error message, and in a run detail.
+pub const MAX_ERROR_TEXT: usize = 512;
+pub const MAX_DETAIL_TEXT: usize = 512;
+
+impl ProbeError {
+    /// The same error with a secret the run used taken out of its message.
+    pub fn scrubbed(mut self, secret: &str) -> ProbeError {
+        if secret.len() >= 4 && self.message.contains(secret) {
+            self.message = self.message.replace(secret, "<redacted>");
+        }
+        self
     }
 }
 
@@ -488,9 +504,23 @@ impl Recorder {
         *slot(&mut self.labels, key) = value.into();
     }
 
-    /// Free-form information for logs and `once` output only (addresses, URLs).
+    /// Free-form information for logs and `once` output only (addresses, URLs), made
+    /// printable (one line, bounded): it often comes from the target.
     pub fn detail(&mut self, key: &'static str, value: impl Into<String>) {
-        *slot(&mut self.details, key) = value.into();
+        *slot(&mut self.details, key) = crate::redact::printable(&value.into(), MAX_DETAIL_TEXT);
+    }
+
+    /// Replaces a secret the run used wherever the target may have echoed it back (a
+    /// page's error text quoting its cookie).
+    pub fn scrub(&mut self, secret: &str) {
+        if secret.len() < 4 {
+            return;
+        }
+        for (_, v) in &mut self.details {
+            if v.contains(secret) {
+                *v = v.replace(secret, "<redacted>");
+            }
+        }
     }
 
     pub fn finish(

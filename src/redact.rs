@@ -35,8 +35,56 @@ pub fn text(s: &str) -> String {
     re.replace_all(s, |c: &regex::Captures<'_>| url(&c[0])).into_owned()
 }
 
+/// Text a target wrote (a server's error, a page's exception, an element id), made safe
+/// to print: URLs redacted, one line (control characters, line and paragraph separators
+/// and bidi overrides escaped, so it cannot forge log lines or recolour a terminal), and
+/// at most `max` characters. The one place target text passes before it is printed.
+pub fn printable(s: &str, max: usize) -> String {
+    let text = self::text(s);
+    let mut out = String::with_capacity(text.len().min(max + 16));
+    let mut shown = 0;
+    for c in text.chars() {
+        if shown >= max {
+            let rest = text.chars().count() - shown;
+            out.push_str(&format!("…({rest} more)"));
+            break;
+        }
+        shown += 1;
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn target_text_is_one_bounded_line() {
+        let forged = "bad\n2026-12-05T00:00:00Z INFO probe=x ok\r\x1b[31mred\u{202e}";
+        let p = super::printable(forged, 100);
+        assert!(
+            !p.contains('\n') && !p.contains('\r') && !p.contains('\x1b') && !p.contains('\u{202e}'),
+            "{p}"
+        );
+        assert!(p.starts_with("bad\\n2026"), "{p}");
+        let long = "x".repeat(5000);
+        let p = super::printable(&long, 300);
+        assert!(p.starts_with(&"x".repeat(300)) && p.ends_with("…(4700 more)"), "{p}");
+        assert_eq!(
+            super::printable("see http://u:pw@h/?t=s", 100),
+            "see http://redacted:redacted@h/?t=redacted"
+        );
+    }
+
     #[test]
     fn urls_inside_text_are_redacted() {
         let r = super::text("navigation to \"http://u:pw@h:1/p?k=secret\" failed");

@@ -431,6 +431,18 @@ async fn steps_set_a_secret_cookie_before_the_load_and_wait_for_elements_after_i
     assert_eq!(m(&o, "cookie_len"), "session=cookie-value-31".len() as f64);
     let out = format!("{:?} {}", o, sloprobe::once::run_json(&o, 1));
     assert!(!out.contains("cookie-value-31"), "the cookie's value leaked: {out}");
+    // A page that echoes its cookie into an error, with a forged log line after it: the
+    // error is one line, and the secret is not in it.
+    let leaky = "throw new Error('leak ' + document.cookie + '\\n2026-12-05T00:00:00Z INFO forged');";
+    let (_dir, probes) = build(&[("sloprobe.toml", &toml), ("cookie.js", leaky)], &ctx);
+    let o = probes[0].execute().await;
+    assert_eq!(error_type(&o), "assertion_failed", "{:?}", o.error);
+    let message = &o.error.as_ref().unwrap().message;
+    assert!(message.contains("leak session=<redacted>"), "{message}");
+    assert!(
+        !message.contains('\n') && !message.contains("cookie-value-31"),
+        "{message}"
+    );
     let o = run_once(&page_probe(
         &t.url("/page"),
         "[[probe.step]]\nwait_for = \"#not-there\"",

@@ -351,9 +351,16 @@ impl BrowserProbe {
         let lease = session::Lease::take(self.browsers.clone(), slot).await?;
         rec.set("browser_start", rec.offset(Instant::now()));
         let network = lease.browser().network();
-        let result = self
+        let mut result = self
             .measure(rec, lease.browser().client(), network.as_deref(), deadline)
             .await;
+        // A page can echo its cookies into an error or an element: never into our output.
+        for step in &self.steps {
+            if let Step::Cookie { value, .. } = step {
+                rec.scrub(value.expose());
+                result = result.map_err(|e| e.scrubbed(value.expose()));
+            }
+        }
         let pids = lease.browser().profile().map(|p| p.dir.clone());
         if let Some(dir) = pids {
             // /proc scans block: off the async threads.
