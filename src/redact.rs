@@ -42,14 +42,12 @@ pub fn text(s: &str) -> String {
 pub fn printable(s: &str, max: usize) -> String {
     let text = self::text(s);
     let mut out = String::with_capacity(text.len().min(max + 16));
-    let mut shown = 0;
-    for c in text.chars() {
+    for (shown, c) in text.chars().enumerate() {
         if shown >= max {
             let rest = text.chars().count() - shown;
             out.push_str(&format!("…({rest} more)"));
             break;
         }
-        shown += 1;
         match c {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),

@@ -299,6 +299,34 @@ async fn metrics_script_numbers_are_recorded_and_budgeted() {
     let ff = m(&o, "first_frame");
     assert!(ff > 0.0 && ff < 2.0, "first frame {ff}s");
     assert!(o.breaches.iter().any(|b| b.measurement == "first_frame"));
+    // What is no number never passes: a string, Infinity or a negative fails the run; a
+    // missing or NaN (null in JSON) value is unmeasured, and its budget breaks.
+    for (returns, expect) in [
+        ("{ first_frame: '12' }", Some("assertion_failed")),
+        ("{ first_frame: -1 }", Some("assertion_failed")),
+        ("{ first_frame: NaN }", None),
+        ("{}", None),
+    ] {
+        let (_dir, probes) = build(
+            &[
+                (
+                    "sloprobe.toml",
+                    &toml.replace("first_frame = \"0s\"", "first_frame = \"10s\""),
+                ),
+                ("first-frame.js", &format!("return {returns};")),
+            ],
+            &ctx,
+        );
+        let o = probes[0].execute().await;
+        match expect {
+            Some(kind) => assert_eq!(error_type(&o), kind, "{returns}: {:?}", o.error),
+            None => {
+                assert!(o.success(), "{returns}: {:?}", o.error);
+                let b = o.breaches.iter().find(|b| b.measurement == "first_frame");
+                assert!(b.is_some_and(|b| b.value.is_none()), "{returns}: {:?}", o.breaches);
+            }
+        }
+    }
 }
 
 #[tokio::test]

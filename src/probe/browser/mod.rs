@@ -642,17 +642,21 @@ impl BrowserProbe {
             ));
         };
         for (key, unit) in &self.script_metrics {
-            match map.get(*key).and_then(Value::as_f64) {
-                Some(v) if v.is_finite() && v >= 0.0 => {
-                    rec.set(key, if *unit == ScriptUnit::Ms { v / 1000.0 } else { v });
-                }
-                Some(_) => {
-                    return Err(ProbeError::new(
-                        ErrorType::AssertionFailed,
-                        format!("metrics_script: {key} is negative or not finite"),
-                    ));
-                }
-                None => {}
+            // A declared number that is missing stays unmeasured (a budget on it fails);
+            // one that is not a finite, non-negative number fails the run.
+            match map.get(*key) {
+                None | Some(Value::Null) => {}
+                Some(v) => match v.as_f64() {
+                    Some(v) if v.is_finite() && v >= 0.0 => {
+                        rec.set(key, if *unit == ScriptUnit::Ms { v / 1000.0 } else { v });
+                    }
+                    _ => {
+                        return Err(ProbeError::new(
+                            ErrorType::AssertionFailed,
+                            format!("metrics_script: {key} is not a finite number of at least 0"),
+                        ));
+                    }
+                },
             }
         }
         Ok(())

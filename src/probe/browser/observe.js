@@ -3,6 +3,8 @@
 (() => {
   if (window.__sloprobe) return;
   const s = (window.__sloprobe = { lcp: null, lcpEl: null, lcpUrl: '', cls: 0, longtasks: [], longtasksLost: false, lastBusy: 0, errors: 0, firstError: '' });
+  // Resource Timing (the fallback without DevTools) keeps 250 entries by default.
+  try { performance.setResourceTimingBufferSize(20000); } catch (e) {}
   const observe = (type, each) => {
     try {
       new PerformanceObserver((list) => list.getEntries().forEach(each)).observe({ type, buffered: true });
