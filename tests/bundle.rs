@@ -540,3 +540,97 @@ fn next_routes_stay_inside_the_build() {
         "leaves",
     );
 }
+
+/// Hostile or careless build folders: a manifest that is a link out of `dir`, a folder
+/// link loop under a `**` glob, a linked folder that would count files twice, an import
+/// the manifest does not have, one file under three spellings, and a baseline so large
+/// the growth would wrap.
+#[test]
+fn build_folders_cannot_lead_outside_count_twice_or_hang() {
+    use std::os::unix::fs::symlink;
+    // The manifest is a link to a file outside `dir`: an input error that does not print it.
+    let f = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    f.file("secret.json", "{\"not\": \"yours: top-secret-text\"}");
+    std::fs::create_dir_all(f.dir.path().join("dist/.vite")).unwrap();
+    symlink(
+        f.dir.path().join("secret.json"),
+        f.dir.path().join("dist/.vite/manifest.json"),
+    )
+    .unwrap();
+    f.file(
+        "sloprobe.toml",
+        "[[bundle]]\nname = \"w\"\ndir = \"dist\"\n[[bundle.route]]\npath = \"/\"\nentry = \"main.js\"\n",
+    );
+    let (code, out, err) = f.run(&[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("outside the bundle dir") && !err.contains("top-secret-text"),
+        "{err}"
+    );
+
+    // `**` over a folder with a link loop and a link to a sibling folder: each real file
+    // once, and it ends.
+    let f = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    f.file("dist/js/app.js", &content(1, 4000));
+    f.file("dist/js/deep/lib.js", &content(2, 4000));
+    symlink(f.dir.path().join("dist/js"), f.dir.path().join("dist/js/deep/loop")).unwrap();
+    symlink(f.dir.path().join("dist/js"), f.dir.path().join("dist/again")).unwrap();
+    f.file(
+        "sloprobe.toml",
+        "[[bundle]]\nname = \"g\"\ndir = \"dist\"\nmanifest = \"none\"\n[[bundle.route]]\npath = \"/\"\nfiles = [\"**/*.js\"]\n",
+    );
+    let started = std::time::Instant::now();
+    let (code, routes) = f.json(&[]);
+    assert_eq!(code, 0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let mut files = script_files(&routes[0]);
+    files.sort();
+    assert_eq!(files, ["js/app.js", "js/deep/lib.js"]);
+
+    // An import missing from the manifest: the route's JS would be short, so exit 2.
+    let f = vite();
+    f.file(
+        "dist/.vite/manifest.json",
+        r#"{"src/main.js": {"file": "assets/dashboard-a1.js", "isEntry": true, "imports": ["_gone.js"]}}"#,
+    );
+    input_error(
+        &f,
+        "[[bundle]]\nname = \"w\"\ndir = \"dist\"\n[[bundle.route]]\npath = \"/\"\nentry = \"src/main.js\"\n",
+        "\"_gone.js\" is imported but not in the Vite manifest",
+    );
+
+    // One file under three spellings counts once.
+    let f = vite();
+    f.file(
+        "dist/.vite/manifest.json",
+        r#"{"src/main.js": {"file": "assets/vendor-c3.js", "isEntry": true, "imports": ["a", "b"]},
+            "a": {"file": "./assets/vendor-c3.js"}, "b": {"file": "assets//vendor-c3.js"}}"#,
+    );
+    f.file(
+        "sloprobe.toml",
+        "[[bundle]]\nname = \"w\"\ndir = \"dist\"\n[[bundle.route]]\npath = \"/\"\nentry = \"src/main.js\"\n",
+    );
+    let (code, routes) = f.json(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(script_files(&routes[0]).len(), 1, "{:?}", routes[0]);
+    assert_eq!(routes[0]["script_bytes"], gzip9(&f.read("dist/assets/vendor-c3.js")));
+
+    // A baseline of 2^64 − 1 bytes: the route shrank, it did not grow past max_growth.
+    let baseline = f.dir.path().join("baseline.json");
+    std::fs::write(
+        &baseline,
+        "{\"type\":\"route\",\"bundle\":\"w\",\"path\":\"/\",\"script_bytes\":18446744073709551615,\"stylesheet_bytes\":0}\n",
+    )
+    .unwrap();
+    f.file(
+        "sloprobe.toml",
+        "[[bundle]]\nname = \"w\"\ndir = \"dist\"\nmax_growth = \"1KB\"\n[[bundle.route]]\npath = \"/\"\nentry = \"src/main.js\"\n",
+    );
+    let (code, out, err) = f.run(&["--baseline", baseline.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("over max_growth"), "{out}");
+}

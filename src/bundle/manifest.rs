@@ -33,10 +33,10 @@ pub enum Manifest {
 impl Manifest {
     pub fn load(kind: ManifestKind, dir: &Path) -> Result<Manifest, InputError> {
         let read = |name: &str| -> Result<Option<Value>, InputError> {
-            let path = dir.join(name);
-            if !path.exists() {
+            // Never through a link that leaves `dir`: its text could reach CI logs.
+            let Some(path) = super::sizes::inside(dir, name)? else {
                 return Ok(None);
-            }
+            };
             let bytes = crate::config::read_capped(&path, MAX_MANIFEST).map_err(InputError)?;
             serde_json::from_slice(&bytes)
                 .map(Some)
@@ -64,9 +64,12 @@ impl Manifest {
 }
 
 /// Vite: the entry's chunk and its static imports, transitively, once each; the CSS of
-/// those chunks; dynamic imports (of any of them) apart.
-pub fn vite_route(m: &HashMap<String, ViteChunk>, entry: &str) -> Option<RouteFiles> {
-    m.get(entry)?;
+/// those chunks; dynamic imports (of any of them) apart. An import the manifest does not
+/// have is an error: the route's JS would be short.
+pub fn vite_route(m: &HashMap<String, ViteChunk>, entry: &str) -> Result<Option<RouteFiles>, String> {
+    if !m.contains_key(entry) {
+        return Ok(None);
+    }
     let mut seen = BTreeSet::new();
     let mut order = Vec::new();
     let mut stack = vec![entry.to_string()];
@@ -74,68 +77,87 @@ pub fn vite_route(m: &HashMap<String, ViteChunk>, entry: &str) -> Option<RouteFi
         if !seen.insert(key.clone()) {
             continue;
         }
-        let Some(chunk) = m.get(&key) else { continue };
+        let chunk = m
+            .get(&key)
+            .ok_or_else(|| format!("{key:?} is imported but not in the Vite manifest"))?;
         order.push(key.clone());
         stack.extend(chunk.imports.iter().rev().cloned());
     }
     let mut scripts = Vec::new();
     let mut styles = Vec::new();
+    let mut listed = std::collections::HashSet::new();
     let mut deferred = BTreeSet::new();
     for key in &order {
         let c = &m[key];
-        if !scripts.contains(&c.file) {
+        if listed.insert(c.file.clone()) {
             scripts.push(c.file.clone());
         }
         for css in &c.css {
-            if !styles.contains(css) {
+            if listed.insert(css.clone()) {
                 styles.push(css.clone());
             }
         }
         for d in &c.dynamic_imports {
-            if let Some(dc) = m.get(d)
-                && !seen.contains(d)
-            {
+            let dc = m
+                .get(d)
+                .ok_or_else(|| format!("{d:?} is imported but not in the Vite manifest"))?;
+            if !seen.contains(d) {
                 deferred.insert(dc.file.clone());
             }
         }
     }
-    Some((scripts, styles, deferred.into_iter().collect()))
+    Ok(Some((scripts, styles, deferred.into_iter().collect())))
 }
 
+/// Files under `dir` matching the route's globs: walked without following directory links
+/// (a link loop cannot hang it, a linked folder cannot count a file twice), each real
+/// file once.
 pub fn glob_route(dir: &Path, globs: &[Spanned<String>], source: &Source) -> Result<RouteFiles, InputError> {
     let mut scripts = Vec::new();
     let mut styles = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for g in globs {
+        let at = |msg: String| InputError::from(source.error_at(g.span(), Some("bundle.route.files"), msg));
         if g.get_ref().contains("..") || Path::new(g.get_ref()).is_absolute() {
-            return Err(InputError::from(source.error_at(
-                g.span(),
-                Some("bundle.route.files"),
-                format!("{:?} leaves `dir`: globs are relative to it, without ..", g.get_ref()),
+            return Err(at(format!(
+                "{:?} leaves `dir`: globs are relative to it, without ..",
+                g.get_ref()
             )));
         }
-        let pattern = dir.join(g.get_ref());
-        let matches = glob::glob(&pattern.to_string_lossy()).map_err(|e| {
-            InputError::from(source.error_at(g.span(), Some("bundle.route.files"), format!("bad glob: {e}")))
-        })?;
+        let matcher = globset::GlobBuilder::new(g.get_ref())
+            .literal_separator(true)
+            .build()
+            .map_err(|e| at(format!("bad glob: {e}")))?
+            .compile_matcher();
         let mut any = false;
-        for p in matches.filter_map(Result::ok).filter(|p| p.is_file()) {
-            any = true;
-            let rel = p.strip_prefix(dir).unwrap_or(&p).to_string_lossy().to_string();
-            let list = if rel.ends_with(".css") {
-                &mut styles
-            } else {
-                &mut scripts
+        for entry in walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name() {
+            let entry = entry.map_err(|e| InputError(format!("{}: {e}", dir.display())))?;
+            if entry.file_type().is_dir() {
+                continue;
+            }
+            let Ok(rel) = entry.path().strip_prefix(dir) else {
+                continue;
             };
-            if !list.contains(&rel) {
-                list.push(rel);
+            if !matcher.is_match(rel) {
+                continue;
+            }
+            // A link to a file is followed (inside `dir` only); to a folder, never.
+            let Some(real) = super::sizes::inside(dir, &rel.to_string_lossy())? else {
+                continue;
+            };
+            if !real.is_file() || !seen.insert(real) {
+                continue;
+            }
+            any = true;
+            let rel = rel.to_string_lossy().to_string();
+            if rel.ends_with(".css") {
+                styles.push(rel);
+            } else {
+                scripts.push(rel);
             }
         }
         if !any {
-            return Err(InputError::from(source.error_at(
-                g.span(),
-                Some("bundle.route.files"),
-                format!("{:?} matches no file", g.get_ref()),
-            )));
+            return Err(at(format!("{:?} matches no file", g.get_ref())));
         }
     }
     Ok((scripts, styles, Vec::new()))

@@ -83,13 +83,15 @@ fn measure(b: &BundleConfig, base: &Path, source: &Source) -> Result<Vec<RouteRe
     let mut reports = Vec::new();
     for r in &b.routes {
         let (scripts, styles, deferred) = match (&manifest, &r.entry) {
-            (Manifest::Vite(m), Some(entry)) => vite_route(m, entry.get_ref()).ok_or_else(|| {
-                err_at(
-                    entry.span(),
-                    "bundle.route.entry",
-                    format!("entry {:?} is not in the Vite manifest", entry.get_ref()),
-                )
-            })?,
+            (Manifest::Vite(m), Some(entry)) => vite_route(m, entry.get_ref())
+                .map_err(|e| err_at(entry.span(), "bundle.route.entry", e))?
+                .ok_or_else(|| {
+                    err_at(
+                        entry.span(),
+                        "bundle.route.entry",
+                        format!("entry {:?} is not in the Vite manifest", entry.get_ref()),
+                    )
+                })?,
             (Manifest::Next(next), Some(entry)) => next.route(entry.get_ref())?.ok_or_else(|| {
                 err_at(
                     entry.span(),
@@ -123,8 +125,8 @@ fn measure(b: &BundleConfig, base: &Path, source: &Source) -> Result<Vec<RouteRe
         reports.push(RouteReport {
             bundle: b.name.get_ref().clone(),
             path: r.path.get_ref().clone(),
-            scripts: scripts.iter().map(|f| sizes.of(f)).collect::<Result<_, _>>()?,
-            stylesheets: styles.iter().map(|f| sizes.of(f)).collect::<Result<_, _>>()?,
+            scripts: sizes.all(&scripts)?,
+            stylesheets: sizes.all(&styles)?,
             deferred,
             budget_script: pick(&budget.script_bytes, &b.budget.script_bytes),
             budget_stylesheet: pick(&budget.stylesheet_bytes, &b.budget.stylesheet_bytes),

@@ -56,25 +56,12 @@ pub struct Next {
     loadable: BTreeMap<String, Vec<String>>,
 }
 
-/// `dir/rel` when it is a file inside `dir` (links resolved): a route name or a link in
-/// the build never makes sloprobe read elsewhere.
+/// `dir/rel` when it is a file inside `dir` (links resolved); `..` is refused outright.
 fn inside(dir: &Path, rel: &str) -> Result<Option<PathBuf>, InputError> {
-    if rel.split(['/', '\\']).any(|part| part == "..") || rel.contains('\0') {
+    if rel.split(['/', '\\']).any(|part| part == "..") {
         return Err(InputError(format!("{rel:?} leaves {}", dir.display())));
     }
-    let path = dir.join(rel);
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let real = std::fs::canonicalize(&path).map_err(|e| InputError(format!("{}: {e}", path.display())))?;
-    if !real.starts_with(dir) {
-        return Err(InputError(format!(
-            "{} leads outside {}",
-            path.display(),
-            dir.display()
-        )));
-    }
-    Ok(Some(real))
+    Ok(super::sizes::inside(dir, rel)?.filter(|p| p.is_file()))
 }
 
 fn read_json(dir: &Path, rel: &str) -> Result<Option<Value>, InputError> {
@@ -265,6 +252,7 @@ struct Files<'a> {
     polyfills: &'a [String],
     scripts: Vec<String>,
     styles: Vec<String>,
+    seen: std::collections::HashSet<String>,
 }
 
 impl<'a> Files<'a> {
@@ -273,6 +261,7 @@ impl<'a> Files<'a> {
             polyfills,
             scripts: Vec::new(),
             styles: Vec::new(),
+            seen: std::collections::HashSet::new(),
         }
     }
 
@@ -290,7 +279,7 @@ impl<'a> Files<'a> {
             } else {
                 continue;
             };
-            if !list.iter().any(|have| have == f) {
+            if self.seen.insert(f.to_string()) {
                 list.push(f.to_string());
             }
         }
@@ -300,7 +289,7 @@ impl<'a> Files<'a> {
         let deferred = deferred
             .into_iter()
             .map(|d| d.strip_prefix("/_next/").map(str::to_string).unwrap_or(d))
-            .filter(|d| !self.scripts.contains(d) && !self.styles.contains(d))
+            .filter(|d| !self.seen.contains(d))
             .collect();
         (self.scripts, self.styles, deferred)
     }

@@ -97,10 +97,10 @@ pub fn read_baseline(path: &Path) -> Result<Baseline, InputError> {
 /// Growth over the baseline, as (script delta, stylesheet delta), when the route is in it.
 pub fn delta(r: &RouteReport, baseline: &Baseline) -> Option<(i64, i64)> {
     let (s, c) = baseline.get(&(r.bundle.clone(), r.path.clone()))?;
-    Some((
-        r.script_bytes() as i64 - *s as i64,
-        r.stylesheet_bytes() as i64 - *c as i64,
-    ))
+    // In i128: a baseline of 2^64 − 1 bytes cannot wrap the growth to a shrink.
+    let grew =
+        |now: u64, then: u64| (i128::from(now) - i128::from(then)).clamp(i64::MIN.into(), i64::MAX.into()) as i64;
+    Some((grew(r.script_bytes(), *s), grew(r.stylesheet_bytes(), *c)))
 }
 
 pub fn kb(n: u64) -> String {
