@@ -38,11 +38,11 @@ pub const KIND: Kind = Kind {
 pub struct WebsocketSettings {
     /// ws:// or wss:// URL.
     pub url: Spanned<String>,
-    /// Offered in Sec-WebSocket-Protocol, e.g. ["graphql-transport-ws"].
+    /// Offered in Sec-WebSocket-Protocol, e.g. ["graphql-transport-ws"] (tokens).
     #[serde(default)]
-    pub subprotocols: Vec<String>,
-    /// Sent as the Origin header.
-    pub origin: Option<String>,
+    pub subprotocols: Vec<Spanned<String>>,
+    /// Sent as the Origin header: "https://app.example.com" (scheme, host, optional port).
+    pub origin: Option<Spanned<String>>,
     /// Control-frame pings after open (default 0).
     #[serde(default)]
     pub pings: u32,
@@ -263,6 +263,46 @@ impl Settings for WebsocketSettings {
             "wss" => true,
             _ => return Err(cfg.error_at(&raw.url, "probe.url", "websocket probes need a ws:// or wss:// URL")),
         };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(cfg.error_at(
+                &raw.url,
+                "probe.url",
+                "credentials in a ws:// URL are never sent by a WebSocket client; put them in [probe.request] headers (an env: or file: secret)",
+            ));
+        }
+        if let Some(o) = &raw.origin {
+            let ok = o.get_ref() == "null"
+                || url::Url::parse(o.get_ref()).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host_str().is_some()
+                        && u.username().is_empty()
+                        && u.path() == "/"
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                        && !o.get_ref().ends_with('/')
+                });
+            if !ok {
+                return Err(cfg.error_at(
+                    o,
+                    "probe.origin",
+                    format!("{:?} is not an origin such as \"https://app.example.com\"", o.get_ref()),
+                ));
+            }
+        }
+        for p in &raw.subprotocols {
+            // RFC 6455: a subprotocol is an HTTP token.
+            let token = !p.get_ref().is_empty()
+                && p.get_ref()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return Err(cfg.error_at(
+                    p,
+                    "probe.subprotocols",
+                    format!("{:?} is not a subprotocol name (an HTTP token)", p.get_ref()),
+                ));
+            }
+        }
         // The shared HTTP target checks headers, secrets and TLS; it wants http(s).
         let as_http = Spanned::new(
             raw.url.span(),
@@ -375,8 +415,8 @@ impl Settings for WebsocketSettings {
         Ok(Box::new(WebsocketProbe {
             url,
             headers: t.headers,
-            subprotocols: raw.subprotocols.clone(),
-            origin: raw.origin.clone(),
+            subprotocols: raw.subprotocols.iter().map(|p| p.get_ref().clone()).collect(),
+            origin: raw.origin.as_ref().map(|o| o.get_ref().clone()),
             pings: raw.pings,
             ping_interval: duration(&raw.ping_interval, Duration::from_millis(100)),
             pong_timeout,
