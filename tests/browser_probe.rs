@@ -441,6 +441,84 @@ async fn sigterm_mid_run_leaves_no_process_behind() {
     no_leftovers(&before).await;
 }
 
+/// `once` killed with SIGKILL in the middle of a browser run (nothing of it can clean
+/// up): chromedriver's guard notices, kills every Chromium under the dead process's
+/// profiles, removes them, and ends. Likewise for SIGTERM.
+#[tokio::test]
+async fn once_killed_mid_run_leaves_no_process_or_profile_behind() {
+    let _turn = TURN.lock().await;
+    let t = plain_target().await;
+    for (signal, guarded) in [(libc::SIGKILL, true), (libc::SIGTERM, true), (libc::SIGKILL, false)] {
+        let before = chromium_processes();
+        let dir = write_files(&[("sloprobe.toml", &page_probe(&t.url("/page?hang=1"), ""))]);
+        let mut command = std::process::Command::new(bin());
+        if !guarded {
+            command.env("SLOPROBE_NO_BROWSER_GUARD", "1");
+        }
+        let mut once = Child(
+            command
+                .args(["once", "-c"])
+                .arg(dir.path().join("sloprobe.toml"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let pid = once.0.id();
+        let running = eventually(150, Duration::from_millis(100), || async {
+            let l = leftover(&before);
+            (l.len() > 2).then_some(l)
+        })
+        .await;
+        assert!(running.is_some(), "no browser started by once");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // SAFETY: kill(2) on the process this test started.
+        unsafe { libc::kill(pid as i32, signal) };
+        let _ = once.0.wait();
+        if !guarded {
+            // Without the guard, what a SIGKILL leaves behind: the reason for the guard.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let left = leftover(&before);
+            assert!(
+                !left.is_empty(),
+                "an unguarded chromedriver should have outlived SIGKILL"
+            );
+            for p in left {
+                // SAFETY: kill(2) on the leftovers this test made.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            let _ = std::process::Command::new("pkill")
+                .args(["-KILL", "-f", "chromedriver --port"])
+                .status();
+            for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("sloprobe-browser-{pid}-"))
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+            continue;
+        }
+        no_leftovers(&before).await;
+        let prefix = format!("sloprobe-browser-{pid}-");
+        let gone = eventually(50, Duration::from_millis(100), || {
+            let left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with(&prefix))
+                .collect();
+            async move { left.is_empty().then_some(()) }
+        })
+        .await;
+        assert!(
+            gone.is_some(),
+            "signal {signal}: profiles of {pid} left in the temp dir"
+        );
+    }
+}
+
 #[tokio::test]
 async fn steps_set_a_secret_cookie_before_the_load_and_wait_for_elements_after_it() {
     let _turn = TURN.lock().await;

@@ -149,6 +149,30 @@ impl Drop for Driver {
     }
 }
 
+/// The guard chromedriver runs under (POSIX sh): it starts chromedriver, and once this
+/// process is gone (or chromedriver is) kills what runs under this process's browser
+/// profiles, removes them, and ends its process group. $1: our pid, $2: the temp dir,
+/// then chromedriver and its arguments.
+const GUARD_SCRIPT: &str = r#"parent=$1; tmp=$2; shift 2
+"$@" &
+child=$!
+while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.2; done
+if ! kill -0 "$parent" 2>/dev/null; then
+  pkill -KILL -f "sloprobe-browser-$parent-" 2>/dev/null
+  rm -rf "$tmp"/sloprobe-browser-"$parent"-*
+fi
+kill -KILL 0"#;
+
+/// The shell the guard runs in; `SLOPROBE_NO_BROWSER_GUARD` (tests) runs chromedriver bare.
+fn guard_shell() -> Option<&'static str> {
+    if std::env::var_os("SLOPROBE_NO_BROWSER_GUARD").is_some() {
+        return None;
+    }
+    ["/bin/sh", "/usr/bin/sh"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+}
+
 fn kill_group(pgid: i32) {
     if pgid > 1 {
         // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
@@ -253,7 +277,22 @@ impl Browsers {
             .map_err(|e| fail(format!("no free loopback port for chromedriver: {e}")))?
             .port();
         let home = Profile::new()?;
-        let child = tokio::process::Command::new(&exe)
+        // Under a guard: if this process dies without cleaning up (SIGKILL, a crash), the
+        // guard kills every browser under our profiles and removes them.
+        let mut command = match guard_shell() {
+            Some(sh) => {
+                let mut c = tokio::process::Command::new(sh);
+                c.arg("-c")
+                    .arg(GUARD_SCRIPT)
+                    .arg("sloprobe-browser-guard")
+                    .arg(std::process::id().to_string())
+                    .arg(std::env::temp_dir())
+                    .arg(&exe);
+                c
+            }
+            None => tokio::process::Command::new(&exe),
+        };
+        let child = command
             .arg(format!("--port={port}"))
             .env("XDG_CONFIG_HOME", &home.dir)
             .env("XDG_CACHE_HOME", &home.dir)
@@ -293,9 +332,18 @@ impl Browsers {
         status.and_then(|v| v.pointer("/value/ready").and_then(serde_json::Value::as_bool)) == Some(true)
     }
 
-    /// The chromedriver pid, for tests that kill it.
+    /// The chromedriver pid (under its guard, the guard's child), for tests that kill it.
     pub async fn driver_pid(&self) -> Option<u32> {
-        self.driver.lock().await.as_ref().and_then(|d| d.child.id())
+        let started = self.driver.lock().await.as_ref().and_then(|d| d.child.id())?;
+        let child_of = |parent: u32| -> Option<u32> {
+            std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let ppid: u32 = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+                (ppid == parent).then_some(pid)
+            })
+        };
+        Some(child_of(started).unwrap_or(started))
     }
 }
 
@@ -317,7 +365,8 @@ impl Profile {
     pub fn new() -> Result<Profile, ProbeError> {
         let base = std::env::temp_dir();
         for _ in 0..8 {
-            let dir = base.join(format!("sloprobe-browser-{:016x}", rand_u64()));
+            // Our pid in the name: the guard finds what to remove if we die unclean.
+            let dir = base.join(format!("sloprobe-browser-{}-{:016x}", std::process::id(), rand_u64()));
             match std::fs::create_dir(&dir) {
                 Ok(()) => return Ok(Profile { dir }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
