@@ -73,7 +73,9 @@ fn assistant(url: String, extra: &str) -> String {
 fn ws_probe(c: &Ctx) -> String {
     format!(
         "[[probe]]\nname = \"victim\"\nkind = \"websocket\"\nurl = \"{}/ws?k={QUERY_SECRET}\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\npings = 2\n[[probe.step]]\nsend = 'x'\nexpect = {{ regex = \"x\" }}\n{SECRETS_BLOCK}",
-        c.base.replacen("http://", "ws://", 1)
+        // Credentials in a ws:// URL are a config error (never sent); the query secret
+        // and the secret headers still check redaction.
+        format!("ws://127.0.0.1:{}", c.port)
     )
 }
 
