@@ -71,11 +71,11 @@ fn assistant(url: String, extra: &str) -> String {
 }
 
 fn ws_probe(c: &Ctx) -> String {
+    // Credentials in a ws:// URL are a config error (never sent); the query secret and
+    // the secret headers still check redaction.
+    let port = c.port;
     format!(
-        "[[probe]]\nname = \"victim\"\nkind = \"websocket\"\nurl = \"{}/ws?k={QUERY_SECRET}\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\npings = 2\n[[probe.step]]\nsend = 'x'\nexpect = {{ regex = \"x\" }}\n{SECRETS_BLOCK}",
-        // Credentials in a ws:// URL are a config error (never sent); the query secret
-        // and the secret headers still check redaction.
-        format!("ws://127.0.0.1:{}", c.port)
+        "[[probe]]\nname = \"victim\"\nkind = \"websocket\"\nurl = \"ws://127.0.0.1:{port}/ws?k={QUERY_SECRET}\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\npings = 2\n[[probe.step]]\nsend = 'x'\nexpect = {{ regex = \"x\" }}\n{SECRETS_BLOCK}"
     )
 }
 
