@@ -310,62 +310,59 @@ fn client_reference_manifest(text: &str) -> Option<Value> {
     serde_json::from_str(&text[at..end]).ok()
 }
 
-/// The end (exclusive) of the bracketed value starting at `start` (`{` or `[`), strings
-/// skipped.
-fn balanced(text: &str, start: usize) -> Option<usize> {
-    let bytes = text.as_bytes();
-    let (mut depth, mut i, mut in_string) = (0usize, start, false);
-    while i < bytes.len() {
-        let b = bytes[i];
+/// The bytes of `text` outside string literals, with their positions (the quotes
+/// themselves left out): what the three readers below scan.
+fn code(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let (mut in_string, mut escaped) = (false, false);
+    text.bytes().enumerate().filter(move |&(_, b)| {
         if in_string {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_string = false,
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
                 _ => {}
             }
+            false
+        } else if b == b'"' {
+            in_string = true;
+            false
         } else {
-            match b {
-                b'"' => in_string = true,
-                b'{' | b'[' | b'(' => depth += 1,
-                b'}' | b']' | b')' => {
-                    depth = depth.checked_sub(1)?;
-                    if depth == 0 {
-                        return Some(i + 1);
-                    }
-                }
-                _ => {}
-            }
+            true
         }
-        i += 1;
+    })
+}
+
+/// The end (exclusive) of the bracketed value starting at `start` (`{` or `[`).
+fn balanced(text: &str, start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, b) in code(&text[start..]) {
+        match b {
+            b'{' | b'[' | b'(' => depth += 1,
+            b'}' | b']' | b')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(start + i + 1);
+                }
+            }
+            _ => {}
+        }
     }
     None
 }
 
 /// Splits a bracketed list's inside at its top-level commas.
 fn top_level_items(inside: &str) -> Vec<&str> {
-    let bytes = inside.as_bytes();
-    let (mut out, mut from, mut depth, mut in_string, mut i) = (Vec::new(), 0, 0i32, false, 0);
-    while i < bytes.len() {
-        let b = bytes[i];
-        if in_string {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_string = false,
-                _ => {}
+    let (mut out, mut from, mut depth) = (Vec::new(), 0, 0i32);
+    for (i, b) in code(inside) {
+        match b {
+            b'{' | b'[' | b'(' => depth += 1,
+            b'}' | b']' | b')' => depth -= 1,
+            b',' if depth == 0 => {
+                out.push(inside[from..i].trim());
+                from = i + 1;
             }
-        } else {
-            match b {
-                b'"' => in_string = true,
-                b'{' | b'[' | b'(' => depth += 1,
-                b'}' | b']' | b')' => depth -= 1,
-                b',' if depth == 0 => {
-                    out.push(inside[from..i].trim());
-                    from = i + 1;
-                }
-                _ => {}
-            }
+            _ => {}
         }
-        i += 1;
     }
     let last = inside[from..].trim();
     if !last.is_empty() {
@@ -378,35 +375,20 @@ fn top_level_items(inside: &str) -> Vec<&str> {
 fn substitute(text: &str, name: u8, table: &[String]) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let (mut i, mut in_string, mut copied) = (0, false, 0);
-    while i < bytes.len() {
-        let b = bytes[i];
-        if in_string {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            i += 1;
+    let mut copied = 0;
+    for (i, b) in code(text) {
+        if i < copied || b != name || bytes.get(i + 1) != Some(&b'[') {
             continue;
         }
-        if b == b'"' {
-            in_string = true;
-            i += 1;
+        if i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_') {
             continue;
         }
-        let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
-        if b == name && boundary && bytes.get(i + 1) == Some(&b'[') {
-            let digits: String = text[i + 2..].chars().take_while(char::is_ascii_digit).collect();
-            if !digits.is_empty() && bytes.get(i + 2 + digits.len()) == Some(&b']') {
-                out.push_str(&text[copied..i]);
-                out.push_str(table.get(digits.parse::<usize>().ok()?)?);
-                i += 3 + digits.len();
-                copied = i;
-                continue;
-            }
+        let digits = text[i + 2..].bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && bytes.get(i + 2 + digits) == Some(&b']') {
+            out.push_str(&text[copied..i]);
+            out.push_str(table.get(text[i + 2..i + 2 + digits].parse::<usize>().ok()?)?);
+            copied = i + 3 + digits;
         }
-        i += 1;
     }
     out.push_str(&text[copied..]);
     Some(out)

@@ -523,12 +523,10 @@ impl BrowserProbe {
             if count != entries {
                 (entries, entries_changed) = (count, now);
             }
-            let (net_quiet, in_flight) = match network {
-                Some(n) => {
-                    let log = n.lock().expect("network log");
-                    (log.quiet_for(now), log.in_flight())
-                }
-                None => (now - entries_changed, 0),
+            // A DevTools stream that broke says nothing more: Resource Timing then.
+            let (net_quiet, in_flight) = match network.map(|n| n.lock().expect("network log")) {
+                Some(log) if log.broken.is_none() => (log.quiet_for(now), log.in_flight()),
+                _ => (now - entries_changed, 0),
             };
             let cpu_quiet = Duration::from_secs_f64((cpu_quiet / 1000.0).clamp(0.0, 3600.0));
             if now - loaded >= self.settle && net_quiet >= self.settle && cpu_quiet >= self.settle {
