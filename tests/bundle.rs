@@ -421,7 +421,9 @@ fn real_next_builds_match_their_html() {
         let app = cache.join(&variant);
         let _ = std::fs::remove_dir_all(&app);
         copy_dir(&root.join("tests/next-app"), &app);
-        let out = Command::new("node")
+        // Bounded in time: a hung build is killed (with its workers) after 5 minutes.
+        let out = Command::new("timeout")
+            .args(["--kill-after=10", "300", "node"])
             .arg(&next)
             .arg("build")
             .args(flag.split_whitespace())
