@@ -367,6 +367,10 @@ pub struct Sample {
     pub attrs: Option<Attrs>,
 }
 
+/// Samples one run keeps (every gap, every round trip); the rest are counted in the
+/// `samples_dropped` detail.
+pub const MAX_SAMPLES: usize = 16_384;
+
 /// Accumulates a run's measurements as it goes.
 #[derive(Debug)]
 pub struct Recorder {
@@ -375,6 +379,8 @@ pub struct Recorder {
     phase_hint: Option<PhaseHint>,
     measurements: Vec<(&'static str, f64)>,
     samples: Vec<Sample>,
+    /// Samples past [`MAX_SAMPLES`], counted instead of kept.
+    dropped_samples: u64,
     labels: Attrs,
     details: Vec<(&'static str, String)>,
     retry_after: Option<std::time::Duration>,
@@ -394,6 +400,7 @@ impl Recorder {
             phase_hint: None,
             measurements: Vec::new(),
             samples: Vec::new(),
+            dropped_samples: 0,
             labels: Vec::new(),
             details: Vec::new(),
             retry_after: None,
@@ -404,7 +411,13 @@ impl Recorder {
     }
 
     /// One of many values of a key in a run (e.g. every inter-chunk gap).
+    /// Past [`MAX_SAMPLES`] in a run they are counted, not kept: a target that streams
+    /// events without pause cannot grow the run (a sample is ~48 bytes).
     pub fn sample(&mut self, key: &'static str, value: f64) {
+        if self.samples.len() >= MAX_SAMPLES {
+            self.dropped_samples += 1;
+            return;
+        }
         self.samples.push(Sample {
             key,
             value,
@@ -433,6 +446,10 @@ impl Recorder {
         if let Some((key, start, mut attrs)) = self.open.take() {
             if let Some(e) = error {
                 *slot(&mut attrs, ERROR_TYPE_LABEL) = e.into();
+            }
+            if self.samples.len() >= MAX_SAMPLES {
+                self.dropped_samples += 1;
+                return;
             }
             self.samples.push(Sample {
                 key,
@@ -538,6 +555,13 @@ impl Recorder {
             if self.get(key).is_none() {
                 self.set(key, self.offset(end));
             }
+        }
+        if self.dropped_samples > 0 {
+            let n = self.dropped_samples;
+            self.detail(
+                "samples_dropped",
+                format!("{n} sample(s) past the cap of {MAX_SAMPLES} a run"),
+            );
         }
         Outcome {
             probe: probe.to_string(),

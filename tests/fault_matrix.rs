@@ -4,7 +4,9 @@
 //! - it ends within its timeout, and nothing panics,
 //! - a healthy probe running beside it is fine and starts on time,
 //! - no socket to the target and no task is left behind,
-//! - no secret (bearer, secret header, URL password, query value) reaches the output.
+//! - no secret (bearer, secret header, URL password, query value) reaches the output,
+//! - the run's allocation peak stays under its kind's documented bound (docs/operations.md
+//!   "What one run can cost"), whatever the target sends: a counting allocator below.
 //!
 //! A new probe kind joins by adding rows: a server (or none) and its probe table. The
 //! daemon's own listeners (RUM collector, /metrics, /-/reload) have a table of their own:
@@ -12,14 +14,81 @@
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::hostile::{self, Handler};
 use common::*;
 use sloprobe::outcome::{MAX_RETRY_AFTER, Outcome};
 
+/// Counts live heap bytes and their peak for the whole test process: the run under test,
+/// its healthy neighbour and the (small-buffered) hostile servers. A row resets the peak to
+/// what is live when it starts, so its peak is what the row added.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(by: usize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+// SAFETY: every call forwards to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The allocation a row may add, MiB: its kind's bound from docs/operations.md ("What one
+/// run can cost"), which the target cannot move.
+fn memory_bound_mib(name: &str) -> usize {
+    match name.split(':').next().unwrap_or("") {
+        // 16 MiB answer cap, its parse bounded to 262,144 JSON values.
+        "vector/http" => 48,
+        // 1 MiB per PostgreSQL message; k + 16 rows, 64 sampled vectors.
+        "vector/pgvector" => 32,
+        // 1 MiB per SSE line, 4 MiB per event.
+        "assistant" => 24,
+        // 1 MiB per message (frame), 1 MiB of unsent writes.
+        "websocket" => 24,
+        // DevTools: 16 MiB per message, 5,000 requests in the log.
+        "browser" => 64,
+        // http: 1 MiB of headers, the body streamed (max_body counted, not kept).
+        _ => 16,
+    }
+}
+
 const TOKEN: &str = "fm-bearer-7c1d";
-const URL_PASSWORD: &str = "fm-urlpass-93b";
+const URL_PASSWORD: &str = hostile::ECHOED_SECRET;
 const QUERY_SECRET: &str = "fm-query-5e2";
 const TIMEOUT: f64 = 1.0;
 
@@ -142,6 +211,13 @@ fn readable(o: &Outcome, _: &Ctx) {
     for debug_dump in ["Query {", "query_type", "OtherError", "Some(", "{ "] {
         assert!(!msg.contains(debug_dump), "debug dump in message: {msg}");
     }
+}
+
+/// Target text in the error is one line of bounded length, with no terminal escape.
+fn one_bounded_line(o: &Outcome, _: &Ctx) {
+    let msg = &o.error.as_ref().unwrap().message;
+    assert!(msg.chars().count() < 700, "{} characters", msg.chars().count());
+    assert!(!msg.contains(['\n', '\r', '\x1b']), "{msg:?}");
 }
 
 fn credentials_dropped_cross_origin(o: &Outcome, c: &Ctx) {
@@ -363,7 +439,13 @@ fn cases() -> Vec<Case> {
             server: Server::Raw(sse_endless, true),
             probe: |c| assistant(with_query(c, "/"), "").replace("\"openai-chat\"", "\"sse\""),
             expect: "timeout",
-            check: nothing,
+            check: |o, _| {
+                assert!(
+                    o.details.iter().any(|(k, _)| *k == "samples_dropped"),
+                    "{:?}",
+                    o.details
+                )
+            },
         },
     ];
     // WebSocket rows.
@@ -392,6 +474,13 @@ fn cases() -> Vec<Case> {
         Case {
             name: "websocket: accept and stay silent",
             server: Server::Raw(silent, false),
+            probe: |c| ws_probe(c),
+            expect: "timeout",
+            check: nothing,
+        },
+        Case {
+            name: "websocket: ping flood, pongs never read",
+            server: Server::Raw(ws_ping_flood, true),
             probe: |c| ws_probe(c),
             expect: "timeout",
             check: nothing,
@@ -477,6 +566,68 @@ fn cases() -> Vec<Case> {
             name: "vector/pgvector: not PostgreSQL",
             server: Server::Raw(garbage, false),
             probe: pg_probe,
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "vector/pgvector: endless rows",
+            server: Server::Raw(pg_endless_rows, false),
+            probe: pg_probe,
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "vector/pgvector: a message claiming 2 GiB",
+            server: Server::Raw(pg_huge_message, false),
+            probe: pg_probe,
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "vector/pgvector: vector_dims() of 20,000,000",
+            server: Server::Raw(pg_huge_dimension, false),
+            probe: |c| pg_probe(c).replace("every = ", "query_vectors = \"random\"\nevery = "),
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "vector/pgvector: cleartext password asked without TLS",
+            server: Server::Raw(pg_cleartext, false),
+            probe: pg_probe,
+            expect: "auth_failed",
+            check: |_, c| {
+                let seen = hostile::recorded(c.port);
+                assert!(
+                    seen.iter().all(|r| !r.contains(URL_PASSWORD)),
+                    "password sent: {seen:?}"
+                );
+            },
+        },
+        Case {
+            name: "vector/pgvector: 1 MB login error quoting the password",
+            server: Server::Raw(pg_echoing_error, false),
+            probe: pg_probe,
+            expect: "auth_failed",
+            check: one_bounded_line,
+        },
+        Case {
+            name: "vector/pgvector: one column where two were asked",
+            server: Server::Raw(pg_short_row, false),
+            probe: pg_probe,
+            expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "vector/pgvector: an HTTP server",
+            server: Server::Raw(http_400_held, false),
+            probe: pg_probe,
+            expect: "protocol_error",
+            check: |o, _| assert!(m(o, "total") < 0.5, "took {}", m(o, "total")),
+        },
+        Case {
+            name: "vector/http: 16 MiB of tiny JSON values",
+            server: Server::Raw(json_of_tiny_values, true),
+            probe: vector_http_probe,
             expect: "protocol_error",
             check: nothing,
         },
@@ -576,6 +727,8 @@ fn run_case(case: &Case, healthy_url: &str, recorder: u16) -> Result<(), String>
         .enable_all()
         .build()
         .unwrap();
+    let live_before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(live_before, Ordering::Relaxed);
     let (victim, healthy, lateness, tasks_left, limit) = rt.block_on(async {
         let (_d, probes) = build_probes(&format!("{victim_toml}\n{healthy_toml}"));
         let limit = probes[0].timeout.as_secs_f64();
@@ -600,6 +753,7 @@ fn run_case(case: &Case, healthy_url: &str, recorder: u16) -> Result<(), String>
         (victim, healthy, lateness, left, limit)
     });
     drop(rt);
+    let added_mib = PEAK.load(Ordering::Relaxed).saturating_sub(live_before) as f64 / 1048576.0;
 
     let got = error_type(&victim);
     if got != case.expect {
@@ -626,6 +780,16 @@ fn run_case(case: &Case, healthy_url: &str, recorder: u16) -> Result<(), String>
     if tasks_left != 0 {
         return Err(format!("{tasks_left} task(s) left after the run"));
     }
+    let bound = memory_bound_mib(case.name);
+    if added_mib > bound as f64 {
+        return Err(format!(
+            "allocation peak {added_mib:.1} MiB over the row's bound of {bound} MiB"
+        ));
+    }
+    eprintln!(
+        "fault matrix: {:<55} peak +{added_mib:.1} MiB (bound {bound})",
+        case.name
+    );
     let mut sockets = hostile::client_sockets_to(port);
     for _ in 0..50 {
         if sockets == 0 {

@@ -216,6 +216,29 @@ async fn tls_is_negotiated_in_band_and_timed_apart() {
     assert!(o.success(), "{:?}", o.error);
     assert!(m(&o, "tls") > 0.0 && m(&o, "auth") > 0.0 && m(&o, "query") > 0.0);
     assert!(o.get("cert_expiry").is_some());
+    // libpq's strictest mode is accepted and means the same (chain and host name checked).
+    set_dsn(
+        &pg.dsn()
+            .replace(&format!(":{}/", pg.port), &format!(":{front}/"))
+            .replace("sslmode=disable", "sslmode=verify-full"),
+    );
+    let o = run(
+        &probe_toml("recall_every = 0\n[probe.tls]\nca_file = \"ca.pem\"\nserver_name = \"localhost\""),
+        &[("ca.pem", &pki.ca_pem)],
+    )
+    .await;
+    assert!(o.success(), "{:?}", o.error);
+    let o = run(
+        &probe_toml("recall_every = 0\n[probe.tls]\nca_file = \"ca.pem\"\nserver_name = \"elsewhere.example\""),
+        &[("ca.pem", &pki.ca_pem)],
+    )
+    .await;
+    assert_eq!(error_type(&o), "tls_cert_invalid", "{:?}", o.error);
+    set_dsn(
+        &pg.dsn()
+            .replace(&format!(":{}/", pg.port), &format!(":{front}/"))
+            .replace("sslmode=disable", "sslmode=require"),
+    );
     // Without the CA, the certificate is refused.
     let o = run(
         &probe_toml("recall_every = 0\n[probe.tls]\nserver_name = \"localhost\""),
@@ -284,6 +307,20 @@ async fn faults_are_classified_and_the_next_run_after_a_restart_is_fine() {
     set_dsn(&pg.dsn());
     let base = probe_toml("recall_every = 0");
     assert!(run(&base, &[]).await.success());
+    // A short timeout leaves the server a statement timeout it can work in (0.1.0 gave it
+    // 1 ms at timeouts up to 200 ms, and every query timed out).
+    let short = base
+        .replace("timeout = \"3s\"", "timeout = \"150ms\"")
+        .replace("every = \"30s\"", "every = \"1s\"");
+    let ok = {
+        let mut ok = 0;
+        for _ in 0..3 {
+            let o = run(&short, &[]).await;
+            ok += usize::from(o.success());
+        }
+        ok
+    };
+    assert!(ok >= 2, "{ok} of 3 runs at a 150 ms timeout passed");
 
     // Missing table, missing column, wrong dimension.
     let o = run(&base.replace("table = \"items\"", "table = \"nope\""), &[]).await;

@@ -365,3 +365,248 @@ pub fn ws_refused(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> 
         b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n".to_vec(),
     ))
 }
+
+/// The text a hostile PostgreSQL quotes in its error: the fault matrix's URL password, as a
+/// server that logged or guessed it would.
+pub const ECHOED_SECRET: &str = "fm-urlpass-93b";
+
+/// What a hostile PostgreSQL does once a client has started up.
+#[derive(Clone, Copy, PartialEq)]
+enum PgMode {
+    /// Answers every query with rows, without end.
+    EndlessRows,
+    /// Answers the first query with a message header claiming 2 GiB, then streams it.
+    HugeMessage,
+    /// Says the column has 20,000,000 dimensions.
+    HugeDimension,
+    /// Asks for the password in clear text (over the unencrypted connection).
+    Cleartext,
+    /// Refuses the login with a 1 MB error that quotes the password, with line breaks and
+    /// terminal escapes in it.
+    EchoingError,
+    /// Samples fine, then answers the top-k query with one column where two were asked.
+    ShortRow,
+}
+
+/// PostgreSQL framing: type byte, length (itself included), body.
+fn pg_msg(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+fn pg_row_description(columns: usize) -> Vec<u8> {
+    let mut body = (columns as u16).to_be_bytes().to_vec();
+    for i in 0..columns {
+        body.extend_from_slice(format!("c{i}\0").as_bytes());
+        body.extend_from_slice(&[0u8; 6]); // table oid, column number
+        body.extend_from_slice(&25u32.to_be_bytes()); // text
+        body.extend_from_slice(&(-1i16).to_be_bytes());
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&0u16.to_be_bytes());
+    }
+    pg_msg(b'T', &body)
+}
+
+fn pg_data_row(values: &[&str]) -> Vec<u8> {
+    let mut body = (values.len() as u16).to_be_bytes().to_vec();
+    for v in values {
+        body.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        body.extend_from_slice(v.as_bytes());
+    }
+    pg_msg(b'D', &body)
+}
+
+fn pg_done() -> Vec<u8> {
+    let mut m = pg_msg(b'C', b"SELECT 1\0");
+    m.extend(pg_msg(b'Z', b"I"));
+    m
+}
+
+/// Reads one frontend message (type, body); None at the end or on a silly length.
+async fn pg_read(tcp: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    tcp.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
+    if !(4..=1 << 20).contains(&len) {
+        return None;
+    }
+    let mut body = vec![0u8; len - 4];
+    tcp.read_exact(&mut body).await.ok()?;
+    Some((head[0], body))
+}
+
+/// Declines TLS, reads the startup message.
+async fn pg_startup(tcp: &mut TcpStream) -> Option<()> {
+    let mut len = [0u8; 4];
+    tcp.read_exact(&mut len).await.ok()?;
+    let mut rest = vec![0u8; (u32::from_be_bytes(len) as usize).clamp(4, 1 << 16) - 4];
+    tcp.read_exact(&mut rest).await.ok()?;
+    if rest == [0x04, 0xd2, 0x16, 0x2f] {
+        tcp.write_all(b"N").await.ok()?;
+        tcp.read_exact(&mut len).await.ok()?;
+        let mut startup = vec![0u8; (u32::from_be_bytes(len) as usize).clamp(4, 1 << 16) - 4];
+        tcp.read_exact(&mut startup).await.ok()?;
+    }
+    Some(())
+}
+
+async fn pg_serve(mut tcp: TcpStream, mode: PgMode) {
+    let port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
+    if pg_startup(&mut tcp).await.is_none() {
+        return;
+    }
+    match mode {
+        PgMode::Cleartext => {
+            let _ = tcp.write_all(&pg_msg(b'R', &3u32.to_be_bytes())).await;
+            // Whatever comes back (a password message, if the client gave in) is recorded.
+            if let Some((kind, body)) = pg_read(&mut tcp).await {
+                let text = format!("pg {} {}", kind as char, String::from_utf8_lossy(&body));
+                recorder_log().lock().unwrap().push((port, text));
+            }
+            return;
+        }
+        PgMode::EchoingError => {
+            let mut message = format!("password authentication failed: {} is wrong\n", ECHOED_SECRET);
+            message.push_str("\x1b[31mFORGED 2026-01-01 ERROR everything is down\r\n");
+            message.push_str(&"x".repeat(1_000_000));
+            let mut body = b"SFATAL\0C28P01\0M".to_vec();
+            body.extend_from_slice(message.as_bytes());
+            body.extend_from_slice(b"\0\0");
+            let _ = tcp.write_all(&pg_msg(b'E', &body)).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+        _ => {}
+    }
+    let mut hello = pg_msg(b'R', &0u32.to_be_bytes());
+    hello.extend(pg_msg(b'Z', b"I"));
+    if tcp.write_all(&hello).await.is_err() {
+        return;
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(8);
+    while let Some((kind, body)) = pg_read(&mut tcp).await {
+        if kind != b'Q' {
+            continue;
+        }
+        let sql = String::from_utf8_lossy(&body).into_owned();
+        let reply = match mode {
+            PgMode::EndlessRows => {
+                let mut burst = pg_row_description(2);
+                let row = pg_data_row(&["1", "0.5"]);
+                let many: Vec<u8> = row.iter().copied().cycle().take(row.len() * 4096).collect();
+                if tcp.write_all(&burst).await.is_err() {
+                    return;
+                }
+                burst = many;
+                while tokio::time::Instant::now() < until {
+                    match tokio::time::timeout_at(until, tcp.write_all(&burst)).await {
+                        Ok(Ok(())) => {}
+                        _ => return,
+                    }
+                }
+                return;
+            }
+            PgMode::HugeMessage => {
+                let mut head = vec![b'D'];
+                head.extend_from_slice(&0x7fff_fff0u32.to_be_bytes());
+                if tcp.write_all(&head).await.is_err() {
+                    return;
+                }
+                let piece = vec![b'x'; 1 << 16];
+                while tokio::time::Instant::now() < until {
+                    match tokio::time::timeout_at(until, tcp.write_all(&piece)).await {
+                        Ok(Ok(())) => {}
+                        _ => return,
+                    }
+                }
+                return;
+            }
+            PgMode::HugeDimension if sql.contains("vector_dims") => {
+                let mut r = pg_row_description(1);
+                r.extend(pg_data_row(&["20000000"]));
+                r.extend(pg_done());
+                r
+            }
+            PgMode::ShortRow if sql.contains("TABLESAMPLE") || sql.contains("LIMIT 64") => {
+                let mut r = pg_row_description(1);
+                for _ in 0..32 {
+                    r.extend(pg_data_row(&["[1,2,3]"]));
+                }
+                r.extend(pg_done());
+                r
+            }
+            PgMode::ShortRow if sql.contains("ORDER BY") => {
+                let mut r = pg_row_description(1);
+                r.extend(pg_data_row(&["7"]));
+                r.extend(pg_done());
+                r
+            }
+            _ => {
+                let mut r = pg_msg(b'C', b"SET\0");
+                r.extend(pg_msg(b'Z', b"T"));
+                r
+            }
+        };
+        if tcp.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+pub fn pg_endless_rows(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(pg_serve(tcp, PgMode::EndlessRows))
+}
+
+pub fn pg_huge_message(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(pg_serve(tcp, PgMode::HugeMessage))
+}
+
+pub fn pg_huge_dimension(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(pg_serve(tcp, PgMode::HugeDimension))
+}
+
+pub fn pg_cleartext(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(pg_serve(tcp, PgMode::Cleartext))
+}
+
+pub fn pg_echoing_error(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(pg_serve(tcp, PgMode::EchoingError))
+}
+
+pub fn pg_short_row(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(pg_serve(tcp, PgMode::ShortRow))
+}
+
+/// An HTTP server's 400 where PostgreSQL was expected, the connection held open.
+pub fn http_400_held(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(write_then_hold(
+        tcp,
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 11\r\n\r\nBad Request".to_vec(),
+    ))
+}
+
+/// A 200 whose JSON body is ~16 MiB of tiny values (`[0,0,0,...]`): cheap to send, costly
+/// to parse into a tree. Streamed, so the server itself holds 64 KiB.
+pub fn json_of_tiny_values(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let mut tcp = tcp;
+        let open = b"{\"result\":{\"points\":[{\"id\":1,\"score\":0.5,\"payload\":[";
+        let close = b"0]}]}}";
+        let piece = b"0,".repeat(32 * 1024);
+        let pieces = (16 * 1024 * 1024 - 4096) / piece.len();
+        let len = open.len() + pieces * piece.len() + close.len();
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n");
+        if tcp.write_all(head.as_bytes()).await.is_err() || tcp.write_all(open).await.is_err() {
+            return;
+        }
+        for _ in 0..pieces {
+            if tcp.write_all(&piece).await.is_err() {
+                return;
+            }
+        }
+        let _ = tcp.write_all(close).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    })
+}

@@ -254,11 +254,14 @@ fn build(raw: &AssistantSettings, cfg: &ProbeConfig, ctx: &BuildContext) -> Resu
         req.body_file.is_some(),
     ];
     if given.iter().filter(|g| **g).count() > 1 {
-        return Err(cfg.error_at(
-            &cfg.common.name,
-            "probe.body",
-            "set the request body once: `body` or `body_file`",
-        ));
+        // Point at the second one given.
+        let (at, key) = match (&raw.body_file, &req.body_file, &req.body) {
+            (Some(f), _, _) => (f, "probe.body_file"),
+            (None, Some(f), _) => (f, "probe.request.body_file"),
+            (None, None, Some(b)) => (b, "probe.request.body"),
+            _ => (&cfg.common.name, "probe.body"),
+        };
+        return Err(cfg.error_at(at, key, "set the request body once: `body` or `body_file`"));
     }
     let body_text = if let Some(b) = raw.body.as_ref().or(req.body.as_ref()) {
         Some((b.get_ref().clone(), b))

@@ -4,6 +4,7 @@
 //! filtered HNSW scans return) is measured and fails the run as `short_result`.
 
 mod http;
+mod pg_guard;
 mod pgvector;
 mod search;
 mod settings;

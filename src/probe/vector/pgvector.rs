@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage};
+use tokio_postgres::{CancelToken, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
+use super::pg_guard::{Guarded, Verdict};
 use super::search::{Hit, Plan, Vectors, judge, quote_ident, vector_text};
 use super::settings::VectorSettings;
 use crate::config::ConfigError;
@@ -38,6 +39,8 @@ pub struct PgSearch {
     tls: Arc<rustls::ClientConfig>,
     server_name: Option<String>,
     resolver: Resolver,
+    /// Scrubbed from any text the server sends back.
+    password: Option<String>,
     table: String,
     table_label: String,
     column: String,
@@ -74,8 +77,25 @@ impl PgSearch {
             ));
         };
         let dsn = cfg.secret(dsn_ref, "probe.dsn")?;
+        // tokio-postgres knows disable/prefer/require; the TLS here always verifies the
+        // certificate and the host name, which is libpq's verify-full.
+        let mut text = dsn.expose().to_string();
+        let mut verify_asked = false;
+        for strict in ["sslmode=verify-full", "sslmode=verify-ca"] {
+            if text.contains(strict) {
+                text = text.replace(strict, "sslmode=require");
+                verify_asked = true;
+            }
+        }
+        if verify_asked && raw.tls.insecure_skip_verify {
+            return Err(cfg.error_at(
+                dsn_ref,
+                "probe.dsn",
+                "sslmode=verify-full (or verify-ca) contradicts tls.insecure_skip_verify",
+            ));
+        }
         // The parser's messages can quote the string; never echo a DSN.
-        let mut config = tokio_postgres::Config::from_str(dsn.expose()).map_err(|_| {
+        let mut config = tokio_postgres::Config::from_str(&text).map_err(|_| {
             cfg.error_at(
                 dsn_ref,
                 "probe.dsn",
@@ -87,8 +107,18 @@ impl PgSearch {
             Some(_) => {
                 return Err(cfg.error_at(dsn_ref, "probe.dsn", "Unix sockets are not supported: give a TCP host"));
             }
-            None => "localhost".to_string(),
+            None => {
+                return Err(cfg.error_at(
+                    dsn_ref,
+                    "probe.dsn",
+                    "the DSN names no host: give one (postgres://user@host:5432/db or host=...)",
+                ));
+            }
         };
+        let password = config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .filter(|p| !p.is_empty());
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let ssl = config.get_ssl_mode();
         config.ssl_mode(SslMode::Disable);
@@ -146,6 +176,7 @@ impl PgSearch {
             tls,
             server_name,
             resolver: ctx.resolver.clone(),
+            password,
             table_label: table_raw,
             table,
             column,
@@ -173,13 +204,15 @@ impl PgSearch {
             return Err(ProbeError::new(ErrorType::Internal, "expected a plain TCP stream"));
         };
         let stream = self.negotiate_tls(rec, tcp).await?;
+        let encrypted = matches!(stream, Stream::Tls(_));
+        let verdict = Verdict::default();
         rec.enter("auth");
         let t = Instant::now();
         let (client, connection) = self
             .config
-            .connect_raw(stream, NoTls)
+            .connect_raw(Guarded::new(stream, encrypted, verdict.clone()), NoTls)
             .await
-            .map_err(|e| classify(&e, "connecting"))?;
+            .map_err(|e| self.classify(&e, "connecting", &verdict))?;
         rec.set("auth", t.elapsed().as_secs_f64());
         let _connection = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
@@ -189,7 +222,8 @@ impl PgSearch {
             host: self.host.clone(),
             port: self.port,
         };
-        let result = self.search(rec, &client).await;
+        let db = Db { client, verdict };
+        let result = self.search(rec, &db).await;
         in_flight.token = None;
         result
     }
@@ -229,16 +263,17 @@ impl PgSearch {
         }
     }
 
-    async fn search(&self, rec: &mut Recorder, client: &tokio_postgres::Client) -> Result<(), ProbeError> {
+    async fn search(&self, rec: &mut Recorder, db: &Db) -> Result<(), ProbeError> {
         rec.enter("prepare");
-        let vector = self.query_vector(client).await?;
+        let vector = self.query_vector(db).await?;
         let literal = vector_text(&vector);
         let left = self
             .timeout
             .saturating_sub(Duration::from_secs_f64(rec.offset(Instant::now())));
-        // The server gives up just before the probe does, and cancels the query itself.
+        // The server gives up just before the probe does, and cancels the query itself:
+        // 200 ms before, or a fifth of what is left when that is less (a 150 ms probe).
         let statement_timeout = left
-            .saturating_sub(Duration::from_millis(200))
+            .saturating_sub(Duration::from_millis(200).min(left / 5))
             .max(Duration::from_millis(1));
         let mut setup = format!(
             "BEGIN; SET LOCAL statement_timeout = {};",
@@ -247,48 +282,46 @@ impl PgSearch {
         for (name, value) in &self.settings {
             setup.push_str(&format!(" SET LOCAL {name} = '{value}';"));
         }
-        client
+        db.client
             .batch_execute(&setup)
             .await
-            .map_err(|e| classify(&e, "setting up the transaction"))?;
+            .map_err(|e| self.classify(&e, "setting up the transaction", &db.verdict))?;
         let sql = self.search.replace("{v}", &literal);
         let k = self.plan.k;
         rec.enter("query");
         let t = Instant::now();
-        let approx = rows(client, &sql.replace("{limit}", &k.to_string()), k, "top-k query").await?;
+        let approx = self
+            .hits(db, &sql.replace("{limit}", &k.to_string()), k, "top-k query")
+            .await?;
         rec.set("query", t.elapsed().as_secs_f64());
         let exact = if self.plan.recall_now() {
             rec.enter("exact_query");
-            client
+            db.client
                 .batch_execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off; SET LOCAL enable_bitmapscan = off;")
                 .await
-                .map_err(|e| classify(&e, "exact query"))?;
+                .map_err(|e| self.classify(&e, "exact query", &db.verdict))?;
             let t = Instant::now();
             // Past k, the rows tied with the k-th (super::search::recall).
             let limit = k + super::search::TIES;
-            let exact = rows(
-                client,
-                &sql.replace("{limit}", &limit.to_string()),
-                limit,
-                "exact query",
-            )
-            .await?;
+            let exact = self
+                .hits(db, &sql.replace("{limit}", &limit.to_string()), limit, "exact query")
+                .await?;
             rec.set("exact_query", t.elapsed().as_secs_f64());
             Some(exact)
         } else {
             None
         };
-        let _ = client.batch_execute("ROLLBACK").await;
+        let _ = db.client.batch_execute("ROLLBACK").await;
         judge(rec, &self.plan, &approx, exact.as_deref())
     }
 
     /// The next query vector; sampled rows are fetched (untimed) when the supply runs out.
-    async fn query_vector(&self, client: &tokio_postgres::Client) -> Result<Vec<f32>, ProbeError> {
+    async fn query_vector(&self, db: &Db) -> Result<Vec<f32>, ProbeError> {
         if self.vectors.is_sample() {
             if let Some(v) = self.vectors.take(None) {
                 return Ok(v);
             }
-            let rows = self.sample(client).await?;
+            let rows = self.sample(db).await?;
             if rows.is_empty() {
                 return Err(ProbeError::new(
                     ErrorType::NoContent,
@@ -308,14 +341,14 @@ impl PgSearch {
         if dim.is_none() && self.vectors.is_random() {
             // Random vectors need the column's dimension, asked once.
             let sql = format!("SELECT vector_dims({}) FROM {} LIMIT 1", self.column, self.table);
-            let rows = client
-                .simple_query(&sql)
-                .await
-                .map_err(|e| classify(&e, "reading the dimension"))?;
-            let d = rows.iter().find_map(|m| match m {
-                SimpleQueryMessage::Row(r) => r.get(0).and_then(|s| s.parse::<usize>().ok()),
-                _ => None,
-            });
+            let d = self
+                .rows(db, &sql, 1, "reading the dimension", |r| {
+                    Ok(cell(r, 0)?.parse::<usize>().ok())
+                })
+                .await?
+                .into_iter()
+                .flatten()
+                .next();
             // The server's word is capped before a vector of that size is built.
             if let Some(n) = d.filter(|n| *n > super::settings::MAX_DIMENSION) {
                 return Err(ProbeError::new(
@@ -334,15 +367,8 @@ impl PgSearch {
             .ok_or_else(|| ProbeError::new(ErrorType::NoContent, format!("{} has no vectors", self.table_label)))
     }
 
-    async fn sample(&self, client: &tokio_postgres::Client) -> Result<Vec<Vec<f32>>, ProbeError> {
-        let read = |rows: Vec<SimpleQueryMessage>| -> Vec<Vec<f32>> {
-            rows.iter()
-                .filter_map(|m| match m {
-                    SimpleQueryMessage::Row(r) => r.get(0).and_then(super::search::parse_vector_text),
-                    _ => None,
-                })
-                .collect()
-        };
+    async fn sample(&self, db: &Db) -> Result<Vec<Vec<f32>>, ProbeError> {
+        let vector = |r: &SimpleQueryRow| Ok(super::search::parse_vector_text(cell(r, 0)?));
         // A Bernoulli sample sized to give ~4×SAMPLE rows: spread over the table, not
         // its first pages. Small or never-analyzed tables are read from the start.
         let sampled = format!(
@@ -352,51 +378,99 @@ impl PgSearch {
             n = SAMPLE * 4,
             s = SAMPLE
         );
-        let rows = client
-            .simple_query(&sampled)
-            .await
-            .map_err(|e| classify(&e, "sampling query vectors"))?;
-        let mut vectors = read(rows);
+        let mut vectors: Vec<Vec<f32>> = self
+            .rows(db, &sampled, SAMPLE, "sampling query vectors", vector)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         if vectors.len() < SAMPLE / 4 {
             let plain = format!("SELECT {}::text FROM {} LIMIT {SAMPLE}", self.column, self.table);
-            let rows = client
-                .simple_query(&plain)
-                .await
-                .map_err(|e| classify(&e, "sampling query vectors"))?;
-            vectors = read(rows);
+            vectors = self
+                .rows(db, &plain, SAMPLE, "sampling query vectors", vector)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
         }
         Ok(vectors)
     }
+
+    /// The hits of a top-k statement: (id, distance) rows.
+    async fn hits(&self, db: &Db, sql: &str, limit: usize, during: &str) -> Result<Vec<Hit>, ProbeError> {
+        self.rows(db, sql, limit, during, |r| {
+            Ok(Hit {
+                id: cell(r, 0)?.chars().take(MAX_ID).collect(),
+                distance: cell(r, 1)?.parse::<f64>().ok(),
+            })
+        })
+        .await
+    }
+
+    /// Runs `sql` and reads its rows through `read`, at most `limit` of them: a server that
+    /// sends more than the statement's LIMIT is not PostgreSQL as asked, and is never read
+    /// further. Rows are read as they arrive (one message at a time, each capped by the
+    /// guard), never gathered first.
+    async fn rows<T>(
+        &self,
+        db: &Db,
+        sql: &str,
+        limit: usize,
+        during: &str,
+        read: impl Fn(&SimpleQueryRow) -> Result<T, String>,
+    ) -> Result<Vec<T>, ProbeError> {
+        use futures_util::StreamExt as _;
+        let stream = db
+            .client
+            .simple_query_raw(sql)
+            .await
+            .map_err(|e| self.classify(&e, during, &db.verdict))?;
+        futures_util::pin_mut!(stream);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        while let Some(m) = stream.next().await {
+            if let SimpleQueryMessage::Row(r) = m.map_err(|e| self.classify(&e, during, &db.verdict))? {
+                if out.len() == limit {
+                    return Err(ProbeError::new(
+                        ErrorType::ProtocolError,
+                        format!("{during}: the server sent more than the {limit} rows asked for"),
+                    ));
+                }
+                out.push(read(&r).map_err(|e| ProbeError::new(ErrorType::ProtocolError, format!("{during}: {e}")))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The error for `e`, with the DSN's password scrubbed from the server's text before
+    /// it is cut to length (so no part of it survives a cut).
+    fn classify(&self, e: &tokio_postgres::Error, during: &str, verdict: &Verdict) -> ProbeError {
+        let scrub = |text: String| match &self.password {
+            Some(p) if p.len() >= 4 => text.replace(p.as_str(), "<redacted>"),
+            _ => text,
+        };
+        // The guard's verdict, whether the error came from it or from the connection it
+        // ended ("closed").
+        if let Some((kind, text)) = verdict.lock().expect("verdict").clone() {
+            return ProbeError::new(kind, format!("{during}: {text}"));
+        }
+        let (kind, text) = classify(e, during);
+        ProbeError::new(kind, scrub(text))
+    }
 }
 
-/// Runs `sql` and reads its rows as hits, at most `limit` of them: a server that sends more
-/// than the statement's LIMIT is not PostgreSQL as asked, and is never read further.
-async fn rows(client: &tokio_postgres::Client, sql: &str, limit: usize, during: &str) -> Result<Vec<Hit>, ProbeError> {
-    use futures_util::StreamExt as _;
-    let stream = client.simple_query_raw(sql).await.map_err(|e| classify(&e, during))?;
-    futures_util::pin_mut!(stream);
-    let mut out = Vec::with_capacity(limit.min(1024));
-    while let Some(m) = stream.next().await {
-        if let SimpleQueryMessage::Row(r) = m.map_err(|e| classify(&e, during))? {
-            if out.len() == limit {
-                return Err(ProbeError::new(
-                    ErrorType::ProtocolError,
-                    format!("{during}: the server sent more than the {limit} rows asked for"),
-                ));
-            }
-            out.push(Hit {
-                id: r.get(0).unwrap_or_default().chars().take(MAX_ID).collect(),
-                distance: r.get(1).and_then(|d| d.parse::<f64>().ok()),
-            });
-        }
+/// Column `i` of a row as text; a row without it is the server's error (tokio-postgres's
+/// `get` would panic).
+fn cell(r: &SimpleQueryRow, i: usize) -> Result<&str, String> {
+    match r.try_get(i) {
+        Ok(v) => Ok(v.unwrap_or_default()),
+        Err(_) => Err(format!("a row of {} column(s) where {} were expected", r.len(), i + 1)),
     }
-    Ok(out)
 }
 
 /// An id longer than this is cut (ids are compared, never stored long).
 const MAX_ID: usize = 256;
 
-fn classify(e: &tokio_postgres::Error, during: &str) -> ProbeError {
+fn classify(e: &tokio_postgres::Error, during: &str) -> (ErrorType, String) {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
         let kind = match code {
@@ -405,10 +479,10 @@ fn classify(e: &tokio_postgres::Error, during: &str) -> ProbeError {
             "57P01" | "57P02" | "57P03" => ErrorType::ConnectionClosed,
             _ => ErrorType::QueryError,
         };
-        return ProbeError::new(kind, format!("{during}: {} (SQLSTATE {code})", db.message()));
+        return (kind, format!("{during}: {} (SQLSTATE {code})", db.message()));
     }
     if e.is_closed() {
-        return ProbeError::new(
+        return (
             ErrorType::ConnectionClosed,
             format!("{during}: the server closed the connection"),
         );
@@ -420,7 +494,13 @@ fn classify(e: &tokio_postgres::Error, during: &str) -> ProbeError {
         ) => ErrorType::ConnectionClosed,
         _ => ErrorType::ProtocolError,
     };
-    ProbeError::new(kind, format!("{during}: {e}"))
+    (kind, format!("{during}: {e}"))
+}
+
+/// A run's connection: the client, and what the guard under it refused, if anything.
+struct Db {
+    client: tokio_postgres::Client,
+    verdict: Verdict,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
