@@ -1,5 +1,5 @@
 //! `sloprobe bundle` on Vite and Next.js build outputs made here: route JS is the entry
-//! and its static imports once each, sizes equal this test's own gzip -9 / brotli of
+//! and its static imports once each, sizes equal zlib level 9 (CPython's zlib) / brotli 11 of
 //! exactly those files, budgets and baselines gate, bad inputs exit 2.
 
 mod common;
@@ -33,10 +33,22 @@ fn script_files(route: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// gzip level 9 as zlib makes it, from an encoder nobody here wrote: CPython's zlib module
+/// (the system zlib), in a gzip wrapper without name or time (wbits 31).
 fn gzip9(data: &[u8]) -> u64 {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(data).unwrap();
-    gz.finish().unwrap().len() as u64
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import sys,zlib;c=zlib.compressobj(9,zlib.DEFLATED,31);d=sys.stdin.buffer.read();print(len(c.compress(d)+c.flush()))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 fn brotli11(data: &[u8]) -> u64 {

@@ -1,7 +1,7 @@
 //! `sloprobe bundle`: the client-budget guardrail on the build output, before anything is
 //! deployed. "Route JS" is exactly what a route loads before interaction: its entry chunk
 //! and the chunks it imports statically, transitively, each counted once; dynamic imports
-//! are listed apart. Sizes are compressed as the budgets mean (gzip -9, or brotli).
+//! are listed apart. Sizes are compressed as the budgets mean (zlib level 9 in gzip framing, or brotli 11).
 //! Reads Vite's manifest, Next.js's build manifests, or globs; never a file outside `dir`.
 
 mod config;

@@ -109,7 +109,7 @@ pub fn kb(n: u64) -> String {
 
 pub fn print_route(out: &mut dyn std::io::Write, r: &RouteReport, growth: Option<(i64, i64)>, grown: bool) {
     let c = match r.compression {
-        Compression::Gzip => "gzip -9",
+        Compression::Gzip => "zlib level 9, gzip framing",
         Compression::Brotli => "brotli",
     };
     let _ = writeln!(out, "\n{} {}  ({c})", r.bundle, r.path);
