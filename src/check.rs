@@ -53,6 +53,14 @@ pub fn print_plan(
         )?;
     }
     writeln!(out, "probes: {}", probes.len())?;
+    let browser_runs: Vec<_> = probes
+        .iter()
+        .filter(|p| p.kind == "browser")
+        .map(|p| (p.timeout, p.schedule.shortest_period()))
+        .collect();
+    for note in config.browser.capacity_warnings(&browser_runs) {
+        writeln!(out, "warning: {note}")?;
+    }
     let now = SystemTime::now();
     for (cfg, p) in config.probes.iter().zip(probes) {
         writeln!(out, "\n[{}] kind={} file={}", p.name, p.kind, cfg.source.path.display())?;

@@ -126,6 +126,35 @@ fn check_prints_plan_without_secret_values() {
     }
 }
 
+/// More browser slots than the host's cores carry, or more browser work than the slots
+/// run, is a warning from `check` (exit 0); one browser probe a minute is not.
+#[test]
+fn check_warns_when_the_host_cannot_carry_the_browsers() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let mut toml = format!("[browser]\nmax_concurrent_browsers = {}\n", (cores + 1).min(64));
+    for i in 0..20 {
+        toml.push_str(&format!(
+            "[[probe]]\nname = \"b{i}\"\nkind = \"browser\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"30s\"\ntimeout = \"20s\"\n"
+        ));
+    }
+    let check = |toml: &str| {
+        let dir = write_files(&[("sloprobe.toml", toml)]);
+        let out = Command::new(bin())
+            .args(["check", "-c"])
+            .arg(dir.path().join("sloprobe.toml"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = check(&toml);
+    assert!(text.contains(&format!("this host carries {cores} at once")), "{text}");
+    assert!(text.contains("20 browser probe(s) may ask for"), "{text}");
+    let one = "[[probe]]\nname = \"b\"\nkind = \"browser\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"1m\"\ntimeout = \"20s\"\n";
+    let text = check(one);
+    assert!(!text.contains("warning"), "{text}");
+}
+
 #[tokio::test]
 async fn secrets_never_reach_once_output() {
     let t = plain_target().await;

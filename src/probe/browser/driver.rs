@@ -347,6 +347,56 @@ impl Browsers {
     }
 }
 
+/// Memory one Chromium run takes here (browser, GPU, network and renderer processes on a
+/// simple page; measured ~300 MB PSS in bench/browser.py), with headroom.
+const MEMORY_PER_BROWSER: u64 = 512 * 1024 * 1024;
+
+impl HostSettings {
+    /// Why this host cannot carry the browser probes as configured, if so: more slots than
+    /// cores or memory carry (lab timings degrade when browsers share a core: 20 at once on
+    /// 2 cores gave LCPs 20× off), or more browser work per second than the slots run
+    /// (queued runs wait into their timeout). `runs` holds each browser probe's (timeout,
+    /// shortest period).
+    pub fn capacity_warnings(&self, runs: &[(Duration, Duration)]) -> Vec<String> {
+        let mut out = Vec::new();
+        if runs.is_empty() || self.webdriver_url.is_some() {
+            return out;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let memory = mem_total().unwrap_or(0);
+        let by_memory = (memory / MEMORY_PER_BROWSER).max(1) as usize;
+        let carried = cores.min(by_memory);
+        if self.max_concurrent > carried {
+            out.push(format!(
+                "max_concurrent_browsers = {} but this host carries {carried} at once ({cores} core(s), {:.1} GiB, ~512 MiB a browser): lab timings degrade when browsers share a core; set it to {carried} or less",
+                self.max_concurrent,
+                memory as f64 / (1u64 << 30) as f64
+            ));
+        }
+        // Seconds of browser time asked per second, at worst (every run takes its timeout).
+        let demand: f64 = runs
+            .iter()
+            .map(|(timeout, period)| timeout.as_secs_f64() / period.as_secs_f64().max(0.001))
+            .sum();
+        let slots = self.max_concurrent.min(carried);
+        if demand > slots as f64 {
+            out.push(format!(
+                "{} browser probe(s) may ask for {demand:.1} browser-seconds a second and {slots} slot(s) run them: runs queue and can time out waiting; run them less often, shorten their timeouts, or add slots on a bigger host",
+                runs.len()
+            ));
+        }
+        out
+    }
+}
+
+/// MemTotal from /proc/meminfo, in bytes.
+fn mem_total() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// MemAvailable from /proc/meminfo, in bytes.
 fn mem_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
