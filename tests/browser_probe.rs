@@ -731,3 +731,62 @@ Promise.allSettled([
     server.abort();
     no_leftovers(&before).await;
 }
+
+/// Chromium calls Google on launch (sign-in, component and extension updates, network
+/// time) even with `--disable-background-networking`. Through a logging proxy: a bare
+/// Chromium's calls are seen (so the proxy would see ours), and two probe runs make none.
+/// The binary run is the one behind Debian's launcher script, not the script.
+#[tokio::test]
+async fn chromium_makes_no_background_requests() {
+    let _turn = TURN.lock().await;
+    let proxy = tokio::task::spawn_blocking(|| common::hostile::start(common::hostile::recorder, true))
+        .await
+        .unwrap();
+    let proxy_arg = format!("--proxy-server=http://127.0.0.1:{}", proxy.port);
+    let target = plain_target().await;
+    let toml = format!(
+        "[browser]\nargs = [\"{proxy_arg}\"]\n{}",
+        page_probe(&target.url("/page?lcp_delay=3000"), "")
+    );
+    let (dir, probes, _ctx) = build_with_browser(&toml);
+    let cfg = Config::load(&dir.path().join("sloprobe.toml")).unwrap();
+    let bin = cfg.browser.chromium.clone().expect("a Chromium binary");
+    let head = std::fs::read(&bin).unwrap();
+    assert!(!head.starts_with(b"#!"), "{} is a launcher script", bin.display());
+
+    // The proxy sees a bare Chromium's background calls within 3 s.
+    let profile = tempfile::tempdir().unwrap();
+    let mut bare = std::process::Command::new(&bin);
+    bare.args(["--headless=new", "--no-sandbox", &proxy_arg])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut bare, 0);
+    let mut child = bare.spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // SAFETY: kill(2) on the process group we just started.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+    let seen = common::hostile::recorded(proxy.port);
+    assert!(
+        !seen.is_empty(),
+        "the proxy saw nothing from a bare Chromium: the check below would prove nothing"
+    );
+
+    let before = seen.len();
+    for _ in 0..2 {
+        let o = probes[0].execute().await;
+        assert!(o.success(), "{:?}", o.error);
+        assert!(m(&o, "lcp") >= 3.0, "the run lasted past the image");
+    }
+    let ours: Vec<String> = common::hostile::recorded(proxy.port)
+        .into_iter()
+        .skip(before)
+        .map(|h| h.lines().next().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "background requests from the probe's Chromium: {ours:?}"
+    );
+}

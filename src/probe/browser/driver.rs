@@ -67,7 +67,8 @@ impl HostSettings {
                 .chromium
                 .as_ref()
                 .map(|p| PathBuf::from(p.get_ref()))
-                .or_else(|| on_path(&["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"])),
+                .or_else(|| on_path(&["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]))
+                .map(past_wrapper),
             webdriver_url: c
                 .webdriver_url
                 .as_ref()
@@ -104,6 +105,32 @@ impl Default for HostSettings {
     fn default() -> Self {
         HostSettings::from_config(&BrowserConfig::default())
     }
+}
+
+/// The browser binary behind a distribution's launcher script. Debian's `/usr/bin/chromium`
+/// is a shell script that sources `/etc/chromium.d/*`, which add flags (GPU rasterization,
+/// API keys) the lab runs must not depend on; the binary itself is run instead.
+fn past_wrapper(path: PathBuf) -> PathBuf {
+    let is_script = |p: &std::path::Path| {
+        let mut head = [0u8; 2];
+        std::fs::File::open(p)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok_and(|()| &head == b"#!")
+    };
+    if !is_script(&path) {
+        return path;
+    }
+    const BEHIND: &[&str] = &[
+        "/usr/lib/chromium/chromium",
+        "/usr/lib/chromium-browser/chromium-browser",
+        "/usr/lib64/chromium-browser/chromium-browser",
+        "/opt/google/chrome/chrome",
+    ];
+    BEHIND
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file() && !is_script(p))
+        .unwrap_or(path)
 }
 
 fn on_path(names: &[&str]) -> Option<PathBuf> {

@@ -73,6 +73,31 @@ impl Drop for Browser {
     }
 }
 
+/// What else it takes to keep Chromium from calling out on every launch: with the flags
+/// above alone it still asks accounts.google.com, update.googleapis.com and
+/// clients2.google.com, and a new window opens the distribution's home page (Debian's:
+/// start.duckduckgo.com) — seen through a logging proxy; `tests/browser_probe.rs` checks
+/// none are left. Those services' URLs point at port 9, which Chromium refuses to
+/// connect to; the home page is about:blank (prefs below); the rest follows Lighthouse's
+/// chrome-launcher.
+const QUIET: &[&str] = &[
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-component-extensions-with-background-pages",
+    "--disable-breakpad",
+    "--no-pings",
+    "--metrics-recording-only",
+    "--disable-search-engine-choice-screen",
+    "--gaia-url=http://127.0.0.1:9",
+    "--google-apis-url=http://127.0.0.1:9",
+    "--lso-url=http://127.0.0.1:9",
+    "--component-updater=url-source=http://127.0.0.1:9",
+];
+
+/// Features that call out (optimization hints, network time, translation, media router).
+const DISABLED_FEATURES: &str = "OptimizationHints,OptimizationGuideModelDownloading,OptimizationHintsFetching,MediaRouter,DialMediaRouteProvider,Translate,NetworkTimeServiceQuerying,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,PrivacySandboxSettings4";
+
 impl Browser {
     pub fn client(&self) -> &fantoccini::Client {
         self.client.as_ref().expect("open session")
@@ -100,6 +125,16 @@ impl Browser {
             "--autoplay-policy=no-user-gesture-required".into(),
             "--window-size=1350,940".into(),
         ];
+        // Chromium keeps only the last --disable-features: an operator's list joins ours.
+        let mut disabled = String::from(DISABLED_FEATURES);
+        for a in &browsers.settings.args {
+            if let Some(more) = a.strip_prefix("--disable-features=") {
+                disabled.push(',');
+                disabled.push_str(more);
+            }
+        }
+        args.extend(QUIET.iter().map(|a| a.to_string()));
+        args.push(format!("--disable-features={disabled}"));
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } == 0 {
             // Chromium's sandbox refuses to run as root.
@@ -112,8 +147,26 @@ impl Browser {
                 options.insert("binary".into(), json!(bin));
             }
         }
-        args.extend(browsers.settings.args.iter().cloned());
+        args.extend(
+            browsers
+                .settings
+                .args
+                .iter()
+                .filter(|a| !a.starts_with("--disable-features="))
+                .cloned(),
+        );
         options.insert("args".into(), json!(args));
+        // No preconnects of the browser's own, and no home page loaded in a new window: the
+        // page's requests are all a run makes.
+        options.insert(
+            "prefs".into(),
+            json!({
+                "net": {"network_prediction_options": 2},
+                "homepage": "about:blank",
+                "homepage_is_newtabpage": false,
+                "session": {"restore_on_startup": 4, "startup_urls": ["about:blank"]},
+            }),
+        );
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
         // Navigation returns at once; the probe waits for load itself, up to its deadline.
