@@ -112,13 +112,20 @@ fn log_ok(o: &Outcome) {
     tracing::info!(probe = %o.probe, kind = o.kind, summary = %headline(o), "ok")
 }
 
-/// "ttft=412.003ms tpot=21.020ms e2e=1.203s" (a websocket ping RTT from its first sample).
+/// "ttft=412.003ms tpot=21.020ms e2e=1.203s" (a websocket ping RTT from its first sample),
+/// each in its measure's unit ("cls=0.050 total_bytes=17336B").
 fn headline(o: &Outcome) -> String {
-    let keys = crate::assembly::kind(o.kind).map_or(&["total"][..], |k| k.headline);
+    let kind = crate::assembly::kind(o.kind);
+    let keys = kind.map_or(&["total"][..], |k| k.headline);
+    let catalog = kind.map(crate::probe::measures_of).unwrap_or_default();
     keys.iter()
         .filter_map(|k| {
             let v = o.get(k).or_else(|| o.samples_of(k).next().map(|s| s.value))?;
-            Some(format!("{k}={}", fmt_seconds(v)))
+            let text = match catalog.iter().find(|m| m.key == *k) {
+                Some(m) => m.unit.format(v),
+                None => fmt_seconds(v),
+            };
+            Some(format!("{k}={text}"))
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -144,5 +151,29 @@ fn log_failure(o: &Outcome) {
                 .collect();
             tracing::warn!(probe = %o.probe, kind = o.kind, ttfb = %ms(o, "ttfb"), total = %ms(o, "total"), budget = %broken.join(", "), "budget broken")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_headline_uses_each_measures_unit() {
+        let o = crate::outcome::Outcome {
+            probe: "p".into(),
+            kind: "browser",
+            started_at: std::time::SystemTime::now(),
+            error: None,
+            measurements: vec![("lcp", 0.052), ("cls", 0.05), ("total_bytes", 17336.0)],
+            samples: Vec::new(),
+            labels: Vec::new(),
+            details: Vec::new(),
+            breaches: Vec::new(),
+            retry_after: None,
+            skipped: None,
+        };
+        let h = super::headline(&o);
+        assert!(h.contains("lcp=52.000ms"), "{h}");
+        assert!(h.contains("cls=0.05") && !h.contains("cls=0.050ms"), "{h}");
+        assert!(h.contains("total_bytes=17336B"), "{h}");
     }
 }

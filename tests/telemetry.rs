@@ -461,3 +461,50 @@ fn a_probe_whose_kind_changed_loses_its_old_series() {
         "the old kind's series are still served:\n{text}"
     );
 }
+
+/// A browser probe's `script_metrics` reach /metrics under their units' instruments (0.1.0
+/// recorded them in the outcome only: no instrument was ever made for them), and a reload
+/// that adds one rebuilds telemetry rather than dropping it.
+#[test]
+fn script_metrics_reach_metrics() {
+    let toml = "[[probe]]\nname = \"p\"\nkind = \"browser\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"1m\"\ntimeout = \"10s\"\nmetrics_script = \"m.js\"\nscript_metrics = { first_frame = \"ms\", hero = \"bytes\", tiles = \"count\" }\n";
+    let dir = write_files(&[
+        ("sloprobe.toml", toml),
+        ("m.js", "return {first_frame: 120, hero: 2048, tiles: 7};"),
+    ]);
+    let cfg = sloprobe::assembly::Config::load(&dir.path().join("sloprobe.toml")).unwrap();
+    let probes = sloprobe::probe::build_all(&cfg.probes, &sloprobe::probe::BuildContext::new()).unwrap();
+    let plan = sloprobe::daemon::telemetry_plan(&probes, &[]);
+    let t = Telemetry::new("l", plan, None).unwrap();
+    t.record(&Outcome {
+        probe: "p".into(),
+        kind: "browser",
+        started_at: SystemTime::now(),
+        error: None,
+        measurements: vec![("total", 1.0), ("first_frame", 0.12), ("hero", 2048.0), ("tiles", 7.0)],
+        samples: Vec::new(),
+        labels: Vec::new(),
+        details: Vec::new(),
+        breaches: Vec::new(),
+        retry_after: None,
+        skipped: None,
+    });
+    let mut text = String::new();
+    t.prometheus_text(&mut |c| text.push_str(&c)).unwrap();
+    let value = |metric: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(metric) && l.contains(&format!("name=\"{name}\"")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(
+        value("probe_browser_script_duration_seconds_sum", "first_frame"),
+        Some(0.12),
+        "{text}"
+    );
+    assert_eq!(value("probe_browser_script_size_bytes", "hero"), Some(2048.0), "{text}");
+    assert_eq!(value("probe_browser_script_value", "tiles"), Some(7.0), "{text}");
+
+    // Telemetry made for a plan without them does not fit a plan with them.
+    let bare = Telemetry::new("l", Plan::default(), None).unwrap();
+    assert!(!bare.fits(&sloprobe::daemon::telemetry_plan(&probes, &[])));
+}

@@ -120,8 +120,10 @@ impl Telemetry {
         let mut histograms = HashMap::new();
         let mut gauges = HashMap::new();
         let mut counters = HashMap::new();
-        for measures in plan.catalogs.values() {
-            for m in measures {
+        // Kinds' catalogs, and measures a probe adds (a browser probe's script_metrics).
+        let extras = plan.probes.values().flat_map(|p| p.extra.iter());
+        for m in plan.catalogs.values().flatten().chain(extras) {
+            {
                 match m.instrument {
                     Instrument::Histogram | Instrument::Mean => {
                         histograms.entry(m.metric).or_insert_with(|| {
@@ -269,11 +271,21 @@ impl Telemetry {
         self.mode
     }
 
-    /// Whether a plan still fits the series limits this telemetry was built with.
+    /// Whether a plan still fits the series limits this telemetry was built with,
+    /// and has an instrument for every measure a probe added.
     pub fn fits(&self, plan: &Plan) -> bool {
-        series_needed(plan)
-            .iter()
-            .all(|(metric, need)| *need <= self.limits.get(metric).copied().unwrap_or(SERIES_FLOOR))
+        let instrumented = |m: &&Measure| match m.instrument {
+            Instrument::Histogram | Instrument::Mean => self.histograms.contains_key(m.metric),
+            Instrument::Gauge => self.gauges.contains_key(m.metric),
+            Instrument::Counter => self.counters.contains_key(m.metric),
+        };
+        plan.probes
+            .values()
+            .flat_map(|p| p.extra.iter())
+            .all(|m| instrumented(&m))
+            && series_needed(plan)
+                .iter()
+                .all(|(metric, need)| *need <= self.limits.get(metric).copied().unwrap_or(SERIES_FLOOR))
     }
 
     /// The attributes every series of a probe carries. Their strings are shared (`Arc`)
