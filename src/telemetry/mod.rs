@@ -282,7 +282,7 @@ impl Telemetry {
         plan.probes
             .values()
             .flat_map(|p| p.extra.iter())
-            .all(|m| instrumented(&m))
+            .all(|m| instrumented(m))
             && series_needed(plan)
                 .iter()
                 .all(|(metric, need)| *need <= self.limits.get(metric).copied().unwrap_or(SERIES_FLOOR))
