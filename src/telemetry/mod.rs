@@ -279,10 +279,7 @@ impl Telemetry {
             Instrument::Gauge => self.gauges.contains_key(m.metric),
             Instrument::Counter => self.counters.contains_key(m.metric),
         };
-        plan.probes
-            .values()
-            .flat_map(|p| p.extra.iter())
-            .all(|m| instrumented(m))
+        plan.probes.values().flat_map(|p| p.extra.iter()).all(instrumented)
             && series_needed(plan)
                 .iter()
                 .all(|(metric, need)| *need <= self.limits.get(metric).copied().unwrap_or(SERIES_FLOOR))
