@@ -790,3 +790,59 @@ async fn chromium_makes_no_background_requests() {
         "background requests from the probe's Chromium: {ours:?}"
     );
 }
+
+/// A renderer that dies mid-load (out of memory, a crash, killed) is a `browser_error`
+/// saying so, reported when it happens: 0.1.0 waited out the timeout and called it one.
+#[tokio::test]
+async fn a_crashed_renderer_is_reported_at_once() {
+    let _turn = TURN.lock().await;
+    let target = plain_target().await;
+    let before = chromium_processes();
+    let toml = page_probe(&target.url("/page?lcp_delay=6000"), "").replace("timeout = \"15s\"", "timeout = \"12s\"");
+    let (_dir, probes, _ctx) = build_with_browser(&toml);
+    let killer = tokio::spawn(async move {
+        // Once the page is loading, kill every renderer this test's Chromium has.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut killed = 0;
+        for pid in chromium_processes().into_iter().filter(|p| !before.contains(p)) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("--type=renderer") {
+                // SAFETY: kill(2) on a renderer this test's browser started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                killed += 1;
+            }
+        }
+        killed
+    });
+    let o = probes[0].execute().await;
+    assert!(killer.await.unwrap() > 0, "no renderer found to kill");
+    eprintln!("crashed renderer: {:?} after {:.2}s", o.error, m(&o, "total"));
+    assert_eq!(error_type(&o), "browser_error", "{:?}", o.error);
+    assert!(o.error.as_ref().unwrap().message.contains("crash"), "{:?}", o.error);
+    assert!(m(&o, "total") < 4.0, "reported after {:.2}s", m(&o, "total"));
+    // The next run gets a working browser.
+    let fine = build_with_browser(&page_probe(&target.url("/page"), "")).1[0]
+        .execute()
+        .await;
+    assert!(fine.success(), "{:?}", fine.error);
+}
+
+/// The timeout bounds the run: a run cut off at 1.5 s reports at most that (plus timer
+/// slack), whatever cutting it off then costs (closing the tab, killing the browser, /proc
+/// scans). 0.1.0 counted the cleanup (900 ms runs took 1.26 s).
+#[tokio::test]
+async fn the_timeout_bounds_the_run_not_its_cleanup() {
+    let _turn = TURN.lock().await;
+    let t = plain_target().await;
+    let toml = page_probe(&t.url("/page?hang=1"), "")
+        .replace("timeout = \"15s\"", "timeout = \"1500ms\"")
+        .replace("settle = \"400ms\"", "settle = \"50ms\"");
+    let (_dir, probes, _ctx) = build_with_browser(&toml);
+    for _ in 0..3 {
+        let o = probes[0].execute().await;
+        assert_eq!(error_type(&o), "timeout", "{:?}", o.error);
+        let total = m(&o, "total");
+        eprintln!("cut-off run: total {total:.3}s");
+        assert!(total <= 1.53, "total {total:.3}s against a 1.5 s timeout");
+    }
+}

@@ -113,8 +113,15 @@ impl BuiltProbe {
         let mut rec = Recorder::new(start);
         // A panic in a probe is a classified failed run: never a lost run, never a pass.
         let guarded = AssertUnwindSafe(self.probe.run(&mut rec)).catch_unwind();
-        let result = tokio::time::timeout(self.timeout, guarded).await;
+        // The run ends when the timeout fires; cutting it off (dropping it: closing
+        // connections, killing a browser) comes after, outside its time.
+        let mut run = Box::pin(guarded);
+        let result = tokio::select! {
+            r = &mut run => Ok(r),
+            _ = tokio::time::sleep(self.timeout) => Err(()),
+        };
         let end = Instant::now();
+        drop(run);
         let error = match result {
             Ok(Ok(Ok(()))) => None,
             Ok(Ok(Err(e))) => Some(e),

@@ -322,6 +322,9 @@ use session::error as browser_error;
 /// a lost session or browser is not.
 fn session_lost(e: &fantoccini::error::CmdError) -> bool {
     use fantoccini::error::{CmdError, ErrorStatus};
+    if session::crashed(&e.to_string()) {
+        return true;
+    }
     match e {
         CmdError::Standard(w) => matches!(
             w.error,

@@ -34,9 +34,22 @@ const CDP_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_DEVTOOLS_MESSAGE: usize = 16 * 1024 * 1024;
 
 pub fn error(during: &str, e: impl std::fmt::Display) -> ProbeError {
+    let text = e.to_string();
+    if crashed(&text) {
+        return ProbeError::new(
+            ErrorType::BrowserError,
+            format!("the page crashed while {during} (its renderer died: out of memory, a Chromium bug, or killed)"),
+        );
+    }
     // WebDriver errors can quote the page URL (with its credentials and query).
-    let msg: String = crate::redact::text(&e.to_string()).chars().take(300).collect();
+    let msg: String = crate::redact::text(&text).chars().take(300).collect();
     ProbeError::new(ErrorType::BrowserError, format!("{during}: {msg}"))
+}
+
+/// Whether a WebDriver error says the page's renderer is gone (chromedriver: "tab
+/// crashed", "session deleted because of page crash").
+pub fn crashed(text: &str) -> bool {
+    text.contains("tab crashed") || text.contains("page crash")
 }
 
 /// A running Chromium behind a WebDriver session.
