@@ -846,3 +846,41 @@ async fn the_timeout_bounds_the_run_not_its_cleanup() {
         assert!(total <= 1.53, "total {total:.3}s against a 1.5 s timeout");
     }
 }
+
+/// Chromium's and chromedriver's own temp folders (`org.chromium.Chromium.*`) stay under
+/// sloprobe's profiles and go with them: none is left in the temp dir after runs, a
+/// chromedriver kill and the end.
+#[tokio::test]
+async fn no_chromium_temp_folders_are_left_behind() {
+    let _turn = TURN.lock().await;
+    let theirs = || -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("org.chromium.Chromium."))
+            .collect()
+    };
+    let before = theirs();
+    let t = plain_target().await;
+    let ctx = BuildContext::new();
+    let (_dir, probes) = build(&[("sloprobe.toml", &page_probe(&t.url("/page"), ""))], &ctx);
+    for run in 0..3 {
+        if run == 1
+            && let Some(pid) = ctx.browsers().driver_pid().await
+        {
+            // SAFETY: kill(2) on this test's own chromedriver.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        let o = probes[0].execute().await;
+        assert!(run == 1 || o.success(), "{:?}", o.error);
+    }
+    drop((probes, ctx));
+    let left = eventually(50, Duration::from_millis(100), || async {
+        let new: Vec<String> = theirs().difference(&before).cloned().collect();
+        new.is_empty().then_some(())
+    })
+    .await;
+    let new: Vec<String> = theirs().difference(&before).cloned().collect();
+    assert!(left.is_some(), "left in the temp dir: {new:?}");
+}

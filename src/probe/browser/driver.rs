@@ -323,6 +323,10 @@ impl Browsers {
             .arg(format!("--port={port}"))
             .env("XDG_CONFIG_HOME", &home.dir)
             .env("XDG_CACHE_HOME", &home.dir)
+            // chromedriver's scoped dirs and Chromium's singleton sockets go under the
+            // driver's own profile, which its Drop (or the guard) removes; in the system
+            // temp dir a killed browser left them behind (1,100 seen after test runs).
+            .env("TMPDIR", &home.dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
