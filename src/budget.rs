@@ -239,19 +239,7 @@ mod tests {
     #[test]
     fn median_gate_judges_per_run_budgets_on_the_median() {
         use crate::outcome::{Outcome, Unit};
-        let run = |lcp: f64| Outcome {
-            probe: "p".into(),
-            kind: "browser",
-            started_at: std::time::SystemTime::now(),
-            error: None,
-            measurements: vec![("lcp", lcp)],
-            samples: Vec::new(),
-            labels: Vec::new(),
-            details: Vec::new(),
-            breaches: Vec::new(),
-            retry_after: None,
-            skipped: None,
-        };
+        let run = |lcp: f64| Outcome::measured("p", "browser", vec![("lcp", lcp)]);
         let b = super::Budgets {
             per_run: vec![super::Threshold {
                 key: "lcp",

@@ -624,6 +624,24 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A successful run of `probe` that measured `measurements` and nothing else (tests,
+    /// and runs made from elsewhere than a Recorder).
+    pub fn measured(probe: &str, kind: &'static str, measurements: Vec<(&'static str, f64)>) -> Outcome {
+        Outcome {
+            probe: probe.to_string(),
+            kind,
+            started_at: SystemTime::now(),
+            error: None,
+            measurements,
+            samples: Vec::new(),
+            labels: Vec::new(),
+            details: Vec::new(),
+            breaches: Vec::new(),
+            retry_after: None,
+            skipped: None,
+        }
+    }
+
     pub fn success(&self) -> bool {
         self.error.is_none()
     }

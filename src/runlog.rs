@@ -158,19 +158,11 @@ fn log_failure(o: &Outcome) {
 mod tests {
     #[test]
     fn the_headline_uses_each_measures_unit() {
-        let o = crate::outcome::Outcome {
-            probe: "p".into(),
-            kind: "browser",
-            started_at: std::time::SystemTime::now(),
-            error: None,
-            measurements: vec![("lcp", 0.052), ("cls", 0.05), ("total_bytes", 17336.0)],
-            samples: Vec::new(),
-            labels: Vec::new(),
-            details: Vec::new(),
-            breaches: Vec::new(),
-            retry_after: None,
-            skipped: None,
-        };
+        let o = crate::outcome::Outcome::measured(
+            "p",
+            "browser",
+            vec![("lcp", 0.052), ("cls", 0.05), ("total_bytes", 17336.0)],
+        );
         let h = super::headline(&o);
         assert!(h.contains("lcp=52.000ms"), "{h}");
         assert!(h.contains("cls=0.05") && !h.contains("cls=0.050ms"), "{h}");

@@ -436,19 +436,7 @@ fn a_probe_whose_kind_changed_loses_its_old_series() {
         );
         plan
     };
-    let run = |kind: &'static str| Outcome {
-        probe: "p".into(),
-        kind,
-        started_at: SystemTime::now(),
-        error: None,
-        measurements: vec![("total", 0.1)],
-        samples: Vec::new(),
-        labels: Vec::new(),
-        details: Vec::new(),
-        breaches: Vec::new(),
-        retry_after: None,
-        skipped: None,
-    };
+    let run = |kind: &'static str| Outcome::measured("p", kind, vec![("total", 0.1)]);
     let t = Telemetry::new("l", plan_of("http"), None).unwrap();
     t.record(&run("http"));
     t.config_loaded(plan_of("websocket"), true);
@@ -476,19 +464,11 @@ fn script_metrics_reach_metrics() {
     let probes = sloprobe::probe::build_all(&cfg.probes, &sloprobe::probe::BuildContext::new()).unwrap();
     let plan = sloprobe::daemon::telemetry_plan(&probes, &[]);
     let t = Telemetry::new("l", plan, None).unwrap();
-    t.record(&Outcome {
-        probe: "p".into(),
-        kind: "browser",
-        started_at: SystemTime::now(),
-        error: None,
-        measurements: vec![("total", 1.0), ("first_frame", 0.12), ("hero", 2048.0), ("tiles", 7.0)],
-        samples: Vec::new(),
-        labels: Vec::new(),
-        details: Vec::new(),
-        breaches: Vec::new(),
-        retry_after: None,
-        skipped: None,
-    });
+    t.record(&Outcome::measured(
+        "p",
+        "browser",
+        vec![("total", 1.0), ("first_frame", 0.12), ("hero", 2048.0), ("tiles", 7.0)],
+    ));
     let mut text = String::new();
     t.prometheus_text(&mut |c| text.push_str(&c)).unwrap();
     let value = |metric: &str, name: &str| {
