@@ -488,3 +488,88 @@ fn script_metrics_reach_metrics() {
     let bare = Telemetry::new("l", Plan::default(), None).unwrap();
     assert!(!bare.fits(&sloprobe::daemon::telemetry_plan(&probes, &[])));
 }
+
+/// Field and lab share the `browser.web_vital.*` histograms, not their room: a beacon
+/// flood with every attribute combination on every route fills the field's allotment, the
+/// rest folds into the route "other" (counted), and a browser probe's lab series still get
+/// their own series, never the SDK's overflow one. (Before, field combinations took the
+/// whole table and a new lab series went to `otel_metric_overflow`.)
+#[test]
+fn field_beacons_cannot_crowd_out_lab_series() {
+    let routes = 200;
+    let mut plan = Plan::default();
+    let browser = sloprobe::assembly::kind("browser").unwrap();
+    plan.add_kind("browser", &sloprobe::probe::measures_of(browser));
+    plan.probes.insert(
+        "lab".into(),
+        ProbePlan {
+            kind: "browser",
+            ..Default::default()
+        },
+    );
+    plan.field_routes = routes;
+    plan.field_measures = sloprobe::rum::MEASURES.iter().collect();
+    plan.add_kind("rum", &plan.field_measures.clone());
+    let t = Telemetry::new("l", plan, None).unwrap();
+    let lcp = sloprobe::rum::MEASURES.iter().find(|m| m.key == "lcp").unwrap();
+    let names: Vec<std::sync::Arc<str>> = (0..=routes).map(|i| format!("/r{i}").into()).collect();
+    let mut sent = 0;
+    for route in &names {
+        for rating in ["good", "needs-improvement", "poor"] {
+            for nav in [
+                "navigate",
+                "reload",
+                "back-forward",
+                "back-forward-cache",
+                "prerender",
+                "restore",
+                "other",
+            ] {
+                for device in ["mobile", "tablet", "desktop"] {
+                    for verdict in ["good", "bad"] {
+                        t.record_field(&sloprobe::outcome::FieldVital {
+                            measure: lcp,
+                            value: 1.0,
+                            route: route.clone(),
+                            attrs: [
+                                ("browser.web_vital.rating", rating),
+                                ("browser.web_vital.navigation_type", nav),
+                                ("rum.device.class", device),
+                                ("budget.verdict", verdict),
+                            ],
+                            attr_count: 4,
+                            thresholds: &[],
+                        });
+                        sent += 1;
+                    }
+                }
+            }
+        }
+    }
+    t.record(&Outcome::measured("lab", "browser", vec![("total", 2.0), ("lcp", 1.5)]));
+    let mut text = String::new();
+    t.prometheus_text(&mut |c| text.push_str(&c)).unwrap();
+    let lab: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("browser_web_vital_lcp_seconds_count") && l.contains("probe_name=\"lab\""))
+        .collect();
+    assert_eq!(lab.len(), 1, "the lab series: {lab:?}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("browser_web_vital_lcp") && l.contains("otel_metric_overflow")),
+        "something went to the overflow series"
+    );
+    let field_series = text
+        .lines()
+        .filter(|l| l.starts_with("browser_web_vital_lcp_seconds_count") && l.contains("http_route="))
+        .count();
+    let share = (routes + 1) * 12;
+    assert!(field_series <= share, "{field_series} field series, allotment {share}");
+    let folded: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("rum_vitals_total") && l.contains("outcome=\"folded\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(folded as usize, sent - (share - 1), "{sent} sent");
+}

@@ -1,10 +1,19 @@
 //! Field data from the RUM collector: its vitals go on the browser probe's histograms
 //! (lab and field side by side), its verdicts, page views, coverage and beacon counts on
 //! instruments of its own, which exist only when the collector is on.
+//!
+//! Sharing a histogram means sharing its series table. The table is sized for the lab's
+//! series plus the field's allotment (`[rum] max_routes` + 1 routes × a few attribute
+//! combinations), and the field never takes more than its allotment: past it, a vital
+//! whose combination is new goes on the route "other" with no further attributes, and is
+//! counted as `rum.vitals{outcome="folded"}`. So no beacon traffic can push a probe's lab
+//! series into the SDK's overflow series.
 
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
 use opentelemetry::{KeyValue, Value};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::{Arc, Mutex};
 
 use super::attributes::sorted;
 use super::names::float_text;
@@ -21,25 +30,18 @@ pub struct Field {
     beacons: Counter<u64>,
     preflights: Counter<u64>,
     vitals: Counter<u64>,
-}
-
-/// One final vital of a real page view on the vital's histogram. Its words are static and
-/// its route shared: nothing is copied per vital.
-pub fn record_vital(h: &Histogram<f64>, location: &str, v: &FieldVital<'_>) {
-    let mut attrs = Vec::with_capacity(6);
-    attrs.push(KeyValue::new(
-        "probe.location",
-        Value::String(location.to_string().into()),
-    ));
-    attrs.push(KeyValue::new("http.route", Value::String(v.route.clone().into())));
-    attrs.extend(v.attrs[..v.attr_count].iter().map(|(k, val)| KeyValue::new(*k, *val)));
-    h.record(v.value, &sorted(attrs));
+    /// Field series each shared histogram may hold (the fold's own series included).
+    series_share: usize,
+    /// The attribute combinations admitted so far, per histogram (as hashes).
+    admitted: Mutex<HashMap<&'static str, HashSet<u64>>>,
 }
 
 impl Field {
-    pub fn new(meter: &Meter, location: &str) -> Field {
+    pub fn new(meter: &Meter, location: &str, series_share: usize) -> Field {
         Field {
             location: location.to_string(),
+            series_share: series_share.max(2),
+            admitted: Mutex::default(),
             thresholds: meter
                 .u64_counter(FIELD_THRESHOLD)
                 .with_unit("{page_view}")
@@ -76,6 +78,34 @@ impl Field {
                 .with_description("Metrics in accepted beacons by outcome; rejected ones by reason.")
                 .build(),
         }
+    }
+
+    /// One final vital of a real page view on the vital's histogram, within the field's
+    /// series allotment. Its words are static and its route shared: nothing is copied.
+    pub fn record_vital(&self, h: &Histogram<f64>, v: &FieldVital<'_>) {
+        let extra = &v.attrs[..v.attr_count];
+        let combination = {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            v.route.hash(&mut hasher);
+            extra.hash(&mut hasher);
+            hasher.finish()
+        };
+        let admitted = {
+            let mut admitted = self.admitted.lock().expect("field series");
+            let seen = admitted.entry(v.measure.metric).or_default();
+            // One slot stays free for the fold.
+            seen.contains(&combination) || (seen.len() + 1 < self.series_share && seen.insert(combination))
+        };
+        let mut attrs = Vec::with_capacity(6);
+        attrs.push(self.location());
+        if admitted {
+            attrs.push(KeyValue::new("http.route", Value::String(v.route.clone().into())));
+            attrs.extend(extra.iter().map(|(k, val)| KeyValue::new(*k, *val)));
+        } else {
+            attrs.push(KeyValue::new("http.route", crate::rum::route::OTHER));
+            self.vitals.add(1, &[KeyValue::new("outcome", "folded")]);
+        }
+        h.record(v.value, &sorted(attrs));
     }
 
     fn location(&self) -> KeyValue {

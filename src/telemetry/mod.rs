@@ -156,7 +156,8 @@ impl Telemetry {
             }
         }
         self_metrics::register(&meter);
-        let field = (plan.field_routes > 0).then(|| Field::new(&meter, location));
+        let field = (plan.field_routes > 0)
+            .then(|| Field::new(&meter, location, (plan.field_routes + 1) * plan::FIELD_SERIES_PER_ROUTE));
 
         let telemetry = Telemetry {
             field,
@@ -380,10 +381,10 @@ impl Telemetry {
     /// One final vital of a real page view (the RUM collector), on the same histogram as
     /// the browser probe's vital; its threshold verdicts on the collector's counter.
     pub fn record_field(&self, v: &FieldVital<'_>) {
-        if let Some(h) = self.histograms.get(v.measure.metric) {
-            field::record_vital(h, &self.location, v);
-        }
         if let Some(f) = &self.field {
+            if let Some(h) = self.histograms.get(v.measure.metric) {
+                f.record_vital(h, v);
+            }
             f.record_verdicts(v);
         }
     }
