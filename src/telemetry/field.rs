@@ -34,6 +34,8 @@ pub struct Field {
     series_share: usize,
     /// The attribute combinations admitted so far, per histogram (as hashes).
     admitted: Mutex<HashMap<&'static str, HashSet<u64>>>,
+    /// Whether the first fold was logged (once per telemetry).
+    fold_logged: std::sync::atomic::AtomicBool,
 }
 
 impl Field {
@@ -42,6 +44,7 @@ impl Field {
             location: location.to_string(),
             series_share: series_share.max(2),
             admitted: Mutex::default(),
+            fold_logged: std::sync::atomic::AtomicBool::new(false),
             thresholds: meter
                 .u64_counter(FIELD_THRESHOLD)
                 .with_unit("{page_view}")
@@ -104,6 +107,13 @@ impl Field {
         } else {
             attrs.push(KeyValue::new("http.route", crate::rum::route::OTHER));
             self.vitals.add(1, &[KeyValue::new("outcome", "folded")]);
+            if !self.fold_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    metric = v.measure.metric,
+                    allotment = self.series_share,
+                    "field series allotment full: further new route/attribute combinations go on the route \"other\" (rum_vitals_total{{outcome=\"folded\"}}); lab series are not affected"
+                );
+            }
         }
         h.record(v.value, &sorted(attrs));
     }
