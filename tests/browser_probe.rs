@@ -760,6 +760,8 @@ async fn chromium_makes_no_background_requests() {
     bare.args(["--headless=new", "--no-sandbox", &proxy_arg])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("about:blank")
+        // Its singleton socket folder goes with the profile, not into the system temp dir.
+        .env("TMPDIR", profile.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     std::os::unix::process::CommandExt::process_group(&mut bare, 0);

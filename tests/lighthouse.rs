@@ -43,6 +43,8 @@ fn lighthouse(url: &str, budget: &Path, out: &Path) -> Value {
         ])
         .arg(format!("--output-path={}", out.display()))
         .env("CHROME_PATH", tool("chromium"))
+        // Chromium's singleton-socket folder goes with the report's temp dir.
+        .env("TMPDIR", out.parent().expect("the report's folder"))
         .process_group(0)
         .spawn()
         .expect("node");

@@ -139,6 +139,8 @@ fn tiled_svg() -> String {
 struct Driver {
     child: tokio::process::Child,
     port: u16,
+    /// Its and its Chromium's temp folders, removed with it.
+    _tmp: tempfile::TempDir,
 }
 
 impl Drop for Driver {
@@ -152,15 +154,17 @@ impl Drop for Driver {
 
 async fn browser() -> (Driver, fantoccini::Client) {
     let port = free_port();
+    let tmp = tempfile::tempdir().unwrap();
     let child = tokio::process::Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .env("TMPDIR", tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .expect("chromedriver (scripts/test.sh installs chromium-driver)");
-    let driver = Driver { child, port };
+    let driver = Driver { child, port, _tmp: tmp };
     let up = eventually(50, Duration::from_millis(100), || async {
         http_get(&format!("http://127.0.0.1:{port}/status")).await
     })
