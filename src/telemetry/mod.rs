@@ -123,35 +123,33 @@ impl Telemetry {
         // Kinds' catalogs, and measures a probe adds (a browser probe's script_metrics).
         let extras = plan.probes.values().flat_map(|p| p.extra.iter());
         for m in plan.catalogs.values().flatten().chain(extras) {
-            {
-                match m.instrument {
-                    Instrument::Histogram | Instrument::Mean => {
-                        histograms.entry(m.metric).or_insert_with(|| {
-                            let edges = match m.instrument {
-                                Instrument::Histogram => buckets::defaults(m.unit).to_vec(),
-                                _ => Vec::new(),
-                            };
-                            histogram(&meter, m.metric, m.unit, m.description, edges)
-                        });
-                    }
-                    Instrument::Gauge => {
-                        gauges.entry(m.metric).or_insert_with(|| {
-                            meter
-                                .f64_gauge(m.metric)
-                                .with_unit(otel_unit(m.unit))
-                                .with_description(m.description)
-                                .build()
-                        });
-                    }
-                    Instrument::Counter => {
-                        counters.entry(m.metric).or_insert_with(|| {
-                            meter
-                                .u64_counter(m.metric)
-                                .with_unit(otel_unit(m.unit))
-                                .with_description(m.description)
-                                .build()
-                        });
-                    }
+            match m.instrument {
+                Instrument::Histogram | Instrument::Mean => {
+                    histograms.entry(m.metric).or_insert_with(|| {
+                        let edges = match m.instrument {
+                            Instrument::Histogram => buckets::defaults(m.unit).to_vec(),
+                            _ => Vec::new(),
+                        };
+                        histogram(&meter, m.metric, m.unit, m.description, edges)
+                    });
+                }
+                Instrument::Gauge => {
+                    gauges.entry(m.metric).or_insert_with(|| {
+                        meter
+                            .f64_gauge(m.metric)
+                            .with_unit(otel_unit(m.unit))
+                            .with_description(m.description)
+                            .build()
+                    });
+                }
+                Instrument::Counter => {
+                    counters.entry(m.metric).or_insert_with(|| {
+                        meter
+                            .u64_counter(m.metric)
+                            .with_unit(otel_unit(m.unit))
+                            .with_description(m.description)
+                            .build()
+                    });
                 }
             }
         }

@@ -378,8 +378,8 @@ impl Browsers {
     }
 }
 
-/// Memory one Chromium run takes here (browser, GPU, network and renderer processes on a
-/// simple page; measured ~300 MB PSS in bench/browser.py), with headroom.
+/// Memory one Chromium run takes: the whole browser with the run's tab measured 472 MiB
+/// PSS (median, docs/benchmarks.md "Browser"), rounded up.
 const MEMORY_PER_BROWSER: u64 = 512 * 1024 * 1024;
 
 impl HostSettings {
