@@ -425,7 +425,10 @@ fn telemetry_mode(t: &Telemetry) -> crate::telemetry::HistogramMode {
     t.histogram_mode()
 }
 
-/// Runs one probe on its timeline until told to stop; waits for its in-flight run.
+/// Runs one probe on its timeline until told to stop. At most `max_in_flight` runs of it
+/// are in flight (1 unless a long-running kind asks for more); a due run past that is
+/// skipped as `overlap`. Stopping gives in-flight runs [`STOP_GRACE`] to end, then cuts
+/// them off: they are counted as skipped (`interrupted`) and logged, never as failures.
 async fn probe_loop(
     probes: CurrentProbe,
     telemetry: SharedTelemetry,
@@ -433,11 +436,18 @@ async fn probe_loop(
     beat: crate::systemd::Beat,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut ticker = Ticker::new(probes.read().expect("probe lock").schedule.clone());
+    let first_probe = probes.read().expect("probe lock").clone();
+    let mut ticker = Ticker::new(first_probe.schedule.clone());
+    let _watch = first_probe.long_runs.then(|| {
+        let t = telemetry.read().expect("telemetry lock").clone();
+        t.watch_in_flight(&first_probe.name, first_probe.kind)
+    });
+    drop(first_probe);
     // Test hook for the watchdog test: the loop stops advancing after its first run.
     let wedge = std::env::var_os("SLOPROBE_TEST_WEDGE_SCHEDULER").is_some();
     let mut first = true;
-    let mut running: Option<JoinHandle<()>> = None;
+    let mut running: Vec<JoinHandle<()>> = Vec::new();
+    let (interrupt, interrupted) = watch::channel(false);
     loop {
         beat.waiting_for(ticker.next_due().into_std());
         if wedge && !first {
@@ -463,31 +473,48 @@ async fn probe_loop(
             tracing::debug!(probe = %probe.name, wait = ?left, "target asked to retry later: run skipped");
             continue;
         }
-        if running.as_ref().is_some_and(|h| !h.is_finished()) {
+        running.retain(|h| !h.is_finished());
+        if running.len() >= probe.max_in_flight.max(1) {
             telemetry.record_skipped(&probe.name, probe.kind, "overlap", 1);
-            tracing::warn!(probe = %probe.name, "previous run still in flight: this run skipped");
+            tracing::warn!(probe = %probe.name, in_flight = running.len(), "runs still in flight: this run skipped");
             continue;
         }
         let (p, t, log) = (probe.clone(), telemetry.clone(), log.clone());
-        running = Some(tokio::spawn(async move {
+        let mut interrupted = interrupted.clone();
+        running.push(tokio::spawn(async move {
+            let _in_flight = p.long_runs.then(|| crate::telemetry::in_flight::start(&p.name));
+            let cut_off = async move {
+                let _ = interrupted.wait_for(|cut| *cut).await;
+            };
             // Boxed: the loop holds this task's handle until its next tick, and a task
             // cell is the size of its future (~1 KB a probe at 10,000 probes unboxed).
-            let outcome = Box::pin(p.execute()).await;
+            let outcome = Box::pin(p.execute_until(cut_off)).await;
             if let Some(reason) = outcome.skipped {
                 t.record_skipped(&p.name, p.kind, reason, 1);
-                tracing::warn!(probe = %p.name, reason, "run skipped");
+                let measured: Vec<String> =
+                    outcome.measurements.iter().map(|(k, v)| format!("{k}={v:.3}")).collect();
+                tracing::warn!(probe = %p.name, reason, measured = %measured.join(" "), "run skipped");
                 return;
             }
             t.record(&outcome);
             log.record(&outcome);
         }));
     }
-    if let Some(mut h) = running {
-        // A run in flight gets a moment to finish; a long one (a browser page load) is
-        // cut off, and its probe cleans up (processes, temp files) as it is dropped.
-        if tokio::time::timeout(STOP_GRACE, &mut h).await.is_err() {
-            h.abort();
-            let _ = h.await;
+    running.retain(|h| !h.is_finished());
+    if running.is_empty() {
+        return;
+    }
+    // Runs in flight get a moment to finish; a long one (a browser page load, a workflow
+    // waiting on its job) is then cut off, recorded as interrupted, and cleans up
+    // (processes, temp files, connections) as it is dropped.
+    let all = futures_util::future::join_all(running.iter_mut());
+    if tokio::time::timeout(STOP_GRACE, all).await.is_err() {
+        let _ = interrupt.send(true);
+        let all = futures_util::future::join_all(running.iter_mut());
+        if tokio::time::timeout(STOP_GRACE, all).await.is_err() {
+            for h in &running {
+                h.abort();
+            }
         }
     }
 }

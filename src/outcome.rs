@@ -35,6 +35,7 @@ pub enum ErrorType {
     AuthFailed,
     QueryError,
     ShortResult,
+    ExtractionFailed,
     BrowserError,
     InsufficientMemory,
     Internal,
@@ -67,6 +68,7 @@ impl ErrorType {
         ErrorType::AuthFailed,
         ErrorType::QueryError,
         ErrorType::ShortResult,
+        ErrorType::ExtractionFailed,
         ErrorType::BrowserError,
         ErrorType::InsufficientMemory,
         ErrorType::Internal,
@@ -99,6 +101,7 @@ impl ErrorType {
             ErrorType::AuthFailed => "auth_failed",
             ErrorType::QueryError => "query_error",
             ErrorType::ShortResult => "short_result",
+            ErrorType::ExtractionFailed => "extraction_failed",
             ErrorType::BrowserError => "browser_error",
             ErrorType::InsufficientMemory => "insufficient_memory",
             ErrorType::Internal => "internal",
@@ -164,6 +167,8 @@ pub enum Unit {
     Runs,
     /// A unitless score between 0 and a few, such as Cumulative Layout Shift.
     Score,
+    /// Bytes a second (an upload's throughput).
+    BytesPerSecond,
     /// A share from 0 to 1 where more is better, such as search recall: a budget or SLO
     /// threshold on it is a floor.
     Ratio,
@@ -175,6 +180,7 @@ impl Unit {
         match self {
             Unit::Seconds => crate::config::fmt_seconds(v),
             Unit::Bytes => format!("{v:.0}B"),
+            Unit::BytesPerSecond => format!("{:.2}MB/s", v / 1e6),
             Unit::Count | Unit::Tokens | Unit::Runs => format!("{v}"),
             Unit::Score | Unit::Ratio => format!("{v:.3}"),
             Unit::UnixTime => {
@@ -215,6 +221,9 @@ pub enum Instrument {
     /// Every value goes into a histogram with the unit's fixed bucket edges
     /// (docs/metrics.md), or an exponential one when `histograms = "exponential"`.
     Histogram,
+    /// A histogram of seconds whose buckets span milliseconds to hours
+    /// (`buckets::LONG_SECONDS`): a workflow's steps and its wait on a long job.
+    LongHistogram,
     /// A histogram without buckets: count and sum, so rates give the mean. For
     /// breakdowns (phases) where a distribution per probe would cost more series than it
     /// tells; thresholds on them are still exact (`probe.threshold.runs`).
@@ -371,6 +380,23 @@ pub struct Sample {
 /// `samples_dropped` detail.
 pub const MAX_SAMPLES: usize = 16_384;
 
+/// One named stage of a run (a workflow step), for `once` output and logs: when it began
+/// and ended relative to the run's start, and how it ended.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepReport {
+    pub name: String,
+    pub start: f64,
+    pub duration: f64,
+    /// The last HTTP status the step saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Short facts: polls made, states seen, parts uploaded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
 /// Accumulates a run's measurements as it goes.
 #[derive(Debug)]
 pub struct Recorder {
@@ -390,6 +416,7 @@ pub struct Recorder {
     /// Keys that take the run's total when the run ends without them.
     at_end: Vec<&'static str>,
     skipped: Option<&'static str>,
+    steps: Vec<StepReport>,
 }
 
 impl Recorder {
@@ -407,7 +434,13 @@ impl Recorder {
             open: None,
             at_end: Vec::new(),
             skipped: None,
+            steps: Vec::new(),
         }
+    }
+
+    /// A finished stage of the run (see [`StepReport`]).
+    pub fn step(&mut self, step: StepReport) {
+        self.steps.push(step);
     }
 
     /// One of many values of a key in a run (e.g. every inter-chunk gap).
@@ -575,6 +608,7 @@ impl Recorder {
             breaches: Vec::new(),
             retry_after: self.retry_after,
             skipped: self.skipped,
+            steps: self.steps,
         }
     }
 }
@@ -621,6 +655,8 @@ pub struct Outcome {
     pub retry_after: Option<std::time::Duration>,
     /// Set when the run was skipped rather than run, with the reason.
     pub skipped: Option<&'static str>,
+    /// Named stages of the run, in order (workflow steps).
+    pub steps: Vec<StepReport>,
 }
 
 impl Outcome {
@@ -639,6 +675,7 @@ impl Outcome {
             breaches: Vec::new(),
             retry_after: None,
             skipped: None,
+            steps: Vec::new(),
         }
     }
 

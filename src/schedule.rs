@@ -237,9 +237,19 @@ impl Ticker {
 /// Default timeout ceiling: min(this, 0.9 × interval).
 const MAX_DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest run a long-running kind (a workflow) may have.
+pub const MAX_LONG_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// A probe's `every`/`cron`, `splay` and `timeout` keys, checked: the schedule and the
-/// run timeout (always shorter than the interval, so runs of one probe never overlap).
-pub fn from_keys(raw: &ProbeCommon, name: &str, source: &Source) -> Result<(Schedule, Duration), ConfigError> {
+/// run timeout (shorter than the interval, so runs of one probe never overlap, unless
+/// the kind has `long_runs`: then up to [`MAX_LONG_TIMEOUT`], overlap bounded by
+/// `max_in_flight`).
+pub fn from_keys(
+    raw: &ProbeCommon,
+    name: &str,
+    source: &Source,
+    long_runs: bool,
+) -> Result<(Schedule, Duration), ConfigError> {
     let err = |span: std::ops::Range<usize>, key: &str, msg: String| source.error_at(span, Some(key), msg);
     let schedule = match (&raw.every, &raw.cron) {
         (Some(_), Some(c)) => {
@@ -309,7 +319,10 @@ pub fn from_keys(raw: &ProbeCommon, name: &str, source: &Source) -> Result<(Sche
             if t_val.is_zero() {
                 return Err(err(t.span(), "probe.timeout", "timeout must be above zero".into()));
             }
-            if t_val >= period {
+            if long_runs && t_val > MAX_LONG_TIMEOUT {
+                return Err(err(t.span(), "probe.timeout", "timeout must be at most 24h".into()));
+            }
+            if t_val >= period && !long_runs {
                 return Err(err(
                     t.span(),
                     "probe.timeout",

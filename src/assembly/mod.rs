@@ -18,7 +18,7 @@ use crate::config::{self, ConfigError, ConfigHash, ProbeTable, Source, Spanned};
 use crate::demo::DemoConfig;
 use crate::fleet::{FleetConfig, Shard};
 use crate::probe::browser::driver::{BrowserConfig, HostSettings};
-use crate::probe::{Kind, ProbeConfig, assistant, browser, http, vector, websocket};
+use crate::probe::{Kind, ProbeConfig, assistant, browser, http, vector, websocket, workflow};
 use crate::rum::{RumConfig, RumSettings};
 use crate::server::ServerConfig;
 use crate::slo::{RawErrorBudget, RawSlo};
@@ -34,6 +34,7 @@ pub const KINDS: &[Kind] = &[
     websocket::KIND,
     browser::KIND,
     vector::KIND,
+    workflow::KIND,
 ];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {

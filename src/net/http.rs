@@ -256,6 +256,17 @@ pub fn build_request(
     Ok(req)
 }
 
+/// `req` (built with an empty body) with `body` instead, its end still noted for the
+/// send/wait split: for bodies streamed from elsewhere (a file's slice).
+pub fn with_body<B>(req: Request<ReqBody>, body: B) -> Request<ReqBody>
+where
+    B: Body<Data = Bytes, Error = Infallible> + Send + Sync + Unpin + 'static,
+{
+    let (parts, _) = req.into_parts();
+    let end = parts.extensions.get::<BodyEnd>().cloned().unwrap_or_default();
+    Request::from_parts(parts, NoteEnd::new(body, &end).boxed())
+}
+
 pub fn classify_hyper(e: &hyper::Error, during: &str) -> ProbeError {
     let io_kind = std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<std::io::Error>())

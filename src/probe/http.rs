@@ -30,6 +30,7 @@ pub const KIND: Kind = Kind {
     goodput: &[],
     headline: &["ttfb", "total"],
     median_gate: false,
+    long_runs: false,
 };
 
 /// The keys of `kind = "http"` (besides the shared ones).

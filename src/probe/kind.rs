@@ -125,6 +125,11 @@ pub trait Settings: std::fmt::Debug + Send + Sync {
     fn single_valued_labels(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Runs of this probe that may be in flight at once (only kinds with `long_runs`
+    /// take more than 1); a due run past it is skipped and counted as `overlap`.
+    fn max_in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// Parses a kind's settings from what is left of its `[[probe]]` table.
@@ -152,6 +157,9 @@ pub struct Kind {
     /// `once --runs N` judges per-run budgets on the median of the N runs (as Lighthouse
     /// CI does), not on every run: for noisy page loads.
     pub median_gate: bool,
+    /// Runs may outlast the interval (a workflow waiting on a long job): `timeout` may
+    /// exceed it, and runs overlap up to the probe's `max_in_flight`.
+    pub long_runs: bool,
 }
 
 impl std::fmt::Debug for Kind {
@@ -184,7 +192,7 @@ impl ProbeConfig {
         source: Arc<Source>,
     ) -> Result<ProbeConfig, ConfigError> {
         let name = crate::config::check_name(&common, &source)?;
-        let (schedule, timeout) = schedule::from_keys(&common, &name, &source)?;
+        let (schedule, timeout) = schedule::from_keys(&common, &name, &source, kind.long_runs)?;
         let labels = crate::config::check_labels(&common, &source)?;
         Ok(ProbeConfig {
             name,

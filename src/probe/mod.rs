@@ -25,7 +25,9 @@ pub mod browser;
 pub mod http;
 pub mod http_config;
 pub mod kind;
+pub mod json;
 pub mod vector;
+pub mod workflow;
 pub mod websocket;
 
 use std::panic::AssertUnwindSafe;
@@ -63,6 +65,10 @@ pub struct BuiltProbe {
     pub median_gate: bool,
     /// See [`Settings::single_valued_labels`].
     pub single_valued: &'static [&'static str],
+    /// See [`Settings::max_in_flight`].
+    pub max_in_flight: usize,
+    /// See [`Kind::long_runs`]: its in-flight runs are exported as gauges.
+    pub long_runs: bool,
     goodput: &'static [&'static str],
     probe: Box<dyn Probe>,
     /// No run before this instant: the target answered 429 with Retry-After.
@@ -95,6 +101,8 @@ pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, Config
         unavailable: cfg.settings.unavailable(ctx),
         median_gate: kind.median_gate,
         single_valued: cfg.settings.single_valued_labels(),
+        max_in_flight: cfg.settings.max_in_flight(),
+        long_runs: kind.long_runs,
         goodput: kind.goodput,
         probe,
         backoff_until: Mutex::new(None),
@@ -108,6 +116,13 @@ pub fn build_all(cfgs: &[ProbeConfig], ctx: &BuildContext) -> Result<Vec<BuiltPr
 impl BuiltProbe {
     /// Runs once under the timeout and judges per-run budgets.
     pub async fn execute(&self) -> Outcome {
+        self.execute_until(std::future::pending()).await
+    }
+
+    /// Like [`execute`](Self::execute), but cut off when `interrupt` completes (the daemon
+    /// stopping or dropping the probe past its grace): such a run is no evidence about
+    /// the target, so it comes back skipped as `interrupted`, with what it measured.
+    pub async fn execute_until(&self, interrupt: impl std::future::Future<Output = ()>) -> Outcome {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let mut rec = Recorder::new(start);
@@ -118,7 +133,8 @@ impl BuiltProbe {
         let mut run = Box::pin(guarded);
         let result = tokio::select! {
             r = &mut run => Ok(r),
-            _ = tokio::time::sleep(self.timeout) => Err(()),
+            _ = tokio::time::sleep(self.timeout) => Err(false),
+            _ = interrupt => Err(true),
         };
         let end = Instant::now();
         drop(run);
@@ -126,7 +142,14 @@ impl BuiltProbe {
             Ok(Ok(Ok(()))) => None,
             Ok(Ok(Err(e))) => Some(e),
             Ok(Err(panic)) => Some(panic_error(panic.as_ref())),
-            Err(_) => Some(timeout_error(rec.phase(), self.timeout)),
+            Err(false) => Some(timeout_error(rec.phase(), self.timeout)),
+            Err(true) => {
+                rec.skip("interrupted");
+                Some(ProbeError::new(
+                    ErrorType::Timeout,
+                    format!("cut off by the daemon stopping (during {})", rec.phase()),
+                ))
+            }
         };
         let mut outcome = rec.finish(&self.name, self.kind, started_at, end, error);
         self.budgets.judge(&mut outcome);
@@ -163,7 +186,7 @@ fn panic_error(panic: &(dyn std::any::Any + Send)) -> ProbeError {
 }
 
 /// A timeout is named after the phase it cut short.
-fn timeout_error(phase: &str, timeout: Duration) -> ProbeError {
+pub(crate) fn timeout_error(phase: &str, timeout: Duration) -> ProbeError {
     let kind = match phase {
         net::PHASE_DNS => ErrorType::DnsTimeout,
         net::PHASE_CONNECT => ErrorType::ConnectTimeout,
@@ -207,6 +230,8 @@ mod tests {
             unavailable: None,
             median_gate: false,
             single_valued: &[],
+            max_in_flight: 1,
+            long_runs: false,
             goodput: &[],
             probe: Box::new(Panics),
             backoff_until: Mutex::new(None),

@@ -10,6 +10,7 @@ pub fn otel_unit(unit: Unit) -> &'static str {
     match unit {
         Unit::Seconds | Unit::UnixTime => "s",
         Unit::Bytes => "By",
+        Unit::BytesPerSecond => "By/s",
         Unit::Count | Unit::Score => "",
         Unit::Ratio => "1",
         Unit::Tokens => "{token}",

@@ -7,7 +7,17 @@ use crate::outcome::Unit;
 /// Seconds: the Prometheus client libraries' default buckets (5 ms … 10 s).
 pub const SECONDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// Seconds from 10 ms to 6 h, for `Instrument::LongHistogram` (workflow steps, a poll
+/// waiting on a job): the spec's lines (2, 6, 10 min) are edges.
+pub const LONG_SECONDS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 360.0, 600.0, 1200.0, 1800.0, 3600.0,
+    7200.0, 21600.0,
+];
+
 pub const BYTES: &[f64] = &[1024.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0];
+
+/// Throughput: 1 MB/s to 1 GB/s.
+pub const BYTES_PER_SECOND: &[f64] = &[1e6, 5e6, 1e7, 5e7, 1e8, 5e8, 1e9];
 
 pub const COUNT: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0];
 
@@ -28,6 +38,7 @@ pub fn defaults(unit: Unit) -> &'static [f64] {
         Unit::Tokens => TOKENS,
         Unit::Seconds => SECONDS,
         Unit::Bytes => BYTES,
+        Unit::BytesPerSecond => BYTES_PER_SECOND,
         Unit::Score => SCORE,
         Unit::Ratio => RATIO,
         Unit::Count | Unit::UnixTime | Unit::Runs => COUNT,

@@ -10,6 +10,7 @@ mod attributes;
 pub mod buckets;
 pub mod config;
 mod field;
+pub mod in_flight;
 pub mod names;
 pub mod otlp;
 pub mod plan;
@@ -85,7 +86,7 @@ impl Telemetry {
                 .catalogs
                 .values()
                 .flatten()
-                .filter(|m| m.instrument == Instrument::Histogram)
+                .filter(|m| matches!(m.instrument, Instrument::Histogram | Instrument::LongHistogram))
                 .map(|m| m.metric)
                 .collect(),
         };
@@ -124,10 +125,11 @@ impl Telemetry {
         let extras = plan.probes.values().flat_map(|p| p.extra.iter());
         for m in plan.catalogs.values().flatten().chain(extras) {
             match m.instrument {
-                Instrument::Histogram | Instrument::Mean => {
+                Instrument::Histogram | Instrument::LongHistogram | Instrument::Mean => {
                     histograms.entry(m.metric).or_insert_with(|| {
                         let edges = match m.instrument {
                             Instrument::Histogram => buckets::defaults(m.unit).to_vec(),
+                            Instrument::LongHistogram => buckets::LONG_SECONDS.to_vec(),
                             _ => Vec::new(),
                         };
                         histogram(&meter, m.metric, m.unit, m.description, edges)
@@ -154,6 +156,7 @@ impl Telemetry {
             }
         }
         self_metrics::register(&meter);
+        in_flight::register(&meter);
         let field = (plan.field_routes > 0)
             .then(|| Field::new(&meter, location, (plan.field_routes + 1) * plan::FIELD_SERIES_PER_ROUTE));
 
@@ -274,7 +277,7 @@ impl Telemetry {
     /// and has an instrument for every measure a probe added.
     pub fn fits(&self, plan: &Plan) -> bool {
         let instrumented = |m: &&Measure| match m.instrument {
-            Instrument::Histogram | Instrument::Mean => self.histograms.contains_key(m.metric),
+            Instrument::Histogram | Instrument::LongHistogram | Instrument::Mean => self.histograms.contains_key(m.metric),
             Instrument::Gauge => self.gauges.contains_key(m.metric),
             Instrument::Counter => self.counters.contains_key(m.metric),
         };
@@ -358,7 +361,7 @@ impl Telemetry {
 
     fn write(&self, m: &Measure, value: f64, attrs: &[KeyValue]) {
         match m.instrument {
-            Instrument::Histogram | Instrument::Mean => {
+            Instrument::Histogram | Instrument::LongHistogram | Instrument::Mean => {
                 if let Some(h) = self.histograms.get(m.metric) {
                     h.record(value, attrs);
                 }
@@ -435,6 +438,12 @@ impl Telemetry {
                 Value::String(self.location.clone().into()),
             )],
         );
+    }
+
+    /// Exports `probe`'s in-flight gauges while the returned watch lives.
+    pub fn watch_in_flight(&self, probe: &str, kind: &'static str) -> in_flight::Watch {
+        let plan = self.plan.read().expect("plan lock").clone();
+        in_flight::watch(probe, sorted(self.base(&plan, probe, kind)))
     }
 
     pub fn record_skipped(&self, probe: &str, kind: &'static str, reason: &'static str, n: u64) {

@@ -88,7 +88,7 @@ pub fn series_needed(plan: &Plan) -> HashMap<&'static str, usize> {
         }
         *need.entry(RUNS).or_default() += 3; // success, failures by error type
         *need.entry(SUCCESS).or_default() += 1;
-        *need.entry(SKIPPED).or_default() += 3; // overlap, missed, retry_after
+        *need.entry(SKIPPED).or_default() += 4; // overlap, missed, retry_after, interrupted
         *need.entry(THRESHOLD_RUNS).or_default() += 2 * p.thresholds.len(); // good, bad
     }
     need

@@ -35,6 +35,7 @@ pub const KIND: Kind = Kind {
     goodput: &["ttft", "tpot"],
     headline: &["ttft", "tpot", "e2e"],
     median_gate: false,
+    long_runs: false,
 };
 
 /// The keys of `kind = "assistant"` (besides the shared ones).

@@ -37,6 +37,7 @@ pub const KIND: Kind = Kind {
     goodput: &[],
     headline: &["lcp", "fcp", "cls", "total_bytes"],
     median_gate: true,
+    long_runs: false,
 };
 
 const OBSERVE_JS: &str = include_str!("observe.js");

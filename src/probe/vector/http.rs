@@ -275,25 +275,7 @@ impl HttpSearch {
                 ProbeError::new(kind, format!("reading the answer: {e}"))
             })?
             .to_bytes();
-        // A tree of JSON values costs ~32–64 bytes a value: 16 MiB of `0,` would be ~1 GB.
-        // The values are counted first (a byte scan), and a large parse leaves the runtime.
-        let values = json_values(&bytes);
-        if values > MAX_VALUES {
-            return Err(ProbeError::new(
-                ErrorType::ProtocolError,
-                format!("the answer holds {values} JSON values; at most {MAX_VALUES} are read"),
-            ));
-        }
-        let parse = move || {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| ProbeError::new(ErrorType::ProtocolError, format!("the answer is not JSON: {e}")))
-        };
-        if values < 4096 {
-            return parse();
-        }
-        tokio::task::spawn_blocking(parse)
-            .await
-            .map_err(|e| ProbeError::new(ErrorType::Internal, format!("parsing the answer: {e}")))?
+        crate::probe::json::parse_capped(bytes, MAX_VALUES, "the answer", ErrorType::ProtocolError).await
     }
 
     /// The answer's hits; more than the `limit` asked for is a protocol error.
@@ -347,34 +329,3 @@ impl HttpSearch {
     }
 }
 
-/// How many JSON values `bytes` holds, at least: one, plus one per `,` outside strings and
-/// one per opened array or object. Linear, no allocation.
-fn json_values(bytes: &[u8]) -> usize {
-    let (mut n, mut in_string, mut escaped) = (1usize, false, false);
-    for &b in bytes {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b',' | b'[' | b'{' => n += 1,
-            _ => {}
-        }
-    }
-    n
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn json_values_are_counted_outside_strings() {
-        assert_eq!(super::json_values(br#"{"a":[1,2,3],"b":"x,[{\",y"}"#), 6);
-        assert_eq!(super::json_values(&b"0,".repeat(1000)), 1001);
-    }
-}

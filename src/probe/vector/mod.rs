@@ -28,6 +28,7 @@ pub const KIND: Kind = Kind {
     goodput: &[],
     headline: &["query", "recall", "result_count"],
     median_gate: false,
+    long_runs: false,
 };
 
 macro_rules! phase {

@@ -30,6 +30,7 @@ pub const KIND: Kind = Kind {
     goodput: &[],
     headline: &["open", "message_rtt", "ping_rtt"],
     median_gate: false,
+    long_runs: false,
 };
 
 /// The keys of `kind = "websocket"` (besides the shared ones).
