@@ -104,6 +104,7 @@ pub fn print_plan(
     for slo in slos {
         let sli = match &slo.sli {
             crate::slo::Sli::Success => "success".to_string(),
+            crate::slo::Sli::Parts => "upload parts arrive".to_string(),
             crate::slo::Sli::Below {
                 key, threshold, unit, ..
             }

@@ -491,8 +491,11 @@ async fn probe_loop(
             let outcome = Box::pin(p.execute_until(cut_off)).await;
             if let Some(reason) = outcome.skipped {
                 t.record_skipped(&p.name, p.kind, reason, 1);
-                let measured: Vec<String> =
-                    outcome.measurements.iter().map(|(k, v)| format!("{k}={v:.3}")).collect();
+                let measured: Vec<String> = outcome
+                    .measurements
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:.3}"))
+                    .collect();
                 tracing::warn!(probe = %p.name, reason, measured = %measured.join(" "), "run skipped");
                 return;
             }

@@ -175,7 +175,7 @@ pub fn run_json(o: &Outcome, run: u32) -> Value {
             list.push(json!(s.value));
         }
     }
-    json!({
+    let mut v = json!({
         "type": "run",
         "probe": o.probe,
         "kind": o.kind,
@@ -190,7 +190,11 @@ pub fn run_json(o: &Outcome, run: u32) -> Value {
         "samples": samples,
         "labels": labels,
         "details": details,
-    })
+    });
+    if !o.steps.is_empty() {
+        v["steps"] = json!(o.steps);
+    }
+    v
 }
 
 fn summary_json(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Value {

@@ -55,6 +55,7 @@ fn outcome(kind: &'static str, key: &'static str, value: f64, as_sample: bool) -
         breaches: Vec::new(),
         retry_after: None,
         skipped: None,
+        steps: Vec::new(),
     }
 }
 

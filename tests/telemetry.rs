@@ -358,6 +358,7 @@ fn series_fit(single_valued: &'static [&'static str]) {
         breaches: Vec::new(),
         retry_after: None,
         skipped: None,
+        steps: Vec::new(),
     };
     for i in 0..n {
         let name = format!("p{i}");

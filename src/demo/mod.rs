@@ -7,6 +7,7 @@ mod browser;
 mod http;
 mod llm;
 mod vector;
+mod workflow;
 mod ws;
 
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub fn router() -> Router {
         .merge(ws::routes())
         .merge(browser::routes())
         .merge(vector::routes())
+        .merge(workflow::routes())
         .layer(axum::middleware::map_response(http::add_request_id))
 }
 

@@ -23,7 +23,8 @@ pub async fn parse_capped<B: AsRef<[u8]> + Send + 'static>(
     }
     let what_owned = what.to_string();
     let parse = move || {
-        serde_json::from_slice(bytes.as_ref()).map_err(|e| ProbeError::new(error, format!("{what_owned} is not JSON: {e}")))
+        serde_json::from_slice(bytes.as_ref())
+            .map_err(|e| ProbeError::new(error, format!("{what_owned} is not JSON: {e}")))
     };
     if values < 4096 {
         return parse();

@@ -24,11 +24,11 @@ pub mod assistant;
 pub mod browser;
 pub mod http;
 pub mod http_config;
-pub mod kind;
 pub mod json;
+pub mod kind;
 pub mod vector;
-pub mod workflow;
 pub mod websocket;
+pub mod workflow;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;

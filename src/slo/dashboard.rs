@@ -354,6 +354,7 @@ pub fn render(
         let period = prom_duration(slo.window);
         let what = match &slo.sli {
             Sli::Success => "success".to_string(),
+            Sli::Parts => "parts".to_string(),
             Sli::Below { key, .. } => key.clone(),
             Sli::Field { key, .. } => format!("field {key}"),
         };

@@ -88,13 +88,16 @@ pub enum Sli {
     /// Good = a real page view whose vital `key` was at or under `threshold` (exact, from
     /// `rum_threshold_page_views_total`).
     Field { key: String, threshold: f64, unit: Unit },
+    /// Good = an upload part that arrived (ok or after retries), of every part the
+    /// workflow probes sent (`probe_workflow_parts_total`): events are parts, not runs.
+    Parts,
 }
 
 impl Sli {
     /// A threshold SLI's measurement and threshold.
     pub fn threshold(&self) -> Option<(&str, f64)> {
         match self {
-            Sli::Success => None,
+            Sli::Success | Sli::Parts => None,
             Sli::Below { key, threshold, .. } | Sli::Field { key, threshold, .. } => Some((key, *threshold)),
         }
     }
@@ -511,7 +514,29 @@ fn probe_sli<'p>(
         exclude_errors.push(e.get_ref().clone());
     }
     let sli_key = raw.sli.get_ref().as_str();
-    let sli = if sli_key == "success" {
+    let sli = if sli_key == "parts" {
+        if raw.threshold.is_some() || !exclude_errors.is_empty() {
+            return Err(err(
+                raw.sli.span(),
+                "slo.sli",
+                "a parts SLI takes no threshold or exclude_errors: a part arrived or it did not".into(),
+            ));
+        }
+        if let Some(b) = members
+            .iter()
+            .find(|b| !b.measures.iter().any(|m| m.metric == "probe.workflow.parts"))
+        {
+            return Err(err(
+                raw.sli.span(),
+                "slo.sli",
+                format!(
+                    "probe {:?} uploads no parts: `sli = \"parts\"` needs workflow probes with an upload step",
+                    b.name
+                ),
+            ));
+        }
+        Sli::Parts
+    } else if sli_key == "success" {
         if raw.threshold.is_some() {
             return Err(err(
                 raw.sli.span(),

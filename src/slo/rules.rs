@@ -61,6 +61,7 @@ pub fn input_selector(slo: &Slo) -> String {
     match &slo.sli {
         Sli::Field { key, threshold, .. } => format!("{}}}", field_base(slo, key, *threshold)),
         Sli::Success => format!("probe_runs_total{{{sel}}}"),
+        Sli::Parts => format!("probe_workflow_parts_total{{{sel}}}"),
         Sli::Below { key, threshold, .. } => format!(
             "probe_threshold_runs_total{{{sel},measurement=\"{key}\",threshold=\"{}\"}}",
             float_text(*threshold)
@@ -83,6 +84,10 @@ fn event_selectors(slo: &Slo) -> (String, String) {
                 format!("probe_runs_total{{{sel}{excl}}}"),
             )
         }
+        Sli::Parts => (
+            format!("probe_workflow_parts_total{{{sel},outcome=\"failed\"}}"),
+            format!("probe_workflow_parts_total{{{sel}}}"),
+        ),
         Sli::Below { key, threshold, .. } => {
             let base = format!(
                 "probe_threshold_runs_total{{{sel},measurement=\"{key}\",threshold=\"{}\"",
@@ -137,6 +142,11 @@ fn q(s: &str) -> String {
 fn describe(slo: &Slo) -> String {
     match &slo.sli {
         Sli::Success => format!("{} of runs of {} succeed", pct(slo.objective), slo.probes.join(", ")),
+        Sli::Parts => format!(
+            "{} of upload parts of {} arrive",
+            pct(slo.objective),
+            slo.probes.join(", ")
+        ),
         Sli::Below { key, threshold, unit } => format!(
             "{} of runs of {} have {key} {} {}",
             pct(slo.objective),

@@ -277,7 +277,9 @@ impl Telemetry {
     /// and has an instrument for every measure a probe added.
     pub fn fits(&self, plan: &Plan) -> bool {
         let instrumented = |m: &&Measure| match m.instrument {
-            Instrument::Histogram | Instrument::LongHistogram | Instrument::Mean => self.histograms.contains_key(m.metric),
+            Instrument::Histogram | Instrument::LongHistogram | Instrument::Mean => {
+                self.histograms.contains_key(m.metric)
+            }
             Instrument::Gauge => self.gauges.contains_key(m.metric),
             Instrument::Counter => self.counters.contains_key(m.metric),
         };

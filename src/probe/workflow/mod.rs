@@ -299,15 +299,19 @@ fn made(
 }
 
 const STEP_DESC: &str = "A workflow step: its start to its end, with its retries or polls.";
-const TTFB_DESC: &str = "A workflow step's request: its start to the first response byte (each request, each poll, each part attempt).";
+const TTFB_DESC: &str =
+    "A workflow step's request: its start to the first response byte (each request, each poll, each part attempt).";
 const PHASE_DESC: &str = "A workflow step's requests by phase (dns, connect, tls, send, wait, transfer); count and sum only: rate(sum)/rate(count) is the mean per request.";
 const STATE_DESC: &str = "A poll step: its start until the job's state was first seen (poll interval granularity).";
 const POLLS_DESC: &str = "Requests a poll step made in the last run.";
-const PARTS_DESC: &str = "Upload parts by outcome: ok (first try), retried (ok after a retry), failed. Part success = (ok + retried) / all.";
-const RETRIES_DESC: &str = "Upload part retries by reason: throttled (429/503), error (connection failure, 500/502/504, timeout).";
+const PARTS_DESC: &str =
+    "Upload parts by outcome: ok (first try), retried (ok after a retry), failed. Part success = (ok + retried) / all.";
+const RETRIES_DESC: &str =
+    "Upload part retries by reason: throttled (429/503), error (connection failure, 500/502/504, timeout).";
 const PART_DESC: &str = "One upload part's successful attempt: request start to its response.";
 const THROUGHPUT_DESC: &str = "An upload step's bytes sent in successful parts over the step's duration.";
-const INTERVAL_DESC: &str = "A named interval of a workflow run between two marks (step start or end, poll state first seen).";
+const INTERVAL_DESC: &str =
+    "A named interval of a workflow run between two marks (step start or end, poll state first seen).";
 
 fn step_measures(s: &StepConfig) -> Vec<&'static Measure> {
     let name = s.name.get_ref();
@@ -452,11 +456,18 @@ impl Settings for WorkflowSettings {
                 ""
             };
             let method = s.method.as_ref().map_or("", |m| m.get_ref().as_str());
-            lines.push(format!(
-                "step {}{what}: {method} {}",
-                s.name.get_ref(),
-                crate::redact::url(s.url.get_ref())
-            ));
+            // A template is shown as written, its query left out (it may hold a literal
+            // credential); variables are names, never values.
+            let url = s.url.get_ref();
+            let shown = if url.contains("${") {
+                match url.split_once('?') {
+                    Some((base, _)) => format!("{base}?<query not shown>"),
+                    None => url.clone(),
+                }
+            } else {
+                crate::redact::url(url)
+            };
+            lines.push(format!("step {}{what}: {method} {shown}", s.name.get_ref()));
         }
         lines
     }
@@ -525,14 +536,33 @@ impl Settings for WorkflowSettings {
         let mut steps = Vec::new();
         let mut seen_always = false;
         for i in 0..raw.steps.len() {
-            steps.push(check_step(cfg, &raw.steps, i, &mut names, &mut known, &mut seen_always)?);
+            steps.push(check_step(
+                cfg,
+                &raw.steps,
+                i,
+                &mut names,
+                &mut known,
+                &mut seen_always,
+            )?);
         }
         // The run's time: cleanup keeps a reserve, the rest is the main steps'.
         let reserve: Duration = steps.iter().filter(|s| s.always).map(|s| s.deadline).sum();
-        for (s, raw_step) in steps.iter().zip(&raw.steps) {
-            let limit = if s.always { cfg.timeout } else { cfg.timeout.saturating_sub(reserve) };
+        for (s, raw_step) in steps.iter_mut().zip(&raw.steps) {
+            let limit = if s.always {
+                cfg.timeout
+            } else {
+                cfg.timeout.saturating_sub(reserve)
+            };
+            // A poll's or upload's default deadline is what the run leaves it.
+            if raw_step.get_ref().deadline.is_none() && !matches!(s.action, Action::Request) {
+                s.deadline = limit.max(s.timeout);
+            }
             if s.deadline > limit {
-                let at = raw_step.get_ref().deadline.as_ref().map_or(raw_step.span(), |d| d.span());
+                let at = raw_step
+                    .get_ref()
+                    .deadline
+                    .as_ref()
+                    .map_or(raw_step.span(), |d| d.span());
                 return Err(cfg.source.error_at(
                     at,
                     Some("probe.step.deadline"),
@@ -544,7 +574,10 @@ impl Settings for WorkflowSettings {
                         if reserve.is_zero() || s.always {
                             String::new()
                         } else {
-                            format!(" (after {} kept for the always steps)", humantime::format_duration(reserve))
+                            format!(
+                                " (after {} kept for the always steps)",
+                                humantime::format_duration(reserve)
+                            )
                         }
                     ),
                 ));
@@ -597,9 +630,11 @@ fn mark(
 ) -> Result<Mark, ConfigError> {
     let text = at.get_ref();
     let bad = |msg: String| cfg.error_at(at, key, msg);
-    let (step, what) = text
-        .split_once('.')
-        .ok_or_else(|| bad(format!("{text:?} is not a mark: write \"<step>.start\", \"<step>.end\" or \"<poll step>.<state>\"")))?;
+    let (step, what) = text.split_once('.').ok_or_else(|| {
+        bad(format!(
+            "{text:?} is not a mark: write \"<step>.start\", \"<step>.end\" or \"<poll step>.<state>\""
+        ))
+    })?;
     let i = steps
         .iter()
         .position(|s| s.get_ref().name.get_ref() == step)
@@ -713,12 +748,23 @@ fn check_step(
     if let Some(st) = &s.status
         && (st.get_ref().is_empty() || st.get_ref().iter().any(|c| !(100..=599).contains(c)))
     {
-        return Err(cfg.error_at(st, "probe.step.status", "list HTTP status codes (100-599), e.g. [200, 201]"));
+        return Err(cfg.error_at(
+            st,
+            "probe.step.status",
+            "list HTTP status codes (100-599), e.g. [200, 201]",
+        ));
     }
 
-    let timeout = s.timeout.as_ref().map_or(DEFAULT_STEP_TIMEOUT.min(cfg.timeout), |t| t.get_ref().0);
+    let timeout = s
+        .timeout
+        .as_ref()
+        .map_or(DEFAULT_STEP_TIMEOUT.min(cfg.timeout), |t| t.get_ref().0);
     if timeout.is_zero() {
-        return Err(cfg.error_at(s.timeout.as_ref().expect("set"), "probe.step.timeout", "timeout must be above zero"));
+        return Err(cfg.error_at(
+            s.timeout.as_ref().expect("set"),
+            "probe.step.timeout",
+            "timeout must be above zero",
+        ));
     }
     let long = s.poll.is_some() || s.upload.is_some();
     let deadline = match &s.deadline {
@@ -744,10 +790,19 @@ fn check_step(
     for (var, e) in &s.extract {
         let key = format!("probe.step.extract.{var}");
         if !template::valid_var(var) || RESERVED.contains(&var.as_str()) {
-            return Err(cfg.error_at(e, &key, format!("{var:?} cannot be a variable name (A-Z a-z 0-9 _, not run or part)")));
+            return Err(cfg.error_at(
+                e,
+                &key,
+                format!("{var:?} cannot be a variable name (A-Z a-z 0-9 _, not run or part)"),
+            ));
         }
         let raw = e.get_ref();
-        let set = [raw.pointer.is_some(), raw.regex.is_some(), raw.header.is_some(), raw.status];
+        let set = [
+            raw.pointer.is_some(),
+            raw.regex.is_some(),
+            raw.header.is_some(),
+            raw.status,
+        ];
         if set.iter().filter(|x| **x).count() != 1 {
             return Err(cfg.error_at(e, &key, "give exactly one of `pointer`, `regex`, `header`, `status`"));
         }
@@ -772,7 +827,11 @@ fn check_step(
 
     let measures = step_measures(s);
     let key_of = |suffix: &str| -> &'static str {
-        let want = if suffix.is_empty() { name.clone() } else { format!("{name}.{suffix}") };
+        let want = if suffix.is_empty() {
+            name.clone()
+        } else {
+            format!("{name}.{suffix}")
+        };
         measures.iter().find(|m| m.key == want).expect("step measure").key
     };
     let keys = StepKeys {
@@ -791,7 +850,10 @@ fn check_step(
             return Err(cfg.error_at(
                 v,
                 "probe.step.upload.urls",
-                format!("`urls` names a list extracted by an earlier step; {:?} is not one", v.get_ref()),
+                format!(
+                    "`urls` names a list extracted by an earlier step; {:?} is not one",
+                    v.get_ref()
+                ),
             ));
         }
         if list_var.is_none() && !url.vars().any(|v| v == "part") {
@@ -851,7 +913,11 @@ fn check_poll(
         ));
     }
     let _ = timeout;
-    let until_status = raw.until_status.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default();
+    let until_status = raw
+        .until_status
+        .as_ref()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_default();
     if raw.until.is_empty() && until_status.is_empty() {
         return Err(cfg.error_at(
             p,
@@ -877,8 +943,16 @@ fn check_poll(
             return Err(cfg.error_at(*s, "probe.step.poll", "a state is 1-32 of a-z A-Z 0-9 _ -"));
         }
     }
-    if let Some(clash) = raw.fail_if.iter().find(|f| raw.until.iter().any(|u| u.get_ref() == f.get_ref())) {
-        return Err(cfg.error_at(clash, "probe.step.poll.fail_if", "a state is in both `until` and `fail_if`"));
+    if let Some(clash) = raw
+        .fail_if
+        .iter()
+        .find(|f| raw.until.iter().any(|u| u.get_ref() == f.get_ref()))
+    {
+        return Err(cfg.error_at(
+            clash,
+            "probe.step.poll.fail_if",
+            "a state is in both `until` and `fail_if`",
+        ));
     }
     Ok(Poll {
         interval,

@@ -249,7 +249,12 @@ impl WorkflowProbe {
             rec.set("journey", rec.offset(Instant::now()));
         }
         for (i, step) in self.steps.iter().enumerate().filter(|(_, s)| s.always) {
-            if let Some(v) = step.url.vars().chain(step.headers.iter().flat_map(|(_, t)| t.vars())).find(|v| st.vars.get(v).is_none()) {
+            if let Some(v) = step
+                .url
+                .vars()
+                .chain(step.headers.iter().flat_map(|(_, t)| t.vars()))
+                .find(|v| st.vars.get(v).is_none())
+            {
                 rec.step(StepReport {
                     name: step.name.to_string(),
                     start: rec.offset(Instant::now()),
@@ -438,7 +443,10 @@ impl WorkflowProbe {
             };
             let value = value?;
             if value.len() > MAX_VALUE {
-                return Err(fail(format!("${{{var}}} would be {} bytes; at most {MAX_VALUE}", value.len())));
+                return Err(fail(format!(
+                    "${{{var}}} would be {} bytes; at most {MAX_VALUE}",
+                    value.len()
+                )));
             }
             st.vars.set(var, value, *secret);
         }
@@ -505,7 +513,8 @@ impl WorkflowProbe {
             };
             let what = format!("step {}'s status body", step.name);
             let body = resp.body.clone().unwrap_or_default();
-            let json = crate::probe::json::parse_capped(body, MAX_JSON_VALUES, &what, ErrorType::ExtractionFailed).await?;
+            let json =
+                crate::probe::json::parse_capped(body, MAX_JSON_VALUES, &what, ErrorType::ExtractionFailed).await?;
             let state = json.pointer(pointer).map(crate::probe::json::text_of).ok_or_else(|| {
                 ProbeError::new(
                     ErrorType::ExtractionFailed,
@@ -593,5 +602,8 @@ fn run_id() -> String {
         .unwrap_or_default()
         .as_nanos() as u64;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}", (nanos ^ n.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    format!(
+        "{:016x}",
+        (nanos ^ n.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    )
 }

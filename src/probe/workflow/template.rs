@@ -78,7 +78,11 @@ impl Template {
                     Some(Value::List(_)) => {
                         return Err(format!("${{{name}}} holds a list; name it in an upload's `urls`"));
                     }
-                    None => return Err(format!("${{{name}}} has no value (the step that extracts it did not run)")),
+                    None => {
+                        return Err(format!(
+                            "${{{name}}} has no value (the step that extracts it did not run)"
+                        ));
+                    }
                 },
             }
         }

@@ -58,7 +58,11 @@ pub fn check(
     let raw = u.get_ref();
     let part_size = raw.part_size.get_ref().0;
     if part_size == 0 || part_size > MAX_PART_SIZE {
-        return Err(cfg.error_at(&raw.part_size, "probe.step.upload.part_size", "part_size must be between 1 byte and 5GiB"));
+        return Err(cfg.error_at(
+            &raw.part_size,
+            "probe.step.upload.part_size",
+            "part_size must be between 1 byte and 5GiB",
+        ));
     }
     let file = match (&raw.file, file) {
         (Some(at), Some(path)) => {
@@ -76,13 +80,21 @@ pub fn check(
         (None, Some((_, size))) => Some(size.div_ceil(part_size).min(u64::from(u32::MAX)) as u32),
         (None, None) if raw.urls.is_some() => None,
         (None, None) => {
-            return Err(cfg.error_at(u, "probe.step.upload.parts", "say how many parts: `parts`, a `file`, or `urls`"));
+            return Err(cfg.error_at(
+                u,
+                "probe.step.upload.parts",
+                "say how many parts: `parts`, a `file`, or `urls`",
+            ));
         }
     };
     if let Some(n) = parts {
         let at = raw.parts.as_ref().map_or(u.span(), |p| p.span());
         if n == 0 || n > MAX_PARTS {
-            return Err(cfg.source.error_at(at, Some("probe.step.upload.parts"), format!("parts must be between 1 and {MAX_PARTS}")));
+            return Err(cfg.source.error_at(
+                at,
+                Some("probe.step.upload.parts"),
+                format!("parts must be between 1 and {MAX_PARTS}"),
+            ));
         }
         if u64::from(n).saturating_mul(part_size) > MAX_UPLOAD {
             return Err(cfg.source.error_at(
@@ -90,7 +102,9 @@ pub fn check(
                 Some("probe.step.upload.parts"),
                 format!(
                     "parts × part_size is {}; at most {} an upload",
-                    bytesize::ByteSize(u64::from(n).saturating_mul(part_size)).display().iec(),
+                    bytesize::ByteSize(u64::from(n).saturating_mul(part_size))
+                        .display()
+                        .iec(),
                     bytesize::ByteSize(MAX_UPLOAD).display().iec()
                 ),
             ));
@@ -108,12 +122,20 @@ pub fn check(
     let concurrency = raw.concurrency.as_ref().map_or(4, |c| *c.get_ref());
     if !(1..=64).contains(&concurrency) {
         let c = raw.concurrency.as_ref().expect("set");
-        return Err(cfg.error_at(c, "probe.step.upload.concurrency", "concurrency must be between 1 and 64"));
+        return Err(cfg.error_at(
+            c,
+            "probe.step.upload.concurrency",
+            "concurrency must be between 1 and 64",
+        ));
     }
     let max_attempts = raw.max_attempts.as_ref().map_or(5, |c| *c.get_ref());
     if !(1..=20).contains(&max_attempts) {
         let c = raw.max_attempts.as_ref().expect("set");
-        return Err(cfg.error_at(c, "probe.step.upload.max_attempts", "max_attempts must be between 1 and 20"));
+        return Err(cfg.error_at(
+            c,
+            "probe.step.upload.max_attempts",
+            "max_attempts must be between 1 and 20",
+        ));
     }
     Ok(Upload {
         parts,
@@ -237,7 +259,10 @@ pub async fn run(
         let lost = (parts - done) as u64;
         failed += lost;
         rec.set(up.keys.failed, failed as f64);
-        last_error = Some(ProbeError::new(ErrorType::Timeout, format!("{lost} part(s) not done by the step's deadline")));
+        last_error = Some(ProbeError::new(
+            ErrorType::Timeout,
+            format!("{lost} part(s) not done by the step's deadline"),
+        ));
     }
     let secs = start.elapsed().as_secs_f64();
     if secs > 0.0 && sent > 0 {
@@ -251,7 +276,10 @@ pub async fn run(
         let last = last_error.unwrap_or_else(|| ProbeError::new(ErrorType::Internal, "part failed"));
         return Err(ProbeError::new(
             last.kind,
-            format!("step {}: {failed} of {parts} parts failed; last: {}", step.name, last.message),
+            format!(
+                "step {}: {failed} of {parts} parts failed; last: {}",
+                step.name, last.message
+            ),
         ));
     }
     Ok(())
@@ -320,7 +348,11 @@ async fn part(
                     .get(header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_retry_after);
-                let kind = if resp.status == 429 { ErrorType::RateLimited } else { ErrorType::HttpStatus };
+                let kind = if resp.status == 429 {
+                    ErrorType::RateLimited
+                } else {
+                    ErrorType::HttpStatus
+                };
                 let e = ProbeError::new(kind, format!("part {}: status {}", index + 1, resp.status));
                 match resp.status {
                     429 | 503 => {
@@ -337,12 +369,19 @@ async fn part(
             Err(e) => {
                 let transient = matches!(
                     e.kind,
-                    ErrorType::ConnectionClosed | ErrorType::ConnectRefused | ErrorType::Timeout | ErrorType::ConnectTimeout
+                    ErrorType::ConnectionClosed
+                        | ErrorType::ConnectRefused
+                        | ErrorType::Timeout
+                        | ErrorType::ConnectTimeout
                 );
                 if transient {
                     r.errors += 1;
                 }
-                (transient, backoff(r.attempts, None), ProbeError::new(e.kind, format!("part {}: {}", index + 1, e.message)))
+                (
+                    transient,
+                    backoff(r.attempts, None),
+                    ProbeError::new(e.kind, format!("part {}: {}", index + 1, e.message)),
+                )
             }
         };
         r.last_error = Some(error);
@@ -353,7 +392,11 @@ async fn part(
             let e = r.last_error.take().expect("set");
             r.last_error = Some(ProbeError::new(
                 e.kind,
-                format!("{}; the retry wait ({}) is past the step's deadline", e.message, humantime::format_duration(wait)),
+                format!(
+                    "{}; the retry wait ({}) is past the step's deadline",
+                    e.message,
+                    humantime::format_duration(wait)
+                ),
             ));
             break;
         }
