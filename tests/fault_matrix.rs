@@ -82,6 +82,8 @@ fn memory_bound_mib(name: &str) -> usize {
         "websocket" => 24,
         // DevTools: 16 MiB per message, 5,000 requests in the log.
         "browser" => 64,
+        // 1 MiB of body kept, its JSON bounded to 65,536 values; parts streamed.
+        "workflow" => 16,
         // http: 1 MiB of headers, the body streamed (max_body counted, not kept).
         _ => 16,
     }
@@ -176,6 +178,17 @@ fn vector_http_probe(c: &Ctx) -> String {
         c.base
     )
 }
+
+/// A workflow of one step `step` (its keys after name and url) at `path`, with a secret
+/// header from a variable.
+fn workflow_probe(c: &Ctx, path: &str, step: &str) -> String {
+    format!(
+        "[[probe]]\nname = \"victim\"\nkind = \"workflow\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\n[probe.vars]\ntoken = \"env:FM_TOKEN\"\n[[probe.step]]\nname = \"s\"\nurl = \"http://127.0.0.1:{}{path}\"\nheaders = {{ Authorization = \"Bearer ${{token}}\" }}\n{step}",
+        c.port
+    )
+}
+
+const POLL: &str = "[probe.step.poll]\ninterval = \"100ms\"\npointer = \"/status\"\nuntil = [\"ready\"]\n";
 
 fn with_query(c: &Ctx, path: &str) -> String {
     format!("{}{path}?apikey={QUERY_SECRET}", c.base)
@@ -643,6 +656,60 @@ fn cases() -> Vec<Case> {
             server: Server::Raw(garbage, true),
             probe: vector_http_probe,
             expect: "protocol_error",
+            check: nothing,
+        },
+        Case {
+            name: "workflow: a step target that hangs",
+            server: Server::Raw(silent, false),
+            probe: |c| workflow_probe(c, &format!("/?k={QUERY_SECRET}"), ""),
+            expect: "timeout",
+            check: nothing,
+        },
+        Case {
+            name: "workflow: a 429 storm on parts",
+            server: Server::Raw(retry_after, true),
+            probe: |c| {
+                workflow_probe(
+                    c,
+                    "/ra/0#${part}",
+                    "[probe.step.upload]\nparts = 8\npart_size = \"4KiB\"\nconcurrency = 4\nmax_attempts = 20\n",
+                )
+            },
+            expect: "rate_limited",
+            check: |o, _| {
+                assert_eq!(o.get("s.parts_failed"), Some(8.0), "{:?}", o.measurements);
+                assert!(o.get("s.retries_throttled").unwrap_or(0.0) >= 8.0);
+            },
+        },
+        Case {
+            name: "workflow: a poll that never converges",
+            server: Server::Raw(json_status, true),
+            probe: |c| workflow_probe(c, "/job", POLL),
+            expect: "timeout",
+            check: |o, _| {
+                let msg = &o.error.as_ref().unwrap().message;
+                assert!(msg.contains("last state: queued"), "{msg}");
+            },
+        },
+        Case {
+            name: "workflow: an endless status body",
+            server: Server::Raw(endless_body, true),
+            probe: |c| workflow_probe(c, "/job", POLL),
+            expect: "body_too_large",
+            check: nothing,
+        },
+        Case {
+            name: "workflow: a status body that is not JSON",
+            server: Server::Raw(html_page, true),
+            probe: |c| workflow_probe(c, "/job", POLL),
+            expect: "extraction_failed",
+            check: nothing,
+        },
+        Case {
+            name: "workflow: an extraction that does not match",
+            server: Server::Raw(json_status, true),
+            probe: |c| workflow_probe(c, "/init", "[probe.step.extract]\nid = { pointer = \"/id\" }\n"),
+            expect: "extraction_failed",
             check: nothing,
         },
         Case {

@@ -610,3 +610,23 @@ pub fn json_of_tiny_values(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Outp
         tokio::time::sleep(Duration::from_secs(30)).await;
     })
 }
+
+/// 200 with a job status that never changes, then close: a poll that never converges.
+pub fn json_status(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let body = r#"{"status":"queued"}"#;
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    Box::pin(write_then_close(tcp, resp.into_bytes()))
+}
+
+/// 200 with an HTML page where JSON was expected.
+pub fn html_page(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let body = "<!doctype html><title>maintenance</title>";
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    Box::pin(write_then_close(tcp, resp.into_bytes()))
+}
