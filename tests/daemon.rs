@@ -437,3 +437,100 @@ async fn http_get_ok(url: String) -> Option<()> {
         .ok()??;
     (status == 200).then_some(())
 }
+
+/// Workflow runs that outlast their interval: up to `max_in_flight` overlap, the rest are
+/// skipped and counted, the in-flight gauges show them, and SIGTERM cuts them off after
+/// the grace as `interrupted` (logged, never a failed run).
+#[tokio::test]
+async fn long_workflow_runs_overlap_up_to_max_in_flight_and_are_interrupted_on_stop() {
+    let (port, demo) = (free_port(), free_port());
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+[demo]
+listen = "127.0.0.1:{demo}"
+
+[[probe]]
+name = "slow-job"
+kind = "workflow"
+every = "400ms"
+timeout = "1m"
+max_in_flight = 2
+[[probe.step]]
+name = "init"
+method = "POST"
+url = "http://127.0.0.1:{demo}/pipeline/recordings?never=1"
+[probe.step.extract]
+id = {{ pointer = "/id" }}
+[[probe.step]]
+name = "finalize"
+method = "POST"
+url = "http://127.0.0.1:{demo}/pipeline/recordings/${{id}}/finalize"
+[[probe.step]]
+name = "wait"
+url = "http://127.0.0.1:{demo}/pipeline/recordings/${{id}}"
+[probe.step.poll]
+interval = "100ms"
+pointer = "/status"
+until = ["ready"]
+"#
+    );
+    let dir = write_files(&[("sloprobe.toml", &config)]);
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let mut child = Child(
+        Command::new(bin())
+            .args(["run", "-c"])
+            .arg(dir.path().join("sloprobe.toml"))
+            .env("SLOPROBE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let seen = eventually(60, Duration::from_millis(100), || async {
+        let (_, text) = http_get(&metrics).await?;
+        let in_flight = sample(&text, "probe_runs_in_flight", &["probe_name=\"slow-job\""])?;
+        let overlap = sample(
+            &text,
+            "probe_runs_skipped_total",
+            &["probe_name=\"slow-job\"", "reason=\"overlap\""],
+        )?;
+        let age = sample(
+            &text,
+            "probe_run_oldest_in_flight_age_seconds",
+            &["probe_name=\"slow-job\""],
+        )?;
+        (in_flight == 2.0 && overlap >= 1.0 && age > 0.8).then_some(text)
+    })
+    .await;
+    let text = seen.expect("two runs in flight, a skipped start and the oldest run's age on /metrics");
+    // No run has ended: none is counted, failed or otherwise.
+    assert_eq!(sample(&text, "probe_runs_total", &["probe_name=\"slow-job\""]), None);
+
+    let t0 = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "daemon did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    // The 5 s grace, then the cut.
+    assert!(t0.elapsed() >= Duration::from_secs(5), "{:?}", t0.elapsed());
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    let interrupted = log
+        .lines()
+        .filter(|l| l.contains("interrupted") && l.contains("slow-job"))
+        .count();
+    assert_eq!(interrupted, 2, "{log}");
+    assert!(log.contains("init="), "what the cut run measured is logged: {log}");
+}
