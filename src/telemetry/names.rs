@@ -90,6 +90,7 @@ fn unit_suffix(unit: &str) -> Option<&'static str> {
         "s" => "seconds",
         "ms" => "milliseconds",
         "By" => "bytes",
+        "By/s" => "bytes_per_second",
         "1" => "ratio",
         _ => return None,
     })
