@@ -22,10 +22,13 @@ use crate::config::{ConfigError, Dur, Secret, SecretText, Size, Spanned};
 use crate::net::http::Version;
 use crate::outcome::{Instrument, Measure, Unit};
 
+mod client;
+mod plan;
 mod run;
 pub mod template;
 mod upload;
 
+use plan::{Action, Extract, Interval, MAX_PARTS, Mark, PHASES, Poll, Step, StepKeys};
 use template::Template;
 
 pub const KIND: Kind = Kind {
@@ -189,85 +192,11 @@ pub struct IntervalConfig {
 const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 const MAX_MAX_BODY: u64 = 8 * 1024 * 1024;
-/// JSON values a response may hold (an init answer with 10,000 part URLs fits).
-pub const MAX_JSON_VALUES: usize = 65_536;
 const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// parts × part_size of one upload step.
 const MAX_UPLOAD: u64 = 50 * 1024 * 1024 * 1024;
-const MAX_PARTS: u32 = 10_000;
 const MAX_STEPS: usize = 32;
 const RESERVED: &[&str] = &["journey", "total", "goodput", "run", "part"];
-
-/// What one step does besides its request.
-#[derive(Debug)]
-pub enum Action {
-    Request,
-    Upload(upload::Upload),
-    Poll(Poll),
-}
-
-#[derive(Debug)]
-pub struct Poll {
-    pub interval: Duration,
-    pub pointer: Option<String>,
-    pub until: Vec<String>,
-    pub until_status: Vec<u16>,
-    pub fail_if: Vec<String>,
-    /// Timed states and their measurement keys.
-    pub timed: Vec<(String, &'static str)>,
-    pub polls_key: &'static str,
-}
-
-#[derive(Debug)]
-pub enum Extract {
-    Pointer(String),
-    Regex(Regex),
-    Header(HeaderName),
-    Status,
-}
-
-/// A step, checked, with its measurement keys.
-#[derive(Debug)]
-pub struct Step {
-    pub name: &'static str,
-    pub url: Template,
-    pub method: Method,
-    pub headers: Vec<(HeaderName, Template)>,
-    pub body: Option<Template>,
-    pub status: Option<Vec<u16>>,
-    pub timeout: Duration,
-    pub deadline: Duration,
-    pub always: bool,
-    pub extract: Vec<(String, Extract, bool)>,
-    pub action: Action,
-    pub keys: StepKeys,
-}
-
-/// A step's measurement keys (`init`, `init.ttfb`, `init.dns`, ...).
-#[derive(Debug)]
-pub struct StepKeys {
-    pub duration: &'static str,
-    pub ttfb: &'static str,
-    /// dns, connect, tls, send, wait, transfer.
-    pub phases: [&'static str; 6],
-}
-
-pub const PHASES: [&str; 6] = ["dns", "connect", "tls", "send", "wait", "transfer"];
-
-/// An interval between two marks: (step index, what).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mark {
-    Start(usize),
-    End(usize),
-    State(usize, String),
-}
-
-#[derive(Debug)]
-pub struct Interval {
-    pub key: &'static str,
-    pub from: Mark,
-    pub to: Mark,
-}
 
 /// One measure per distinct (metric, key) for the life of the process: keys come from
 /// config, so they are few, and telemetry holds `&'static` catalog entries.
@@ -608,14 +537,16 @@ impl Settings for WorkflowSettings {
         }
 
         Ok(Box::new(run::WorkflowProbe {
+            client: client::Client {
+                tls,
+                server_name: raw.tls.server_name.as_ref().map(|s| s.get_ref().clone()),
+                version,
+                resolver: ctx.resolver.clone(),
+                max_body: max_body as usize,
+            },
             steps,
             intervals,
             vars,
-            max_body: max_body as usize,
-            tls,
-            server_name: raw.tls.server_name.as_ref().map(|s| s.get_ref().clone()),
-            version,
-            resolver: ctx.resolver.clone(),
             reserve,
             timeout: cfg.timeout,
         }))
@@ -863,7 +794,7 @@ fn check_step(
                 "an upload without `urls` puts ${part} (1, 2, ...) in the step's url",
             ));
         }
-        Action::Upload(upload::check(cfg, u, &key_of, file_path(cfg, u.get_ref()))?)
+        Action::Upload(check_upload(cfg, u, &key_of, file_path(cfg, u.get_ref()))?)
     } else {
         Action::Request
     };
@@ -881,6 +812,113 @@ fn check_step(
         extract,
         action,
         keys,
+    })
+}
+
+fn check_upload(
+    cfg: &ProbeConfig,
+    u: &Spanned<UploadConfig>,
+    key_of: &dyn Fn(&str) -> &'static str,
+    file: Option<PathBuf>,
+) -> Result<plan::Upload, ConfigError> {
+    let raw = u.get_ref();
+    let part_size = raw.part_size.get_ref().0;
+    if part_size == 0 || part_size > MAX_PART_SIZE {
+        return Err(cfg.error_at(
+            &raw.part_size,
+            "probe.step.upload.part_size",
+            "part_size must be between 1 byte and 5GiB",
+        ));
+    }
+    let file = match (&raw.file, file) {
+        (Some(at), Some(path)) => {
+            let meta = std::fs::metadata(&path)
+                .map_err(|e| cfg.error_at(at, "probe.step.upload.file", format!("{}: {e}", path.display())))?;
+            if !meta.is_file() || meta.len() == 0 {
+                return Err(cfg.error_at(at, "probe.step.upload.file", "not a regular, non-empty file"));
+            }
+            Some((path, meta.len()))
+        }
+        _ => None,
+    };
+    let parts = match (&raw.parts, &file) {
+        (Some(n), _) => Some(*n.get_ref()),
+        (None, Some((_, size))) => Some(size.div_ceil(part_size).min(u64::from(u32::MAX)) as u32),
+        (None, None) if raw.urls.is_some() => None,
+        (None, None) => {
+            return Err(cfg.error_at(
+                u,
+                "probe.step.upload.parts",
+                "say how many parts: `parts`, a `file`, or `urls`",
+            ));
+        }
+    };
+    if let Some(n) = parts {
+        let at = raw.parts.as_ref().map_or(u.span(), |p| p.span());
+        if n == 0 || n > MAX_PARTS {
+            return Err(cfg.source.error_at(
+                at,
+                Some("probe.step.upload.parts"),
+                format!("parts must be between 1 and {MAX_PARTS}"),
+            ));
+        }
+        if u64::from(n).saturating_mul(part_size) > MAX_UPLOAD {
+            return Err(cfg.source.error_at(
+                at,
+                Some("probe.step.upload.parts"),
+                format!(
+                    "parts × part_size is {}; at most {} an upload",
+                    bytesize::ByteSize(u64::from(n).saturating_mul(part_size))
+                        .display()
+                        .iec(),
+                    bytesize::ByteSize(MAX_UPLOAD).display().iec()
+                ),
+            ));
+        }
+        if let Some((_, size)) = &file
+            && u64::from(n - 1) * part_size >= *size
+        {
+            return Err(cfg.source.error_at(
+                at,
+                Some("probe.step.upload.parts"),
+                format!("the file holds {size} bytes: fewer than {n} parts of {part_size}"),
+            ));
+        }
+    }
+    let concurrency = raw.concurrency.as_ref().map_or(4, |c| *c.get_ref());
+    if !(1..=64).contains(&concurrency) {
+        let c = raw.concurrency.as_ref().expect("set");
+        return Err(cfg.error_at(
+            c,
+            "probe.step.upload.concurrency",
+            "concurrency must be between 1 and 64",
+        ));
+    }
+    let max_attempts = raw.max_attempts.as_ref().map_or(5, |c| *c.get_ref());
+    if !(1..=20).contains(&max_attempts) {
+        let c = raw.max_attempts.as_ref().expect("set");
+        return Err(cfg.error_at(
+            c,
+            "probe.step.upload.max_attempts",
+            "max_attempts must be between 1 and 20",
+        ));
+    }
+    Ok(plan::Upload {
+        parts,
+        part_size,
+        file,
+        urls_var: raw.urls.as_ref().map(|v| v.get_ref().clone()),
+        concurrency: concurrency as usize,
+        max_attempts,
+        keys: plan::PartKeys {
+            ok: key_of("parts_ok"),
+            retried: key_of("parts_retried"),
+            failed: key_of("parts_failed"),
+            throttled: key_of("retries_throttled"),
+            error: key_of("retries_error"),
+            part: key_of("part"),
+            throughput: key_of("throughput"),
+        },
     })
 }
 

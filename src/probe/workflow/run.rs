@@ -2,229 +2,32 @@
 //! steps keep), each request on a fresh timed connection, then the always steps, then the
 //! intervals between marks. Every text the run reports passes the secret scrub.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Method;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use rustls::ClientConfig;
+use http::header;
 use serde_json::Value;
 
-use super::template::{Template, Vars};
-use super::{Action, Extract, Interval, MAX_JSON_VALUES, Mark, PHASES, Poll, Step, upload};
-use crate::net::Resolver;
-use crate::net::http::{self as nethttp, BodySpec, Version};
+use super::client::{Client, MAX_VALUE, Outgoing, Req, Response, RunState, render};
+use super::plan::{Action, Extract, Interval, MAX_JSON_VALUES, MAX_PARTS, Mark, Poll, Step};
+use super::template::Vars;
+use super::upload;
+use crate::net::http as nethttp;
 use crate::outcome::{ErrorType, ProbeError, Recorder, StepReport};
 use crate::probe::kind::{BoxFuture, Probe};
 
 pub struct WorkflowProbe {
+    pub(super) client: Client,
     pub(super) steps: Vec<Step>,
     pub(super) intervals: Vec<Interval>,
     pub(super) vars: Vars,
-    pub(super) max_body: usize,
-    pub(super) tls: Arc<ClientConfig>,
-    pub(super) server_name: Option<String>,
-    pub(super) version: Version,
-    pub(super) resolver: Resolver,
     /// Time kept for the always steps at the end of the run's timeout.
     pub(super) reserve: Duration,
     pub(super) timeout: Duration,
 }
 
-/// Cookies a run may hold: a server setting more is not followed further.
-const MAX_COOKIES: usize = 64;
-/// The longest extracted value (a token, an id, one URL).
-const MAX_VALUE: usize = 64 * 1024;
-
-/// What one run carries from step to step.
-pub struct RunState {
-    pub vars: Vars,
-    jar: Mutex<cookie_store::CookieStore>,
-    marks: Vec<(Mark, Instant)>,
-}
-
-impl RunState {
-    fn mark(&mut self, m: Mark, at: Instant) {
-        if !self.marks.iter().any(|(have, _)| *have == m) {
-            self.marks.push((m, at));
-        }
-    }
-
-    fn at(&self, m: &Mark) -> Option<Instant> {
-        self.marks.iter().find(|(have, _)| have == m).map(|(_, t)| *t)
-    }
-
-    /// The Cookie header for `url`, if the jar has any.
-    pub fn cookie_header(&self, url: &url::Url) -> Option<HeaderValue> {
-        let jar = self.jar.lock().expect("cookie jar");
-        let pairs: Vec<String> = jar.get_request_values(url).map(|(k, v)| format!("{k}={v}")).collect();
-        drop(jar);
-        if pairs.is_empty() {
-            return None;
-        }
-        let mut v = HeaderValue::from_str(&pairs.join("; ")).ok()?;
-        v.set_sensitive(true);
-        Some(v)
-    }
-
-    pub fn keep_cookies(&self, url: &url::Url, headers: &HeaderMap) {
-        let mut jar = self.jar.lock().expect("cookie jar");
-        for v in headers.get_all(header::SET_COOKIE) {
-            if jar.iter_any().count() >= MAX_COOKIES {
-                break;
-            }
-            if let Ok(text) = v.to_str() {
-                let _ = jar.parse(text, url);
-            }
-        }
-    }
-}
-
-/// What goes in a request's body.
-pub enum Outgoing {
-    Empty,
-    Text(Bytes),
-    Generated(u64),
-    File {
-        path: std::path::PathBuf,
-        offset: u64,
-        len: u64,
-    },
-}
-
-/// One request to send.
-pub struct Req<'a> {
-    pub url: &'a url::Url,
-    pub method: &'a Method,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Outgoing,
-    pub timeout: Duration,
-    /// Keep the body (up to `max_body`) for extraction; else count it.
-    pub keep_body: bool,
-}
-
-pub struct Response {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: Option<Vec<u8>>,
-    pub end: Instant,
-}
-
-/// One request's timings: phases (dns … transfer) and TTFB from the request's start.
-pub struct Timing {
-    pub phases: [Option<f64>; 6],
-    pub ttfb: Option<f64>,
-    pub duration: Duration,
-}
-
-impl Timing {
-    /// Into the run's samples under the step's keys.
-    pub fn record(&self, rec: &mut Recorder, step: &Step) {
-        for (key, v) in step.keys.phases.iter().zip(self.phases) {
-            if let Some(v) = v {
-                rec.sample(key, v);
-            }
-        }
-        if let Some(t) = self.ttfb {
-            rec.sample(step.keys.ttfb, t);
-        }
-    }
-}
-
 impl WorkflowProbe {
-    /// One request on a fresh timed connection, bounded by `req.timeout`.
-    pub async fn request(&self, req: &Req<'_>) -> (Timing, Result<Response, ProbeError>) {
-        let start = Instant::now();
-        let mut sub = Recorder::new(start);
-        let result = tokio::time::timeout(req.timeout, self.exchange(&mut sub, req)).await;
-        let result = match result {
-            Ok(r) => r,
-            Err(_) => Err(crate::probe::timeout_error(sub.phase(), req.timeout)),
-        };
-        let timing = Timing {
-            phases: PHASES.map(|p| sub.get(p)),
-            ttfb: sub.get("ttfb"),
-            duration: start.elapsed(),
-        };
-        (timing, result)
-    }
-
-    async fn exchange(&self, sub: &mut Recorder, req: &Req<'_>) -> Result<Response, ProbeError> {
-        let mut conn = nethttp::open(
-            &self.resolver,
-            sub,
-            req.url,
-            &self.tls,
-            self.server_name.as_deref(),
-            self.version,
-        )
-        .await?;
-        let spec = match &req.body {
-            Outgoing::Text(b) => BodySpec::Bytes(b.clone()),
-            Outgoing::Generated(n) => BodySpec::Generated(*n),
-            Outgoing::Empty | Outgoing::File { .. } => BodySpec::Empty,
-        };
-        let mut request = nethttp::build_request(req.url, req.method, &req.headers, &spec, conn.is_h2(), false)?;
-        if let Outgoing::File { path, offset, len } = &req.body {
-            request = nethttp::with_body(request, upload::FileSlice::open(path, *offset, *len).await?);
-        }
-        let (resp, first_byte) = conn.exchange(sub, request).await?;
-        let status = resp.status().as_u16();
-        let (head, incoming) = resp.into_parts();
-        let read = read_capped(incoming, self.max_body, req.keep_body).await;
-        sub.add("transfer", first_byte.elapsed().as_secs_f64());
-        Ok(Response {
-            status,
-            headers: head.headers,
-            body: read?,
-            end: Instant::now(),
-        })
-    }
-
-    /// The step's URL and headers with variables filled in (and `part` when given), the
-    /// run's cookies added.
-    pub fn target(
-        &self,
-        st: &RunState,
-        step: &Step,
-        text: String,
-        vars: &Vars,
-    ) -> Result<(url::Url, Vec<(HeaderName, HeaderValue)>), ProbeError> {
-        let missing = |e: String| ProbeError::new(ErrorType::ExtractionFailed, format!("step {}: {e}", step.name));
-        let parsed = url::Url::parse(&text)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or_else(|| {
-                ProbeError::new(
-                    ErrorType::ExtractionFailed,
-                    format!(
-                        "step {}: {:?} is not an http(s) URL",
-                        step.name,
-                        crate::redact::url(&st.vars.scrub(&text))
-                    ),
-                )
-            })?;
-        let mut headers = Vec::new();
-        for (name, t) in &step.headers {
-            let r = t.render(vars).map_err(missing)?;
-            let mut v = HeaderValue::from_str(&r.text).map_err(|_| {
-                ProbeError::new(
-                    ErrorType::ExtractionFailed,
-                    format!("step {}: header {name} has characters a header cannot carry", step.name),
-                )
-            })?;
-            v.set_sensitive(r.secret);
-            headers.push((name.clone(), v));
-        }
-        if let Some(c) = st.cookie_header(&parsed) {
-            headers.push((header::COOKIE, c));
-        }
-        Ok((parsed, headers))
-    }
-
     async fn run_all(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
         let mut st = RunState {
             vars: self.vars.clone(),
@@ -315,7 +118,7 @@ impl WorkflowProbe {
             match &step.action {
                 Action::Request => self.one(rec, st, step, deadline, &mut report).await,
                 Action::Poll(p) => self.poll(rec, st, i, step, p, start, deadline, &mut report).await,
-                Action::Upload(u) => upload::run(self, rec, st, step, u, deadline, &mut report).await,
+                Action::Upload(u) => upload::run(&self.client, rec, st, step, u, deadline, &mut report).await,
             }
         };
         let result = match tokio::time::timeout_at(deadline.into(), work).await {
@@ -368,7 +171,9 @@ impl WorkflowProbe {
         deadline: Instant,
         report: &mut StepReport,
     ) -> Result<Response, ProbeError> {
-        let (url, headers) = self.target(st, step, render(step, &step.url, &st.vars)?, &st.vars)?;
+        let (url, headers) = self
+            .client
+            .target(st, step, render(step, &step.url, &st.vars)?, &st.vars)?;
         let body = match &step.body {
             Some(t) => Outgoing::Text(Bytes::from(
                 t.render(&st.vars)
@@ -386,7 +191,7 @@ impl WorkflowProbe {
             timeout,
             keep_body: true,
         };
-        let (timing, result) = self.request(&req).await;
+        let (timing, result) = self.client.request(&req).await;
         timing.record(rec, step);
         let resp = result?;
         report.status = Some(resp.status);
@@ -431,7 +236,7 @@ impl WorkflowProbe {
                         None | Some(Value::Null) => Err(fail(format!("{p} is not in the body (for ${{{var}}})"))),
                         Some(Value::Array(items)) => {
                             let list: Vec<String> = items.iter().map(crate::probe::json::text_of).collect();
-                            if list.len() > super::MAX_PARTS as usize || list.iter().any(|s| s.len() > MAX_VALUE) {
+                            if list.len() > MAX_PARTS as usize || list.iter().any(|s| s.len() > MAX_VALUE) {
                                 return Err(fail(format!("{p} is too large a list for ${{{var}}}")));
                             }
                             st.vars.set_list(var, list);
@@ -552,13 +357,6 @@ impl Probe for WorkflowProbe {
     }
 }
 
-/// A template filled in; a variable without a value is `extraction_failed`.
-pub fn render(step: &Step, t: &Template, vars: &Vars) -> Result<String, ProbeError> {
-    t.render(vars)
-        .map(|r| r.text)
-        .map_err(|e| ProbeError::new(ErrorType::ExtractionFailed, format!("step {}: {e}", step.name)))
-}
-
 fn accepted(step: &Step, status: u16) -> bool {
     match &step.status {
         Some(list) => list.contains(&status),
@@ -569,28 +367,6 @@ fn accepted(step: &Step, status: u16) -> bool {
 fn step_status(rec: &mut Recorder, step: &Step, resp: &Response) -> ProbeError {
     let e = nethttp::status_error(rec, resp.status, &resp.headers);
     ProbeError::new(e.kind, format!("step {}: {}", step.name, e.message))
-}
-
-/// Reads a body to its end, cut off past `max` bytes; kept when `keep`.
-pub async fn read_capped(mut body: Incoming, max: usize, keep: bool) -> Result<Option<Vec<u8>>, ProbeError> {
-    let mut n = 0usize;
-    let mut kept = keep.then(Vec::new);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| nethttp::classify_hyper(&e, "reading the body"))?;
-        if let Ok(data) = frame.into_data() {
-            n += data.len();
-            if n > max {
-                return Err(ProbeError::new(
-                    ErrorType::BodyTooLarge,
-                    format!("body exceeded max_body ({max} bytes); cut off"),
-                ));
-            }
-            if let Some(k) = kept.as_mut() {
-                k.extend_from_slice(&data);
-            }
-        }
-    }
-    Ok(kept)
 }
 
 /// An id unique to the run, for `${run}` (idempotency keys, object names).

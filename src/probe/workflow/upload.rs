@@ -4,157 +4,17 @@
 //! transient failures, and counted: ok, retried, failed. Parts stream from a 64 KiB
 //! buffer: memory does not grow with `part_size`.
 
-use std::convert::Infallible;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use http::header;
-use hyper::body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncSeekExt as _, ReadBuf};
 
-use super::run::{Outgoing, Req, RunState, WorkflowProbe};
+use super::client::{Client, Outgoing, Req, RunState, Timing, render};
+use super::plan::{Step, Upload};
 use super::template::Value;
-use super::{MAX_PART_SIZE, MAX_PARTS, MAX_UPLOAD, Step, UploadConfig};
-use crate::config::{ConfigError, Spanned};
 use crate::net::http::parse_retry_after;
 use crate::outcome::{ErrorType, ProbeError, Recorder, StepReport};
-use crate::probe::kind::ProbeConfig;
-
-#[derive(Debug)]
-pub struct Upload {
-    /// Fixed by config, or (None) the length of the `urls` list.
-    parts: Option<u32>,
-    part_size: u64,
-    /// The file and its size.
-    file: Option<(PathBuf, u64)>,
-    urls_var: Option<String>,
-    concurrency: usize,
-    max_attempts: u32,
-    keys: PartKeys,
-}
-
-#[derive(Debug)]
-struct PartKeys {
-    ok: &'static str,
-    retried: &'static str,
-    failed: &'static str,
-    throttled: &'static str,
-    error: &'static str,
-    part: &'static str,
-    throughput: &'static str,
-}
-
-pub fn check(
-    cfg: &ProbeConfig,
-    u: &Spanned<UploadConfig>,
-    key_of: &dyn Fn(&str) -> &'static str,
-    file: Option<PathBuf>,
-) -> Result<Upload, ConfigError> {
-    let raw = u.get_ref();
-    let part_size = raw.part_size.get_ref().0;
-    if part_size == 0 || part_size > MAX_PART_SIZE {
-        return Err(cfg.error_at(
-            &raw.part_size,
-            "probe.step.upload.part_size",
-            "part_size must be between 1 byte and 5GiB",
-        ));
-    }
-    let file = match (&raw.file, file) {
-        (Some(at), Some(path)) => {
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| cfg.error_at(at, "probe.step.upload.file", format!("{}: {e}", path.display())))?;
-            if !meta.is_file() || meta.len() == 0 {
-                return Err(cfg.error_at(at, "probe.step.upload.file", "not a regular, non-empty file"));
-            }
-            Some((path, meta.len()))
-        }
-        _ => None,
-    };
-    let parts = match (&raw.parts, &file) {
-        (Some(n), _) => Some(*n.get_ref()),
-        (None, Some((_, size))) => Some(size.div_ceil(part_size).min(u64::from(u32::MAX)) as u32),
-        (None, None) if raw.urls.is_some() => None,
-        (None, None) => {
-            return Err(cfg.error_at(
-                u,
-                "probe.step.upload.parts",
-                "say how many parts: `parts`, a `file`, or `urls`",
-            ));
-        }
-    };
-    if let Some(n) = parts {
-        let at = raw.parts.as_ref().map_or(u.span(), |p| p.span());
-        if n == 0 || n > MAX_PARTS {
-            return Err(cfg.source.error_at(
-                at,
-                Some("probe.step.upload.parts"),
-                format!("parts must be between 1 and {MAX_PARTS}"),
-            ));
-        }
-        if u64::from(n).saturating_mul(part_size) > MAX_UPLOAD {
-            return Err(cfg.source.error_at(
-                at,
-                Some("probe.step.upload.parts"),
-                format!(
-                    "parts × part_size is {}; at most {} an upload",
-                    bytesize::ByteSize(u64::from(n).saturating_mul(part_size))
-                        .display()
-                        .iec(),
-                    bytesize::ByteSize(MAX_UPLOAD).display().iec()
-                ),
-            ));
-        }
-        if let Some((_, size)) = &file
-            && u64::from(n - 1) * part_size >= *size
-        {
-            return Err(cfg.source.error_at(
-                at,
-                Some("probe.step.upload.parts"),
-                format!("the file holds {size} bytes: fewer than {n} parts of {part_size}"),
-            ));
-        }
-    }
-    let concurrency = raw.concurrency.as_ref().map_or(4, |c| *c.get_ref());
-    if !(1..=64).contains(&concurrency) {
-        let c = raw.concurrency.as_ref().expect("set");
-        return Err(cfg.error_at(
-            c,
-            "probe.step.upload.concurrency",
-            "concurrency must be between 1 and 64",
-        ));
-    }
-    let max_attempts = raw.max_attempts.as_ref().map_or(5, |c| *c.get_ref());
-    if !(1..=20).contains(&max_attempts) {
-        let c = raw.max_attempts.as_ref().expect("set");
-        return Err(cfg.error_at(
-            c,
-            "probe.step.upload.max_attempts",
-            "max_attempts must be between 1 and 20",
-        ));
-    }
-    Ok(Upload {
-        parts,
-        part_size,
-        file,
-        urls_var: raw.urls.as_ref().map(|v| v.get_ref().clone()),
-        concurrency: concurrency as usize,
-        max_attempts,
-        keys: PartKeys {
-            ok: key_of("parts_ok"),
-            retried: key_of("parts_retried"),
-            failed: key_of("parts_failed"),
-            throttled: key_of("retries_throttled"),
-            error: key_of("retries_error"),
-            part: key_of("part"),
-            throughput: key_of("throughput"),
-        },
-    })
-}
 
 /// How one part ended.
 struct PartResult {
@@ -165,12 +25,12 @@ struct PartResult {
     bytes: u64,
     /// The successful attempt's duration.
     duration: Option<f64>,
-    timings: Vec<super::run::Timing>,
+    timings: Vec<Timing>,
     last_error: Option<ProbeError>,
 }
 
 pub async fn run(
-    probe: &WorkflowProbe,
+    probe: &Client,
     rec: &mut Recorder,
     st: &RunState,
     step: &Step,
@@ -200,7 +60,7 @@ pub async fn run(
         vars.set("part", (n + 1).to_string(), false);
         let url = match &list {
             Some(l) => l[n].clone(),
-            None => super::run::render(step, &step.url, &vars)?,
+            None => render(step, &step.url, &vars)?,
         };
         targets.push(probe.target(st, step, url, &vars)?);
     }
@@ -291,7 +151,7 @@ fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
 }
 
 async fn part(
-    probe: &WorkflowProbe,
+    probe: &Client,
     step: &Step,
     up: &Upload,
     index: usize,
@@ -403,64 +263,4 @@ async fn part(
         tokio::time::sleep(wait).await;
     }
     r
-}
-
-/// `len` bytes of a file from `offset`, read 64 KiB at a time as hyper asks for them.
-pub struct FileSlice {
-    file: tokio::fs::File,
-    remaining: u64,
-    buf: Box<[u8]>,
-}
-
-impl FileSlice {
-    pub async fn open(path: &Path, offset: u64, len: u64) -> Result<FileSlice, ProbeError> {
-        let err = |e: std::io::Error| ProbeError::new(ErrorType::Internal, format!("reading {}: {e}", path.display()));
-        let mut file = tokio::fs::File::open(path).await.map_err(err)?;
-        file.seek(std::io::SeekFrom::Start(offset)).await.map_err(err)?;
-        Ok(FileSlice {
-            file,
-            remaining: len,
-            buf: vec![0u8; 64 * 1024].into_boxed_slice(),
-        })
-    }
-}
-
-impl Body for FileSlice {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        let this = &mut *self;
-        let want = this.remaining.min(this.buf.len() as u64) as usize;
-        let mut rb = ReadBuf::new(&mut this.buf[..want]);
-        match Pin::new(&mut this.file).poll_read(cx, &mut rb) {
-            Poll::Pending => Poll::Pending,
-            // A file that shrank or failed ends the body short: the server sees fewer
-            // bytes than Content-Length and the part fails.
-            Poll::Ready(Err(_)) => {
-                this.remaining = 0;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Ok(())) => {
-                let n = rb.filled().len();
-                if n == 0 {
-                    this.remaining = 0;
-                    return Poll::Ready(None);
-                }
-                this.remaining -= n as u64;
-                Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(&this.buf[..n])))))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
 }
