@@ -122,7 +122,8 @@ def daemon_cost(target, n, seconds, tmp, workflow):
 [[probe]]
 name = "job-{i}"
 kind = "workflow"
-every = "15m"
+every = "20s"
+splay = "0s"
 timeout = "12m"
 [[probe.step]]
 name = "init"
@@ -147,7 +148,7 @@ until = ["ready"]
                 f.write(f'\n[[probe]]\nname = "get-{i}"\nkind = "http"\nurl = "{target}/api/items"\nevery = "5s"\n')
     with Proc([BIN, "run", "-c", cfg], env={**os.environ, "SLOPROBE_LOG": "error"}) as d:
         wait_http(f"http://127.0.0.1:{port}/readyz")
-        time.sleep(5 if not workflow else 16)  # every probe has started (splay ≤ interval)
+        time.sleep(5 if not workflow else 22)  # every workflow has started (one 20 s tick)
         c0, t0 = cpu_seconds(d.pid), time.monotonic()
         time.sleep(seconds)
         cpu = cpu_seconds(d.pid) - c0
@@ -165,6 +166,7 @@ def uploads(target, tmp):
         f.write(os.urandom(size))
     # sloprobe: one init, then 10 parts one at a time.
     results = {}
+    before = json.loads(urllib.request.urlopen(f"{target}/pipeline/stats").read())["bytes"]
     for part_size in ["1MB", "10MB", "100MB"]:
         count = {"1MB": 100, "10MB": 10, "100MB": 1}[part_size]
         cfg = os.path.join(tmp, f"upload-{part_size}.toml")
@@ -192,12 +194,24 @@ concurrency = 1
 """)
         out, rss = run_with_rss([BIN, "once", "--format", "json", "-c", cfg])
         run = next(json.loads(l) for l in out.splitlines() if '"type":"run"' in l)
-        results[part_size] = {"seconds": run["measurements"]["upload"], "rss_mib": rss / 1024, "ok": run["success"]}
+        ms = run["measurements"]
+        if not run["success"] or ms["upload.parts_ok"] != count:
+            raise SystemExit(f"upload of {part_size} parts failed: {run}")
+        stored = json.loads(urllib.request.urlopen(f"{target}/pipeline/stats").read())
+        got = stored["bytes"] - before
+        before = stored["bytes"]
+        if got != 100 * 1000 * 1000:
+            raise SystemExit(f"the target stored {got} bytes of {part_size} parts, not 100 MB")
+        results[part_size] = {"seconds": ms["upload"], "rss_mib": rss / 1024, "parts_ok": ms["upload.parts_ok"], "bytes_stored": got}
     # curl: the same 100 MB as 10 PUTs of 10 MB, one at a time, fresh connections.
     init = json.loads(urllib.request.urlopen(urllib.request.Request(f"{target}/pipeline/recordings?parts={parts}", method="POST")).read())
-    t0 = time.monotonic()
+    # One curl process for all parts (no process start per part; it may reuse its
+    # connection, which favours curl).
+    cmd = ["curl", "-s", "--fail"]
     for url in init["part_urls"]:
-        subprocess.run(["curl", "-s", "-o", "/dev/null", "-T", data, url], check=True)
+        cmd += ["-T", data, url, "-o", "/dev/null"]
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True)
     curl_s = time.monotonic() - t0
     return results, curl_s, parts * size
 

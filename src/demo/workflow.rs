@@ -68,6 +68,8 @@ struct State {
     next: u64,
     deleted: u64,
     parts_ok: u64,
+    /// Body bytes of every stored part.
+    bytes: u64,
 }
 
 /// Recordings kept at most; older ones are dropped (a long-running demo stays small).
@@ -141,6 +143,7 @@ async fn part(Ctx(st): Ctx<Shared>, Path((id, n)): Path<(String, usize)>, req: R
     }
     let mut s = st.lock().expect("demo state");
     s.parts_ok += 1;
+    s.bytes += n_bytes;
     if let Some(r) = s.recordings.get_mut(&id) {
         r.bytes += n_bytes;
     }
@@ -204,9 +207,10 @@ async fn stats(Ctx(st): Ctx<Shared>) -> Response {
     json(
         StatusCode::OK,
         format!(
-            r#"{{"deleted":{},"parts_ok":{},"open":{}}}"#,
+            r#"{{"deleted":{},"parts_ok":{},"bytes":{},"open":{}}}"#,
             s.deleted,
             s.parts_ok,
+            s.bytes,
             s.recordings.len()
         ),
     )
