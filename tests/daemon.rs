@@ -125,23 +125,27 @@ async fn daemon_keeps_probing_through_faults_and_stops_cleanly() {
     assert!(on_time >= all - 1.0, "late runs: {on_time} of {all} on time");
 
     // SIGTERM: in-flight runs finish or time out (≤ 250 ms here), then exit 0.
-    let pid = child.0.id();
+    let status = sigterm_and_wait(&mut child, Duration::from_secs(5)).await;
+    assert!(status.success(), "exit status {status}");
+}
+
+/// Sends SIGTERM and waits (at most `limit`) for the daemon to exit.
+async fn sigterm_and_wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let t0 = Instant::now();
     assert!(
         Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args(["-TERM", &child.0.id().to_string()])
             .status()
             .unwrap()
             .success()
     );
-    let status = loop {
+    loop {
         if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
+            return s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(5), "daemon did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "exit status {status}");
+        assert!(t0.elapsed() < limit, "daemon did not stop within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -509,20 +513,7 @@ until = ["ready"]
     assert_eq!(sample(&text, "probe_runs_total", &["probe_name=\"slow-job\""]), None);
 
     let t0 = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(15), "daemon did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = sigterm_and_wait(&mut child, Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
     // The 5 s grace, then the cut.
     assert!(t0.elapsed() >= Duration::from_secs(5), "{:?}", t0.elapsed());

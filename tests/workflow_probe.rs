@@ -369,3 +369,38 @@ async fn the_documented_pipeline_and_its_slos_run_against_the_demo_target() {
     );
     assert!(rules.contains("measurement=\"journey\",threshold=\"600\""), "{rules}");
 }
+
+#[tokio::test]
+async fn a_file_is_uploaded_in_slices_with_a_shorter_last_part() {
+    let t = plain_target().await;
+    let size = 2 * 1024 * 1024 + 12_345;
+    let dir = write_files(&[("recording.bin", &"r".repeat(size))]);
+    let base = t.url("/pipeline/recordings");
+    let toml = format!(
+        r#"[[probe]]
+name = "file-upload"
+kind = "workflow"
+every = "1m"
+timeout = "10s"
+[[probe.step]]
+name = "init"
+method = "POST"
+url = "{base}?parts=3"
+[probe.step.extract]
+id = {{ pointer = "/id" }}
+[[probe.step]]
+name = "upload"
+url = "{base}/${{id}}/parts/${{part}}"
+[probe.step.upload]
+file = "{}"
+part_size = "1MiB"
+"#,
+        path_str(&dir.path().join("recording.bin"))
+    );
+    let o = run_probe(&toml).await;
+    assert!(o.success(), "{:?}", o.error);
+    assert_eq!(m(&o, "upload.parts_ok"), 3.0);
+    let s = stats(&t).await;
+    assert_eq!(s["parts_ok"], 3);
+    assert_eq!(s["bytes"], size as u64);
+}
