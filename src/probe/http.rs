@@ -7,8 +7,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::Method;
 use http::header::{self, HeaderName, HeaderValue};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use regex::Regex;
 use rustls::ClientConfig;
 
@@ -473,7 +471,7 @@ impl HttpProbe {
             redirect_to.is_none() && (self.expect.body_regex.is_some() || self.expect.body_not_regex.is_some());
         let (head, incoming) = resp.into_parts();
         let window = if capture { self.expect.match_window } else { 0 };
-        let read = read_body(incoming, self.expect.max_body, window).await;
+        let read = nethttp::read_body(incoming, self.expect.max_body, window).await;
         rec.add("transfer", first_byte.elapsed().as_secs_f64());
         let (body_bytes, captured) = read?;
         Ok(Hop {
@@ -554,28 +552,4 @@ fn without_credentials(headers: &[(HeaderName, HeaderValue)]) -> Vec<(HeaderName
         })
         .cloned()
         .collect()
-}
-
-/// Reads the body to its end, cutting it off past `max` bytes; keeps the first `window`
-/// bytes for assertions (none when 0).
-async fn read_body(mut body: Incoming, max: u64, window: usize) -> Result<(u64, Option<Vec<u8>>), ProbeError> {
-    let mut n: u64 = 0;
-    let mut buf = (window > 0).then(Vec::new);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| nethttp::classify_hyper(&e, "reading the body"))?;
-        if let Ok(data) = frame.into_data() {
-            n += data.len() as u64;
-            if n > max {
-                return Err(ProbeError::new(
-                    ErrorType::BodyTooLarge,
-                    format!("body exceeded max_body ({max} bytes); cut off"),
-                ));
-            }
-            if let Some(b) = buf.as_mut() {
-                let room = window.saturating_sub(b.len());
-                b.extend_from_slice(&data[..data.len().min(room)]);
-            }
-        }
-    }
-    Ok((n, buf))
 }

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Method;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncSeekExt as _, ReadBuf};
 
@@ -172,12 +171,13 @@ impl Client {
         let (resp, first_byte) = conn.exchange(sub, request).await?;
         let status = resp.status().as_u16();
         let (head, incoming) = resp.into_parts();
-        let read = read_capped(incoming, self.max_body, req.keep_body).await;
+        let window = if req.keep_body { self.max_body } else { 0 };
+        let read = nethttp::read_body(incoming, self.max_body as u64, window).await;
         sub.add("transfer", first_byte.elapsed().as_secs_f64());
         Ok(Response {
             status,
             headers: head.headers,
-            body: read?,
+            body: read?.1,
             end: Instant::now(),
         })
     }
@@ -229,28 +229,6 @@ pub fn render(step: &Step, t: &Template, vars: &Vars) -> Result<String, ProbeErr
     t.render(vars)
         .map(|r| r.text)
         .map_err(|e| ProbeError::new(ErrorType::ExtractionFailed, format!("step {}: {e}", step.name)))
-}
-
-/// Reads a body to its end, cut off past `max` bytes; kept when `keep`.
-pub async fn read_capped(mut body: Incoming, max: usize, keep: bool) -> Result<Option<Vec<u8>>, ProbeError> {
-    let mut n = 0usize;
-    let mut kept = keep.then(Vec::new);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| nethttp::classify_hyper(&e, "reading the body"))?;
-        if let Ok(data) = frame.into_data() {
-            n += data.len();
-            if n > max {
-                return Err(ProbeError::new(
-                    ErrorType::BodyTooLarge,
-                    format!("body exceeded max_body ({max} bytes); cut off"),
-                ));
-            }
-            if let Some(k) = kept.as_mut() {
-                k.extend_from_slice(&data);
-            }
-        }
-    }
-    Ok(kept)
 }
 
 /// `len` bytes of a file from `offset`, read 64 KiB at a time as hyper asks for them.

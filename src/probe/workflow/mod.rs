@@ -772,7 +772,7 @@ fn check_step(
     };
 
     let action = if let Some(p) = &s.poll {
-        Action::Poll(check_poll(cfg, p, timeout, deadline, &key_of)?)
+        Action::Poll(check_poll(cfg, p, deadline, &key_of)?)
     } else if let Some(u) = &s.upload {
         let list_var = u.get_ref().urls.as_ref();
         if let Some(v) = list_var
@@ -937,7 +937,6 @@ fn later_extractor(all: &[Spanned<StepConfig>], var: &str, index: usize) -> Opti
 fn check_poll(
     cfg: &ProbeConfig,
     p: &Spanned<PollConfig>,
-    timeout: Duration,
     deadline: Duration,
     key_of: &dyn Fn(&str) -> &'static str,
 ) -> Result<Poll, ConfigError> {
@@ -950,7 +949,6 @@ fn check_poll(
             "the poll interval must be at least 10ms and at most the step's deadline",
         ));
     }
-    let _ = timeout;
     let until_status = raw
         .until_status
         .as_ref()
@@ -964,7 +962,7 @@ fn check_poll(
         ));
     }
     let states: Vec<&Spanned<String>> = raw.until.iter().chain(&raw.fail_if).chain(&raw.states).collect();
-    if raw.pointer.is_none() && states.iter().any(|_| true) {
+    if raw.pointer.is_none() && !states.is_empty() {
         return Err(cfg.error_at(
             p,
             "probe.step.poll.pointer",
