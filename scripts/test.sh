@@ -57,6 +57,18 @@ if [ ! -x .cache/rum/node_modules/.bin/esbuild ] || [ ! -f .cache/rum/node_modul
     (cd .cache/rum && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent web-vitals@5 esbuild@0.25 >/dev/null)
 fi
 
+# Real streaming and realtime servers for tests/real_servers.rs, in their own venv (LiteLLM
+# pins versions chromadb would fight over): the LiteLLM proxy in front of fakellm, the
+# official openai and anthropic SDKs, python-socketio on aiohttp, strawberry on uvicorn.
+if [ ! -f .venv-stream/.installed-1 ]; then
+    [ -x .venv-stream/bin/python3 ] || python3 -m venv .venv-stream
+    .venv-stream/bin/pip install -q --disable-pip-version-check \
+        'litellm[proxy]==1.108.7' 'fakellm==0.3.5' 'openai==3.63.0' 'anthropic==2.17.0' \
+        'python-socketio==5.18.1' 'aiohttp==3.14.5' 'strawberry-graphql[asgi]==0.341.2' \
+        'uvicorn==0.55.0' 'websockets==15.0.1'
+    touch .venv-stream/.installed-1
+fi
+
 # The real Grafana Faro Web SDK and esbuild (npm) for the Faro end-to-end test: cached here.
 if [ ! -x .cache/faro/node_modules/.bin/esbuild ] || [ ! -f .cache/faro/node_modules/@grafana/faro-web-sdk/package.json ]; then
     mkdir -p .cache/faro

@@ -92,6 +92,9 @@ async fn faults_are_classified() {
         ("openai-chat", "status=429", "", "rate_limited"),
         ("openai-chat", "status=503", "", "http_status"),
         ("openai-chat", "no_content=1", "", "no_content"),
+        ("openai-chat", "nonstream=1", "", "not_streamed"),
+        ("openai-responses", "nonstream=1", "", "not_streamed"),
+        ("anthropic-messages", "nonstream=1", "", "not_streamed"),
         ("anthropic-messages", "no_content=1", "", "no_content"),
         ("openai-chat", "error_after=3", "", "upstream_error"),
         ("anthropic-messages", "error_after=3", "", "upstream_error"),
@@ -134,6 +137,49 @@ async fn faults_are_classified() {
             assert_eq!(o.retry_after, Some(std::time::Duration::from_secs(2)));
         }
     }
+}
+
+/// Streams captured from real servers (LiteLLM's bridges, fakellm), replayed byte for
+/// byte: each must pass with the server's own usage.
+#[test]
+fn captured_streams_from_real_servers() {
+    let server = hostile::start(hostile::captured_stream, true);
+    let cases = [
+        // (file, format, output tokens, input tokens)
+        ("litellm-responses-bridge.sse", "openai-responses", 19.0, Some(1.0)),
+        ("litellm-anthropic-bridge.sse", "anthropic-messages", 20.0, Some(8.0)),
+        ("litellm-chat-tool-call.sse", "openai-chat", 39.0, Some(8.0)),
+        ("litellm-chat-usage.sse", "openai-chat", 20.0, Some(8.0)),
+        ("fakellm-anthropic.sse", "anthropic-messages", 19.0, Some(1.0)),
+    ];
+    for (file, format, output, input) in cases {
+        let url = format!("http://127.0.0.1:{}/{file}", server.port);
+        let o = hostile::runtime().block_on(run_probe(&probe(&url, format, "")));
+        assert!(o.success(), "{file}: {:?}", o.error);
+        assert_eq!(o.label("probe.token.source"), Some("usage"), "{file}");
+        assert_eq!(m(&o, "output_tokens"), output, "{file}");
+        assert_eq!(o.get("input_tokens"), input, "{file}");
+    }
+    // LiteLLM's mock answering `stream: true` with one JSON message.
+    let url = format!(
+        "http://127.0.0.1:{}/litellm-mock-messages-not-streamed.json",
+        server.port
+    );
+    let o = hostile::runtime().block_on(run_probe(&probe(&url, "anthropic-messages", "")));
+    assert_eq!(error_type(&o), "not_streamed", "{:?}", o.error);
+    assert!(o.error.unwrap().message.contains("a whole Anthropic message"));
+}
+
+#[tokio::test]
+async fn tool_call_ttft_is_the_first_arguments_not_the_name() {
+    let t = plain_target().await;
+    let url = t.url("/llm/openai-chat?first=150&gap=10&tokens=4&tool=1");
+    let o = run_probe(&probe(&url, "openai-chat", "")).await;
+    assert!(o.success(), "{:?}", o.error);
+    // The name chunk comes at 0 ms, the first arguments at 150 ms.
+    let ttft = m(&o, "ttft");
+    assert!((0.150..0.150 + SLACK).contains(&ttft), "ttft {ttft}");
+    assert!(m(&o, "first_chunk") < 0.05);
 }
 
 #[tokio::test]

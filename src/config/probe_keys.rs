@@ -86,6 +86,17 @@ pub fn probe_key_error(source: &Source, e: &toml::de::Error, name_at: usize, kin
         .strip_prefix("missing field `")
         .and_then(|r| r.split('`').next())
     {
+        // Missing inside a nested table (`[[probe.step]]`): point there, not at the probe.
+        if let Some(span) = e.span() {
+            let at = source.error_at(span.clone(), None, "");
+            if at.key.starts_with("probe.") {
+                return source.error_at(
+                    span,
+                    Some(&format!("{}.{field}", at.key)),
+                    format!("each [{}] table needs `{field}`", at.key),
+                );
+            }
+        }
         let what = kind.map_or_else(|| "every probe".to_string(), |k| format!("a {k:?} probe"));
         return source.error_at(
             name_at..name_at,

@@ -2,7 +2,9 @@
 //! probe reads (docs/demo.md), with injected first-token delay, inter-token gaps and faults. Route:
 //! `/llm/{format}?first=MS&gap=MS&tokens=N` plus optional `reasoning=MS` (thinking output
 //! at MS, before the answer), `ping=1` (`: ping` comments), `crlf=1`, `error_after=K`,
-//! `malformed=1`, `stall_after=K`, `no_content=1`, `status=429`.
+//! `malformed=1`, `stall_after=K`, `no_content=1`, `status=429`, `nonstream=1` (one JSON
+//! answer, as a server that ignores `stream: true`), `tool=1` (openai-chat: a tool call whose
+//! name chunk comes at 0 ms and whose arguments are the tokens).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -40,6 +42,10 @@ pub struct LlmParams {
     #[serde(default)]
     no_content: u8,
     status: Option<u16>,
+    #[serde(default)]
+    nonstream: u8,
+    #[serde(default)]
+    tool: u8,
 }
 
 fn default_first() -> u64 {
@@ -91,6 +97,18 @@ pub async fn llm(Path(format): Path<String>, Query(p): Query<LlmParams>) -> Resp
         }
         return resp;
     }
+    if p.nonstream == 1 {
+        let body = match format.as_str() {
+            "openai-responses" => r#"{"id":"r1","object":"response","status":"completed","output":[]}"#,
+            "anthropic-messages" => {
+                r#"{"id":"m1","type":"message","role":"assistant","content":[{"type":"text","text":"hi"}]}"#
+            }
+            _ => {
+                r#"{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]}"#
+            }
+        };
+        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
     let mut s = Script {
         steps: Vec::new(),
         crlf: p.crlf == 1,
@@ -121,9 +139,16 @@ pub async fn llm(Path(format): Path<String>, Query(p): Query<LlmParams>) -> Resp
                     r#"{"choices":[{"index":0,"delta":{"content":null,"reasoning_content":"thinking"}}]}"#,
                 );
             }
+            if p.tool == 1 {
+                s.event(0, None, r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"lookup","arguments":""}}]},"finish_reason":null}]}"#);
+            }
             for i in 0..cut {
                 let data = if i == 0 && p.malformed == 1 {
                     r#"{"choices":[{"index":0,"delta":{"content":"tok"#.to_string()
+                } else if p.tool == 1 {
+                    format!(
+                        r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":0,"function":{{"arguments":"a{i}"}}}}]}},"finish_reason":null}}]}}"#
+                    )
                 } else {
                     format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"tok{i} "}},"finish_reason":null}}]}}"#)
                 };

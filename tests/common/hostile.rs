@@ -225,6 +225,28 @@ pub fn oversize_headers(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output 
     Box::pin(write_then_hold(tcp, resp))
 }
 
+/// Not hostile: replays a stream captured from a real server, named by the request path
+/// (`/<file>` under tests/fixtures/streams; `.json` files go out as application/json).
+pub fn captured_stream(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let name = path(&head).trim_start_matches('/').to_string();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/streams")
+        .join(&name);
+    let body = std::fs::read(&file).unwrap_or_default();
+    let ct = if name.ends_with(".json") {
+        "application/json"
+    } else {
+        "text/event-stream"
+    };
+    let mut resp = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {ct}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    resp.extend_from_slice(&body);
+    Box::pin(write_then_close(tcp, resp))
+}
+
 /// Plain HTTP where the client expects a TLS handshake.
 pub fn plain_to_tls(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(write_then_close(tcp, b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()))

@@ -352,6 +352,7 @@ struct Tally {
     usage_input: Option<u64>,
     usage_output: Option<u64>,
     done: bool,
+    body_bytes: u64,
 }
 
 impl Tally {
@@ -409,6 +410,49 @@ impl Tally {
     }
 }
 
+/// How much of a non-streamed answer is kept to describe it.
+const NOT_STREAMED_HEAD: usize = 4096;
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// `not_streamed`: what came instead of an event stream, with its shape when it is one of
+/// the vendors' non-streamed answers.
+fn not_streamed(content_type: &str, bytes: Option<u64>, head: Option<&[u8]>) -> ProbeError {
+    let ct = if content_type.is_empty() {
+        "no content type"
+    } else {
+        content_type
+    };
+    let size = bytes.map_or("over max_event".to_string(), |n| format!("{n} bytes"));
+    let json = head.and_then(|h| serde_json::from_slice::<Value>(h).ok());
+    let shape = match &json {
+        Some(v) if v.get("error").is_some_and(|e| !e.is_null()) => {
+            format!("an error object: {}", wire::error_message(v))
+        }
+        Some(v) if v.get("choices").is_some() => "a whole chat completion".to_string(),
+        Some(v) if v.get("object").and_then(Value::as_str) == Some("response") => {
+            "a whole Responses object".to_string()
+        }
+        Some(v) if v.get("type").and_then(Value::as_str) == Some("message") => "a whole Anthropic message".to_string(),
+        Some(Value::Object(m)) => {
+            let keys: Vec<&str> = m.keys().take(6).map(String::as_str).collect();
+            format!("a JSON object with keys {}", keys.join(", "))
+        }
+        Some(_) => "a JSON value".to_string(),
+        None if head.is_some() || is_json(content_type) => "JSON".to_string(),
+        None => "no event-stream events".to_string(),
+    };
+    ProbeError::new(
+        ErrorType::NotStreamed,
+        format!(
+            "the server answered a stream request without a stream ({ct}, {size}: {shape}); was `stream: true` sent and honoured?"
+        ),
+    )
+}
+
 impl AssistantProbe {
     async fn run_stream(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
         // A failed call is still an operation: its duration is recorded with error.type.
@@ -449,11 +493,28 @@ impl AssistantProbe {
             }
         }
         rec.enter("stream");
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if self.format != Format::Chunked && is_json(&content_type) {
+            // The server ignored `stream: true` (or a gateway answered for it): say so,
+            // rather than `no_content` after parsing JSON as events.
+            let read = nethttp::read_body(resp.into_body(), self.max_event as u64, NOT_STREAMED_HEAD).await;
+            rec.set("e2e", rec.offset(Instant::now()));
+            let (n, head) = read.map_or((None, None), |(n, head)| (Some(n), head));
+            return Err(not_streamed(&content_type, n, head.as_deref()));
+        }
         let mut tally = Tally::default();
         let result = self.read_events(rec, resp.into_body(), &mut tally).await;
         rec.set("e2e", rec.offset(Instant::now()));
         tally.finish(rec);
         result?;
+        if self.format != Format::Chunked && rec.get("first_chunk").is_none() && tally.body_bytes > 0 {
+            return Err(not_streamed(&content_type, Some(tally.body_bytes), None));
+        }
         if tally.content_events == 0 {
             return Err(ProbeError::new(ErrorType::NoContent, "stream ended before any output"));
         }
@@ -491,6 +552,7 @@ impl AssistantProbe {
         while let Some(chunk) = self.next_within_stall(chunks.next()).await? {
             let chunk = chunk.map_err(|e| nethttp::classify_hyper(&e, "reading the stream"))?;
             let now = Instant::now();
+            tally.body_bytes += chunk.len() as u64;
             decoder.feed(&chunk, &mut events).map_err(|e| {
                 ProbeError::new(
                     ErrorType::ProtocolError,

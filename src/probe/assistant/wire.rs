@@ -116,16 +116,24 @@ pub fn classify(format: Format, event: &str, data: &str) -> Result<Vec<Signal>, 
                 if non_empty_str(delta.get("reasoning_content")) || non_empty_str(delta.get("reasoning")) {
                     out.push(Signal::Reasoning);
                 }
-                let tools = delta
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .is_some_and(|t| !t.is_empty());
+                // A tool call's first chunk carries its name with `"arguments": ""`; the
+                // first token is the first non-empty arguments, as for the other formats.
+                let tools = delta.get("tool_calls").and_then(Value::as_array).is_some_and(|calls| {
+                    calls
+                        .iter()
+                        .any(|c| non_empty_str(c.get("function").and_then(|f| f.get("arguments"))))
+                });
                 if non_empty_str(delta.get("content")) || non_empty_str(delta.get("refusal")) || tools {
                     out.push(Signal::Content);
                 }
             }
         }
         Format::OpenAiResponses => {
+            // LiteLLM and other OpenAI-compatible proxies end a Responses stream with the
+            // chat format's `[DONE]` after `response.completed`; the openai SDK skips it.
+            if data.trim() == "[DONE]" {
+                return Ok(vec![Signal::Done]);
+            }
             let v: Value = serde_json::from_str(data).map_err(|e| protocol_error(format, data, e))?;
             let kind = v.get("type").and_then(Value::as_str).unwrap_or(event);
             match kind {
@@ -182,9 +190,10 @@ pub fn classify(format: Format, event: &str, data: &str) -> Result<Vec<Signal>, 
                         _ => {}
                     }
                 }
-                // Cumulative: the last one is the total.
+                // Cumulative: the last one is the total. Bridges (LiteLLM) send 0 input
+                // tokens in `message_start` and the real count here, as the API may too.
                 "message_delta" => out.push(Signal::Usage {
-                    input: None,
+                    input: u64_at(&v, &["usage", "input_tokens"]),
                     output: u64_at(&v, &["usage", "output_tokens"]),
                 }),
                 "message_stop" => out.push(Signal::Done),
@@ -279,6 +288,13 @@ data: [DONE]\n\n";
             r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}]}"#,
         );
         assert_eq!(r.unwrap(), vec![Signal::Content]);
+        // The name chunk (empty arguments) is not the first token.
+        let r = classify(
+            Format::OpenAiChat,
+            "message",
+            r#"{"choices":[{"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+        );
+        assert_eq!(r.unwrap(), vec![]);
         let r = classify(Format::OpenAiChat, "message", r#"{"error":{"message":"overloaded"}}"#).unwrap();
         assert_eq!(r, vec![Signal::Error("overloaded".into())]);
         let e = classify(Format::OpenAiChat, "message", r#"{"choices":[{"delta":{"content":"x""#).unwrap_err();
@@ -291,7 +307,7 @@ data: [DONE]\n\n";
 event: ping\ndata: {\"type\": \"ping\"}\n\n\
 event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me\"}}\n\n\
 event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n\
-event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"input_tokens\":27,\"output_tokens\":15}}\n\n\
 event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n\
 event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
         let expected = vec![
@@ -303,7 +319,7 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
             Ok(vec![Signal::Reasoning]),
             Ok(vec![Signal::Content]),
             Ok(vec![Signal::Usage {
-                input: None,
+                input: Some(27),
                 output: Some(15),
             }]),
             Ok(vec![Signal::Error("Overloaded".into())]),
@@ -335,6 +351,11 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
                     Signal::Done
                 ]),
             ]
+        );
+        // A proxy's trailing `[DONE]` after `response.completed` is an end, not malformed.
+        assert_eq!(
+            classify(Format::OpenAiResponses, "", "[DONE]").unwrap(),
+            vec![Signal::Done]
         );
         let failed = r#"{"type":"response.failed","response":{"error":{"code":"server_error","message":"boom"}}}"#;
         assert_eq!(

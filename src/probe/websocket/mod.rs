@@ -20,7 +20,7 @@ use crate::outcome::{Instrument, Measure, Unit};
 mod run;
 
 pub use run::WebsocketProbe;
-use run::{Matcher, Step};
+use run::{Keepalive, Matcher, Step};
 
 pub const KIND: Kind = Kind {
     name: "websocket",
@@ -65,6 +65,20 @@ pub struct WebsocketSettings {
     /// Steps run in order after open: send and expect a reply, or wait for a push.
     #[serde(default, rename = "step")]
     pub steps: Vec<StepConfig>,
+    /// Application-level heartbeats to answer whenever a message matches, e.g. Engine.IO's
+    /// `when = { regex = "^2$" }`, `reply = "3"`.
+    #[serde(default)]
+    pub keepalive: Vec<KeepaliveConfig>,
+}
+
+/// `[[probe.keepalive]]`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeepaliveConfig {
+    /// The server's heartbeat message.
+    pub when: Spanned<MatchConfig>,
+    /// The text sent back at once.
+    pub reply: Spanned<String>,
 }
 
 /// `[[probe.step]]`.
@@ -184,6 +198,15 @@ pub const MEASURES: &[Measure] = &[
         labels: &[],
     },
     Measure {
+        key: "keepalive_replies",
+        metric: "probe.websocket.keepalive.replies",
+        unit: Unit::Count,
+        instrument: Instrument::Gauge,
+        description: "Application heartbeats ([[probe.keepalive]]) answered in the last run.",
+        fixed: &[],
+        labels: &[],
+    },
+    Measure {
         key: "close",
         metric: "probe.websocket.close.duration",
         unit: Unit::Seconds,
@@ -234,9 +257,10 @@ impl Settings for WebsocketSettings {
     fn plan(&self) -> Vec<String> {
         let mut lines = http_config::plan(&self.url, &self.request);
         lines.push(format!(
-            "pings: {}, steps: {}, reconnect: {}",
-            self.pings,
+            "steps: {}, then pings: {}, keepalive rules: {}, reconnect: {}",
             self.steps.len(),
+            self.pings,
+            self.keepalive.len(),
             self.reconnect
         ));
         lines
@@ -413,6 +437,16 @@ impl Settings for WebsocketSettings {
                 label: format!("step {} ({})", i + 1, measure.unwrap_or("send")),
             });
         }
+        let keepalive = raw
+            .keepalive
+            .iter()
+            .map(|k| {
+                Ok(Keepalive {
+                    when: matcher(cfg, &k.when, "probe.keepalive.when")?,
+                    reply: k.reply.get_ref().clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         Ok(Box::new(WebsocketProbe {
             url,
             headers: t.headers,
@@ -424,6 +458,7 @@ impl Settings for WebsocketSettings {
             reconnect: raw.reconnect,
             max_message: max_message as usize,
             steps,
+            keepalive,
             tls: t.tls,
             server_name: t.server_name,
             resolver: ctx.resolver.clone(),

@@ -44,6 +44,19 @@ impl Matcher {
     }
 }
 
+/// A heartbeat the server sends and expects answered (Engine.IO `2` → `3`).
+pub struct Keepalive {
+    pub when: Matcher,
+    pub reply: String,
+}
+
+/// Messages a run read that were not what a step or ping waited for.
+#[derive(Default)]
+struct Counts {
+    skipped: u64,
+    keepalive_replies: u64,
+}
+
 pub struct Step {
     pub send: Option<String>,
     pub expect: Option<Matcher>,
@@ -63,6 +76,7 @@ pub struct WebsocketProbe {
     pub reconnect: bool,
     pub max_message: usize,
     pub steps: Vec<Step>,
+    pub keepalive: Vec<Keepalive>,
     pub tls: Arc<rustls::ClientConfig>,
     pub server_name: Option<String>,
     pub resolver: Resolver,
@@ -80,9 +94,12 @@ impl WebsocketProbe {
     async fn session(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
         let mut ws = self.open(rec).await?;
         rec.set("open", rec.offset(Instant::now()));
-        let mut skipped = 0u64;
-        let result = self.exchange(rec, &mut ws, &mut skipped).await;
-        rec.set("skipped_messages", skipped as f64);
+        let mut counts = Counts::default();
+        let result = self.exchange(rec, &mut ws, &mut counts).await;
+        rec.set("skipped_messages", counts.skipped as f64);
+        if !self.keepalive.is_empty() {
+            rec.set("keepalive_replies", counts.keepalive_replies as f64);
+        }
         result?;
         rec.enter("close");
         let t = Instant::now();
@@ -100,11 +117,18 @@ impl WebsocketProbe {
         Ok(())
     }
 
-    async fn exchange(&self, rec: &mut Recorder, ws: &mut Socket, skipped: &mut u64) -> Result<(), ProbeError> {
+    /// The steps, then the pings: a protocol's handshake (graphql-ws's `connection_init`,
+    /// Socket.IO's `40`) comes first, as its server expects it within seconds of the open.
+    async fn exchange(&self, rec: &mut Recorder, ws: &mut Socket, counts: &mut Counts) -> Result<(), ProbeError> {
+        self.steps(rec, ws, counts).await?;
         if self.pings > 0 {
             rec.enter("ping");
-            self.ping(rec, ws, skipped).await?;
+            self.ping(rec, ws, counts).await?;
         }
+        Ok(())
+    }
+
+    async fn steps(&self, rec: &mut Recorder, ws: &mut Socket, counts: &mut Counts) -> Result<(), ProbeError> {
         for step in &self.steps {
             rec.enter("step");
             let start = Instant::now();
@@ -116,7 +140,8 @@ impl WebsocketProbe {
             let Some(expect) = &step.expect else { continue };
             let deadline = start + step.timeout;
             loop {
-                let msg = next(ws, deadline)
+                let msg = self
+                    .recv(ws, deadline, counts)
                     .await
                     .map_err(|e| with_step(e, &step.label, step.timeout))?;
                 match msg {
@@ -124,7 +149,7 @@ impl WebsocketProbe {
                     Message::Binary(b) if std::str::from_utf8(&b).is_ok_and(|t| expect.matches(t)) => break,
                     Message::Close(frame) => return Err(closed(rec, frame.as_ref().map(|f| f.code), &step.label)),
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                    _ => *skipped += 1,
+                    _ => counts.skipped += 1,
                 }
             }
             // A reply is timed from the send; a push from the step's start (no send).
@@ -137,7 +162,7 @@ impl WebsocketProbe {
 
     /// `pings` control pings, `ping_interval` apart; each waits up to `pong_timeout` for
     /// the pong carrying its payload. Lost pongs are counted; losing them all fails.
-    async fn ping(&self, rec: &mut Recorder, ws: &mut Socket, skipped: &mut u64) -> Result<(), ProbeError> {
+    async fn ping(&self, rec: &mut Recorder, ws: &mut Socket, counts: &mut Counts) -> Result<(), ProbeError> {
         let mut lost = 0u32;
         let mut rtts: Vec<f64> = Vec::new();
         for i in 0..self.pings {
@@ -148,7 +173,7 @@ impl WebsocketProbe {
                 .map_err(|e| classify(&e, "ping"))?;
             let deadline = sent + self.pong_timeout;
             loop {
-                match next(ws, deadline).await {
+                match self.recv(ws, deadline, counts).await {
                     Ok(Message::Pong(p)) if p == payload => {
                         let rtt = sent.elapsed().as_secs_f64();
                         rec.sample("ping_rtt", rtt);
@@ -157,7 +182,7 @@ impl WebsocketProbe {
                     }
                     Ok(Message::Close(frame)) => return Err(closed(rec, frame.as_ref().map(|f| f.code), "ping")),
                     Ok(Message::Pong(_) | Message::Ping(_) | Message::Frame(_)) => {}
-                    Ok(_) => *skipped += 1,
+                    Ok(_) => counts.skipped += 1,
                     Err(e) if e.kind == ErrorType::Timeout => {
                         lost += 1;
                         break;
@@ -166,7 +191,7 @@ impl WebsocketProbe {
                 }
             }
             if i + 1 < self.pings {
-                tokio::time::sleep_until((sent + self.ping_interval).into()).await;
+                self.idle(rec, ws, sent + self.ping_interval, counts).await?;
             }
         }
         rec.set("ping_loss", f64::from(lost) / f64::from(self.pings));
@@ -185,6 +210,43 @@ impl WebsocketProbe {
             ));
         }
         Ok(())
+    }
+
+    /// The next message, answering heartbeats on the way: the server's `2` is answered
+    /// wherever the run is (a step, a ping, the pause between pings).
+    async fn recv(&self, ws: &mut Socket, deadline: Instant, counts: &mut Counts) -> Result<Message, ProbeError> {
+        loop {
+            let msg = next(ws, deadline).await?;
+            if let Message::Text(t) = &msg
+                && let Some(k) = self.keepalive.iter().find(|k| k.when.matches(t.as_str()))
+            {
+                ws.send(Message::text(k.reply.clone()))
+                    .await
+                    .map_err(|e| classify(&e, "keepalive reply"))?;
+                counts.keepalive_replies += 1;
+                continue;
+            }
+            return Ok(msg);
+        }
+    }
+
+    /// Reads until `until` (a pause between pings), so heartbeats and a close are seen.
+    async fn idle(
+        &self,
+        rec: &mut Recorder,
+        ws: &mut Socket,
+        until: Instant,
+        counts: &mut Counts,
+    ) -> Result<(), ProbeError> {
+        loop {
+            match self.recv(ws, until, counts).await {
+                Err(e) if e.kind == ErrorType::Timeout => return Ok(()),
+                Err(e) => return Err(e),
+                Ok(Message::Close(frame)) => return Err(closed(rec, frame.as_ref().map(|f| f.code), "ping")),
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(_) => counts.skipped += 1,
+            }
+        }
     }
 
     /// DNS, connect and TLS over the shared timed path, then the upgrade.
