@@ -199,7 +199,8 @@ pub fn run_json(o: &Outcome, run: u32) -> Value {
 
 fn summary_json(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Value {
     let mut stats = Map::new();
-    for key in measurement_keys(&r.outcomes) {
+    let sampled = sampled_keys(&r.outcomes);
+    for key in measurement_keys(&r.outcomes).into_iter().filter(|k| !sampled.contains(k)) {
         let mut values: Vec<f64> = r
             .outcomes
             .iter()
@@ -208,6 +209,14 @@ fn summary_json(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Value {
         let p50 = percentile(&mut values, 50.0);
         let p95 = percentile(&mut values, 95.0);
         stats.insert(key.to_string(), json!({"p50": p50, "p95": p95, "n": values.len()}));
+    }
+    // Sampled measurements (every ping, every gap): over all samples of all runs.
+    for key in sampled {
+        let s = SampleStats::of(&r.outcomes, key);
+        stats.insert(
+            key.to_string(),
+            json!({"p50": s.p50, "p95": s.p95, "min": s.min, "max": s.max, "n": s.n, "sampled": true}),
+        );
     }
     json!({
         "type": "summary",
@@ -236,6 +245,39 @@ fn measurement_keys(outcomes: &[Outcome]) -> Vec<&'static str> {
     keys
 }
 
+/// Keys recorded as samples (several values a run), in first-seen order.
+fn sampled_keys(outcomes: &[Outcome]) -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    for s in outcomes.iter().flat_map(|o| &o.samples) {
+        if !keys.contains(&s.key) {
+            keys.push(s.key);
+        }
+    }
+    keys
+}
+
+/// Distribution of one sampled measurement over every sample of every run.
+struct SampleStats {
+    n: usize,
+    min: Option<f64>,
+    p50: Option<f64>,
+    p95: Option<f64>,
+    max: Option<f64>,
+}
+
+impl SampleStats {
+    fn of(outcomes: &[Outcome], key: &str) -> SampleStats {
+        let mut values: Vec<f64> = outcomes.iter().flat_map(|o| o.samples_of(key)).map(|s| s.value).collect();
+        SampleStats {
+            n: values.len(),
+            min: values.iter().copied().reduce(f64::min),
+            max: values.iter().copied().reduce(f64::max),
+            p50: percentile(&mut values, 50.0),
+            p95: percentile(&mut values, 95.0),
+        }
+    }
+}
+
 fn unit_of(p: &BuiltProbe, key: &str) -> Unit {
     p.measures.iter().find(|m| m.key == key).map_or(Unit::Count, |m| m.unit)
 }
@@ -245,7 +287,9 @@ const MAX_COLUMNS: usize = 16;
 
 fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) {
     // Columns in the kind's catalog order, so every table of a kind reads the same.
-    let present = measurement_keys(&r.outcomes);
+    let sampled = sampled_keys(&r.outcomes);
+    let mut present = measurement_keys(&r.outcomes);
+    present.extend(sampled.iter().copied());
     let mut keys: Vec<&'static str> = Vec::new();
     for m in &p.measures {
         if present.contains(&m.key) && !keys.contains(&m.key) && m.unit != Unit::UnixTime {
@@ -305,6 +349,21 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
             }
             let _ = writeln!(out, "{line}");
         }
+    }
+    // A sampled column is each run's worst sample, as budgets judge it; here is the
+    // whole distribution.
+    for key in sampled.iter().filter(|k| keys.contains(k)) {
+        let s = SampleStats::of(&r.outcomes, key);
+        let u = unit_of(p, key);
+        let _ = writeln!(
+            out,
+            "  {key}: {} samples, min {}, p50 {}, p95 {}, max {} (its column: each run's worst)",
+            s.n,
+            u.format_opt(s.min),
+            u.format_opt(s.p50),
+            u.format_opt(s.p95),
+            u.format_opt(s.max)
+        );
     }
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     for o in &r.outcomes {

@@ -499,6 +499,13 @@ fn cases() -> Vec<Case> {
             check: nothing,
         },
         Case {
+            name: "websocket: heartbeat flood, replies never read",
+            server: Server::Raw(ws_heartbeat_flood, true),
+            probe: |c| ws_probe(c) + "[[probe.keepalive]]\nwhen = { regex = \"^2$\" }\nreply = \"3\"\n",
+            expect: "timeout",
+            check: nothing,
+        },
+        Case {
             name: "websocket: refused",
             server: Server::Nothing,
             probe: |c| ws_probe(c),

@@ -370,6 +370,28 @@ pub fn ws_ping_flood(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output 
     })
 }
 
+/// A valid upgrade, then Engine.IO heartbeats (`2` text frames) as fast as the socket
+/// takes them for 8 s, never reading the replies.
+pub fn ws_heartbeat_flood(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        use tokio::io::AsyncWriteExt as _;
+        let mut tcp = tcp;
+        let mut first = Vec::new();
+        ws_upgrade_bytes(&head, &mut first);
+        if tcp.write_all(&first).await.is_err() {
+            return;
+        }
+        let burst: Vec<u8> = [0x81u8, 1, b'2'].iter().copied().cycle().take(3 * 16384).collect();
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
+        while tokio::time::Instant::now() < until {
+            match tokio::time::timeout_at(until, tcp.write_all(&burst)).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
+    })
+}
+
 /// A valid upgrade, then bytes that are no WebSocket frame.
 pub fn ws_garbage(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(ws_upgrade_then(tcp, head, b"\x0f\xff garbage, not a frame \x00\x01"))
