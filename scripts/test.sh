@@ -69,6 +69,12 @@ if [ ! -f .venv-stream/.installed-1 ]; then
     touch .venv-stream/.installed-1
 fi
 
+# The reference Node Socket.IO and graphql-ws servers (npm) for tests/real_servers.rs.
+if [ ! -f .cache/realtime/node_modules/graphql-ws/package.json ] || [ ! -f .cache/realtime/node_modules/socket.io/package.json ]; then
+    mkdir -p .cache/realtime
+    (cd .cache/realtime && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --silent socket.io@4.8 graphql-ws@6.4 ws@8 graphql@16 >/dev/null)
+fi
+
 # The real Grafana Faro Web SDK and esbuild (npm) for the Faro end-to-end test: cached here.
 if [ ! -x .cache/faro/node_modules/.bin/esbuild ] || [ ! -f .cache/faro/node_modules/@grafana/faro-web-sdk/package.json ]; then
     mkdir -p .cache/faro

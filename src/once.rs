@@ -200,7 +200,10 @@ pub fn run_json(o: &Outcome, run: u32) -> Value {
 fn summary_json(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Value {
     let mut stats = Map::new();
     let sampled = sampled_keys(&r.outcomes);
-    for key in measurement_keys(&r.outcomes).into_iter().filter(|k| !sampled.contains(k)) {
+    for key in measurement_keys(&r.outcomes)
+        .into_iter()
+        .filter(|k| !sampled.contains(k))
+    {
         let mut values: Vec<f64> = r
             .outcomes
             .iter()
@@ -267,7 +270,11 @@ struct SampleStats {
 
 impl SampleStats {
     fn of(outcomes: &[Outcome], key: &str) -> SampleStats {
-        let mut values: Vec<f64> = outcomes.iter().flat_map(|o| o.samples_of(key)).map(|s| s.value).collect();
+        let mut values: Vec<f64> = outcomes
+            .iter()
+            .flat_map(|o| o.samples_of(key))
+            .map(|s| s.value)
+            .collect();
         SampleStats {
             n: values.len(),
             min: values.iter().copied().reduce(f64::min),

@@ -2,9 +2,10 @@
 //! examples docs/config.md shows (host aside): a LiteLLM proxy (PyPI) in front of fakellm
 //! (PyPI) for the three vendor stream formats, with token counts beside the official
 //! `openai` and `anthropic` SDKs on the same server; python-socketio and strawberry's
-//! graphql-transport-ws (PyPI) for the websocket protocols. The servers live in
-//! `.venv-stream`, which scripts/test.sh installs; every process started here is killed
-//! by process group. Loopback only.
+//! graphql-transport-ws (PyPI) and the reference Node `socket.io` and `graphql-ws` servers
+//! (npm) for the websocket protocols. The Python servers live in `.venv-stream`, the Node
+//! packages in `.cache/realtime`, both installed by scripts/test.sh; every process started
+//! here is killed by process group. Loopback only.
 
 mod common;
 
@@ -119,6 +120,23 @@ async fn python_server(script: &str, what: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(venv("python3"));
     cmd.arg(root().join("tests/servers").join(script)).arg(port.to_string());
+    Server::start(cmd, port, dir, what).await
+}
+
+/// A reference Node server (tests/servers/*.cjs) on the npm packages in .cache/realtime.
+async fn node_server(script: &str, what: &str) -> Server {
+    let modules = root().join(".cache/realtime/node_modules");
+    assert!(
+        modules.join("socket.io").exists(),
+        "{} is missing: run scripts/test.sh",
+        modules.display()
+    );
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/servers").join(script))
+        .arg(port.to_string())
+        .env("NODE_PATH", modules);
     Server::start(cmd, port, dir, what).await
 }
 
@@ -251,13 +269,11 @@ async fn documented_assistant_examples_against_litellm_beside_the_sdks() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documented_socketio_example_answers_engineio_heartbeats() {
-    let server = python_server("socketio_server.py", "python-socketio").await;
+/// The docs' Socket.IO example against `server`, which pings every second and drops a
+/// silent client after about two; its `order` push comes 3.5 s after the subscription.
+async fn socketio_example_against(server: &Server) {
     let config = documented_probe("socketio-orders")
         .replace("wss://realtime.example.com", &format!("ws://127.0.0.1:{}", server.port));
-    // The server pings every second and drops a silent client after about two; the
-    // `order` push comes 3.5 s after the subscription.
     let run = &once(&config, &[]).await[0];
     assert_eq!(run["success"], true, "{run}\n{}", server.log());
     let m = &run["measurements"];
@@ -278,13 +294,12 @@ async fn documented_socketio_example_answers_engineio_heartbeats() {
     assert_eq!(run["error_type"], "connection_closed", "{run}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documented_graphql_ws_example_pings_after_the_handshake() {
-    let server = python_server("graphql_ws_server.py", "strawberry").await;
+/// The docs' graphql-transport-ws example against `server`: 40 pings at 100 ms make 4 s,
+/// past the server's 3 s connection_init deadline, which the handshake steps meet because
+/// they run first.
+async fn graphql_ws_example_against(server: &Server) {
     let config =
         documented_probe("graphql-orders").replace("wss://api.example.com", &format!("ws://127.0.0.1:{}", server.port));
-    // 40 pings at 100 ms: 4 s, past the server's 3 s connection_init deadline, which the
-    // handshake steps meet because they run first.
     let run = &once(&config, &[]).await[0];
     assert_eq!(run["success"], true, "{run}\n{}", server.log());
     let m = &run["measurements"];
@@ -293,4 +308,24 @@ async fn documented_graphql_ws_example_pings_after_the_handshake() {
     assert_eq!(m["ping_loss"], 0.0, "{m}");
     // The subscription's pushes arrive during the pings: read and counted, not errors.
     assert!(m["skipped_messages"].as_f64().unwrap() >= 10.0, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_socketio_example_against_python_socketio() {
+    socketio_example_against(&python_server("socketio_server.py", "python-socketio").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_socketio_example_against_node_socket_io() {
+    socketio_example_against(&node_server("socketio_server.cjs", "socket.io").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_graphql_ws_example_against_strawberry() {
+    graphql_ws_example_against(&python_server("graphql_ws_server.py", "strawberry").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_graphql_ws_example_against_node_graphql_ws() {
+    graphql_ws_example_against(&node_server("graphql_ws_server.cjs", "graphql-ws").await).await;
 }
