@@ -1,8 +1,9 @@
 //! `kind = "websocket"`: what a user of a realtime feature waits for. Opens the socket over
 //! the shared timed connection (DNS, connect, TLS timed by `net`), times the upgrade,
-//! control ping → pong round trips (with loss and jitter), application round trips (send a
-//! message, wait for the reply that matches), server pushes, the close handshake and a
-//! reconnect. The WebSocket protocol itself is tokio-tungstenite's.
+//! application round trips (send a message, wait for the reply that matches), server
+//! pushes, then control ping → pong round trips (with loss and jitter), the close
+//! handshake and a reconnect, answering the protocol's own heartbeats throughout. The
+//! WebSocket protocol itself is tokio-tungstenite's.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -44,7 +45,7 @@ pub struct WebsocketSettings {
     pub subprotocols: Vec<Spanned<String>>,
     /// Sent as the Origin header: "https://app.example.com" (scheme, host, optional port).
     pub origin: Option<Spanned<String>>,
-    /// Control-frame pings after open (default 0).
+    /// Control-frame pings, sent after the steps (default 0).
     #[serde(default)]
     pub pings: u32,
     /// Time between pings (default 100ms).
