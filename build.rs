@@ -11,8 +11,11 @@ fn main() {
                 .output()
                 .ok()?;
             let rev = String::from_utf8(out.stdout).ok()?.trim().to_string();
+            // --no-optional-locks: a plain `git status` refreshes and rewrites .git/index,
+            // which the rerun-if-changed below watches, so the next build would run this
+            // script (and rebuild the crate) again.
             let dirty = Command::new("git")
-                .args(["status", "--porcelain", "--untracked-files=no"])
+                .args(["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"])
                 .output()
                 .ok()
                 .is_some_and(|o| !o.stdout.is_empty());

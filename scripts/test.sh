@@ -15,6 +15,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# xmllint validates `once --junit` against the JUnit schema CI tools read (tests/report.rs).
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 # A C compiler: libz-sys builds zlib itself (bundle sizes equal zlib's level 9).
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
@@ -22,7 +24,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # The Debian package enables a service on systems with systemd; tests start their own.
-for c in prometheus chromium chromedriver; do
+for c in prometheus chromium chromedriver xmllint; do
     command -v "$c" >/dev/null || { echo "$c still missing after install" >&2; exit 1; }
 done
 

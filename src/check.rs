@@ -130,7 +130,7 @@ pub fn print_plan(
             "\nslo [{}]: {sli} for {} of {of} over {}{counted}",
             slo.name,
             slo.objective,
-            humantime::format_duration(slo.window)
+            crate::slo::prom_duration(slo.window)
         )?;
         let alerts: Vec<String> = slo
             .burns

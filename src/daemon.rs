@@ -61,6 +61,7 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
                     .to_vec(),
                 single_valued: p.single_valued,
                 base: Arc::from([]),
+                unscheduled: p.unavailable.is_some(),
             },
         );
     }
@@ -290,9 +291,10 @@ pub async fn run(path: PathBuf, mut loaded: Loaded, shard: Option<crate::fleet::
     };
     let log = Arc::new(RunLog::default());
     let mut loops = Loops::default();
-    let n = loaded.probes.len();
+    let unscheduled = loaded.probes.iter().filter(|p| p.unavailable.is_some()).count();
+    let n = loaded.probes.len() - unscheduled;
     loops.apply(loaded.probes, &shared, &log).await;
-    tracing::info!(probes = n, location = %location, %instance_id, "probes running");
+    tracing::info!(probes = n, not_scheduled = unscheduled, location = %location, %instance_id, "probes running");
     let summary = tokio::spawn({
         let log = log.clone();
         async move {

@@ -56,6 +56,13 @@ enum Command {
         runs: u32,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Also write a self-contained HTML report (verdicts, budgets, distributions, the
+        /// median run of each probe; browser runs take a screenshot for it).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Also write JUnit XML (a test case per probe's runs and per budget) for CI.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Validate the config and print the plan (secrets redacted).
     Check {
@@ -171,10 +178,32 @@ enum SloCommand {
 /// Loads the config, builds every probe and checks the SLOs: what `check`, `run` and
 /// `slo` all need before doing anything.
 fn load_checked(path: &std::path::Path) -> Result<sloprobe::daemon::Loaded, ExitCode> {
+    if !path.exists() {
+        eprintln!(
+            "config error: no config file at {}; give one with -c FILE or SLOPROBE_CONFIG=FILE (the defaults are {DEFAULT_CONFIG} and /etc/sloprobe/sloprobe.toml; `sloprobe once -c probes/demo.toml` tries the shipped demo)",
+            path.display()
+        );
+        return Err(ExitCode::from(once::EXIT_CONFIG as u8));
+    }
     sloprobe::daemon::load(path).map_err(|e| {
         eprintln!("config error: {e}");
         ExitCode::from(once::EXIT_CONFIG as u8)
     })
+}
+
+/// Writes command output to stdout. A reader that stopped reading (`| head`) ends the
+/// command quietly with success: what it wanted, it got.
+fn emit(text: &[u8]) -> ExitCode {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Logs always go to stderr: stdout is for command output (`once`, `check`, `slo`).
@@ -376,6 +405,8 @@ async fn main() -> ExitCode {
             probes: only,
             runs,
             format,
+            report,
+            junit,
         } => {
             let config = config_path(config);
             // The gate checks the whole config, [[slo]] included, like `check` and `run`.
@@ -405,7 +436,8 @@ async fn main() -> ExitCode {
                 },
                 None => None,
             };
-            let code = once::run(built, runs, format, &mut std::io::stdout()).await;
+            let files = once::Files { report, junit };
+            let code = once::run(built, runs, format, &files, &mut std::io::stdout()).await;
             if let Some(d) = demo {
                 d.abort();
             }
@@ -417,17 +449,12 @@ async fn main() -> ExitCode {
                 if let Err(code) = apply_shard(&mut l, shard.as_deref()) {
                     return code;
                 }
-                let _ = sloprobe::check::print_plan(
-                    &mut std::io::stdout(),
-                    &l.config,
-                    &l.probes,
-                    &l.slos,
-                    &l.error_budgets,
-                );
+                let mut out = Vec::new();
+                let _ = sloprobe::check::print_plan(&mut out, &l.config, &l.probes, &l.slos, &l.error_budgets);
                 if l.probes.len() != all {
-                    println!("\nshard: {} of {all} probes", l.probes.len());
+                    out.extend_from_slice(format!("\nshard: {} of {all} probes\n", l.probes.len()).as_bytes());
                 }
-                ExitCode::SUCCESS
+                emit(&out)
             }
             Err(code) => code,
         },
@@ -464,7 +491,7 @@ async fn main() -> ExitCode {
                 &mut out,
             )
             .await;
-            print!("{out}");
+            emit(out.as_bytes());
             ExitCode::from(code as u8)
         }
         Command::Slo { what } => {
@@ -476,10 +503,7 @@ async fn main() -> ExitCode {
             match load_checked(&path) {
                 Ok(l) => {
                     if rules {
-                        print!(
-                            "{}",
-                            sloprobe::slo::rules::render(&l.slos, &l.error_budgets, &path.display().to_string())
-                        );
+                        emit(sloprobe::slo::rules::render(&l.slos, &l.error_budgets, &path.display().to_string()).as_bytes())
                     } else {
                         // Panels for the kinds this config runs, not for every kind there is.
                         let kinds: Vec<&sloprobe::probe::Kind> = sloprobe::assembly::KINDS
@@ -493,9 +517,8 @@ async fn main() -> ExitCode {
                             l.config.rum.is_some(),
                             l.config.histograms,
                         );
-                        println!("{}", serde_json::to_string_pretty(&d).expect("json"));
+                        emit(format!("{}\n", serde_json::to_string_pretty(&d).expect("json")).as_bytes())
                     }
-                    ExitCode::SUCCESS
                 }
                 Err(code) => code,
             }
@@ -504,10 +527,7 @@ async fn main() -> ExitCode {
             what: RumCommand::Snippet { config, import_from },
         } => match load_checked(&config_path(config)) {
             Ok(l) => match &l.config.rum {
-                Some(rum) => {
-                    print!("{}", sloprobe::rum::snippet(rum, &import_from));
-                    ExitCode::SUCCESS
-                }
+                Some(rum) => emit(sloprobe::rum::snippet(rum, &import_from).as_bytes()),
                 None => {
                     eprintln!("config error: the config has no [rum] section: nothing to send beacons to");
                     ExitCode::from(once::EXIT_CONFIG as u8)
@@ -537,13 +557,15 @@ async fn main() -> ExitCode {
         },
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "sloprobe", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "sloprobe", &mut out);
+            emit(&out)
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(cmd).render(&mut out) {
+                Ok(()) => emit(&out),
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
@@ -552,8 +574,7 @@ async fn main() -> ExitCode {
         }
         Command::Schema => {
             let schema = sloprobe::assembly::schema::config_schema();
-            println!("{}", serde_json::to_string_pretty(&schema).expect("json"));
-            ExitCode::SUCCESS
+            emit(format!("{}\n", serde_json::to_string_pretty(&schema).expect("json")).as_bytes())
         }
         Command::Target { listen } => {
             let listener = match sloprobe::demo::bind(listen).await {
@@ -564,10 +585,20 @@ async fn main() -> ExitCode {
                 }
             };
             tracing::info!(%listen, "demo target serving");
-            tokio::select! {
-                () = sloprobe::demo::serve(listener) => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+            // SIGTERM (a service manager, `kill`) ends it as cleanly as Ctrl-C.
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: installing the SIGTERM handler: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let why = tokio::select! {
+                () = sloprobe::demo::serve(listener) => "the listener closed",
+                _ = tokio::signal::ctrl_c() => "interrupted",
+                _ = term.recv() => "terminated",
+            };
+            tracing::info!(%listen, why, "demo target stopped");
             ExitCode::SUCCESS
         }
     }

@@ -420,6 +420,7 @@ pub struct Recorder {
     at_end: Vec<&'static str>,
     skipped: Option<&'static str>,
     steps: Vec<StepReport>,
+    screenshot: Option<std::sync::Arc<[u8]>>,
 }
 
 impl Recorder {
@@ -438,7 +439,13 @@ impl Recorder {
             at_end: Vec::new(),
             skipped: None,
             steps: Vec::new(),
+            screenshot: None,
         }
+    }
+
+    /// A PNG of the page as the run left it (browser runs for `once --report`).
+    pub fn screenshot(&mut self, png: Vec<u8>) {
+        self.screenshot = Some(png.into());
     }
 
     /// A finished stage of the run (see [`StepReport`]).
@@ -612,6 +619,7 @@ impl Recorder {
             retry_after: self.retry_after,
             skipped: self.skipped,
             steps: self.steps,
+            screenshot: self.screenshot,
         }
     }
 }
@@ -660,6 +668,8 @@ pub struct Outcome {
     pub skipped: Option<&'static str>,
     /// Named stages of the run, in order (workflow steps).
     pub steps: Vec<StepReport>,
+    /// The page as the run left it, when screenshots were asked for (`once --report`).
+    pub screenshot: Option<std::sync::Arc<[u8]>>,
 }
 
 impl Outcome {
@@ -679,6 +689,7 @@ impl Outcome {
             retry_after: None,
             skipped: None,
             steps: Vec::new(),
+            screenshot: None,
         }
     }
 

@@ -24,8 +24,32 @@ pub fn url(s: &str) -> String {
             }
             u.to_string()
         }
-        Err(_) => "<unparsable url>".to_string(),
+        Err(_) => unparsable(s),
     }
+}
+
+/// What was typed where a URL was expected, for the error that says it does not parse:
+/// whatever stands before an `@` and every query value masked, the fragment dropped, made
+/// printable and short.
+fn unparsable(s: &str) -> String {
+    let s = s.split('#').next().unwrap_or_default();
+    let (base, query) = s.split_once('?').unwrap_or((s, ""));
+    let base = match base.rfind('@') {
+        Some(at) => {
+            let start = base[..at].rfind('/').map_or(0, |i| i + 1);
+            format!("{}redacted@{}", &base[..start], &base[at + 1..])
+        }
+        None => base.to_string(),
+    };
+    let mut out = base;
+    if s.contains('?') {
+        let keys: Vec<String> = query
+            .split('&')
+            .map(|pair| format!("{}=redacted", pair.split('=').next().unwrap_or_default()))
+            .collect();
+        out = format!("{out}?{}", keys.join("&"));
+    }
+    escaped(&out, 120)
 }
 
 /// Every http(s) URL inside free text (a browser's or driver's error message), redacted.
@@ -40,7 +64,11 @@ pub fn text(s: &str) -> String {
 /// and bidi overrides escaped, so it cannot forge log lines or recolour a terminal), and
 /// at most `max` characters. The one place target text passes before it is printed.
 pub fn printable(s: &str, max: usize) -> String {
-    let text = self::text(s);
+    escaped(&self::text(s), max)
+}
+
+/// `printable` without the URL pass (for text that is already redacted).
+fn escaped(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max + 16));
     for (shown, c) in text.chars().enumerate() {
         if shown >= max {
@@ -97,6 +125,10 @@ mod tests {
             "https://redacted:redacted@example.com:8443/p/a?token=redacted&x=redacted"
         );
         assert_eq!(super::url("http://h/"), "http://h/");
-        assert_eq!(super::url("not a url s3cret"), "<unparsable url>");
+        // Unparsable: shown as typed, but credentials and query values still go.
+        assert_eq!(super::url("http//exa mple.com/"), "http//exa mple.com/");
+        let r = super::url("http//alice:s3cret@exa mple.com/p?token=s3cret&x#frag");
+        assert_eq!(r, "http//redacted@exa mple.com/p?token=redacted&x=redacted");
+        assert!(!super::url("ht tp://a:s3cret@h").contains("s3cret"));
     }
 }

@@ -137,21 +137,26 @@ fn log_failure(o: &Outcome) {
             tracing::warn!(probe = %o.probe, kind = o.kind, error_type = %e.kind, error = %e.message, total = %ms(o, "total"), "failed")
         }
         None => {
-            let broken: Vec<String> = o
-                .breaches
-                .iter()
-                .map(|b| {
-                    format!(
-                        "{} {} > {}",
-                        b.measurement,
-                        b.unit.format_opt(b.value),
-                        b.unit.format(b.threshold)
-                    )
-                })
-                .collect();
-            tracing::warn!(probe = %o.probe, kind = o.kind, ttfb = %ms(o, "ttfb"), total = %ms(o, "total"), budget = %broken.join(", "), "budget broken")
+            tracing::warn!(probe = %o.probe, kind = o.kind, ttfb = %ms(o, "ttfb"), total = %ms(o, "total"), budget = %broken(o), "budget broken")
         }
     }
+}
+
+/// "lcp 3.100s > 2.500s, recall 0.700 < 0.850": each broken budget, the sign its way.
+fn broken(o: &Outcome) -> String {
+    o.breaches
+        .iter()
+        .map(|b| {
+            format!(
+                "{} {} {} {}",
+                b.measurement,
+                b.unit.format_opt(b.value),
+                b.unit.beyond(),
+                b.unit.format(b.threshold)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -167,5 +172,22 @@ mod tests {
         assert!(h.contains("lcp=52.000ms"), "{h}");
         assert!(h.contains("cls=0.05") && !h.contains("cls=0.050ms"), "{h}");
         assert!(h.contains("total_bytes=17336B"), "{h}");
+        let v = crate::outcome::Outcome::measured("p", "vector", vec![("recall", 0.9), ("result_count", 10.0)]);
+        let h = super::headline(&v);
+        assert!(h.contains("recall=0.900") && h.contains("result_count=10"), "{h}");
+        assert!(!h.contains("ms") && !h.contains("10.000s"), "{h}");
+    }
+
+    #[test]
+    fn a_broken_floor_reads_under_its_threshold() {
+        use crate::outcome::{Breach, Unit};
+        let mut o = crate::outcome::Outcome::measured("p", "vector", vec![("recall", 0.7)]);
+        o.breaches.push(Breach {
+            measurement: "recall".into(),
+            value: Some(0.7),
+            threshold: 0.85,
+            unit: Unit::Ratio,
+        });
+        assert_eq!(super::broken(&o), "recall 0.700 < 0.850");
     }
 }

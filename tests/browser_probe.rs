@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use sloprobe::assembly::Config;
-use sloprobe::probe::browser::driver::chromium_processes;
 use sloprobe::probe::{self, BuildContext, BuiltProbe};
 
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -60,6 +59,37 @@ async fn encoded_len(t: &Target, path: &str) -> f64 {
     let resp = send.send_request(req).await.unwrap();
     use http_body_util::BodyExt as _;
     resp.into_body().collect().await.unwrap().to_bytes().len() as f64
+}
+
+/// Chromium processes this test process started, directly or not: descendants by parent
+/// pid. The test process is made a child subreaper, so a browser orphaned by a killed
+/// `once` or chromedriver is re-parented here, not to init, and still counts; a Chromium
+/// anything else on the host runs never does.
+fn chromium_processes() -> Vec<i32> {
+    static SUBREAPER: std::sync::Once = std::sync::Once::new();
+    // SAFETY: prctl(2) with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    SUBREAPER.call_once(|| unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    });
+    let me = std::process::id() as i32;
+    let parent = |pid: i32| -> Option<i32> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        s[s.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
+    };
+    sloprobe::probe::browser::driver::chromium_processes()
+        .into_iter()
+        .filter(|&pid| {
+            let mut p = pid;
+            for _ in 0..64 {
+                match parent(p) {
+                    Some(pp) if pp == me => return true,
+                    Some(pp) if pp > 1 => p = pp,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect()
 }
 
 fn leftover(before: &[i32]) -> Vec<i32> {
@@ -244,10 +274,12 @@ async fn a_page_that_never_loads_is_a_timeout_that_keeps_what_it_measured() {
     let _turn = TURN.lock().await;
     let t = plain_target().await;
     let toml = page_probe(&t.url("/page?hang=1"), "").replace("timeout = \"15s\"", "timeout = \"4s\"");
-    let started = Instant::now();
-    let o = run_once(&toml).await;
+    // A hang past the 4 s timeout would trip this (five times over, so a slow host
+    // does not); how close to the timeout the run ends is bench/hostile.py's to measure.
+    let o = tokio::time::timeout(Duration::from_secs(20), run_once(&toml))
+        .await
+        .expect("the run hung past its timeout");
     assert_eq!(error_type(&o), "timeout", "{:?}", o.error);
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
     assert!(m(&o, "fcp") > 0.0, "paint happened before the hang");
     assert!(o.get("load").is_none(), "no load event");
 }

@@ -221,3 +221,122 @@ fn completions_and_man_page() {
         "{page}"
     );
 }
+
+/// Runs the binary with `args` from the repository root (where the README's commands run).
+fn sloprobe(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    for args in [
+        &["schema"][..],
+        &["completions", "bash"],
+        &["man"],
+        &["slo", "dashboard", "-c", "config/sloprobe.toml"],
+        &["slo", "rules", "-c", "config/sloprobe.toml"],
+        &["check", "-c", "config/sloprobe.toml"],
+    ] {
+        let mut child = Command::new(bin())
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -c 1`: read one byte, then close the pipe.
+        let mut out = child.stdout.take().unwrap();
+        let mut one = [0u8; 1];
+        out.read_exact(&mut one).unwrap();
+        drop(out);
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panic"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn config_errors_that_help() {
+    let dir = write_files(&[
+        ("typo.toml", "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\ntimout = \"5s\"\nevery = \"30s\"\n"),
+        ("top.toml", "probes = 1\n"),
+        ("url.toml", "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http//user:s3cret@exa mple.com/?k=s3cret\"\nevery = \"30s\"\n"),
+        ("every.toml", "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nevery = 30\n"),
+        ("long.toml", "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"1min\"\ntimeout = \"30 sec\"\n"),
+    ]);
+    let check = |file: &str| {
+        let out = Command::new(bin()).args(["check", "-c"]).arg(dir.path().join(file)).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, e) = check("typo.toml");
+    assert_eq!(code, Some(2));
+    assert!(e.contains("did you mean `timeout`?") && e.contains("`every`") && e.contains("`url`"), "{e}");
+    let (_, e) = check("top.toml");
+    assert!(e.contains("did you mean `probe`?"), "{e}");
+    let (_, e) = check("url.toml");
+    assert!(e.contains("http//redacted@exa mple.com/?k=redacted") && !e.contains("s3cret"), "{e}");
+    let (_, e) = check("every.toml");
+    assert!(e.contains("a duration needs a unit") && e.contains("\"30s\""), "{e}");
+    let (code, _) = check("long.toml");
+    assert_eq!(code, Some(0), "the long duration forms docs/config.md lists are accepted");
+    // No config: say how to give one.
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .current_dir(empty.path())
+        .env_remove("SLOPROBE_CONFIG")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(e.contains("-c FILE") && e.contains("SLOPROBE_CONFIG"), "{e}");
+}
+
+#[test]
+fn check_shows_config_names_and_tidy_paths() {
+    let out = sloprobe(&["check", "-c", "config/sloprobe.toml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("format: openai-chat") && text.contains("cache: cold") && text.contains("throttle: none"), "{text}");
+    assert!(text.contains("file=probes/demo.toml") && !text.contains(".."), "{text}");
+    for internal in ["OpenAiChat", "Cold", "None", "30days"] {
+        assert!(!text.contains(internal), "{internal} in:\n{text}");
+    }
+}
+
+#[test]
+fn readme_error_example_is_what_check_prints() {
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let shown = readme
+        .lines()
+        .find(|l| l.starts_with("config error: probes/app.toml:"))
+        .expect("README's error example");
+    // The README's probe file, with the typo on line 7.
+    let start = readme.find("```toml\n[[probe]]\nname = \"app-shell\"").unwrap() + 8;
+    let file = &readme[start..start + readme[start..].find("```").unwrap()];
+    let typo = file.replacen("[probe.expect]\nstatus", "[probe.expect]\nstatuss", 1);
+    let dir = write_files(&[("probes/app.toml", &typo)]);
+    let out = Command::new(bin())
+        .args(["check", "-c", "probes/app.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(e.trim(), shown.trim());
+}
+
+#[test]
+fn the_shipped_bundle_example_runs() {
+    let out = sloprobe(&["bundle", "-c", "config/bundle.example.toml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("probe-scripts /injected") && text.contains("2 files") && text.contains("ok, "), "{text}");
+}

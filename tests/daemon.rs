@@ -259,13 +259,20 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_running_one() {
     // A broken file: logged with file:line, the running probes go on.
     std::fs::write(&cfg, format!("{head}{}bogus = 1\n", probe("broken"))).unwrap();
     hup(child.0.id());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait for the daemon to have read (and refused) the file, then for a run after it.
+    let refused = eventually(100, Duration::from_millis(100), || async {
+        std::fs::read_to_string(&log).ok().filter(|t| t.contains("reload failed"))
+    })
+    .await;
+    assert!(refused.is_some(), "the failed reload was never logged");
     let (_, text) = http_get(&format!("{base}/metrics")).await.unwrap();
     let n1 = sample(&text, "probe_runs_total", &["probe_name=\"after\""]).unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let (_, text) = http_get(&format!("{base}/metrics")).await.unwrap();
-    let n2 = sample(&text, "probe_runs_total", &["probe_name=\"after\""]).unwrap();
-    assert!(n2 > n1, "probing stopped after a failed reload");
+    let more = eventually(100, Duration::from_millis(100), || async {
+        let (_, text) = http_get(&format!("{base}/metrics")).await?;
+        sample(&text, "probe_runs_total", &["probe_name=\"after\""]).filter(|n| *n > n1)
+    })
+    .await;
+    assert!(more.is_some(), "probing stopped after a failed reload");
     assert!(child.0.try_wait().unwrap().is_none(), "daemon died on a bad reload");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(

@@ -56,6 +56,7 @@ fn outcome(kind: &'static str, key: &'static str, value: f64, as_sample: bool) -
         retry_after: None,
         skipped: None,
         steps: Vec::new(),
+        screenshot: None,
     }
 }
 

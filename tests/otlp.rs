@@ -158,14 +158,14 @@ async fn rotel_receives_over_grpc_and_http_protobuf() {
 #[tokio::test]
 async fn collector_down_at_start_then_up() {
     let t = plain_target().await;
-    let (grpc, http) = (free_port(), free_port());
+    let (grpc, http, listen) = (free_port(), free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("sloprobe.toml");
     // 200 probes make each export ~1 MB, so a queue of failed batches would show in RSS.
     std::fs::write(
         &cfg,
         daemon_config(
-            free_port(),
+            listen,
             &format!("http://{}", t.addr),
             &format!("http://127.0.0.1:{grpc}"),
             "grpc",
@@ -182,16 +182,29 @@ async fn collector_down_at_start_then_up() {
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             .unwrap()
     };
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Anchored to the daemon's own count of failed exports, not to sleeps: RSS after the
+    // 3rd failure and after the 15th. Twelve ~1 MB batches kept would be ~12 MB more.
+    let failures = |n: f64| {
+        let url = format!("http://127.0.0.1:{listen}/metrics");
+        async move {
+            eventually(600, Duration::from_millis(100), || async {
+                let (_, text) = http_get(&url).await?;
+                sample(&text, "sloprobe_otlp_exports_total", &["outcome=\"failure\""]).filter(|f| *f >= n)
+            })
+            .await
+            .expect("the exporter never counted its failures")
+        }
+    };
+    failures(3.0).await;
     let before = rss(daemon.0.id());
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    failures(15.0).await;
     let after = rss(daemon.0.id());
     assert!(
         after < before + 6 * 1024,
-        "RSS grew from {before} kB to {after} kB while the collector was down"
+        "RSS grew from {before} kB to {after} kB over 12 failed exports"
     );
     let log = std::fs::read_to_string(&daemon_log).unwrap();
-    // Six failed exports, one warning (rate-limited to one a minute).
+    // Fifteen failed exports, one warning (rate-limited to one a minute).
     assert_eq!(log.matches("OTLP export failed").count(), 1, "{log}");
 
     let rotel_log = dir.path().join("rotel.log");

@@ -157,3 +157,27 @@ fn docs_list_every_key_of_every_kind() {
         missing.join("\n")
     );
 }
+
+#[test]
+fn docs_name_every_kind_where_they_list_kinds() {
+    let docs = std::fs::read_to_string(root().join("docs/config.md")).unwrap();
+    let row = docs
+        .lines()
+        .find(|l| l.starts_with("| `kind` |"))
+        .expect("the `kind` row of docs/config.md");
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for kind in sloprobe::assembly::KINDS {
+        assert!(row.contains(&format!("`{}`", kind.name)), "docs/config.md's kind row lacks {}: {row}", kind.name);
+        assert!(
+            docs.contains(&format!("## `kind = \"{}\"`", kind.name)),
+            "docs/config.md has no section for {}",
+            kind.name
+        );
+        assert!(
+            readme.contains(&format!("- `{}`:", kind.name)),
+            "README's list of probes lacks {}",
+            kind.name
+        );
+    }
+    assert!(!row.contains("to come"), "{row}");
+}

@@ -359,6 +359,7 @@ fn series_fit(single_valued: &'static [&'static str]) {
         retry_after: None,
         skipped: None,
         steps: Vec::new(),
+        screenshot: None,
     };
     for i in 0..n {
         let name = format!("p{i}");

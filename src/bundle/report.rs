@@ -103,8 +103,17 @@ pub fn delta(r: &RouteReport, baseline: &Baseline) -> Option<(i64, i64)> {
     Some((grew(r.script_bytes(), *s), grew(r.stylesheet_bytes(), *c)))
 }
 
+/// "36 B" under a kilobyte (a tenth of one would read as 0.0 KB), else "40.0 KB".
 pub fn kb(n: u64) -> String {
-    format!("{:.1} KB", n as f64 / 1000.0)
+    if n < 1000 {
+        format!("{n} B")
+    } else {
+        format!("{:.1} KB", n as f64 / 1000.0)
+    }
+}
+
+fn files(n: usize) -> String {
+    if n == 1 { "1 file".into() } else { format!("{n} files") }
 }
 
 pub fn print_route(out: &mut dyn std::io::Write, r: &RouteReport, growth: Option<(i64, i64)>, grown: bool) {
@@ -114,26 +123,30 @@ pub fn print_route(out: &mut dyn std::io::Write, r: &RouteReport, growth: Option
     };
     let _ = writeln!(out, "\n{} {}  ({c})", r.bundle, r.path);
     let verdict = |value: u64, budget: Option<u64>| match budget {
-        Some(b) if value <= b => format!("ok, {} under {}", kb(b - value), kb(b)),
+        Some(b) if value <= b => format!(
+            "ok, {:.1} % of {}",
+            if b == 0 { 0.0 } else { value as f64 * 100.0 / b as f64 },
+            kb(b)
+        ),
         Some(b) => format!("OVER by {} (budget {})", kb(value - b), kb(b)),
         None => "no budget".to_string(),
     };
     let raw: u64 = r.scripts.iter().map(|c| c.raw).sum();
     let _ = writeln!(
         out,
-        "  script      {:>10} ({} raw, {} files)  {}",
+        "  script      {:>10} ({} raw, {})  {}",
         kb(r.script_bytes()),
         kb(raw),
-        r.scripts.len(),
+        files(r.scripts.len()),
         verdict(r.script_bytes(), r.budget_script)
     );
     let raw: u64 = r.stylesheets.iter().map(|c| c.raw).sum();
     let _ = writeln!(
         out,
-        "  stylesheet  {:>10} ({} raw, {} files)  {}",
+        "  stylesheet  {:>10} ({} raw, {})  {}",
         kb(r.stylesheet_bytes()),
         kb(raw),
-        r.stylesheets.len(),
+        files(r.stylesheets.len()),
         verdict(r.stylesheet_bytes(), r.budget_stylesheet)
     );
     if let Some((s, css)) = growth {

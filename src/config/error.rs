@@ -74,6 +74,37 @@ impl Source {
     }
 }
 
+/// serde's "unknown field `timout`, expected one of `url`, …" rewritten for a reader:
+/// the keys that are also accepted here (`also`) added to the list, and the closest one
+/// suggested. None when `message` is not an unknown-field error.
+pub fn unknown_field(message: &str, also: &[&str], context: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let mut known: Vec<String> = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    for k in also {
+        if !known.iter().any(|x| x == k) {
+            known.push(k.to_string());
+        }
+    }
+    let closest = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(field, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
+    let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+    Some(format!(
+        "unknown field `{field}`{context}{closest} (expected one of {})",
+        list.join(", ")
+    ))
+}
+
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];

@@ -26,10 +26,24 @@ pub fn read_source(path: &Path) -> Result<Source, ConfigError> {
     };
     let bytes = read_capped(path, MAX_CONFIG_FILE).map_err(|e| error(format!("cannot load config file: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|_| error("config file is not UTF-8 text".to_string()))?;
-    Ok(Source {
-        path: path.to_path_buf(),
-        text,
-    })
+    Ok(Source { path: tidy(path), text })
+}
+
+/// `config/../probes/demo.toml` as `probes/demo.toml`: `.` and `dir/..` dropped without
+/// touching the file system, so error messages and `check` name files as a reader would.
+fn tidy(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
 }
 
 /// The files one `include` pattern names, sorted; a plain path that matches nothing is an error.
@@ -129,7 +143,15 @@ pub fn split_file<'a, T: for<'de> Deserialize<'de>>(
             rest.insert(key, value);
         }
     }
-    let raw = T::deserialize(toml::Spanned::new(span, rest).into_deserializer()).map_err(|e| source.from_toml(&e))?;
+    let raw = T::deserialize(toml::Spanned::new(span, rest).into_deserializer()).map_err(|e| {
+        let mut err = source.from_toml(&e);
+        // `[[probe]]` is read apart, so serde's list of top-level keys lacks it.
+        let top_level = !err.key.contains('.');
+        if let Some(m) = super::error::unknown_field(&err.message, if top_level { &["probe"] } else { &[] }, "") {
+            err.message = m;
+        }
+        err
+    })?;
     let mut probes = Vec::new();
     if let Some(tables) = probe_tables {
         let at = tables.span();
@@ -139,4 +161,16 @@ pub fn split_file<'a, T: for<'de> Deserialize<'de>>(
         probes = items.into_iter().collect();
     }
     Ok((raw, probes))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_are_tidied_as_written() {
+        use std::path::Path;
+        assert_eq!(super::tidy(Path::new("config/../probes/demo.toml")), Path::new("probes/demo.toml"));
+        assert_eq!(super::tidy(Path::new("./a/./b.toml")), Path::new("a/b.toml"));
+        assert_eq!(super::tidy(Path::new("../x.toml")), Path::new("../x.toml"));
+        assert_eq!(super::tidy(Path::new("/etc/sloprobe/../s.toml")), Path::new("/etc/s.toml"));
+    }
 }

@@ -110,8 +110,15 @@ pub fn probe_key_error(source: &Source, e: &toml::de::Error, name_at: usize, kin
         let what = err.key.rsplit('.').next().unwrap_or("value").to_string();
         err.message = format!("unknown {what}{rest}");
     }
-    if let (Some(kind), true) = (kind, message.starts_with("unknown field")) {
-        err.message = message.replacen(", expected", &format!(" for kind {kind:?}, expected"), 1);
+    if message.starts_with("unknown field") {
+        // A key of the [[probe]] table itself may be a shared one or the kind's own:
+        // list and suggest from both.
+        let own_table = err.key.matches('.').count() == 1;
+        let also: &[&str] = if own_table { COMMON_KEYS } else { &[] };
+        let context = kind.map_or_else(String::new, |k| format!(" for kind {k:?}"));
+        if let Some(m) = super::error::unknown_field(message, also, &context) {
+            err.message = m;
+        }
     }
     err
 }

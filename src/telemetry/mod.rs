@@ -36,7 +36,7 @@ pub use resource::{SERVICE_NAME, host_name, stable_instance_id};
 
 use attributes::{attributes, histogram, sorted};
 use field::Field;
-use plan::{SERIES_FLOOR, SKIPPED, SUCCESS, series_limits, series_needed};
+use plan::{SCHEDULED, SERIES_FLOOR, SKIPPED, SUCCESS, series_limits, series_needed};
 use resource::{random_instance_id, resource};
 
 use crate::outcome::{ERROR_TYPE_LABEL, FieldVital, Instrument, Measure, Outcome, Unit};
@@ -54,6 +54,7 @@ pub struct Telemetry {
     counters: HashMap<&'static str, Counter<u64>>,
     runs: Counter<u64>,
     success: Gauge<f64>,
+    scheduled: Gauge<u64>,
     thresholds: Counter<u64>,
     /// Daemon-wide, with buckets: lateness is the host's and the scheduler's, not a
     /// probe's (a per-probe mean was 2 series and ~0.3 KB of SDK state a probe).
@@ -171,6 +172,10 @@ impl Telemetry {
                 .f64_gauge(SUCCESS)
                 .with_description("1 if the last run succeeded, else 0.")
                 .build(),
+            scheduled: meter
+                .u64_gauge(SCHEDULED)
+                .with_description("1 if the probe runs on this host, 0 if it is configured but cannot (its reason is logged).")
+                .build(),
             thresholds: meter
                 .u64_counter(THRESHOLD_RUNS)
                 .with_unit("{run}")
@@ -258,6 +263,7 @@ impl Telemetry {
                     .map(|(k, v)| KeyValue::new(k.clone(), Value::String(Arc::<str>::from(v.as_str()).into()))),
             );
             p.base = Arc::from(attrs);
+            self.scheduled.record(u64::from(!p.unscheduled), &p.base);
         }
         *self.plan.write().expect("plan lock") = Arc::new(plan);
     }

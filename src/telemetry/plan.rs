@@ -24,6 +24,9 @@ pub struct ProbePlan {
     /// The attributes on every series of the probe, built once per plan (filled by
     /// telemetry).
     pub base: Arc<[KeyValue]>,
+    /// The probe is configured but cannot run on this host (no Chromium): it gets
+    /// `probe_scheduled 0` and no other series.
+    pub unscheduled: bool,
 }
 
 /// Everything telemetry needs up front: each kind's catalog, and per probe its labels and
@@ -59,6 +62,8 @@ pub const FIELD_THRESHOLD: &str = "rum.threshold.page_views";
 
 pub const SUCCESS: &str = "probe.success";
 
+pub const SCHEDULED: &str = "probe.scheduled";
+
 pub const SKIPPED: &str = "probe.runs.skipped";
 
 /// Field (RUM) series per route an instrument may hold: rating × verdict combinations
@@ -88,6 +93,7 @@ pub fn series_needed(plan: &Plan) -> HashMap<&'static str, usize> {
         }
         *need.entry(RUNS).or_default() += 3; // success, failures by error type
         *need.entry(SUCCESS).or_default() += 1;
+        *need.entry(SCHEDULED).or_default() += 1;
         *need.entry(SKIPPED).or_default() += 4; // overlap, missed, retry_after, interrupted
         *need.entry(THRESHOLD_RUNS).or_default() += 2 * p.thresholds.len(); // good, bad
     }

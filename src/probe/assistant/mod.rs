@@ -216,7 +216,7 @@ const MAX_MAX_EVENT: usize = 64 * 1024 * 1024;
 impl Settings for AssistantSettings {
     fn plan(&self) -> Vec<String> {
         let mut lines = http_config::plan(&self.url, &self.request);
-        lines.push(format!("format: {:?}", self.format));
+        lines.push(format!("format: {}", crate::config::as_written(&self.format)));
         lines
     }
 

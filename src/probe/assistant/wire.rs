@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::outcome::{ErrorType, ProbeError};
 
 /// The stream's wire format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 pub enum Format {
     /// OpenAI chat.completions SSE.
     #[serde(rename = "openai-chat")]
@@ -66,7 +66,7 @@ pub fn protocol_error(format: Format, data: &str, e: serde_json::Error) -> Probe
     let snippet: String = data.chars().take(80).collect();
     ProbeError::new(
         ErrorType::ProtocolError,
-        format!("malformed {format:?} event ({e}): {snippet}"),
+        format!("malformed {} event ({e}): {snippet}", crate::config::as_written(&format)),
     )
 }
 

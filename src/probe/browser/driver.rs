@@ -90,13 +90,17 @@ impl HostSettings {
         let exists = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.is_file());
         match (exists(&self.chromedriver), exists(&self.chromium)) {
             (true, true) => None,
-            (false, _) => Some(
+            (false, true) => Some(
                 "chromedriver not found (install chromium-driver, or set [browser] chromedriver or webdriver_url)"
                     .into(),
             ),
-            (_, false) => {
+            (true, false) => {
                 Some("Chromium not found (install chromium, or set [browser] chromium or webdriver_url)".into())
             }
+            (false, false) => Some(
+                "neither Chromium nor chromedriver found (install chromium and chromium-driver, or set [browser] chromium and chromedriver, or webdriver_url)"
+                    .into(),
+            ),
         }
     }
 }

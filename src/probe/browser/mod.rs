@@ -25,6 +25,17 @@ use crate::budget::Threshold;
 use crate::config::ConfigError;
 use crate::outcome::{ErrorType, Measure, ProbeError, Recorder};
 pub use catalog::{MEASURES, ScriptUnit};
+
+/// Whether runs end with a screenshot of the page (`once --report` turns it on; the
+/// daemon never does: a PNG a run is megabytes nobody asked for).
+static SCREENSHOTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn capture_screenshots(on: bool) {
+    SCREENSHOTS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A screenshot larger than this is left out of the report.
+const MAX_SCREENSHOT: usize = 8 * 1024 * 1024;
 use catalog::{key, script_measure};
 pub use page::{PARTIES, TYPES};
 pub use settings::{BrowserProbeSettings, CacheMode, CookieConfig, StepConfig, Throttle};
@@ -80,10 +91,10 @@ impl Settings for BrowserProbeSettings {
     fn plan(&self) -> Vec<String> {
         let mut lines = vec![format!("url: {}", crate::redact::url(self.url.get_ref()))];
         lines.push(format!(
-            "cache: {:?}, viewport: {}, throttle: {:?}",
-            self.cache,
+            "cache: {}, viewport: {}, throttle: {}",
+            crate::config::as_written(&self.cache),
             self.viewport.as_ref().map_or("1350x940", |v| v.get_ref().as_str()),
-            self.throttle
+            crate::config::as_written(&self.throttle)
         ));
         for s in &self.steps {
             if let Some(c) = &s.set_cookie {
@@ -485,6 +496,15 @@ impl BrowserProbe {
         {
             rec.enter("metrics_script");
             self.run_script(rec, client, script).await?;
+        }
+        if SCREENSHOTS.load(std::sync::atomic::Ordering::Relaxed) {
+            // After every measurement is read: it costs the run time, not the page's.
+            rec.enter("screenshot");
+            if let Ok(png) = client.screenshot().await
+                && png.len() <= MAX_SCREENSHOT
+            {
+                rec.screenshot(png);
+            }
         }
         if !loaded {
             return Err(ProbeError::new(

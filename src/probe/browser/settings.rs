@@ -53,7 +53,7 @@ pub struct BrowserProbeSettings {
     pub steps: Vec<StepConfig>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheMode {
     #[default]
@@ -61,7 +61,7 @@ pub enum CacheMode {
     Warm,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq)]
 pub enum Throttle {
     #[default]
     #[serde(rename = "none")]

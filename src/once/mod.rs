@@ -6,9 +6,15 @@ use std::io::Write;
 
 use serde_json::{Map, Value, json};
 
-use crate::budget::{PercentileVerdict, percentile};
+use crate::budget::percentile;
 use crate::outcome::{Outcome, Unit};
 use crate::probe::BuiltProbe;
+
+mod html;
+mod junit;
+mod verdict;
+
+use verdict::{ProbeReport, SampleStats, measurement_keys, sampled_keys, unit_of};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -23,69 +29,20 @@ pub const EXIT_CONFIG: i32 = 2;
 /// A mistyped command line (BSD's EX_USAGE), apart from a bad config file.
 pub const EXIT_USAGE: i32 = 64;
 
-struct ProbeReport {
-    outcomes: Vec<Outcome>,
-    verdicts: Vec<PercentileVerdict>,
-    /// Per-run budgets are judged on the median of the runs (browser probes).
-    median: bool,
-}
-
-impl ProbeReport {
-    /// Why the probe did not pass, in a few words: failed runs by error type, broken
-    /// budgets, missing runs.
-    fn why(&self, runs: u32) -> String {
-        let mut parts = Vec::new();
-        let failed: Vec<&Outcome> = self.outcomes.iter().filter(|o| !o.success()).collect();
-        if !failed.is_empty() {
-            let mut kinds: Vec<&str> = failed
-                .iter()
-                .filter_map(|o| o.error.as_ref())
-                .map(|e| e.kind.as_str())
-                .collect();
-            kinds.dedup();
-            parts.push(format!(
-                "{} of {} runs failed: {}",
-                failed.len(),
-                self.outcomes.len(),
-                kinds.join(", ")
-            ));
-        }
-        let mut broken: Vec<String> = self
-            .outcomes
-            .iter()
-            .filter(|_| !self.median)
-            .flat_map(|o| &o.breaches)
-            .map(|b| format!("{} {} {}", b.measurement, b.unit.beyond(), b.unit.format(b.threshold)))
-            .collect();
-        broken.sort();
-        broken.dedup();
-        parts.extend(broken);
-        parts.extend(self.verdicts.iter().filter(|v| !v.passed).map(|v| {
-            format!(
-                "p{} {} {} > {}",
-                v.q,
-                v.key,
-                v.unit.format_opt(v.value),
-                v.unit.format(v.threshold)
-            )
-        }));
-        if self.outcomes.len() < runs as usize {
-            parts.push(format!("{} run(s) missing", runs as usize - self.outcomes.len()));
-        }
-        parts.join(", ")
-    }
-
-    /// Every expected run happened and passed, and every percentile budget held.
-    fn passed(&self, runs: u32) -> bool {
-        self.outcomes.len() == runs as usize
-            && self.outcomes.iter().all(|o| o.success() && (self.median || o.passed()))
-            && self.verdicts.iter().all(|v| v.passed)
-    }
+/// Files `once` writes besides its output (`--report`, `--junit`).
+#[derive(Debug, Default)]
+pub struct Files {
+    pub report: Option<std::path::PathBuf>,
+    pub junit: Option<std::path::PathBuf>,
 }
 
 /// Runs each probe `runs` times (probes side by side, one probe's runs one after
 /// another) and prints the report. Returns the exit code.
-pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut dyn Write) -> i32 {
+pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, files: &Files, out: &mut dyn Write) -> i32 {
+    // The report shows each browser probe's median run as the page looked.
+    if files.report.is_some() {
+        crate::probe::browser::capture_screenshots(true);
+    }
     // Nothing run is nothing proven: the gate never passes on zero probes or runs.
     if probes.is_empty() || runs == 0 {
         let _ = writeln!(
@@ -156,6 +113,15 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, out: &mut d
                 .map(|(p, r)| format!("{} ({})", p.name, r.why(runs)))
                 .collect();
             let _ = writeln!(out, "\nFAIL: {}", why.join("; "));
+        }
+    }
+    let judged: Vec<(&BuiltProbe, &ProbeReport)> = probes.iter().map(|p| &**p).zip(&reports).collect();
+    type Render = fn(&[(&BuiltProbe, &ProbeReport)], u32) -> String;
+    for (path, render) in [(&files.report, html::render as Render), (&files.junit, junit::render as Render)] {
+        let Some(path) = path else { continue };
+        if let Err(e) = std::fs::write(path, render(&judged, runs)) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return EXIT_CONFIG;
         }
     }
     if passed { EXIT_PASS } else { EXIT_FAIL }
@@ -234,59 +200,6 @@ fn summary_json(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Value {
         "percentile_budgets": r.verdicts,
         "stats": stats,
     })
-}
-
-fn measurement_keys(outcomes: &[Outcome]) -> Vec<&'static str> {
-    let mut keys: Vec<&'static str> = Vec::new();
-    for o in outcomes {
-        for (k, _) in &o.measurements {
-            if !keys.contains(k) {
-                keys.push(k);
-            }
-        }
-    }
-    keys
-}
-
-/// Keys recorded as samples (several values a run), in first-seen order.
-fn sampled_keys(outcomes: &[Outcome]) -> Vec<&'static str> {
-    let mut keys: Vec<&'static str> = Vec::new();
-    for s in outcomes.iter().flat_map(|o| &o.samples) {
-        if !keys.contains(&s.key) {
-            keys.push(s.key);
-        }
-    }
-    keys
-}
-
-/// Distribution of one sampled measurement over every sample of every run.
-struct SampleStats {
-    n: usize,
-    min: Option<f64>,
-    p50: Option<f64>,
-    p95: Option<f64>,
-    max: Option<f64>,
-}
-
-impl SampleStats {
-    fn of(outcomes: &[Outcome], key: &str) -> SampleStats {
-        let mut values: Vec<f64> = outcomes
-            .iter()
-            .flat_map(|o| o.samples_of(key))
-            .map(|s| s.value)
-            .collect();
-        SampleStats {
-            n: values.len(),
-            min: values.iter().copied().reduce(f64::min),
-            max: values.iter().copied().reduce(f64::max),
-            p50: percentile(&mut values, 50.0),
-            p95: percentile(&mut values, 95.0),
-        }
-    }
-}
-
-fn unit_of(p: &BuiltProbe, key: &str) -> Unit {
-    p.measures.iter().find(|m| m.key == key).map_or(Unit::Count, |m| m.unit)
 }
 
 /// Columns a table shows before it narrows to the headline and budgeted keys.
