@@ -503,7 +503,10 @@ async fn main() -> ExitCode {
             match load_checked(&path) {
                 Ok(l) => {
                     if rules {
-                        emit(sloprobe::slo::rules::render(&l.slos, &l.error_budgets, &path.display().to_string()).as_bytes())
+                        emit(
+                            sloprobe::slo::rules::render(&l.slos, &l.error_budgets, &path.display().to_string())
+                                .as_bytes(),
+                        )
                     } else {
                         // Panels for the kinds this config runs, not for every kind there is.
                         let kinds: Vec<&sloprobe::probe::Kind> = sloprobe::assembly::KINDS

@@ -180,6 +180,8 @@ pub enum Unit {
 impl Unit {
     /// A value in this unit for people: `12.345ms`, `180000B`, `2026-05-01`.
     pub fn format(self, v: f64) -> String {
+        // -0.0 (a difference of equal times) reads as 0.
+        let v = if v == 0.0 { 0.0 } else { v };
         match self {
             Unit::Seconds => crate::config::fmt_seconds(v),
             Unit::Bytes => format!("{v:.0}B"),

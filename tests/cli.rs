@@ -266,27 +266,53 @@ fn output_into_a_closed_pipe_ends_quietly() {
 #[test]
 fn config_errors_that_help() {
     let dir = write_files(&[
-        ("typo.toml", "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\ntimout = \"5s\"\nevery = \"30s\"\n"),
+        (
+            "typo.toml",
+            "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\ntimout = \"5s\"\nevery = \"30s\"\n",
+        ),
         ("top.toml", "probes = 1\n"),
-        ("url.toml", "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http//user:s3cret@exa mple.com/?k=s3cret\"\nevery = \"30s\"\n"),
-        ("every.toml", "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nevery = 30\n"),
-        ("long.toml", "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"1min\"\ntimeout = \"30 sec\"\n"),
+        (
+            "url.toml",
+            "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http//user:s3cret@exa mple.com/?k=s3cret\"\nevery = \"30s\"\n",
+        ),
+        (
+            "every.toml",
+            "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nevery = 30\n",
+        ),
+        (
+            "long.toml",
+            "[[probe]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"1min\"\ntimeout = \"30 sec\"\n",
+        ),
     ]);
     let check = |file: &str| {
-        let out = Command::new(bin()).args(["check", "-c"]).arg(dir.path().join(file)).output().unwrap();
+        let out = Command::new(bin())
+            .args(["check", "-c"])
+            .arg(dir.path().join(file))
+            .output()
+            .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     let (code, e) = check("typo.toml");
     assert_eq!(code, Some(2));
-    assert!(e.contains("did you mean `timeout`?") && e.contains("`every`") && e.contains("`url`"), "{e}");
+    assert!(
+        e.contains("did you mean `timeout`?") && e.contains("`every`") && e.contains("`url`"),
+        "{e}"
+    );
     let (_, e) = check("top.toml");
     assert!(e.contains("did you mean `probe`?"), "{e}");
     let (_, e) = check("url.toml");
-    assert!(e.contains("http//redacted@exa mple.com/?k=redacted") && !e.contains("s3cret"), "{e}");
+    assert!(
+        e.contains("http//redacted@exa mple.com/?k=redacted") && !e.contains("s3cret"),
+        "{e}"
+    );
     let (_, e) = check("every.toml");
     assert!(e.contains("a duration needs a unit") && e.contains("\"30s\""), "{e}");
     let (code, _) = check("long.toml");
-    assert_eq!(code, Some(0), "the long duration forms docs/config.md lists are accepted");
+    assert_eq!(
+        code,
+        Some(0),
+        "the long duration forms docs/config.md lists are accepted"
+    );
     // No config: say how to give one.
     let empty = tempfile::tempdir().unwrap();
     let out = Command::new(bin())
@@ -305,7 +331,10 @@ fn check_shows_config_names_and_tidy_paths() {
     let out = sloprobe(&["check", "-c", "config/sloprobe.toml"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("format: openai-chat") && text.contains("cache: cold") && text.contains("throttle: none"), "{text}");
+    assert!(
+        text.contains("format: openai-chat") && text.contains("cache: cold") && text.contains("throttle: none"),
+        "{text}"
+    );
     assert!(text.contains("file=probes/demo.toml") && !text.contains(".."), "{text}");
     for internal in ["OpenAiChat", "Cold", "None", "30days"] {
         assert!(!text.contains(internal), "{internal} in:\n{text}");
@@ -337,6 +366,42 @@ fn readme_error_example_is_what_check_prints() {
 fn the_shipped_bundle_example_runs() {
     let out = sloprobe(&["bundle", "-c", "config/bundle.example.toml"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("probe-scripts /injected") && text.contains("2 files") && text.contains("ok, "), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("probe-scripts /injected") && text.contains("2 files") && text.contains("ok, "),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_demo_target_stops_cleanly_on_sigterm() {
+    let port = free_port();
+    let mut child = Child(
+        Command::new(bin())
+            .args(["target", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(up, "the target never listened");
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = child.0.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("demo target stopped") && err.contains("terminated"),
+        "{err}"
+    );
 }

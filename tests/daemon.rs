@@ -261,7 +261,9 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_running_one() {
     hup(child.0.id());
     // Wait for the daemon to have read (and refused) the file, then for a run after it.
     let refused = eventually(100, Duration::from_millis(100), || async {
-        std::fs::read_to_string(&log).ok().filter(|t| t.contains("reload failed"))
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("reload failed"))
     })
     .await;
     assert!(refused.is_some(), "the failed reload was never logged");
@@ -531,4 +533,55 @@ until = ["ready"]
         .count();
     assert_eq!(interrupted, 2, "{log}");
     assert!(log.contains("init="), "what the cut run measured is logged: {log}");
+}
+
+/// A probe the host cannot run (no Chromium on its PATH) is not scheduled, and says so:
+/// counted apart at startup, warned about with what is missing, and `probe_scheduled 0`
+/// on /metrics beside `probe_scheduled 1` for the probe that runs.
+#[tokio::test]
+async fn an_unscheduled_probe_is_visible() {
+    let port = free_port();
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[probe]]\nname = \"page\"\nkind = \"browser\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"1m\"\n\n[[probe]]\nname = \"api\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nevery = \"1s\"\n"
+        ),
+    )]);
+    let log = dir.path().join("daemon.log");
+    let mut child = Child(
+        Command::new(bin())
+            .args(["run", "-c"])
+            .arg(dir.path().join("sloprobe.toml"))
+            .env("SLOPROBE_LOG", "info")
+            // Neither Chromium nor chromedriver on this PATH.
+            .env("PATH", "/nonexistent")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = eventually(100, Duration::from_millis(100), || async {
+        let (_, text) = http_get(&url).await?;
+        text.contains("probe_scheduled").then_some(text)
+    })
+    .await
+    .expect("no probe_scheduled on /metrics");
+    assert_eq!(
+        sample(&text, "probe_scheduled", &["probe_name=\"page\""]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "probe_scheduled", &["probe_name=\"api\""]),
+        Some(1.0),
+        "{text}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("not_scheduled=1") && logged.contains("probes=1"),
+        "{logged}"
+    );
+    assert!(logged.contains("neither Chromium nor chromedriver found"), "{logged}");
+    assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).await.success());
 }

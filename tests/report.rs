@@ -20,10 +20,12 @@ fn report_and_junit_of_the_demo_probes() {
     let probes = std::fs::read_to_string(root().join("probes/demo.toml"))
         .unwrap()
         .replace("9465", &port.to_string());
-    let names: Vec<String> = probes
-        .lines()
-        .filter_map(|l| l.strip_prefix("name = \""))
-        .map(|l| l.trim_end_matches('"').to_string())
+    let parsed: toml::Table = toml::from_str(&probes).unwrap();
+    let names: Vec<String> = parsed["probe"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
         .collect();
     assert!(names.len() >= 6, "{names:?}");
     let config = format!("[demo]\nlisten = \"127.0.0.1:{port}\"\n\n{probes}");
@@ -40,7 +42,12 @@ fn report_and_junit_of_the_demo_probes() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     // demo-slow-page breaks its ttfb budget on purpose.
-    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // JUnit: valid against the schema, a failure for the broken budget.
     let lint = Command::new("xmllint")
@@ -52,7 +59,10 @@ fn report_and_junit_of_the_demo_probes() {
     assert!(lint.status.success(), "{}", String::from_utf8_lossy(&lint.stderr));
     let junit = std::fs::read_to_string(&xml).unwrap();
     for name in &names {
-        assert!(junit.contains(&format!("<testsuite name=\"{name}\"")), "{name} missing:\n{junit}");
+        assert!(
+            junit.contains(&format!("<testsuite name=\"{name}\"")),
+            "{name} missing:\n{junit}"
+        );
     }
     assert!(
         junit.contains("name=\"budget ttfb ≤ 500.000ms per run\"") && junit.contains("<failure type=\"budget\""),
@@ -64,7 +74,10 @@ fn report_and_junit_of_the_demo_probes() {
     for loads in ["<script", "src=\"http", "href=\"http", "url(", "@import"] {
         assert!(!page.contains(loads), "the report must load nothing ({loads})");
     }
-    assert!(page.contains("data:image/png;base64,"), "no screenshot of the browser probe");
+    assert!(
+        page.contains("data:image/png;base64,"),
+        "no screenshot of the browser probe"
+    );
     for class in ["strip", "waterfall", "chunks", "steps"] {
         assert!(page.contains(&format!("class=\"{class}\"")), "no {class} chart");
     }
@@ -74,21 +87,37 @@ fn report_and_junit_of_the_demo_probes() {
     let profile = tempfile::tempdir().unwrap();
     let chromium = |extra: &[&str]| {
         let mut c = Command::new("chromium");
-        c.args(["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(format!("file://{}", html.display()));
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("file://{}", html.display()));
         c.output().unwrap()
     };
     let dom = chromium(&["--dump-dom"]);
     let rendered = String::from_utf8_lossy(&dom.stdout);
     let log = String::from_utf8_lossy(&dom.stderr);
     for name in &names {
-        assert!(rendered.contains(&format!("data-probe=\"{name}\"")), "{name}'s section not rendered");
+        assert!(
+            rendered.contains(&format!("data-probe=\"{name}\"")),
+            "{name}'s section not rendered"
+        );
     }
-    assert!(!log.contains("CONSOLE") && !log.contains("Uncaught"), "console output:\n{log}");
+    assert!(
+        !log.contains("CONSOLE") && !log.contains("Uncaught"),
+        "console output:\n{log}"
+    );
     let taken = chromium(&["--window-size=1000,2000", &format!("--screenshot={}", shot.display())]);
     assert!(taken.status.success(), "{}", String::from_utf8_lossy(&taken.stderr));
     let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
 }

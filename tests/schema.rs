@@ -167,7 +167,11 @@ fn docs_name_every_kind_where_they_list_kinds() {
         .expect("the `kind` row of docs/config.md");
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     for kind in sloprobe::assembly::KINDS {
-        assert!(row.contains(&format!("`{}`", kind.name)), "docs/config.md's kind row lacks {}: {row}", kind.name);
+        assert!(
+            row.contains(&format!("`{}`", kind.name)),
+            "docs/config.md's kind row lacks {}: {row}",
+            kind.name
+        );
         assert!(
             docs.contains(&format!("## `kind = \"{}\"`", kind.name)),
             "docs/config.md has no section for {}",

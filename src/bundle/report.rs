@@ -169,3 +169,14 @@ pub fn print_route(out: &mut dyn std::io::Write, r: &RouteReport, growth: Option
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn small_sizes_read_in_bytes_and_counts_agree() {
+        assert_eq!(super::kb(36), "36 B");
+        assert_eq!(super::kb(40_000), "40.0 KB");
+        assert_eq!(super::files(1), "1 file");
+        assert_eq!(super::files(3), "3 files");
+    }
+}

@@ -80,12 +80,7 @@ impl Source {
 pub fn unknown_field(message: &str, also: &[&str], context: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (field, rest) = rest.split_once('`')?;
-    let mut known: Vec<String> = rest
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect();
+    let mut known: Vec<String> = rest.split('`').skip(1).step_by(2).map(str::to_string).collect();
     for k in also {
         if !known.iter().any(|x| x == k) {
             known.push(k.to_string());

@@ -43,7 +43,11 @@ fn tidy(path: &Path) -> PathBuf {
             other => out.push(other),
         }
     }
-    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
 }
 
 /// The files one `include` pattern names, sorted; a plain path that matches nothing is an error.
@@ -168,9 +172,15 @@ mod tests {
     #[test]
     fn paths_are_tidied_as_written() {
         use std::path::Path;
-        assert_eq!(super::tidy(Path::new("config/../probes/demo.toml")), Path::new("probes/demo.toml"));
+        assert_eq!(
+            super::tidy(Path::new("config/../probes/demo.toml")),
+            Path::new("probes/demo.toml")
+        );
         assert_eq!(super::tidy(Path::new("./a/./b.toml")), Path::new("a/b.toml"));
         assert_eq!(super::tidy(Path::new("../x.toml")), Path::new("../x.toml"));
-        assert_eq!(super::tidy(Path::new("/etc/sloprobe/../s.toml")), Path::new("/etc/s.toml"));
+        assert_eq!(
+            super::tidy(Path::new("/etc/sloprobe/../s.toml")),
+            Path::new("/etc/s.toml")
+        );
     }
 }

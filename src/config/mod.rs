@@ -16,6 +16,6 @@ pub use probe_keys::{
     valid_label_name,
 };
 pub use values::{
-    as_written,
-    Dur, Secret, SecretText, Size, Spanned, ThresholdSchema, fmt_seconds, parse_duration, parse_size, read_capped,
+    Dur, Secret, SecretText, Size, Spanned, ThresholdSchema, as_written, fmt_seconds, parse_duration, parse_size,
+    read_capped,
 };

@@ -29,7 +29,7 @@ svg { display: block; max-width: 100%; } svg text { fill: var(--fg); font: 11px 
 .axis { stroke: var(--line); } .dot { fill: var(--dot); fill-opacity: .75; } .p50 { stroke: var(--fg); stroke-width: 2; }
 .p95 { stroke: var(--fg); stroke-width: 2; stroke-dasharray: 4 3; } .budget { stroke: var(--bad); stroke-width: 2; }
 .bar { fill: var(--bar); } .tick { stroke: var(--dot); stroke-width: 2; } img.shot { max-width: 100%; border: 1px solid var(--line); border-radius: 4px; }
-nav a { margin-right: .75rem; } code { font-size: .9em; }
+nav a { margin-right: .2rem; } nav .mark { margin-right: 1rem; } code { font-size: .9em; }
 "#;
 
 /// The whole page.
@@ -52,7 +52,13 @@ pub fn render(judged: &[(&BuiltProbe, &ProbeReport)], runs: u32) -> String {
     );
     h.push_str("<nav>");
     for (p, r) in judged {
-        let _ = write!(h, "<a href=\"#{}\">{}</a>{} ", anchor(&p.name), esc(&p.name), mark(r.passed(runs)));
+        let _ = write!(
+            h,
+            "<a href=\"#{}\">{}</a>{} ",
+            anchor(&p.name),
+            esc(&p.name),
+            mark(r.passed(runs))
+        );
     }
     h.push_str("</nav></header>\n");
     for (p, r) in judged {
@@ -153,17 +159,39 @@ fn budgets_table(h: &mut String, p: &BuiltProbe, r: &ProbeReport) {
         } else {
             format!("broken in {broken} run(s)")
         };
-        row(h, &format!("{} per run (worst)", t.key), t.unit, t.value, worst, broken == 0 && !values.is_empty(), &verdict);
+        row(
+            h,
+            &format!("{} per run (worst)", t.key),
+            t.unit,
+            t.value,
+            worst,
+            broken == 0 && !values.is_empty(),
+            &verdict,
+        );
     }
     for v in &r.verdicts {
         let verdict = if v.passed { "ok" } else { "BROKEN" };
-        row(h, &format!("p{} {}", v.q, v.key), v.unit, v.threshold, v.value, v.passed, verdict);
+        row(
+            h,
+            &format!("p{} {}", v.q, v.key),
+            v.unit,
+            v.threshold,
+            v.value,
+            v.passed,
+            verdict,
+        );
     }
     h.push_str("</table>");
 }
 
 fn row(h: &mut String, name: &str, unit: Unit, threshold: f64, value: Option<f64>, ok: bool, verdict: &str) {
-    let margin = value.map(|v| if unit == Unit::Ratio { v - threshold } else { threshold - v });
+    let margin = value.map(|v| {
+        if unit == Unit::Ratio {
+            v - threshold
+        } else {
+            threshold - v
+        }
+    });
     let _ = write!(
         h,
         "<tr><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
@@ -197,9 +225,14 @@ fn shown_keys(p: &BuiltProbe, r: &ProbeReport) -> Vec<&'static str> {
 /// p95 as lines, the budget in red.
 fn distribution(h: &mut String, p: &BuiltProbe, r: &ProbeReport, key: &str) {
     let unit = unit_of(p, key);
-    let sampled = r.outcomes.iter().any(|o| o.samples_of(key).next().is_some()) && r.outcomes.iter().all(|o| o.get(key).is_none());
+    let sampled = r.outcomes.iter().any(|o| o.samples_of(key).next().is_some())
+        && r.outcomes.iter().all(|o| o.get(key).is_none());
     let mut values: Vec<f64> = if sampled {
-        r.outcomes.iter().flat_map(|o| o.samples_of(key)).map(|s| s.value).collect()
+        r.outcomes
+            .iter()
+            .flat_map(|o| o.samples_of(key))
+            .map(|s| s.value)
+            .collect()
     } else {
         r.outcomes.iter().filter_map(|o| o.judged(key, unit)).collect()
     };
@@ -211,12 +244,24 @@ fn distribution(h: &mut String, p: &BuiltProbe, r: &ProbeReport, key: &str) {
         .per_run
         .iter()
         .find(|t| t.key == key)
-        .or_else(|| p.budgets.percentiles.iter().map(|q| &q.threshold).find(|t| t.key == key))
+        .or_else(|| {
+            p.budgets
+                .percentiles
+                .iter()
+                .map(|q| &q.threshold)
+                .find(|t| t.key == key)
+        })
         .map(|t| t.value);
     let p50 = percentile(&mut values.clone(), 50.0).unwrap_or_default();
     let p95 = percentile(&mut values.clone(), 95.0).unwrap_or_default();
-    let top = values.iter().copied().fold(budget.unwrap_or(0.0), f64::max).max(f64::MIN_POSITIVE) * 1.08;
-    let (w, left, right) = (900.0, 150.0, 20.0);
+    let top = values
+        .iter()
+        .copied()
+        .fold(budget.unwrap_or(0.0), f64::max)
+        .max(f64::MIN_POSITIVE)
+        * 1.08;
+    // Room on the right for a p95 label at the far end.
+    let (w, left, right) = (900.0, 150.0, 110.0);
     let x = |v: f64| left + (v / top).clamp(0.0, 1.0) * (w - left - right);
     let _ = write!(
         h,
@@ -239,11 +284,13 @@ fn distribution(h: &mut String, p: &BuiltProbe, r: &ProbeReport, key: &str) {
         let y = 20.0 + (i % 3) as f64 * 10.0;
         let _ = write!(h, "<circle class=\"dot\" cx=\"{:.1}\" cy=\"{y}\" r=\"3.5\"/>", x(*v));
     }
-    for (class, v, label) in [("p50", p50, "p50"), ("p95", p95, "p95")] {
+    // p50's label to the left of its line, p95's to the right: close values stay legible.
+    for (class, v, anchor, dx) in [("p50", p50, "end", -4.0), ("p95", p95, "start", 4.0)] {
         let _ = write!(
             h,
-            "<line class=\"{class}\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"12\" y2=\"50\"/><text x=\"{0:.1}\" y=\"62\" text-anchor=\"middle\">{label} {1}</text>",
+            "<line class=\"{class}\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"12\" y2=\"50\"/><text x=\"{1:.1}\" y=\"62\" text-anchor=\"{anchor}\">{class} {2}</text>",
             x(v),
+            x(v) + dx,
             esc(&unit.format(v))
         );
     }
@@ -263,7 +310,9 @@ fn headline_key(p: &BuiltProbe) -> &'static str {
     match p.kind {
         "http" | "workflow" | "websocket" => "total",
         "browser" => "lcp",
-        _ => crate::assembly::kind(p.kind).and_then(|k| k.headline.first().copied()).unwrap_or("total"),
+        _ => crate::assembly::kind(p.kind)
+            .and_then(|k| k.headline.first().copied())
+            .unwrap_or("total"),
     }
 }
 
@@ -271,11 +320,19 @@ fn headline_key(p: &BuiltProbe) -> &'static str {
 /// succeeded).
 fn median_run<'a>(p: &BuiltProbe, r: &'a ProbeReport) -> Option<&'a Outcome> {
     let key = headline_key(p);
-    let mut ok: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.success() && o.get(key).is_some()).collect();
+    let mut ok: Vec<&Outcome> = r
+        .outcomes
+        .iter()
+        .filter(|o| o.success() && o.get(key).is_some())
+        .collect();
     if ok.is_empty() {
         return r.outcomes.first();
     }
-    ok.sort_by(|a, b| a.get(key).unwrap_or_default().total_cmp(&b.get(key).unwrap_or_default()));
+    ok.sort_by(|a, b| {
+        a.get(key)
+            .unwrap_or_default()
+            .total_cmp(&b.get(key).unwrap_or_default())
+    });
     Some(ok[(ok.len() - 1) / 2])
 }
 
@@ -340,14 +397,24 @@ fn chunk_timeline(h: &mut String, o: &Outcome) {
         w - right
     );
     for v in &ticks {
-        let _ = write!(h, "<line class=\"tick\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"22\" y2=\"36\"/>", x(*v));
+        let _ = write!(
+            h,
+            "<line class=\"tick\" x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"22\" y2=\"36\"/>",
+            x(*v)
+        );
     }
-    for (label, v) in [("first chunk", o.get("first_chunk")), ("TTFT", Some(ttft)), ("end", Some(e2e))] {
+    // First chunk to the left of its mark, TTFT to the right, the end inside the edge.
+    let marks = [
+        ("first chunk", o.get("first_chunk"), "end", -4.0),
+        ("TTFT", Some(ttft), "start", 4.0),
+        ("end", Some(e2e), "end", 0.0),
+    ];
+    for (label, v, anchor, dx) in marks {
         if let Some(v) = v {
             let _ = write!(
                 h,
-                "<text x=\"{:.1}\" y=\"52\" text-anchor=\"middle\">{label} {}</text>",
-                x(v),
+                "<text x=\"{:.1}\" y=\"52\" text-anchor=\"{anchor}\">{label} {}</text>",
+                x(v) + dx,
                 esc(&Unit::Seconds.format(v))
             );
         }
@@ -443,11 +510,18 @@ fn badge(ok: bool) -> &'static str {
 }
 
 fn mark(ok: bool) -> &'static str {
-    if ok { " ✓" } else { " ✗" }
+    if ok {
+        "<span class=\"mark\">✓</span>"
+    } else {
+        "<span class=\"mark\">✗</span>"
+    }
 }
 
 fn anchor(name: &str) -> String {
-    format!("probe-{}", name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_"))
+    format!(
+        "probe-{}",
+        name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_")
+    )
 }
 
 fn esc(s: &str) -> String {

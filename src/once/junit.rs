@@ -76,7 +76,12 @@ fn cases(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Vec<Case> {
             let mut kinds = failed.clone();
             kinds.sort();
             kinds.dedup();
-            why.push(format!("{} of {} runs failed ({})", failed.len(), r.outcomes.len(), kinds.join("; ")));
+            why.push(format!(
+                "{} of {} runs failed ({})",
+                failed.len(),
+                r.outcomes.len(),
+                kinds.join("; ")
+            ));
         }
         if missing > 0 {
             why.push(format!("{missing} run(s) missing"));
@@ -124,7 +129,13 @@ fn cases(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Vec<Case> {
     }
     for v in &r.verdicts {
         out.push(Case {
-            name: format!("budget p{} {} {} {}", v.q, v.key, v.unit.bound(), v.unit.format(v.threshold)),
+            name: format!(
+                "budget p{} {} {} {}",
+                v.q,
+                v.key,
+                v.unit.bound(),
+                v.unit.format(v.threshold)
+            ),
             failure: (!v.passed).then(|| {
                 format!(
                     "p{} {} = {} {} {}",

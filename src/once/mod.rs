@@ -117,7 +117,10 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, files: &Fil
     }
     let judged: Vec<(&BuiltProbe, &ProbeReport)> = probes.iter().map(|p| &**p).zip(&reports).collect();
     type Render = fn(&[(&BuiltProbe, &ProbeReport)], u32) -> String;
-    for (path, render) in [(&files.report, html::render as Render), (&files.junit, junit::render as Render)] {
+    for (path, render) in [
+        (&files.report, html::render as Render),
+        (&files.junit, junit::render as Render),
+    ] {
         let Some(path) = path else { continue };
         if let Err(e) = std::fs::write(path, render(&judged, runs)) {
             eprintln!("error: cannot write {}: {e}", path.display());

@@ -6,7 +6,6 @@ use crate::outcome::{Outcome, Unit};
 use crate::probe::BuiltProbe;
 
 pub struct ProbeReport {
-
     pub outcomes: Vec<Outcome>,
     pub verdicts: Vec<PercentileVerdict>,
     /// Per-run budgets are judged on the median of the runs (browser probes).
@@ -118,4 +117,3 @@ impl SampleStats {
 pub fn unit_of(p: &BuiltProbe, key: &str) -> Unit {
     p.measures.iter().find(|m| m.key == key).map_or(Unit::Count, |m| m.unit)
 }
-

@@ -66,7 +66,10 @@ pub fn protocol_error(format: Format, data: &str, e: serde_json::Error) -> Probe
     let snippet: String = data.chars().take(80).collect();
     ProbeError::new(
         ErrorType::ProtocolError,
-        format!("malformed {} event ({e}): {snippet}", crate::config::as_written(&format)),
+        format!(
+            "malformed {} event ({e}): {snippet}",
+            crate::config::as_written(&format)
+        ),
     )
 }
 
