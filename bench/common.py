@@ -44,6 +44,37 @@ class Proc:
         return self.p.pid
 
 
+class Group:
+    """A server started in its own process group (it may start children), stopped as a
+    group on exit from the with-block: SIGTERM, then SIGKILL after 10 s."""
+
+    def __init__(self, args, **kw):
+        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True, **kw)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        os.killpg(self.p.pid, signal.SIGTERM)
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+
+
+def wait_port(port, tries=300):
+    for _ in range(tries):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"nothing listens on port {port}")
+
+
 def wait_http(url, tries=100):
     for _ in range(tries):
         try:

@@ -14,12 +14,11 @@ speaking graphql-transport-ws. Interleaved in blocks of 10. Needs `.venv-stream`
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import tempfile
 
-from common import BIN, ROOT, build, free_port, machine, report
+from common import BIN, ROOT, Group, build, free_port, machine, report, wait_port
 
 VENV = os.path.join(ROOT, ".venv-stream", "bin")
 
@@ -93,29 +92,6 @@ measure = "subscribe"
 """
 
 
-def start(script, port):
-    p = subprocess.Popen([os.path.join(VENV, "python3"), os.path.join(ROOT, "tests", "servers", script), str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    import socket
-    import time
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return p
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{script} did not start")
-
-
-def stop(p):
-    os.killpg(p.pid, signal.SIGTERM)
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-
-
 def once(cfg, n):
     out = subprocess.run([BIN, "once", "-c", cfg, "--runs", str(n), "--format", "json"], capture_output=True, text=True)
     return [json.loads(l)["measurements"]["subscribe"] for l in out.stdout.splitlines()
@@ -137,8 +113,9 @@ def main():
              "/graphql"),
         ]:
             port = free_port()
-            server = start(script, port)
-            try:
+            script_path = os.path.join(ROOT, "tests", "servers", script)
+            with Group([os.path.join(VENV, "python3"), script_path, str(port)]):
+                wait_port(port)
                 cfg = os.path.join(tmp, "p.toml")
                 with open(cfg, "w") as f:
                     f.write(probe.format(port=port))
@@ -150,8 +127,6 @@ def main():
                     out = subprocess.run([os.path.join(VENV, "python3"), "-c", client, url, str(block)],
                                          capture_output=True, text=True, check=True)
                     theirs += json.loads(out.stdout)
-            finally:
-                stop(server)
             data[name] = {"sloprobe": ours, "client": theirs}
             m = lambda v: statistics.median(v) * 1000
             p95 = lambda v: sorted(v)[int(len(v) * 0.95) - 1] * 1000

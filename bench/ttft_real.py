@@ -15,13 +15,12 @@ Loopback only; every process is stopped (by process group).
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import tempfile
 import time
 
-from common import BIN, ROOT, build, free_port, machine, report, wait_http
+from common import BIN, ROOT, Group, build, free_port, machine, report, wait_http
 
 VENV = os.path.join(ROOT, ".venv-stream", "bin")
 KEY = "sk-sloprobe-bench-master-key-0123456789"
@@ -83,18 +82,34 @@ def documented_probe(name):
     raise SystemExit(f"no example {name}")
 
 
-def start(args, cwd, env=None):
-    return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+def compare(tmp, base, env, name, fmt, model, runs, block, data):
+    """sloprobe and the SDK on one format, interleaved; the table row."""
+    path = os.path.join(tmp, f"{name}.toml")
+    with open(path, "w") as f:
+        f.write(documented_probe(name).replace("https://api.example.com", base))
+    ours, theirs, our_tokens, their_tokens = [], [], set(), set()
+    penv = {**os.environ, "OPENAI_API_KEY": KEY, "ANTHROPIC_API_KEY": KEY}
+    for _ in range(runs // block):
+        out = subprocess.run([BIN, "once", "-c", path, "--runs", str(block), "--format", "json"],
+                             capture_output=True, text=True, env=penv)
+        for line in out.stdout.splitlines():
+            d = json.loads(line)
+            if d.get("type") == "run" and d["success"]:
+                ours.append(d["measurements"]["ttft"])
+                our_tokens.add((d["measurements"].get("input_tokens"), d["measurements"]["output_tokens"]))
+        out = subprocess.run([os.path.join(VENV, "python3"), "-c", SDK_LOOP, fmt, base, KEY, model, str(block)],
+                             capture_output=True, text=True, check=True, env=env)
+        for ttft, usage in json.loads(out.stdout):
+            theirs.append(ttft)
+            their_tokens.add(tuple(float(u) for u in usage))
+    mo, mt = statistics.median(ours) * 1000, statistics.median(theirs) * 1000
+    data[fmt] = {"sloprobe_ttft": ours, "sdk_ttft": theirs,
+                 "sloprobe_tokens": sorted(our_tokens), "sdk_tokens": sorted(their_tokens)}
 
-
-def stop(p):
-    os.killpg(p.pid, signal.SIGTERM)
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
+    def tokens(t):
+        return ", ".join(f"{int(i)} in / {int(o)} out" for i, o in sorted(t))
+    return (f"| {fmt} ({model}) | {len(ours)} / {len(theirs)} | {mo:.1f} | {mt:.1f} | {mo - mt:+.1f} | "
+            f"{tokens(our_tokens)} | {tokens(their_tokens)} |")
 
 
 def main():
@@ -109,42 +124,16 @@ def main():
         cfg = open(os.path.join(ROOT, "tests", "servers", "litellm.yaml")).read()
         with open(os.path.join(tmp, "litellm.yaml"), "w") as f:
             f.write(cfg.replace("FAKELLM", f"127.0.0.1:{fake_port}"))
-        fake = start([os.path.join(VENV, "fakellm"), "serve", "--host", "127.0.0.1", "--port", str(fake_port),
-                      "--config", os.path.join(ROOT, "tests", "servers", "fakellm.yaml")], tmp)
         env = {**os.environ, "LITELLM_MASTER_KEY": KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_PROXY": "*"}
-        proxy = start([os.path.join(VENV, "litellm"), "--config", "litellm.yaml", "--host", "127.0.0.1",
-                       "--port", str(proxy_port)], tmp, env)
-        try:
+        fake_args = [os.path.join(VENV, "fakellm"), "serve", "--host", "127.0.0.1", "--port", str(fake_port),
+                     "--config", os.path.join(ROOT, "tests", "servers", "fakellm.yaml")]
+        proxy_args = [os.path.join(VENV, "litellm"), "--config", "litellm.yaml", "--host", "127.0.0.1",
+                      "--port", str(proxy_port)]
+        with Group(fake_args, cwd=tmp), Group(proxy_args, cwd=tmp, env=env):
             base = f"http://127.0.0.1:{proxy_port}"
             wait_http(base + "/health/liveliness", tries=600)
             for name, fmt, model in CASES:
-                path = os.path.join(tmp, f"{name}.toml")
-                with open(path, "w") as f:
-                    f.write(documented_probe(name).replace("https://api.example.com", base))
-                ours, theirs, our_tokens, their_tokens = [], [], set(), set()
-                penv = {**os.environ, "OPENAI_API_KEY": KEY, "ANTHROPIC_API_KEY": KEY}
-                for _ in range(a.runs // block):
-                    out = subprocess.run([BIN, "once", "-c", path, "--runs", str(block), "--format", "json"],
-                                         capture_output=True, text=True, env=penv)
-                    for line in out.stdout.splitlines():
-                        d = json.loads(line)
-                        if d.get("type") == "run" and d["success"]:
-                            ours.append(d["measurements"]["ttft"])
-                            our_tokens.add((d["measurements"].get("input_tokens"), d["measurements"]["output_tokens"]))
-                    out = subprocess.run([os.path.join(VENV, "python3"), "-c", SDK_LOOP, fmt, base, KEY, model,
-                                          str(block)], capture_output=True, text=True, check=True, env=env)
-                    for ttft, usage in json.loads(out.stdout):
-                        theirs.append(ttft)
-                        their_tokens.add(tuple(float(u) for u in usage))
-                mo, mt = statistics.median(ours) * 1000, statistics.median(theirs) * 1000
-                data[fmt] = {"sloprobe_ttft": ours, "sdk_ttft": theirs,
-                             "sloprobe_tokens": sorted(our_tokens), "sdk_tokens": sorted(their_tokens)}
-                fmt_tokens = lambda t: ", ".join(f"{int(i)} in / {int(o)} out" for i, o in sorted(t))
-                rows.append(f"| {fmt} ({model}) | {len(ours)} / {len(theirs)} | {mo:.1f} | {mt:.1f} | {mo - mt:+.1f} | "
-                            f"{fmt_tokens(our_tokens)} | {fmt_tokens(their_tokens)} |")
-        finally:
-            stop(proxy)
-            stop(fake)
+                rows.append(compare(tmp, base, env, name, fmt, model, a.runs, block, data))
     text = "\n".join([
         f"Machine: {machine()}. `python3 bench/ttft_real.py --runs {a.runs}`: LiteLLM "
         "proxy → fakellm, the docs' example configs; SDK = `openai` / `anthropic`, fresh client per run.",

@@ -524,7 +524,10 @@ fn anchor(name: &str) -> String {
     )
 }
 
-fn esc(s: &str) -> String {
+/// Markup escaping good for HTML and XML alike (the JUnit file uses it too); control
+/// characters, which XML 1.0 does not allow at all, are dropped, and tab and line breaks
+/// kept as character references so attributes keep them.
+pub(super) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -532,7 +535,9 @@ fn esc(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push_str(&format!("&#{};", c as u32)),
+            c if c.is_control() => {}
             c => out.push(c),
         }
     }
@@ -543,6 +548,10 @@ fn esc(s: &str) -> String {
 mod tests {
     #[test]
     fn text_is_escaped() {
-        assert_eq!(super::esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            super::esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;"
+        );
+        assert_eq!(super::esc("a\u{1b}[31m\nb"), "a[31m&#10;b");
     }
 }

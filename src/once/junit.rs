@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::html::esc;
 use super::verdict::ProbeReport;
 use crate::probe::BuiltProbe;
 
@@ -148,25 +149,6 @@ fn cases(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Vec<Case> {
             }),
             seconds: 0.0,
         });
-    }
-    out
-}
-
-/// XML attribute and text escaping; control characters other than tab and line breaks
-/// are not allowed in XML 1.0 at all, so they go.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push_str(&format!("&#{};", c as u32)),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
     }
     out
 }

@@ -345,51 +345,34 @@ async fn ws_upgrade_then(tcp: TcpStream, head: String, after: &[u8]) {
     write_then_hold(tcp, bytes).await;
 }
 
-/// A valid upgrade, then pings as fast as the socket takes them for 8 s, never reading:
-/// the probe's pongs have nowhere to go.
-pub fn ws_ping_flood(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        use tokio::io::AsyncWriteExt as _;
-        let mut tcp = tcp;
-        let mut first = Vec::new();
-        ws_upgrade_bytes(&head, &mut first);
-        if tcp.write_all(&first).await.is_err() {
-            return;
+/// A valid upgrade, then `frame` over and over for 8 s as fast as the socket takes it,
+/// never reading what the probe sends back.
+async fn ws_flood(mut tcp: TcpStream, head: String, frame: &[u8]) {
+    let mut first = Vec::new();
+    ws_upgrade_bytes(&head, &mut first);
+    if tcp.write_all(&first).await.is_err() {
+        return;
+    }
+    let burst: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 512).collect();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
+    while tokio::time::Instant::now() < until {
+        match tokio::time::timeout_at(until, tcp.write_all(&burst)).await {
+            Ok(Ok(())) => {}
+            _ => break,
         }
-        // One unmasked ping frame with a 125-byte payload, many at a time.
-        let mut frame = vec![0x89u8, 125];
-        frame.extend_from_slice(&[b'p'; 125]);
-        let burst: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 512).collect();
-        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
-        while tokio::time::Instant::now() < until {
-            match tokio::time::timeout_at(until, tcp.write_all(&burst)).await {
-                Ok(Ok(())) => {}
-                _ => break,
-            }
-        }
-    })
+    }
 }
 
-/// A valid upgrade, then Engine.IO heartbeats (`2` text frames) as fast as the socket
-/// takes them for 8 s, never reading the replies.
+/// Pings (125-byte payload, unmasked) in a flood: the probe's pongs have nowhere to go.
+pub fn ws_ping_flood(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let mut frame = vec![0x89u8, 125];
+    frame.extend_from_slice(&[b'p'; 125]);
+    Box::pin(async move { ws_flood(tcp, head, &frame).await })
+}
+
+/// Engine.IO heartbeats (`2` text frames) in a flood: the replies are never read.
 pub fn ws_heartbeat_flood(tcp: TcpStream, head: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async move {
-        use tokio::io::AsyncWriteExt as _;
-        let mut tcp = tcp;
-        let mut first = Vec::new();
-        ws_upgrade_bytes(&head, &mut first);
-        if tcp.write_all(&first).await.is_err() {
-            return;
-        }
-        let burst: Vec<u8> = [0x81u8, 1, b'2'].iter().copied().cycle().take(3 * 16384).collect();
-        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
-        while tokio::time::Instant::now() < until {
-            match tokio::time::timeout_at(until, tcp.write_all(&burst)).await {
-                Ok(Ok(())) => {}
-                _ => break,
-            }
-        }
-    })
+    Box::pin(ws_flood(tcp, head, &[0x81, 1, b'2']))
 }
 
 /// A valid upgrade, then bytes that are no WebSocket frame.
