@@ -647,10 +647,17 @@ async fn without_chromium_the_daemon_skips_browser_probes_with_a_log_line() {
     })
     .await
     .expect("the http probe ran");
-    assert!(!ran.contains("probe_name=\"page\""), "the browser probe must not run");
+    // It has no run series, only the one that says it is not scheduled.
+    for line in ran.lines().filter(|l| l.contains("probe_name=\"page\"")) {
+        assert!(
+            line.starts_with("probe_scheduled{") && line.ends_with(" 0"),
+            "the browser probe must not run: {line}"
+        );
+    }
+    assert!(ran.contains("probe_scheduled{"), "{ran}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("probe not scheduled") && text.contains("chromedriver not found"),
+        text.contains("probe not scheduled") && text.contains("neither Chromium nor chromedriver found"),
         "{text}"
     );
 }

@@ -29,6 +29,9 @@ pub const EXIT_CONFIG: i32 = 2;
 /// A mistyped command line (BSD's EX_USAGE), apart from a bad config file.
 pub const EXIT_USAGE: i32 = 64;
 
+/// Screenshots `--report` keeps in memory at most, all runs together.
+const MAX_SCREENSHOT_BYTES: usize = 64 * 1024 * 1024;
+
 /// Files `once` writes besides its output (`--report`, `--junit`).
 #[derive(Debug, Default)]
 pub struct Files {
@@ -84,7 +87,16 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, files: &Fil
             median: p.median_gate,
         })
         .collect();
-    while let Some((i, run, o)) = rx.recv().await {
+    // Screenshots are kept for the report up to a total, so many runs of many browser
+    // probes cannot hold gigabytes; past it, a run's screenshot is dropped.
+    let mut screenshot_bytes = 0usize;
+    while let Some((i, run, mut o)) = rx.recv().await {
+        if let Some(png) = &o.screenshot {
+            screenshot_bytes += png.len();
+            if screenshot_bytes > MAX_SCREENSHOT_BYTES {
+                o.screenshot = None;
+            }
+        }
         if format == Format::Json {
             let _ = writeln!(out, "{}", run_json(&o, run));
         }
