@@ -151,6 +151,7 @@ fn captured_streams_from_real_servers() {
         ("litellm-chat-tool-call.sse", "openai-chat", 39.0, Some(8.0)),
         ("litellm-chat-usage.sse", "openai-chat", 20.0, Some(8.0)),
         ("fakellm-anthropic.sse", "anthropic-messages", 19.0, Some(1.0)),
+        ("litellm-chat-from-anthropic.sse", "openai-chat", 19.0, Some(1.0)),
     ];
     for (file, format, output, input) in cases {
         let url = format!("http://127.0.0.1:{}/{file}", server.port);
