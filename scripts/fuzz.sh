@@ -23,11 +23,17 @@ mkdir -p target/artifacts
 for t in web_vitals faro; do
     work=target/work/$t
     mkdir -p "$work"
-    # New inputs go to the work dir; the checked-in corpus is only read.
+    # New inputs go to the work dir; the checked-in corpus is only read. The fuzzer's own
+    # status decides (a `| grep … || true` pipeline once hid a crash: PIPESTATUS was true's).
+    status=0
     "$bin/$t" -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 \
-        -artifact_prefix=target/artifacts/$t- -print_final_stats=1 "$work" "corpus/$t" 2>&1 \
-        | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+== ERROR|SUMMARY)" || true
-    test "${PIPESTATUS[0]}" -eq 0 || { echo "fuzz target $t failed: see fuzz/target/artifacts/"; exit 1; }
+        -artifact_prefix=target/artifacts/$t- -print_final_stats=1 "$work" "corpus/$t" >"$work.log" 2>&1 \
+        || status=$?
+    grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+== ERROR|SUMMARY|thread .* panicked)" "$work.log" || true
+    if [ "$status" -ne 0 ]; then
+        echo "fuzz target $t failed (exit $status): its input is in fuzz/target/artifacts/; the log is fuzz/$work.log"
+        exit 1
+    fi
     if [ "$merge" = "--merge" ]; then
         "$bin/$t" -merge=1 "corpus/$t" "$work" >/dev/null 2>&1
     fi

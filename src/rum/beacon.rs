@@ -405,6 +405,21 @@ fn loose_text(v: Option<Loose<'_>>, max: usize) -> Result<Option<Cow<'_, str>>, 
     }
 }
 
+/// A page-view id made from its parts (session, view, URL, NUL-separated): "faro-" and
+/// their 64-bit FNV-1a hash, so the id has a fixed length whatever the URL's, and is the
+/// same in every process (a dedup window holds few enough page views that 64 bits do not
+/// collide in practice).
+fn derived_page_id(parts: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        let sep: &[u8] = if i == 0 { b"" } else { b"\0" };
+        for byte in sep.iter().chain(part.as_bytes()) {
+            h = (h ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("faro-{h:016x}")
+}
+
 /// `POST /collect`: a Faro payload. Only `measurements` of type `web-vitals` are read;
 /// logs, events, exceptions and traces are skipped without being kept in memory.
 pub fn parse_faro(body: &[u8], max_batch: usize) -> Result<Parsed<'static>, Reject> {
@@ -427,8 +442,10 @@ pub fn parse_faro(body: &[u8], max_batch: usize) -> Result<Parsed<'static>, Reje
     let view = meta.view.and_then(|v| v.name).filter(|v| v.len() <= MAX_ID);
     let page_id = match (page.id.filter(|p| p.len() <= MAX_ID), session, &url) {
         (Some(id), _, _) => Some(id),
+        // Hashed to a fixed length: the URL alone may be MAX_URL long, and ids are held
+        // per page view (the fuzzer found a 2 KiB one).
         (None, Some(session), Some(url)) => {
-            Some(format!("faro\u{0}{session}\u{0}{}\u{0}{url}", view.unwrap_or_default()))
+            Some(derived_page_id(&[&session, view.as_deref().unwrap_or_default(), url]))
         }
         _ => None,
     };
@@ -719,5 +736,25 @@ mod tests {
         assert_eq!(parse_faro(many.as_bytes(), 4).err(), Some(Reject::TooManyMetrics));
         assert_eq!(parse_faro(b"[]", 4).err(), Some(Reject::BadJson));
         assert_eq!(parse_faro(b"{} trailing", 4).err(), Some(Reject::BadJson));
+    }
+
+    /// Without a page id, one is derived from session, view and URL: of a fixed length
+    /// however long the URL (the fuzzer found a 2 KiB one), the same for every beacon of a
+    /// page view, another for another URL.
+    #[test]
+    fn faro_derived_page_ids_are_short_and_stable() {
+        let beacon = |url: &str| {
+            format!(
+                r#"{{"meta":{{"page":{{"url":"{url}"}},"session":{{"id":"s1"}}}},"measurements":[{{"type":"web-vitals","values":{{"lcp":2100}}}}]}}"#
+            )
+        };
+        let id = |url: &str| {
+            let r = parse_faro(beacon(url).as_bytes(), 10).unwrap();
+            r[0].as_ref().unwrap().page_id.as_deref().unwrap().to_string()
+        };
+        let long = format!("https://a.example/{}", "v".repeat(1900));
+        assert!(id(&long).len() <= MAX_ID, "{}", id(&long));
+        assert_eq!(id(&long), id(&long));
+        assert_ne!(id(&long), id("https://a.example/other"));
     }
 }
