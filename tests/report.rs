@@ -86,20 +86,23 @@ fn report_and_junit_of_the_demo_probes() {
     let shot = dir.path().join("report.png");
     let profile = tempfile::tempdir().unwrap();
     let chromium = |extra: &[&str]| {
-        let mut c = Command::new("chromium");
-        c.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(format!("file://{}", html.display()));
+        // Bounded: a Chromium that never exits must fail the test, not hang CI.
+        let mut c = Command::new("timeout");
+        c.args(["--kill-after=5", "60", "chromium"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", html.display()));
         c.output().unwrap()
     };
     let dom = chromium(&["--dump-dom"]);
+    assert!(dom.status.success(), "chromium --dump-dom: {:?}", dom.status);
     let rendered = String::from_utf8_lossy(&dom.stdout);
     let log = String::from_utf8_lossy(&dom.stderr);
     for name in &names {

@@ -13,7 +13,7 @@ ttft = None
 usage = {}
 if kind == "openai-chat":
     from openai import OpenAI
-    c = OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    c = OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=30)
     stream = c.chat.completions.create(model=model, stream=True, stream_options={"include_usage": True},
                                        messages=[{"role": "user", "content": "Say hi"}])
     for chunk in stream:
@@ -23,7 +23,7 @@ if kind == "openai-chat":
             usage = {"input": chunk.usage.prompt_tokens, "output": chunk.usage.completion_tokens}
 elif kind == "openai-responses":
     from openai import OpenAI
-    c = OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+    c = OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=30)
     with c.responses.stream(model=model, input="Say hi") as stream:
         for event in stream:
             if ttft is None and event.type == "response.output_text.delta" and event.delta:
@@ -32,7 +32,7 @@ elif kind == "openai-responses":
         usage = {"input": u.input_tokens, "output": u.output_tokens}
 elif kind == "anthropic-messages":
     import anthropic
-    c = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0)
+    c = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0, timeout=30)
     with c.messages.stream(model=model, max_tokens=64, messages=[{"role": "user", "content": "Say hi"}]) as stream:
         for event in stream:
             if ttft is None and event.type == "content_block_delta" and getattr(event.delta, "text", ""):
