@@ -213,6 +213,24 @@ impl Unit {
         if self == Unit::Ratio { "<" } else { ">" }
     }
 
+    /// The worse of two values: the larger, or the smaller for a floor.
+    pub fn worse(self, a: f64, b: f64) -> f64 {
+        if self == Unit::Ratio { a.min(b) } else { a.max(b) }
+    }
+
+    /// The worst of values where `None` is unmeasured, which is worst of all.
+    pub fn worst(self, values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+        let mut worst: Option<Option<f64>> = None;
+        for v in values {
+            worst = Some(match (worst, v) {
+                (None, v) => v,
+                (Some(Some(w)), Some(v)) => Some(self.worse(w, v)),
+                _ => None,
+            });
+        }
+        worst.flatten()
+    }
+
     pub fn within(self, value: f64, threshold: f64) -> bool {
         match self {
             Unit::Ratio => value >= threshold,
@@ -720,13 +738,8 @@ impl Outcome {
     /// the run's worst sample under `unit` (the largest; the smallest for a floor). A run
     /// with no value of `key` is not judged on it.
     pub fn judged(&self, key: &str, unit: Unit) -> Option<f64> {
-        self.get(key).or_else(|| {
-            let values = self.samples_of(key).map(|s| s.value);
-            match unit {
-                Unit::Ratio => values.reduce(f64::min),
-                _ => values.reduce(f64::max),
-            }
-        })
+        self.get(key)
+            .or_else(|| self.samples_of(key).map(|s| s.value).reduce(|a, b| unit.worse(a, b)))
     }
 
     /// The samples of `key`, in order.
@@ -738,6 +751,14 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::Unit;
+
+    #[test]
+    fn the_worst_value_is_the_furthest_past_and_unmeasured_is_worst_of_all() {
+        assert_eq!(Unit::Seconds.worst([Some(0.2), Some(0.5), Some(0.1)]), Some(0.5));
+        assert_eq!(Unit::Ratio.worst([Some(0.9), Some(0.7)]), Some(0.7));
+        assert_eq!(Unit::Seconds.worst([Some(0.2), None, Some(0.5)]), None);
+        assert_eq!(Unit::Seconds.worst([]), None);
+    }
 
     #[test]
     fn values_are_formatted_by_unit() {

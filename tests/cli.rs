@@ -223,7 +223,7 @@ fn completions_and_man_page() {
 }
 
 /// Runs the binary with `args` from the repository root (where the README's commands run).
-fn sloprobe(args: &[&str]) -> std::process::Output {
+fn at_repo_root(args: &[&str]) -> std::process::Output {
     Command::new(bin())
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -328,7 +328,7 @@ fn config_errors_that_help() {
 
 #[test]
 fn check_shows_config_names_and_tidy_paths() {
-    let out = sloprobe(&["check", "-c", "config/sloprobe.toml"]);
+    let out = at_repo_root(&["check", "-c", "config/sloprobe.toml"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
@@ -364,7 +364,7 @@ fn readme_error_example_is_what_check_prints() {
 
 #[test]
 fn the_shipped_bundle_example_runs() {
-    let out = sloprobe(&["bundle", "-c", "config/bundle.example.toml"]);
+    let out = at_repo_root(&["bundle", "-c", "config/bundle.example.toml"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),

@@ -145,13 +145,7 @@ fn budgets_table(h: &mut String, p: &BuiltProbe, r: &ProbeReport) {
             .filter(|o| o.breaches.iter().any(|b| b.measurement == t.key))
             .count();
         // The worst run: the furthest past the threshold (unmeasured is worst of all).
-        let worst = if values.iter().any(Option::is_none) {
-            None
-        } else if t.unit == Unit::Ratio {
-            values.iter().flatten().copied().reduce(f64::min)
-        } else {
-            values.iter().flatten().copied().reduce(f64::max)
-        };
+        let worst = t.unit.worst(values.iter().copied());
         let verdict = if r.median {
             "judged on the median".to_string()
         } else if broken == 0 {

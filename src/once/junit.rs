@@ -104,13 +104,7 @@ fn cases(p: &BuiltProbe, r: &ProbeReport, runs: u32) -> Vec<Case> {
                 .map(|b| b.value)
                 .collect();
             let failure = (!broken.is_empty()).then(|| {
-                let worst = if broken.iter().any(Option::is_none) {
-                    None
-                } else if t.unit == crate::outcome::Unit::Ratio {
-                    broken.iter().flatten().copied().reduce(f64::min)
-                } else {
-                    broken.iter().flatten().copied().reduce(f64::max)
-                };
+                let worst = t.unit.worst(broken.iter().copied());
                 format!(
                     "{} {} {} in {} of {} runs (worst {})",
                     t.key,

@@ -318,11 +318,7 @@ fn print_table(out: &mut dyn Write, p: &BuiltProbe, r: &ProbeReport, runs: u32) 
             .or_insert((0, b.threshold, b.value));
         e.0 += 1;
         // The worst is the furthest past the threshold: the lowest under a floor.
-        e.2 = match (e.2, b.value) {
-            (Some(w), Some(v)) if b.unit == Unit::Ratio => Some(w.min(v)),
-            (Some(w), Some(v)) => Some(w.max(v)),
-            _ => None,
-        };
+        e.2 = b.unit.worst([e.2, b.value]);
     }
     for ((key, _), (n, threshold, worst)) in breaches {
         let u = unit_of(p, &key);
