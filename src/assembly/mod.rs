@@ -18,7 +18,7 @@ use crate::config::{self, ConfigError, ConfigHash, ProbeTable, Source, Spanned};
 use crate::demo::DemoConfig;
 use crate::fleet::{FleetConfig, Shard};
 use crate::probe::browser::driver::{BrowserConfig, HostSettings};
-use crate::probe::{Kind, ProbeConfig, assistant, browser, http, vector, websocket, workflow};
+use crate::probe::{Kind, ProbeConfig, assistant, browser, dns, grpc, http, icmp, tcp, vector, websocket, workflow};
 use crate::rum::{RumConfig, RumSettings};
 use crate::server::ServerConfig;
 use crate::slo::{RawErrorBudget, RawSlo};
@@ -35,6 +35,10 @@ pub const KINDS: &[Kind] = &[
     browser::KIND,
     vector::KIND,
     workflow::KIND,
+    tcp::KIND,
+    dns::KIND,
+    grpc::KIND,
+    icmp::KIND,
 ];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::http_config::{self, HttpVersion, Request, TargetKeys, Tls};
-use super::kind::{BoxFuture, BuildContext, Kind, Probe, ProbeConfig, Settings};
+use super::kind::{BoxFuture, BuildContext, CERT_EXPIRY, Kind, Probe, ProbeConfig, Settings};
 use crate::config::{ConfigError, Size, Spanned};
 use crate::net::Resolver;
 use crate::net::http::{self as nethttp, BodySpec, HttpConn, Version};
@@ -29,6 +29,7 @@ pub const KIND: Kind = Kind {
     headline: &["ttfb", "total"],
     median_gate: false,
     long_runs: false,
+    target_key: Some(("url", "http://127.0.0.1:1/")),
 };
 
 /// The keys of `kind = "http"` (besides the shared ones).
@@ -149,15 +150,7 @@ pub const MEASURES: &[Measure] = &[
         fixed: &[],
         labels: &["http.request.method", "http.response.status_code"],
     },
-    Measure {
-        key: "cert_expiry",
-        metric: "probe.tls.cert.expiry_timestamp",
-        unit: Unit::UnixTime,
-        instrument: Instrument::Gauge,
-        description: "Earliest notAfter in the server's certificate chain, Unix seconds.",
-        fixed: &[],
-        labels: &[],
-    },
+    CERT_EXPIRY,
     Measure {
         key: "redirects",
         metric: "probe.http.redirects",

@@ -28,6 +28,18 @@ pub trait Probe: Send + Sync {
 
 type TlsKey = (Option<PathBuf>, bool, Vec<Vec<u8>>);
 
+/// The earliest certificate expiry of a run's TLS handshakes (`net::start_tls` records
+/// it), in the catalog of every kind that speaks TLS.
+pub const CERT_EXPIRY: Measure = Measure {
+    key: "cert_expiry",
+    metric: "probe.tls.cert.expiry_timestamp",
+    unit: crate::outcome::Unit::UnixTime,
+    instrument: crate::outcome::Instrument::Gauge,
+    description: "Earliest notAfter in the server's certificate chain, Unix seconds (every kind that speaks TLS).",
+    fixed: &[],
+    labels: &[],
+};
+
 /// Shared, long-lived things a probe may need.
 #[derive(Clone)]
 pub struct BuildContext {
@@ -160,6 +172,10 @@ pub struct Kind {
     /// Runs may outlast the interval (a workflow waiting on a long job): `timeout` may
     /// exceed it, and runs overlap up to the probe's `max_in_flight`.
     pub long_runs: bool,
+    /// The key `/probe?target=` fills in a module (blackbox_exporter's multi-target
+    /// pattern) and a sample value that checks the module at load; `None`: the kind is
+    /// not offered as a module.
+    pub target_key: Option<(&'static str, &'static str)>,
 }
 
 impl std::fmt::Debug for Kind {

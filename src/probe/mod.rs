@@ -22,10 +22,14 @@ macro_rules! http_phase {
 
 pub mod assistant;
 pub mod browser;
+pub mod dns;
+pub mod grpc;
 pub mod http;
 pub mod http_config;
+pub mod icmp;
 pub mod json;
 pub mod kind;
+pub mod tcp;
 pub mod vector;
 pub mod websocket;
 pub mod workflow;

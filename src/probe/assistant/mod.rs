@@ -36,6 +36,7 @@ pub const KIND: Kind = Kind {
     headline: &["ttft", "tpot", "e2e"],
     median_gate: false,
     long_runs: false,
+    target_key: Some(("url", "http://127.0.0.1:1/")),
 };
 
 /// The keys of `kind = "assistant"` (besides the shared ones).
@@ -115,6 +116,7 @@ pub const MEASURES: &[Measure] = &[
     http_phase!("dns", &[]),
     http_phase!("connect", &[]),
     http_phase!("tls", &[]),
+    super::kind::CERT_EXPIRY,
     http_phase!("send", &[]),
     http_phase!("wait", &[]),
     seconds!(

@@ -49,6 +49,7 @@ pub const KIND: Kind = Kind {
     headline: &["lcp", "fcp", "cls", "total_bytes"],
     median_gate: true,
     long_runs: false,
+    target_key: Some(("url", "http://127.0.0.1:1/")),
 };
 
 const OBSERVE_JS: &str = include_str!("observe.js");

@@ -29,6 +29,7 @@ pub const KIND: Kind = Kind {
     headline: &["query", "recall", "result_count"],
     median_gate: false,
     long_runs: false,
+    target_key: None,
 };
 
 macro_rules! phase {
@@ -49,6 +50,7 @@ pub const MEASURES: &[Measure] = &[
     phase!("dns"),
     phase!("connect"),
     phase!("tls"),
+    super::kind::CERT_EXPIRY,
     phase!("auth"),
     Measure {
         key: "query",

@@ -32,6 +32,7 @@ pub const KIND: Kind = Kind {
     headline: &["open", "message_rtt", "ping_rtt"],
     median_gate: false,
     long_runs: false,
+    target_key: Some(("url", "ws://127.0.0.1:1/")),
 };
 
 /// The keys of `kind = "websocket"` (besides the shared ones).
@@ -149,6 +150,7 @@ pub const MEASURES: &[Measure] = &[
     ws_phase!("dns"),
     ws_phase!("connect"),
     ws_phase!("tls"),
+    super::kind::CERT_EXPIRY,
     ws_phase!("upgrade"),
     Measure {
         key: "open",

@@ -40,17 +40,21 @@ pub const KIND: Kind = Kind {
     headline: &["journey", "total"],
     median_gate: false,
     long_runs: true,
+    target_key: None,
 };
 
-pub const MEASURES: &[Measure] = &[Measure {
-    key: "journey",
-    metric: "probe.workflow.duration",
-    unit: Unit::Seconds,
-    instrument: Instrument::LongHistogram,
-    description: "A workflow end to end: run start to the end of its last step that is not `always` (cleanup), in successful runs.",
-    fixed: &[],
-    labels: &[],
-}];
+pub const MEASURES: &[Measure] = &[
+    Measure {
+        key: "journey",
+        metric: "probe.workflow.duration",
+        unit: Unit::Seconds,
+        instrument: Instrument::LongHistogram,
+        description: "A workflow end to end: run start to the end of its last step that is not `always` (cleanup), in successful runs.",
+        fixed: &[],
+        labels: &[],
+    },
+    super::kind::CERT_EXPIRY,
+];
 
 /// The keys of `kind = "workflow"` (besides the shared ones).
 #[derive(Debug, Deserialize, JsonSchema)]
