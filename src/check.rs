@@ -53,6 +53,20 @@ pub fn print_plan(
         )?;
     }
     writeln!(out, "probes: {}", probes.len())?;
+    for m in &config.modules {
+        writeln!(
+            out,
+            "module {} kind={} file={}: /probe?module={}&target=… for targets matching {}",
+            m.name,
+            m.kind.name,
+            m.sample.source.path.display(),
+            m.name,
+            m.allow_patterns().join(" | ")
+        )?;
+        for line in m.sample.settings.plan().iter().skip(1) {
+            writeln!(out, "  {line}")?;
+        }
+    }
     let browser_runs: Vec<_> = probes
         .iter()
         .filter(|p| p.kind == "browser")

@@ -68,6 +68,9 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
     plan
 }
 
+/// `/probe` runs in flight at most, unless `[server] probe_concurrency` says otherwise.
+pub const DEFAULT_PROBE_CONCURRENCY: usize = 16;
+
 /// Everything `run`, `check` and `slo` need, validated: config, built probes, SLOs.
 pub struct Loaded {
     pub config: Config,
@@ -78,7 +81,15 @@ pub struct Loaded {
 
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let config = Config::load(path)?;
-    let probes = probe::build_all(&config.probes, &BuildContext::with_browser(config.browser.clone()))?;
+    let ctx = BuildContext::with_browser(config.browser.clone());
+    let probes = probe::build_all(&config.probes, &ctx)?;
+    // A module is built once with its kind's sample target, so its mistakes surface here.
+    for m in &config.modules {
+        probe::build(&m.sample, &ctx).map_err(|mut e| {
+            e.key = e.key.replacen("probe", "module", 1);
+            e
+        })?;
+    }
     let slos = slo::resolve(&config.slos, config.rum.as_ref(), &probes)?;
     let error_budgets = slo::resolve_error_budgets(&config.error_budgets, &slos)?;
     Ok(Loaded {
@@ -306,6 +317,19 @@ pub async fn run(path: PathBuf, mut loaded: Loaded, shard: Option<crate::fleet::
             }
         }
     });
+    let modules = std::mem::take(&mut loaded.config.modules);
+    if !modules.is_empty() {
+        tracing::info!(modules = modules.len(), "serving /probe?target=…&module=…");
+    }
+    let multi = Arc::new(RwLock::new(Arc::new(crate::multi_target::MultiTarget::new(
+        modules,
+        BuildContext::with_browser(loaded.config.browser.clone()),
+        loaded
+            .config
+            .server
+            .probe_concurrency
+            .unwrap_or(DEFAULT_PROBE_CONCURRENCY),
+    ))));
     let ready = Arc::new(AtomicBool::new(false));
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     signals.reload_requests = Some(reload_rx);
@@ -314,6 +338,7 @@ pub async fn run(path: PathBuf, mut loaded: Loaded, shard: Option<crate::fleet::
         ready: ready.clone(),
         reload: Some(reload_tx),
         remote_reload: loaded_remote_reload,
+        multi: multi.clone(),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -356,7 +381,10 @@ pub async fn run(path: PathBuf, mut loaded: Loaded, shard: Option<crate::fleet::
                         telemetry.reload_attempt(false);
                         tracing::error!(error = %e, "reload failed: keeping the running config");
                     }
-                    Ok(next) => {
+                    Ok(mut next) => {
+                        let modules = std::mem::take(&mut next.config.modules);
+                        let swapped = Arc::new(multi.read().expect("modules lock").reloaded(modules));
+                        *multi.write().expect("modules lock") = swapped;
                         if next.config.server.listen != listen {
                             tracing::warn!("[server] listen changed: takes effect on restart");
                         }

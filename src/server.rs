@@ -51,6 +51,8 @@ pub struct ServerConfig {
     /// Accept `POST /-/reload` from any address (default: loopback only).
     #[serde(default)]
     pub remote_reload: bool,
+    /// `/probe` runs in flight at most (default 16); more wait up to their timeout, then 503.
+    pub probe_concurrency: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +63,7 @@ impl Default for ServerConfig {
             header_read_timeout: None,
             idle_timeout: None,
             remote_reload: false,
+            probe_concurrency: None,
         }
     }
 }
@@ -264,6 +267,8 @@ pub struct AppState {
     pub reload: Option<tokio::sync::mpsc::Sender<()>>,
     /// Accept `POST /-/reload` from any address, not only loopback.
     pub remote_reload: bool,
+    /// `[[module]]`s for `/probe`, swapped on reload.
+    pub multi: Arc<RwLock<Arc<crate::multi_target::MultiTarget>>>,
 }
 
 /// The client's address, attached to every request by [`serve`].
@@ -276,7 +281,44 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/-/reload", axum::routing::post(reload))
+        .route("/probe", get(probe))
         .with_state(state)
+}
+
+#[derive(serde::Deserialize)]
+struct ProbeQuery {
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    module: String,
+}
+
+/// blackbox_exporter's multi-target endpoint (src/multi_target.rs).
+async fn probe(
+    State(s): State<AppState>,
+    query: Result<axum::extract::Query<ProbeQuery>, axum::extract::rejection::QueryRejection>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = query else {
+        return (StatusCode::BAD_REQUEST, "bad query string\n").into_response();
+    };
+    let scrape_timeout = headers
+        .get("x-prometheus-scrape-timeout-seconds")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    let multi = s.multi.read().expect("modules lock").clone();
+    match multi.probe(&q.target, &q.module, scrape_timeout).await {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        Err(r) => (
+            StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+            format!("{}\n", r.message),
+        )
+            .into_response(),
+    }
 }
 
 /// The header a reload request must carry. A browser cannot send it cross-origin without

@@ -4,6 +4,7 @@
 //! imports downward: assembly → components → config. A new section is one type next to
 //! its component and one field below.
 
+pub mod module;
 pub mod schema;
 
 use std::collections::HashMap;
@@ -63,6 +64,8 @@ pub struct Config {
     /// `[rum]`, checked; `None` when the collector is off.
     pub rum: Option<RumSettings>,
     pub probes: Vec<ProbeConfig>,
+    /// `[[module]]`: probe templates for `/probe?target=…&module=…`.
+    pub modules: Vec<module::Module>,
     /// `[[slo]]` entries as written; `slo::resolve` checks them against the probes.
     pub slos: Vec<(RawSlo, Arc<Source>)>,
     /// `[[error_budget]]` entries as written; `slo::resolve_error_budgets` checks them.
@@ -117,7 +120,7 @@ impl Config {
         let source = Arc::new(config::read_source(path)?);
         let mut hash = ConfigHash::default();
         hash.add(source.text.as_bytes());
-        let (raw, mut probes) = read_file(&source)?;
+        let (raw, mut probes, mut modules) = read_file(&source)?;
         let otlp = raw.export.otlp.map(|o| o.check(&source)).transpose()?;
         let browser = raw.browser.check(&source)?;
         let rum = raw.rum.as_ref().map(|r| r.check(&source)).transpose()?;
@@ -133,13 +136,14 @@ impl Config {
                 let src = Arc::new(config::read_source(&file)?);
                 hash.add(src.path.to_string_lossy().as_bytes());
                 hash.add(src.text.as_bytes());
-                let (pf, more) = read_file(&src)?;
+                let (pf, more, more_modules) = read_file(&src)?;
                 if let Some(key) = pf.daemon_only_key() {
                     return Err(src.error(format!(
                         "`{key}` belongs in the daemon file; probe files hold only [[probe]], [[slo]] and [[error_budget]]"
                     )));
                 }
                 probes.extend(more);
+                modules.extend(more_modules);
                 slos.extend(pf.slos.into_iter().map(|s| (s, src.clone())));
                 error_budgets.extend(pf.error_budgets.into_iter().map(|b| (b, src.clone())));
             }
@@ -163,9 +167,19 @@ impl Config {
             }
             seen.insert(cfg.name.clone(), (cfg.source.clone(), cfg.common.name.span().start));
         }
-        if probes.is_empty() && rum.is_none() {
+        let mut module_names: HashMap<&str, ()> = HashMap::new();
+        for m in &modules {
+            if module_names.insert(&m.name, ()).is_some() {
+                return Err(m.sample.error_at(
+                    &m.sample.common.name,
+                    "module.name",
+                    format!("duplicate module name {:?}", m.name),
+                ));
+            }
+        }
+        if probes.is_empty() && modules.is_empty() && rum.is_none() {
             return Err(source.error(format!(
-                "no probes defined (and no [rum] collector): add [[probe]] tables here or in files matched by `include` ({} include pattern(s), {} file(s) read)",
+                "no probes defined (and no [[module]] or [rum] collector): add [[probe]] tables here or in files matched by `include` ({} include pattern(s), {} file(s) read)",
                 raw.include.len(),
                 files_read
             )));
@@ -183,6 +197,7 @@ impl Config {
             browser,
             rum,
             probes,
+            modules,
             slos,
             error_budgets,
         })
@@ -210,15 +225,23 @@ impl RawDaemonFile {
     }
 }
 
-/// Parses one file: the `[[probe]]` tables one by one (shared keys by config, the rest by
-/// the kind), and everything else as a daemon file.
-fn read_file(source: &Arc<Source>) -> Result<(RawDaemonFile, Vec<ProbeConfig>), ConfigError> {
-    let (raw, tables) = config::split_file::<RawDaemonFile>(source)?;
-    let probes = tables
+type FileParts = (RawDaemonFile, Vec<ProbeConfig>, Vec<module::Module>);
+
+/// Parses one file: the `[[probe]]` and `[[module]]` tables one by one (shared keys by
+/// config, the rest by the kind), and everything else as a daemon file.
+fn read_file(source: &Arc<Source>) -> Result<FileParts, ConfigError> {
+    let split = config::split_file::<RawDaemonFile>(source)?;
+    let probes = split
+        .probes
         .into_iter()
         .map(|t| read_probe(t, source))
         .collect::<Result<_, _>>()?;
-    Ok((raw, probes))
+    let modules = split
+        .modules
+        .into_iter()
+        .map(|t| module::read_module(t, source))
+        .collect::<Result<_, _>>()?;
+    Ok((split.rest, probes, modules))
 }
 
 /// One `[[probe]]` table: the shared keys, then the kind's own keys by its settings type.

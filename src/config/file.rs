@@ -131,40 +131,54 @@ impl ConfigHash {
 /// One `[[probe]]` table as written, spans kept.
 pub type ProbeTable<'a> = toml::Spanned<DeValue<'a>>;
 
-/// Parses one file: everything but `[[probe]]` is deserialized as `T` (the daemon file's
-/// shape), and the `[[probe]]` tables are returned as written for the kinds to read.
-pub fn split_file<'a, T: for<'de> Deserialize<'de>>(
-    source: &'a Source,
-) -> Result<(T, Vec<ProbeTable<'a>>), ConfigError> {
+/// One file's parts: everything but `[[probe]]` and `[[module]]` deserialized as `T` (the
+/// daemon file's shape), and those tables as written for the kinds to read.
+pub struct SplitFile<'a, T> {
+    pub rest: T,
+    pub probes: Vec<ProbeTable<'a>>,
+    pub modules: Vec<ProbeTable<'a>>,
+}
+
+pub fn split_file<'a, T: for<'de> Deserialize<'de>>(source: &'a Source) -> Result<SplitFile<'a, T>, ConfigError> {
     let doc = DeTable::parse(&source.text).map_err(|e| source.from_toml(&e))?;
     let span = doc.span();
     let mut rest = DeTable::new();
-    let mut probe_tables = None;
+    let (mut probe_tables, mut module_tables) = (None, None);
     for (key, value) in doc.into_inner() {
-        if key.get_ref() == "probe" {
-            probe_tables = Some(value);
-        } else {
-            rest.insert(key, value);
+        match key.get_ref().as_ref() {
+            "probe" => probe_tables = Some(value),
+            "module" => module_tables = Some(value),
+            _ => {
+                rest.insert(key, value);
+            }
         }
     }
     let raw = T::deserialize(toml::Spanned::new(span, rest).into_deserializer()).map_err(|e| {
         let mut err = source.from_toml(&e);
-        // `[[probe]]` is read apart, so serde's list of top-level keys lacks it.
+        // `[[probe]]` and `[[module]]` are read apart, so serde's list of top-level keys lacks them.
         let top_level = !err.key.contains('.');
-        if let Some(m) = super::error::unknown_field(&err.message, if top_level { &["probe"] } else { &[] }, "") {
+        if let Some(m) =
+            super::error::unknown_field(&err.message, if top_level { &["probe", "module"] } else { &[] }, "")
+        {
             err.message = m;
         }
         err
     })?;
-    let mut probes = Vec::new();
-    if let Some(tables) = probe_tables {
-        let at = tables.span();
-        let DeValue::Array(items) = tables.into_inner() else {
-            return Err(source.error_at(at, Some("probe"), "write probes as [[probe]] tables"));
+    let tables = |found: Option<toml::Spanned<DeValue<'a>>>, key: &str| -> Result<Vec<ProbeTable<'a>>, ConfigError> {
+        let Some(tables) = found else {
+            return Ok(Vec::new());
         };
-        probes = items.into_iter().collect();
-    }
-    Ok((raw, probes))
+        let at = tables.span();
+        match tables.into_inner() {
+            DeValue::Array(items) => Ok(items.into_iter().collect()),
+            _ => Err(source.error_at(at, Some(key), format!("write {key}s as [[{key}]] tables"))),
+        }
+    };
+    Ok(SplitFile {
+        rest: raw,
+        probes: tables(probe_tables, "probe")?,
+        modules: tables(module_tables, "module")?,
+    })
 }
 
 #[cfg(test)]

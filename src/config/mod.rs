@@ -10,7 +10,9 @@ mod probe_keys;
 mod values;
 
 pub use error::{ConfigError, Source, line_col};
-pub use file::{ConfigHash, MAX_BODY_FILE, MAX_CONFIG_FILE, ProbeTable, expand_include, read_source, split_file};
+pub use file::{
+    ConfigHash, MAX_BODY_FILE, MAX_CONFIG_FILE, ProbeTable, SplitFile, expand_include, read_source, split_file,
+};
 pub use probe_keys::{
     COMMON_KEYS, MAX_PROBE_LABELS, ProbeCommon, check_labels, check_name, probe_key_error, split_probe,
     valid_label_name,

@@ -14,6 +14,7 @@ pub mod in_flight;
 pub mod names;
 pub mod otlp;
 pub mod plan;
+pub mod probe_text;
 pub mod process;
 pub mod prometheus;
 pub mod protobuf;
