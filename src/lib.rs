@@ -17,6 +17,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod fleet;
+pub mod import;
 pub mod multi_target;
 pub mod net;
 pub mod once;

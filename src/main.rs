@@ -108,10 +108,32 @@ enum Command {
         #[arg(long)]
         baseline: Option<PathBuf>,
     },
+    /// Convert another tool's config into sloprobe probe files.
+    Import {
+        #[command(subcommand)]
+        from: ImportCommand,
+    },
     /// Serve the demo target (injectable delays) on its own, e.g. for benchmarks.
     Target {
         #[arg(long, default_value = "127.0.0.1:9465")]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// blackbox_exporter: modules become `[[module]]`s for /probe; static targets of the
+    /// Prometheus jobs that scrape it become `[[probe]]`s. Prints what it could not map.
+    Blackbox {
+        /// blackbox.yml.
+        #[arg(long)]
+        config: PathBuf,
+        /// prometheus.yml, for the targets its /probe jobs send.
+        #[arg(long)]
+        prometheus: Option<PathBuf>,
+        /// Write the probe file here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -579,6 +601,42 @@ async fn main() -> ExitCode {
             let schema = sloprobe::assembly::schema::config_schema();
             emit(format!("{}\n", serde_json::to_string_pretty(&schema).expect("json")).as_bytes())
         }
+        Command::Import {
+            from: ImportCommand::Blackbox {
+                config,
+                prometheus,
+                out,
+            },
+        } => match sloprobe::import::blackbox(&config, prometheus.as_deref()) {
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(once::EXIT_CONFIG as u8)
+            }
+            Ok(imported) => {
+                let written = match &out {
+                    Some(path) => std::fs::write(path, &imported.toml).map_err(|e| format!("{}: {e}", path.display())),
+                    None => {
+                        emit(imported.toml.as_bytes());
+                        Ok(())
+                    }
+                };
+                if let Err(e) = written {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(once::EXIT_CONFIG as u8);
+                }
+                eprintln!(
+                    "imported {} module(s) and {} probe(s); {} item(s) not carried over{}",
+                    imported.modules,
+                    imported.probes,
+                    imported.unmapped.len(),
+                    if imported.unmapped.is_empty() { "" } else { ":" }
+                );
+                for n in &imported.unmapped {
+                    eprintln!("  {n}");
+                }
+                ExitCode::SUCCESS
+            }
+        },
         Command::Target { listen } => {
             let listener = match sloprobe::demo::bind(listen).await {
                 Ok(l) => l,
