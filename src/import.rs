@@ -412,6 +412,10 @@ fn convert_module(name: &str, module: &Yaml, notes: &mut Vec<String>) -> Option<
             } else {
                 d.get("transport_protocol").and_then(s).unwrap_or_else(|| "udp".into())
             };
+            // blackbox_exporter judges a truncated UDP answer as it came; so does the import.
+            if transport == "udp" {
+                t.insert("retry_tcp".into(), Value::Boolean(false));
+            }
             t.insert("transport".into(), Value::String(transport));
             if let Some(rd) = d.get("recursion_desired").and_then(Yaml::as_bool) {
                 t.insert("recursion_desired".into(), Value::Boolean(rd));

@@ -10,9 +10,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::server::Server;
 use common::*;
 use serde_json::Value;
 
@@ -26,51 +27,6 @@ fn venv(exe: &str) -> PathBuf {
     let p = root().join(".venv-stream/bin").join(exe);
     assert!(p.exists(), "{} is missing: run scripts/test.sh", p.display());
     p
-}
-
-/// A server process and everything it starts, killed as a group when dropped.
-struct Server {
-    port: u16,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group this test started.
-        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Starts `cmd` (given the port) in its own process group; ready when the port accepts.
-    async fn start(mut cmd: Command, port: u16, dir: tempfile::TempDir, what: &str) -> Server {
-        use std::os::unix::process::CommandExt;
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = cmd
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let server = Server { port, child, _dir: dir };
-        let up = eventually(600, Duration::from_millis(100), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
-        })
-        .await;
-        if up.is_none() {
-            let log = std::fs::read_to_string(server._dir.path().join("server.log")).unwrap_or_default();
-            panic!("{what} did not start within 60 s:\n{log}");
-        }
-        server
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("server.log")).unwrap_or_default()
-    }
 }
 
 async fn fakellm() -> Server {

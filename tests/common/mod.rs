@@ -18,6 +18,7 @@ use sloprobe::probe::{self, BuildContext, BuiltProbe};
 
 pub mod hostile;
 pub mod postgres;
+pub mod server;
 
 /// A target task that stops when dropped.
 pub struct Target {
