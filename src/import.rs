@@ -182,7 +182,10 @@ fn target_for(kind: &str, target: &str) -> String {
 fn loopback_allow(kind: &str) -> Vec<String> {
     match kind {
         "http" => vec![r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?(/.*)?".into()],
-        "icmp" | "dns" => vec![r"localhost|127\.0\.0\.1|::1".into(), r"(localhost|127\.0\.0\.1|\[::1\]):\d+".into()],
+        "icmp" | "dns" => vec![
+            r"localhost|127\.0\.0\.1|::1".into(),
+            r"(localhost|127\.0\.0\.1|\[::1\]):\d+".into(),
+        ],
         _ => vec![r"(localhost|127\.0\.0\.1|\[::1\]):\d+".into()],
     }
 }
@@ -191,7 +194,13 @@ fn loopback_allow(kind: &str) -> Vec<String> {
 fn safe_name(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let trimmed = cleaned.trim_matches('-');
     let mut name: String = trimmed.chars().take(64).collect();
@@ -301,7 +310,13 @@ fn convert_module(name: &str, module: &Yaml, notes: &mut Vec<String>) -> Option<
             if !not_match.is_empty() {
                 expect.insert(
                     "body_not_regex".into(),
-                    Value::String(not_match.iter().map(|r| format!("(?:{r})")).collect::<Vec<_>>().join("|")),
+                    Value::String(
+                        not_match
+                            .iter()
+                            .map(|r| format!("(?:{r})"))
+                            .collect::<Vec<_>>()
+                            .join("|"),
+                    ),
                 );
             }
             let must = strings(h.get("fail_if_body_not_matches_regexp"));
@@ -379,7 +394,13 @@ fn convert_module(name: &str, module: &Yaml, notes: &mut Vec<String>) -> Option<
                     if let Some(b) = step.get("starttls").and_then(Yaml::as_bool) {
                         q.insert("starttls".into(), Value::Boolean(b));
                     }
-                    leftover(name, "tcp.query_response[]", step, &["expect", "send", "starttls"], notes);
+                    leftover(
+                        name,
+                        "tcp.query_response[]",
+                        step,
+                        &["expect", "send", "starttls"],
+                        notes,
+                    );
                     out.push(Value::Table(q));
                 }
                 t.insert("query".into(), Value::Array(out));
@@ -388,7 +409,13 @@ fn convert_module(name: &str, module: &Yaml, notes: &mut Vec<String>) -> Option<
                 name,
                 "tcp",
                 c,
-                &["tls", "tls_config", "query_response", "preferred_ip_protocol", "ip_protocol_fallback"],
+                &[
+                    "tls",
+                    "tls_config",
+                    "query_response",
+                    "preferred_ip_protocol",
+                    "ip_protocol_fallback",
+                ],
                 notes,
             );
             "tcp"
@@ -432,7 +459,9 @@ fn convert_module(name: &str, module: &Yaml, notes: &mut Vec<String>) -> Option<
                 ("validate_authority_rrs", "validate_authority"),
                 ("validate_additional_rrs", "validate_additional"),
             ] {
-                let Some(v) = d.get(from).and_then(Yaml::as_mapping) else { continue };
+                let Some(v) = d.get(from).and_then(Yaml::as_mapping) else {
+                    continue;
+                };
                 let mut checks = Table::new();
                 for key in [
                     "fail_if_matches_regexp",
@@ -526,7 +555,13 @@ fn convert_module(name: &str, module: &Yaml, notes: &mut Vec<String>) -> Option<
                 name,
                 "grpc",
                 g,
-                &["service", "tls", "tls_config", "preferred_ip_protocol", "ip_protocol_fallback"],
+                &[
+                    "service",
+                    "tls",
+                    "tls_config",
+                    "preferred_ip_protocol",
+                    "ip_protocol_fallback",
+                ],
                 notes,
             );
             "grpc"
@@ -558,7 +593,12 @@ fn jobs(doc: &Yaml, notes: &mut Vec<String>) -> Vec<Job> {
         .and_then(s)
         .unwrap_or_else(|| "1m".into());
     let mut out = Vec::new();
-    for job in doc.get("scrape_configs").and_then(Yaml::as_sequence).into_iter().flatten() {
+    for job in doc
+        .get("scrape_configs")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+    {
         let name = job.get("job_name").and_then(s).unwrap_or_default();
         if job.get("metrics_path").and_then(Yaml::as_str) != Some("/probe") {
             continue;
@@ -568,13 +608,25 @@ fn jobs(doc: &Yaml, notes: &mut Vec<String>) -> Vec<Job> {
             notes.push(format!("job {name}: /probe without params.module"));
             continue;
         };
-        let interval = job.get("scrape_interval").and_then(s).unwrap_or_else(|| global_interval.clone());
+        let interval = job
+            .get("scrape_interval")
+            .and_then(s)
+            .unwrap_or_else(|| global_interval.clone());
         let mut targets = Vec::new();
-        for sc in job.get("static_configs").and_then(Yaml::as_sequence).into_iter().flatten() {
+        for sc in job
+            .get("static_configs")
+            .and_then(Yaml::as_sequence)
+            .into_iter()
+            .flatten()
+        {
             targets.extend(strings(sc.get("targets")));
         }
         if let Some(map) = job.as_mapping() {
-            for key in map.keys().filter_map(Yaml::as_str).filter(|k| k.ends_with("_sd_configs")) {
+            for key in map
+                .keys()
+                .filter_map(Yaml::as_str)
+                .filter(|k| k.ends_with("_sd_configs"))
+            {
                 notes.push(format!(
                     "job {name}: {key} targets are found at scrape time; keep the job and point it at sloprobe's /probe (module {module})"
                 ));
@@ -594,7 +646,10 @@ fn jobs(doc: &Yaml, notes: &mut Vec<String>) -> Vec<Job> {
 mod tests {
     #[test]
     fn names_are_made_safe() {
-        assert_eq!(super::safe_name("blackbox-https://example.com/x?y"), "blackbox-https---example.com-x-y");
+        assert_eq!(
+            super::safe_name("blackbox-https://example.com/x?y"),
+            "blackbox-https---example.com-x-y"
+        );
         assert_eq!(super::safe_name("///"), "imported");
     }
 }

@@ -602,11 +602,12 @@ async fn main() -> ExitCode {
             emit(format!("{}\n", serde_json::to_string_pretty(&schema).expect("json")).as_bytes())
         }
         Command::Import {
-            from: ImportCommand::Blackbox {
-                config,
-                prometheus,
-                out,
-            },
+            from:
+                ImportCommand::Blackbox {
+                    config,
+                    prometheus,
+                    out,
+                },
         } => match sloprobe::import::blackbox(&config, prometheus.as_deref()) {
             Err(e) => {
                 eprintln!("error: {e}");

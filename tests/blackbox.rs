@@ -299,7 +299,11 @@ async fn every_blackbox_prober_agrees_with_blackbox_exporter_on_the_same_faults(
         .args(["import", "blackbox", "--config", "blackbox.yml", "--out", "probes.toml"])
         .output()
         .unwrap();
-    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
     let notes = String::from_utf8_lossy(&imported.stderr);
     assert!(notes.contains("imported 19 module(s) and 0 probe(s)"), "{notes}");
     let sp_port = free_port();
@@ -313,7 +317,9 @@ async fn every_blackbox_prober_agrees_with_blackbox_exporter_on_the_same_faults(
     let _daemon = start_daemon(&config);
     for port in [bb_port, sp_port] {
         let up = eventually(300, Duration::from_millis(100), || async move {
-            http_get(&format!("http://127.0.0.1:{port}/metrics")).await.filter(|(s, _)| *s == 200)
+            http_get(&format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .filter(|(s, _)| *s == 200)
         })
         .await;
         assert!(up.is_some(), "exporter on :{port} did not come up");
@@ -383,11 +389,17 @@ async fn every_blackbox_prober_agrees_with_blackbox_exporter_on_the_same_faults(
         value(&t, "probe_duration_seconds", &[]).unwrap(),
     );
     assert!((1.5..2.5).contains(&od) && (1.5..2.5).contains(&td), "{od} {td}");
-    assert!((od - td).abs() < 0.25, "slow DNS: sloprobe {od} s, blackbox_exporter {td} s");
+    assert!(
+        (od - td).abs() < 0.25,
+        "slow DNS: sloprobe {od} s, blackbox_exporter {td} s"
+    );
     // The same query's time: ours `dns.lookup.duration`, theirs phase="request".
     let ol = value(&o, "dns_lookup_duration_seconds", &[]).unwrap();
     let tl = value(&t, "probe_dns_duration_seconds", &["phase=\"request\""]).unwrap();
-    assert!((ol - tl).abs() < 0.25, "lookup: sloprobe {ol} s, blackbox_exporter {tl} s");
+    assert!(
+        (ol - tl).abs() < 0.25,
+        "lookup: sloprobe {ol} s, blackbox_exporter {tl} s"
+    );
     // Record counts and the SOA serial as blackbox_exporter reports them.
     let (o, t) = find("dns_ok", &dns);
     assert_eq!(
@@ -412,7 +424,10 @@ async fn every_blackbox_prober_agrees_with_blackbox_exporter_on_the_same_faults(
         let (o, t) = find("icmp", target);
         let ours = value(&o, "probe_icmp_rtt_seconds", &[]).unwrap();
         let theirs = value(&t, "probe_icmp_duration_seconds", &["phase=\"rtt\""]).unwrap();
-        assert!(ours > 0.0 && ours < 0.01 && theirs > 0.0 && theirs < 0.01, "icmp {target}: {ours} {theirs}");
+        assert!(
+            ours > 0.0 && ours < 0.01 && theirs > 0.0 && theirs < 0.01,
+            "icmp {target}: {ours} {theirs}"
+        );
     }
     let (o, t) = find("tcp_connect", &smtp);
     let ours = value(&o, "probe_tcp_phase_duration_seconds", &["phase=\"connect\""]).unwrap();
@@ -456,10 +471,7 @@ fail_if_none_matches_regexp = ['10\.0\.']
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let runs: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let runs: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let run = |name: &str| {
         runs.iter()
             .find(|r| r["probe"] == name)

@@ -4,8 +4,12 @@
 //! imports downward: assembly → components → config. A new section is one type next to
 //! its component and one field below.
 
+mod kinds;
 pub mod module;
 pub mod schema;
+
+use kinds::read_probe;
+pub use kinds::{KINDS, kind};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,11 +19,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::bundle::BundleConfig;
-use crate::config::{self, ConfigError, ConfigHash, ProbeTable, Source, Spanned};
+use crate::config::{self, ConfigError, ConfigHash, Source, Spanned};
 use crate::demo::DemoConfig;
 use crate::fleet::{FleetConfig, Shard};
+use crate::probe::ProbeConfig;
 use crate::probe::browser::driver::{BrowserConfig, HostSettings};
-use crate::probe::{Kind, ProbeConfig, assistant, browser, dns, grpc, http, icmp, tcp, vector, websocket, workflow};
 use crate::rum::{RumConfig, RumSettings};
 use crate::server::ServerConfig;
 use crate::slo::{RawErrorBudget, RawSlo};
@@ -27,24 +31,6 @@ use crate::telemetry::config::ExportConfig;
 use crate::telemetry::{HistogramMode, MetricsConfig, OtlpSettings};
 
 pub const DEFAULT_CONFIG: &str = "config/sloprobe.toml";
-
-/// Every probe kind; the only list of them.
-pub const KINDS: &[Kind] = &[
-    http::KIND,
-    assistant::KIND,
-    websocket::KIND,
-    browser::KIND,
-    vector::KIND,
-    workflow::KIND,
-    tcp::KIND,
-    dns::KIND,
-    grpc::KIND,
-    icmp::KIND,
-];
-
-pub fn kind(name: &str) -> Option<&'static Kind> {
-    KINDS.iter().find(|k| k.name == name)
-}
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -242,25 +228,4 @@ fn read_file(source: &Arc<Source>) -> Result<FileParts, ConfigError> {
         .map(|t| module::read_module(t, source))
         .collect::<Result<_, _>>()?;
     Ok((split.rest, probes, modules))
-}
-
-/// One `[[probe]]` table: the shared keys, then the kind's own keys by its settings type.
-fn read_probe(table: ProbeTable<'_>, source: &Arc<Source>) -> Result<ProbeConfig, ConfigError> {
-    use serde::de::IntoDeserializer as _;
-    let (common, own) = config::split_probe(table, source)?;
-    let Some(kind) = kind(common.kind.get_ref()) else {
-        let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-        return Err(source.error_at(
-            common.kind.span(),
-            Some("probe.kind"),
-            format!(
-                "unknown probe kind {:?}; known kinds: {}",
-                common.kind.get_ref(),
-                known.join(", ")
-            ),
-        ));
-    };
-    let settings = (kind.settings)(own.into_deserializer())
-        .map_err(|e| config::probe_key_error(source, &e, common.name.span().start, Some(kind.name)))?;
-    ProbeConfig::new(common, kind, settings.into(), source.clone())
 }

@@ -11,6 +11,7 @@ use serde::Deserialize as _;
 use serde::de::IntoDeserializer as _;
 use toml::de::DeValue;
 
+use super::kinds;
 use crate::config::{ConfigError, ProbeTable, Source};
 use crate::probe::{Kind, ProbeConfig};
 
@@ -58,8 +59,9 @@ impl Module {
             path: PathBuf::from(format!("{} (module {})", self.source_path.display(), self.name)),
             text,
         });
-        let mut probes = super::read_file(&source).map_err(|e| e.message)?.1;
-        probes.pop().ok_or_else(|| "the module made no probe".to_string())
+        let split = crate::config::split_file::<serde::de::IgnoredAny>(&source).map_err(|e| e.message)?;
+        let table = split.probes.into_iter().next().ok_or("the module made no probe")?;
+        kinds::read_probe(table, &source).map_err(|e| e.message)
     }
 }
 
@@ -89,8 +91,8 @@ pub fn read_module(table: ProbeTable<'_>, source: &Arc<Source>) -> Result<Module
         Some((_, DeValue::String(s))) => s.to_string(),
         _ => return Err(source.error_at(span, Some("module.kind"), "a module needs `kind`")),
     };
-    let Some(kind) = super::kind(&kind_name) else {
-        let offered: Vec<&str> = super::KINDS
+    let Some(kind) = kinds::kind(&kind_name) else {
+        let offered: Vec<&str> = kinds::KINDS
             .iter()
             .filter(|k| k.target_key.is_some())
             .map(|k| k.name)
@@ -102,7 +104,7 @@ pub fn read_module(table: ProbeTable<'_>, source: &Arc<Source>) -> Result<Module
         ));
     };
     let Some((target_key, sample_target)) = kind.target_key else {
-        let offered: Vec<&str> = super::KINDS
+        let offered: Vec<&str> = kinds::KINDS
             .iter()
             .filter(|k| k.target_key.is_some())
             .map(|k| k.name)
@@ -168,7 +170,7 @@ pub fn read_module(table: ProbeTable<'_>, source: &Arc<Source>) -> Result<Module
         synthetic("every"),
         toml::Spanned::new(span.clone(), DeValue::String(STAND_IN_EVERY.into())),
     );
-    let sample = super::read_probe(toml::Spanned::new(span, DeValue::Table(checked)), source).map_err(|mut e| {
+    let sample = kinds::read_probe(toml::Spanned::new(span, DeValue::Table(checked)), source).map_err(|mut e| {
         e.key = e.key.replacen("probe", "module", 1);
         e
     })?;

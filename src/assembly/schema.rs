@@ -18,6 +18,7 @@ pub fn config_schema() -> Value {
     let kinds: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
 
     let mut branches = Vec::new();
+    let mut module_branches = Vec::new();
     for kind in KINDS {
         let own = object_parts(&mut generator, kind.schema);
         let mut properties = common.0.clone();
@@ -28,6 +29,33 @@ pub fn config_schema() -> Value {
         );
         let mut required: Vec<Value> = common.1.clone();
         required.extend(own.1);
+        if let Some((target_key, _)) = kind.target_key {
+            // A module: the probe less its target and schedule, plus `allow`.
+            let mut module_props = properties.clone();
+            for key in [target_key, "every", "cron", "splay"] {
+                module_props.remove(key);
+            }
+            module_props.insert(
+                "allow".into(),
+                json!({
+                    "type": "array",
+                    "minItems": 1,
+                    "items": { "type": "string" },
+                    "description": "Regexes a /probe target must match whole (e.g. '[a-z0-9.-]+\\.example\\.com:443')."
+                }),
+            );
+            let mut module_required: Vec<Value> = required.iter().filter(|r| *r != target_key).cloned().collect();
+            module_required.push(json!("allow"));
+            module_branches.push(json!({
+                "if": { "properties": { "kind": { "const": kind.name } }, "required": ["kind"] },
+                "then": {
+                    "type": "object",
+                    "properties": module_props,
+                    "required": module_required,
+                    "additionalProperties": false
+                }
+            }));
+        }
         branches.push(json!({
             "if": { "properties": { "kind": { "const": kind.name } }, "required": ["kind"] },
             "then": {
@@ -49,6 +77,18 @@ pub fn config_schema() -> Value {
         "required": ["name", "kind"],
         "allOf": branches
     });
+    let module_kinds: Vec<&str> = KINDS
+        .iter()
+        .filter(|k| k.target_key.is_some())
+        .map(|k| k.name)
+        .collect();
+    let module = json!({
+        "type": "object",
+        "description": "A probe template that /probe?target=…&module=… fills with a target (blackbox_exporter's multi-target pattern).",
+        "properties": { "kind": { "enum": module_kinds } },
+        "required": ["name", "kind", "allow"],
+        "allOf": module_branches
+    });
     let obj = root.as_object_mut().expect("object schema");
     obj.insert("$id".into(), json!("https://sloprobe.dev/sloprobe.schema.json"));
     obj.insert(
@@ -62,6 +102,10 @@ pub fn config_schema() -> Value {
     obj["properties"].as_object_mut().expect("properties").insert(
         "probe".into(),
         json!({ "type": "array", "description": "Probes ([[probe]] tables).", "items": probe }),
+    );
+    obj["properties"].as_object_mut().expect("properties").insert(
+        "module".into(),
+        json!({ "type": "array", "description": "Modules for /probe ([[module]] tables).", "items": module }),
     );
     let defs = generator.take_definitions(true);
     if !defs.is_empty() {

@@ -4,6 +4,8 @@
 //! expected numbers known. Routes and parameters: docs/demo.md.
 
 mod browser;
+mod dns;
+mod grpc;
 mod http;
 mod llm;
 mod vector;
@@ -37,11 +39,18 @@ pub fn router() -> Router {
         .merge(browser::routes())
         .merge(vector::routes())
         .merge(workflow::routes())
+        .merge(grpc::routes())
         .layer(axum::middleware::map_response(http::add_request_id))
 }
 
-/// Serves the target (through the daemon's hardened accept loop) until the future is dropped.
+/// Serves the target (through the daemon's hardened accept loop) until the future is
+/// dropped; DNS answers come over UDP on the same port, when it is free.
 pub async fn serve(listener: tokio::net::TcpListener) {
+    let udp = match listener.local_addr() {
+        Ok(addr) => tokio::net::UdpSocket::bind(addr).await.ok(),
+        Err(_) => None,
+    };
+    let _dns = udp.map(|socket| AbortOnDrop(tokio::spawn(dns::serve(socket))));
     crate::server::serve(
         listener,
         router(),
@@ -49,6 +58,14 @@ pub async fn serve(listener: tokio::net::TcpListener) {
         std::future::pending(),
     )
     .await
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {

@@ -66,7 +66,8 @@ pub struct DnsSettings {
     #[serde(default)]
     pub validate_additional: RecordChecks,
     /// TLS options for `transport = "tls"`.
-    pub tls_config: Option<Tls>,
+    #[serde(default)]
+    pub tls_config: Tls,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -297,13 +298,13 @@ impl Settings for DnsSettings {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let tls_keys = self.tls_config.as_ref();
+        let tls_keys = &self.tls_config;
         let tls = if self.transport == Transport::Tls {
-            let ca = tls_keys.and_then(|t| t.ca_file.as_ref());
+            let ca = tls_keys.ca_file.as_ref();
             Some(
                 ctx.tls_config(
                     ca.map(|c| cfg.path(c.get_ref())).as_deref(),
-                    tls_keys.is_some_and(|t| t.insecure_skip_verify),
+                    tls_keys.insecure_skip_verify,
                     &[b"dot"],
                 )
                 .map_err(|e| match ca {
@@ -319,9 +320,7 @@ impl Settings for DnsSettings {
             port,
             transport: self.transport,
             tls,
-            server_name: tls_keys
-                .and_then(|t| t.server_name.as_ref())
-                .map(|s| s.get_ref().clone()),
+            server_name: tls_keys.server_name.as_ref().map(|s| s.get_ref().clone()),
             name,
             rtype,
             class,

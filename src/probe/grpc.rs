@@ -45,7 +45,8 @@ pub struct GrpcSettings {
     #[serde(default)]
     pub tls: bool,
     /// TLS options (`ca_file`, `insecure_skip_verify`, `server_name`).
-    pub tls_config: Option<Tls>,
+    #[serde(default)]
+    pub tls_config: Tls,
 }
 
 macro_rules! grpc_phase {
@@ -134,12 +135,12 @@ impl Settings for GrpcSettings {
         let scheme = if self.tls { "https" } else { "http" };
         let url = url::Url::parse(&format!("{scheme}://{host}:{port}/grpc.health.v1.Health/Check"))
             .map_err(|e| cfg.error_at(&self.target, "probe.target", format!("not a host:port: {e}")))?;
-        let tls_keys = self.tls_config.as_ref();
-        let ca = tls_keys.and_then(|t| t.ca_file.as_ref());
+        let tls_keys = &self.tls_config;
+        let ca = tls_keys.ca_file.as_ref();
         let tls = ctx
             .tls_config(
                 ca.map(|c| cfg.path(c.get_ref())).as_deref(),
-                tls_keys.is_some_and(|t| t.insecure_skip_verify),
+                tls_keys.insecure_skip_verify,
                 Version::Http2.alpn(),
             )
             .map_err(|e| match ca {
@@ -158,9 +159,7 @@ impl Settings for GrpcSettings {
         Ok(Box::new(GrpcProbe {
             url,
             tls,
-            server_name: tls_keys
-                .and_then(|t| t.server_name.as_ref())
-                .map(|s| s.get_ref().clone()),
+            server_name: tls_keys.server_name.as_ref().map(|s| s.get_ref().clone()),
             message: framed.freeze(),
             service: self.service.clone(),
             resolver: ctx.resolver.clone(),

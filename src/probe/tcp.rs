@@ -41,7 +41,8 @@ pub struct TcpSettings {
     pub tls: bool,
     /// TLS options (`ca_file`, `insecure_skip_verify`, `server_name`), for `tls = true` and
     /// for a `starttls` step.
-    pub tls_config: Option<Tls>,
+    #[serde(default)]
+    pub tls_config: Tls,
     /// The dialogue, in order (blackbox_exporter's query_response).
     #[serde(default)]
     pub query: Vec<QueryStep>,
@@ -134,12 +135,12 @@ impl Settings for TcpSettings {
     fn build(&self, cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
         let (host, port) =
             host_port(self.target.get_ref()).map_err(|e| cfg.error_at(&self.target, "probe.target", e))?;
-        let tls_keys = self.tls_config.as_ref();
-        let ca = tls_keys.and_then(|t| t.ca_file.as_ref());
+        let tls_keys = &self.tls_config;
+        let ca = tls_keys.ca_file.as_ref();
         let client = |alpn: &[&[u8]]| {
             ctx.tls_config(
                 ca.map(|c| cfg.path(c.get_ref())).as_deref(),
-                tls_keys.is_some_and(|t| t.insecure_skip_verify),
+                tls_keys.insecure_skip_verify,
                 alpn,
             )
             .map_err(|e| match ca {
@@ -178,9 +179,7 @@ impl Settings for TcpSettings {
             port,
             tls: self.tls.then(|| client(&[])).transpose()?,
             starttls: wants_starttls.then(|| client(&[])).transpose()?,
-            server_name: tls_keys
-                .and_then(|t| t.server_name.as_ref())
-                .map(|s| s.get_ref().clone()),
+            server_name: tls_keys.server_name.as_ref().map(|s| s.get_ref().clone()),
             steps,
             resolver: ctx.resolver.clone(),
         }))
