@@ -190,6 +190,18 @@ fn workflow_probe(c: &Ctx, path: &str, step: &str) -> String {
 
 const POLL: &str = "[probe.step.poll]\ninterval = \"100ms\"\npointer = \"/status\"\nuntil = [\"ready\"]\n";
 
+/// A probe of one of blackbox_exporter's kinds against the row's port: `keys` after the
+/// shared ones (`{port}` is replaced).
+fn plain_kind(c: &Ctx, kind: &str, keys: &str) -> String {
+    format!(
+        "[[probe]]\nname = \"victim\"\nkind = \"{kind}\"\nevery = \"30s\"\ntimeout = \"{TIMEOUT}s\"\n{}\n",
+        keys.replace("{port}", &c.port.to_string())
+    )
+}
+
+const WAIT_FOR_BANNER: &str = "target = \"127.0.0.1:{port}\"\n[[probe.query]]\nexpect = '^220 '\n";
+const DNS_OVER_TCP: &str = "server = \"127.0.0.1:{port}\"\nquery_name = \"example.com\"\ntransport = \"tcp\"\n";
+
 fn with_query(c: &Ctx, path: &str) -> String {
     format!("{}{path}?apikey={QUERY_SECRET}", c.base)
 }
@@ -515,6 +527,118 @@ fn cases() -> Vec<Case> {
     ]);
     // Browser rows: Chromium's own network errors, classified.
     rows.extend([
+        Case {
+            name: "tcp: refused",
+            server: Server::Nothing,
+            probe: |c| plain_kind(c, "tcp", "target = \"127.0.0.1:{port}\""),
+            expect: "connect_refused",
+            check: nothing,
+        },
+        Case {
+            name: "tcp: accept and stay silent",
+            server: Server::Raw(silent, false),
+            probe: |c| plain_kind(c, "tcp", WAIT_FOR_BANNER),
+            expect: "timeout",
+            check: nothing,
+        },
+        Case {
+            name: "tcp: a 200 MB line",
+            server: Server::Raw(endless_line, false),
+            probe: |c| plain_kind(c, "tcp", WAIT_FOR_BANNER),
+            expect: "message_too_large",
+            check: one_bounded_line,
+        },
+        Case {
+            name: "tcp: endless lines, none matching",
+            server: Server::Raw(endless_lines, false),
+            probe: |c| plain_kind(c, "tcp", WAIT_FOR_BANNER),
+            expect: "message_too_large",
+            check: nothing,
+        },
+        Case {
+            name: "tcp: close at once",
+            server: Server::Raw(close_at_once, false),
+            probe: |c| plain_kind(c, "tcp", WAIT_FOR_BANNER),
+            expect: "connection_closed",
+            check: nothing,
+        },
+        Case {
+            name: "tcp: plain text answering a TLS handshake",
+            server: Server::Raw(plain_to_tls, false),
+            probe: |c| plain_kind(c, "tcp", "target = \"127.0.0.1:{port}\"\ntls = true"),
+            expect: "tls_handshake",
+            check: nothing,
+        },
+        Case {
+            name: "dns: udp refused",
+            server: Server::Nothing,
+            probe: |c| plain_kind(c, "dns", "server = \"127.0.0.1:{port}\"\nquery_name = \"example.com\""),
+            expect: "connect_refused",
+            check: nothing,
+        },
+        Case {
+            name: "dns: tcp accept and stay silent",
+            server: Server::Raw(silent, false),
+            probe: |c| plain_kind(c, "dns", DNS_OVER_TCP),
+            expect: "timeout",
+            check: nothing,
+        },
+        Case {
+            name: "dns: tcp length of 65,535, then silence",
+            server: Server::Raw(dns_long_length_then_silence, false),
+            probe: |c| plain_kind(c, "dns", DNS_OVER_TCP),
+            expect: "timeout",
+            check: nothing,
+        },
+        Case {
+            name: "dns: tcp garbage answer",
+            server: Server::Raw(dns_garbage_answer, false),
+            probe: |c| plain_kind(c, "dns", DNS_OVER_TCP),
+            expect: "protocol_error",
+            check: one_bounded_line,
+        },
+        Case {
+            name: "dns: tcp close at once",
+            server: Server::Raw(close_at_once, false),
+            probe: |c| plain_kind(c, "dns", DNS_OVER_TCP),
+            expect: "connection_closed",
+            check: nothing,
+        },
+        Case {
+            name: "grpc: refused",
+            server: Server::Nothing,
+            probe: |c| plain_kind(c, "grpc", "target = \"127.0.0.1:{port}\""),
+            expect: "connect_refused",
+            check: nothing,
+        },
+        Case {
+            name: "grpc: accept and stay silent",
+            server: Server::Raw(silent, false),
+            probe: |c| plain_kind(c, "grpc", "target = \"127.0.0.1:{port}\""),
+            expect: "timeout",
+            check: nothing,
+        },
+        Case {
+            name: "grpc: an HTTP/1 server",
+            server: Server::Raw(http_400_held, true),
+            probe: |c| plain_kind(c, "grpc", "target = \"127.0.0.1:{port}\""),
+            expect: "protocol_error",
+            check: one_bounded_line,
+        },
+        Case {
+            name: "grpc: garbage instead of HTTP/2",
+            server: Server::Raw(garbage, false),
+            probe: |c| plain_kind(c, "grpc", "target = \"127.0.0.1:{port}\""),
+            expect: "protocol_error",
+            check: one_bounded_line,
+        },
+        Case {
+            name: "icmp: nxdomain",
+            server: Server::Nothing,
+            probe: |c| plain_kind(c, "icmp", "target = \"no-such-host.invalid\""),
+            expect: "dns_nxdomain",
+            check: readable,
+        },
         Case {
             name: "browser: refused",
             server: Server::Nothing,
@@ -1188,6 +1312,30 @@ fn listener_cases() -> Vec<ListenerCase> {
             refused_as: None,
         },
         ListenerCase {
+            name: "probe: 120 /probe runs at once on a silent target, a target outside allow, a 64 KiB target",
+            attack: |p| {
+                // Each run waits 1 s on the metrics port for a line that never comes; 16
+                // run at once ([server] probe_concurrency), the rest wait their timeout.
+                let req = format!(
+                    "GET /probe?module=banner&target=127.0.0.1:{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    p.metrics
+                );
+                let sent: Vec<_> = (0..120).map(|_| raw(p.metrics, req.as_bytes())).collect();
+                let statuses: Vec<u16> = sent.into_iter().map(read_status).collect();
+                assert!(statuses.iter().all(|s| matches!(s, 200 | 503)), "{statuses:?}");
+                assert!(statuses.contains(&503), "no run was refused: {statuses:?}");
+                let outside =
+                    b"GET /probe?module=banner&target=10.0.0.1:22 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+                assert_eq!(read_status(raw(p.metrics, outside)), 403);
+                let long = format!(
+                    "GET /probe?module=banner&target=127.0.0.1:1{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    "0".repeat(64 * 1024)
+                );
+                assert!(matches!(read_status(raw(p.metrics, long.as_bytes())), 400 | 414 | 431));
+            },
+            refused_as: None,
+        },
+        ListenerCase {
             name: "reload: 50 page-like POSTs",
             attack: |p| {
                 let req = b"POST /-/reload HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\nX-Sloprobe-Reload: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
@@ -1226,7 +1374,7 @@ fn listeners_against_hostile_clients() {
         let dir = write_files(&[(
             "sloprobe.toml",
             &format!(
-                "[server]\nlisten = \"127.0.0.1:{}\"\nheader_read_timeout = \"1s\"\n[rum]\nlisten = \"127.0.0.1:{}\"\nallowed_origins = [\"https://app.example.com\"]\napi_key = \"env:FM_RUM_KEY\"\n\n[[probe]]\nname = \"healthy\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"200ms\"\ntimeout = \"150ms\"\n",
+                "[server]\nlisten = \"127.0.0.1:{}\"\nheader_read_timeout = \"1s\"\n[rum]\nlisten = \"127.0.0.1:{}\"\nallowed_origins = [\"https://app.example.com\"]\napi_key = \"env:FM_RUM_KEY\"\n\n[[probe]]\nname = \"healthy\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"200ms\"\ntimeout = \"150ms\"\n\n[[module]]\nname = \"banner\"\nkind = \"tcp\"\nallow = ['127\\.0\\.0\\.1:\\d+']\ntimeout = \"1s\"\n[[module.query]]\nexpect = '^never$'\n",
                 ports.metrics,
                 ports.rum,
                 target.url("/api/items")

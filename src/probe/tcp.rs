@@ -111,6 +111,9 @@ pub struct TcpProbe {
 
 /// Splits "host:port", "[v6]:port"; the port is required.
 pub fn host_port(target: &str) -> Result<(String, u16), String> {
+    if target.contains("://") || target.contains('/') {
+        return Err(format!("{target:?} is not host:port (no scheme or path)"));
+    }
     let (host, port) = target
         .rsplit_once(':')
         .ok_or_else(|| format!("{target:?} is not host:port"))?;

@@ -657,3 +657,25 @@ pub fn html_page(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> +
     );
     Box::pin(write_then_close(tcp, resp.into_bytes()))
 }
+
+/// A line that never ends: 200 MB of bytes without a newline.
+pub fn endless_line(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(stream(tcp, "", vec![b'x'; 16 * 1024], 200 * 1024 * 1024))
+}
+
+/// Short lines forever, none of them what the probe waits for.
+pub fn endless_lines(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(stream(tcp, "", b"250-still talking\r\n".repeat(512), usize::MAX))
+}
+
+/// A DNS-over-TCP answer announcing 65,535 bytes, then silence.
+pub fn dns_long_length_then_silence(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(write_then_hold(tcp, vec![0xff, 0xff, 0x12, 0x34]))
+}
+
+/// A DNS-over-TCP frame of 300 bytes that is not a DNS message.
+pub fn dns_garbage_answer(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let mut frame = vec![0x01, 0x2c];
+    frame.extend(std::iter::repeat_n(0xffu8, 300));
+    Box::pin(write_then_hold(tcp, frame))
+}
