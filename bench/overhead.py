@@ -58,12 +58,14 @@ def fraction_within(before, after, le):
     return (after[le] - before.get(le, 0.0)) / total if total else float("nan")
 
 
-def run_sloprobe(args, tport, d):
+def run_sloprobe(args, tport, d, keys=None):
+    """`keys`: each probe's kind and target keys (default: http on the target's /)."""
+    keys = keys or f'kind = "http"\nurl = "http://127.0.0.1:{tport}/"'
     size = 0
     mport = free_port()
     lines = [f'location = "bench"\n[server]\nlisten = "127.0.0.1:{mport}"\n']
     for i, every in enumerate(intervals(args.probes)):
-        lines.append(f'[[probe]]\nname = "p{i}"\nkind = "http"\nurl = "http://127.0.0.1:{tport}/"\nevery = "{every}s"\n')
+        lines.append(f'[[probe]]\nname = "p{i}"\n{keys}\nevery = "{every}s"\n')
     cfg = os.path.join(d, "sloprobe.toml")
     with open(cfg, "w") as f:
         f.write("\n".join(lines))
@@ -96,8 +98,8 @@ def run_sloprobe(args, tport, d):
     }
 
 
-async def drive_blackbox(bport, tport, n, seconds, warmup, pid):
-    target = urllib.parse.urlencode({"module": "http_2xx", "target": f"http://127.0.0.1:{tport}/"})
+async def drive_blackbox(bport, module, target, n, seconds, warmup, pid):
+    target = urllib.parse.urlencode({"module": module, "target": target})
     request = f"GET /probe?{target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
     counts = {"ok": 0, "failed": 0, "late": []}
     measuring = {"on": False}
@@ -141,14 +143,20 @@ async def drive_blackbox(bport, tport, n, seconds, warmup, pid):
     }
 
 
-def run_blackbox(args, tport, d):
+HTTP_MODULE = "http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n"
+
+
+def run_blackbox(args, tport, d, module=HTTP_MODULE, target=None):
+    """`module`: one blackbox.yml module, its name first; `target`: what /probe is given."""
     bport = free_port()
     cfg = os.path.join(d, "bb.yml")
     with open(cfg, "w") as f:
-        f.write("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n")
+        f.write("modules:\n  " + module)
+    name = module.split(":")[0]
+    target = target or f"http://127.0.0.1:{tport}/"
     with Proc(["prometheus-blackbox-exporter", f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{bport}"]) as p:
         wait_http(f"http://127.0.0.1:{bport}/")
-        return asyncio.run(drive_blackbox(bport, tport, args.probes, args.seconds, args.warmup, p.pid))
+        return asyncio.run(drive_blackbox(bport, name, target, args.probes, args.seconds, args.warmup, p.pid))
 
 
 def main():
