@@ -501,3 +501,60 @@ fail_if_none_matches_regexp = ['10\.0\.']
     assert!(t0.elapsed() < Duration::from_millis(1200), "{:?}", t0.elapsed());
     drop(p);
 }
+
+/// blackbox_exporter's published example configuration (tests/fixtures/blackbox/, written
+/// by hand from its documented format) with a Prometheus config that scrapes it: the
+/// import yields modules and probes that `check` accepts, and lists what it left out.
+#[test]
+fn the_importer_converts_blackbox_exporters_example_config() {
+    let fixtures = root().join("tests/fixtures/blackbox");
+    let dir = tempfile::tempdir().unwrap();
+    // The example's http_custom_ca_example names certs/my_cert.crt: a real CA file there.
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    std::fs::write(dir.path().join("certs/my_cert.crt"), pki(false).ca_pem).unwrap();
+    let out = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["import", "blackbox", "--out", "blackbox.toml", "--config"])
+        .arg(fixtures.join("blackbox.yml"))
+        .arg("--prometheus")
+        .arg(fixtures.join("prometheus.yml"))
+        .output()
+        .unwrap();
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{notes}");
+    assert!(notes.contains("imported 15 module(s) and 5 probe(s)"), "{notes}");
+    for left_out in [
+        "http_basic_auth_example: http.basic_auth",
+        "http_with_proxy: http.proxy_url",
+        "http_2xx_example: http.fail_if_header_matches",
+        "icmp_example: icmp.source_ip_address",
+        "job blackbox_dns: file_sd_configs",
+    ] {
+        assert!(notes.contains(left_out), "{left_out:?} not listed:\n{notes}");
+    }
+    // Secrets are never copied into the probe file.
+    let written = std::fs::read_to_string(dir.path().join("blackbox.toml")).unwrap();
+    assert!(!written.contains("mysecret"), "{written}");
+    let config = dir.path().join("sloprobe.toml");
+    std::fs::write(&config, "include = [\"blackbox.toml\"]\n").unwrap();
+    let plan = sloprobe(&["check"], &config);
+    assert!(plan.contains("probes: 5"), "{plan}");
+    for module in ["http_2xx_example", "smtp_starttls", "dns_udp_example", "icmp_example", "grpc_plain"] {
+        assert!(plan.contains(&format!("module {module} ")), "{module} missing:\n{plan}");
+    }
+    // The scrape job's static targets became probes on its interval, labelled with the job.
+    let parsed: toml::Table = toml::from_str(&written).unwrap();
+    let probes = parsed["probe"].as_array().unwrap();
+    let tcp = probes
+        .iter()
+        .find(|p| p.get("target").and_then(|v| v.as_str()) == Some("db.internal:5432"))
+        .expect("the tcp job's target");
+    assert_eq!(tcp["every"].as_str(), Some("15s"));
+    assert_eq!(tcp["labels"]["blackbox_job"].as_str(), Some("blackbox_tcp"));
+    let http = probes
+        .iter()
+        .find(|p| p.get("url").and_then(|v| v.as_str()) == Some("https://prometheus.io"))
+        .expect("the http job's target");
+    assert_eq!(http["follow_redirects"].as_integer(), Some(10));
+    assert_eq!(http["every"].as_str(), Some("30s"));
+}
