@@ -124,14 +124,13 @@ pub fn blackbox(config: &Path, prometheus: Option<&Path>) -> Result<Imported, St
     }
 
     let (modules_n, probes_n) = (module_tables.len(), probe_tables.len());
-    let mut doc = Table::new();
-    if !module_tables.is_empty() {
-        doc.insert("module".into(), Value::Array(module_tables));
+    let mut body = String::new();
+    for (key, tables) in [("module", module_tables), ("probe", probe_tables)] {
+        for table in tables {
+            body.push_str(&table_text(key, table)?);
+            body.push('\n');
+        }
     }
-    if !probe_tables.is_empty() {
-        doc.insert("probe".into(), Value::Array(probe_tables));
-    }
-    let body = toml::to_string(&doc).map_err(|e| format!("writing TOML: {e}"))?;
     let mut out = format!(
         "# Imported by `sloprobe import blackbox` from {}{}.\n# Not carried over (see docs/migrate-from-blackbox.md):\n",
         config.display(),
@@ -151,6 +150,29 @@ pub fn blackbox(config: &Path, prometheus: Option<&Path>) -> Result<Imported, St
         modules: modules_n,
         probes: probes_n,
     })
+}
+
+/// One `[[key]]` table as TOML, its identifying keys (name, kind, target) first: toml
+/// writes a table's keys in sorted order, which buries `name` among the settings.
+fn table_text(key: &str, table: Value) -> Result<String, String> {
+    let mut doc = Table::new();
+    doc.insert(key.into(), Value::Array(vec![table]));
+    let text = toml::to_string(&doc).map_err(|e| format!("writing TOML: {e}"))?;
+    let mut lines: Vec<&str> = text.lines().collect();
+    // The table's own keys run from after its header to the first blank line or sub-table.
+    let end = lines
+        .iter()
+        .skip(1)
+        .position(|l| l.is_empty() || l.starts_with('['))
+        .map_or(lines.len(), |i| i + 1);
+    let rank = |l: &str| {
+        ["name ", "kind ", "url ", "target ", "server ", "every "]
+            .iter()
+            .position(|k| l.starts_with(k))
+            .unwrap_or(usize::MAX)
+    };
+    lines[1..end].sort_by_key(|l| rank(l));
+    Ok(lines.join("\n") + "\n")
 }
 
 fn read(path: &Path) -> Result<String, String> {

@@ -539,7 +539,13 @@ fn the_importer_converts_blackbox_exporters_example_config() {
     std::fs::write(&config, "include = [\"blackbox.toml\"]\n").unwrap();
     let plan = sloprobe(&["check"], &config);
     assert!(plan.contains("probes: 5"), "{plan}");
-    for module in ["http_2xx_example", "smtp_starttls", "dns_udp_example", "icmp_example", "grpc_plain"] {
+    for module in [
+        "http_2xx_example",
+        "smtp_starttls",
+        "dns_udp_example",
+        "icmp_example",
+        "grpc_plain",
+    ] {
         assert!(plan.contains(&format!("module {module} ")), "{module} missing:\n{plan}");
     }
     // The scrape job's static targets became probes on its interval, labelled with the job.

@@ -84,7 +84,14 @@ pub fn render(outcome: &Outcome, measures: &[&Measure]) -> String {
             .push((labels, value));
     }
     for (name, (m, series)) in by_name {
-        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} gauge", escape_help(m.description));
+        // The catalog's words on aggregation ("Count and sum only") describe the instrument
+        // on /metrics, not this one run's gauge.
+        let help = m
+            .description
+            .split(" Count and sum only")
+            .next()
+            .unwrap_or(m.description);
+        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} gauge", escape_help(help));
         for (labels, value) in series {
             if labels.is_empty() {
                 let _ = writeln!(out, "{name} {}", float_text(value));
