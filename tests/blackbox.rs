@@ -564,3 +564,75 @@ fn the_importer_converts_blackbox_exporters_example_config() {
     assert_eq!(http["follow_redirects"].as_integer(), Some(10));
     assert_eq!(http["every"].as_str(), Some("30s"));
 }
+
+/// A real Prometheus scraping sloprobe's `/probe` with blackbox_exporter's documented
+/// relabelling (the target moved into `__param_target`, the address replaced): each
+/// target's `probe_success` lands under its own `instance`.
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_scrapes_probe_with_blackbox_relabelling() {
+    let target = plain_target().await;
+    let open = format!("127.0.0.1:{}", target.addr.port());
+    let closed = format!("127.0.0.1:{}", refused_port());
+    let dir = tempfile::tempdir().unwrap();
+    let sp_port = free_port();
+    let config = dir.path().join("sloprobe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{sp_port}\"\n\n[[module]]\nname = \"tcp_connect\"\nkind = \"tcp\"\nallow = ['127\\.0\\.0\\.1:\\d+']\n"
+        ),
+    )
+    .unwrap();
+    let _daemon = start_daemon(&config);
+    let up = eventually(300, Duration::from_millis(100), || async {
+        http_get(&format!("http://127.0.0.1:{sp_port}/readyz"))
+            .await
+            .filter(|(s, _)| *s == 200)
+    })
+    .await;
+    assert!(up.is_some(), "sloprobe did not come up");
+    let prometheus_yml = format!(
+        r#"global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: blackbox
+    metrics_path: /probe
+    params:
+      module: [tcp_connect]
+    static_configs:
+      - targets: ["{open}", "{closed}"]
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__param_target]
+        target_label: instance
+      - target_label: __address__
+        replacement: 127.0.0.1:{sp_port}
+"#
+    );
+    let (_prom, prom_port) = start_prometheus(dir.path(), &prometheus_yml);
+    let query = |q: &str| {
+        let url = format!("http://127.0.0.1:{prom_port}/api/v1/query?query={}", urlencode(q));
+        async move { http_get(&url).await.map(|(_, body)| body) }
+    };
+    let both = eventually(600, Duration::from_millis(100), || async {
+        let body = query("probe_success").await?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let results = v["data"]["result"].as_array()?.clone();
+        (results.len() == 2).then_some(results)
+    })
+    .await
+    .expect("Prometheus never had probe_success for both targets");
+    let success = |instance: &str| {
+        both.iter()
+            .find(|r| r["metric"]["instance"] == instance)
+            .and_then(|r| r["value"][1].as_str())
+            .map(str::to_string)
+    };
+    assert_eq!(success(&open).as_deref(), Some("1"), "{both:?}");
+    assert_eq!(success(&closed).as_deref(), Some("0"), "{both:?}");
+    // The scrape itself succeeded for both (`up` is about the scrape, not the target).
+    let up = query("sum(up{job=\"blackbox\"})").await.unwrap();
+    assert!(up.contains("\"2\""), "{up}");
+}
