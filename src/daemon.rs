@@ -237,7 +237,13 @@ async fn stop_all(loops: Vec<Loop>) {
 
 /// Runs the daemon. `shard` (from `--shard`) wins over `[fleet] shard` on every reload;
 /// `loaded` is already sharded.
-pub async fn run(path: PathBuf, mut loaded: Loaded, shard: Option<crate::fleet::Shard>) -> anyhow::Result<()> {
+/// `listen`: the `--web.listen-address` flag, which wins over `[server] listen` on reload too.
+pub async fn run(
+    path: PathBuf,
+    mut loaded: Loaded,
+    shard: Option<crate::fleet::Shard>,
+    listen_flag: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
     // Before anything else: an early SIGHUP must reload, not kill (its default action).
     let mut signals = Signals::new()?;
     // The probes are built; their raw tables (~2 KB a probe) need not live on.
@@ -382,6 +388,9 @@ pub async fn run(path: PathBuf, mut loaded: Loaded, shard: Option<crate::fleet::
                         tracing::error!(error = %e, "reload failed: keeping the running config");
                     }
                     Ok(mut next) => {
+                        if let Some(addr) = listen_flag {
+                            next.config.server.listen = addr;
+                        }
                         let modules = std::mem::take(&mut next.config.modules);
                         let swapped = Arc::new(multi.read().expect("modules lock").reloaded(modules));
                         *multi.write().expect("modules lock") = swapped;

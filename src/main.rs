@@ -37,8 +37,19 @@ enum Command {
     Run {
         /// Run only this shard's probes: "i/n" (rendezvous hashing on probe names);
         /// overrides [fleet] shard.
-        #[arg(long, env = "SLOPROBE_SHARD")]
+        #[arg(long, env = "SLOPROBE_SHARD", conflicts_with_all = ["shard_index", "shard_count"])]
         shard: Option<String>,
+        /// This daemon's shard, 0-based (with --shard-count): what a StatefulSet's pod index
+        /// (the `apps.kubernetes.io/pod-index` label) feeds through the downward API.
+        #[arg(long, env = "SLOPROBE_SHARD_INDEX", requires = "shard_count")]
+        shard_index: Option<u32>,
+        /// How many shards there are (with --shard-index).
+        #[arg(long, env = "SLOPROBE_SHARD_COUNT", requires = "shard_index")]
+        shard_count: Option<u32>,
+        /// Address for /metrics, /healthz, /readyz and /probe; overrides [server] listen
+        /// (blackbox_exporter's and node_exporter's flag name).
+        #[arg(long = "web.listen-address", env = "SLOPROBE_LISTEN")]
+        web_listen_address: Option<std::net::SocketAddr>,
         /// Config file; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
         #[arg(short, long, env = "SLOPROBE_CONFIG")]
         config: Option<PathBuf>,
@@ -342,7 +353,7 @@ fn apply_shard(
     let flag = flag
         .map(|text| {
             sloprobe::fleet::Shard::parse(text).map_err(|e| {
-                eprintln!("error: --shard {text:?}: {e}");
+                eprintln!("error: shard {text:?} (--shard, or --shard-index and --shard-count): {e}");
                 ExitCode::from(once::EXIT_USAGE as u8)
             })
         })
@@ -400,17 +411,30 @@ async fn main() -> ExitCode {
     init_logging(cli.log_format, cli.log_level.as_deref());
     install_panic_hook();
     match cli.command {
-        Command::Run { config, shard } => {
+        Command::Run {
+            config,
+            shard,
+            shard_index,
+            shard_count,
+            web_listen_address,
+        } => {
             let config = config_path(config);
             let mut loaded = match load_checked(&config) {
                 Ok(l) => l,
                 Err(code) => return code,
             };
+            let shard = match (shard_index, shard_count) {
+                (Some(i), Some(n)) => Some(format!("{i}/{n}")),
+                _ => shard,
+            };
             let flag = match apply_shard(&mut loaded, shard.as_deref()) {
                 Ok(flag) => flag,
                 Err(code) => return code,
             };
-            match sloprobe::daemon::run(config, loaded, flag).await {
+            if let Some(addr) = web_listen_address {
+                loaded.config.server.listen = addr;
+            }
+            match sloprobe::daemon::run(config, loaded, flag, web_listen_address).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     if let Some(ce) = e.downcast_ref::<sloprobe::config::ConfigError>() {

@@ -62,6 +62,13 @@ impl MultiTarget {
         self.modules.is_empty()
     }
 
+    /// Module names, sorted (HTML-safe: names are A-Z a-z 0-9 - _ .).
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.modules.keys().cloned().collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Runs `module` on `target` and renders the run.
     pub async fn probe(&self, target: &str, module: &str, scrape_timeout: Option<f64>) -> Result<String, Refused> {
         let Some(m) = self.modules.get(module) else {

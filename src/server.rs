@@ -277,9 +277,13 @@ pub struct Peer(pub std::net::SocketAddr);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(landing))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        // The Prometheus ecosystem's names for the same two checks.
+        .route("/-/healthy", get(|| async { "ok\n" }))
+        .route("/-/ready", get(readyz))
         .route("/-/reload", axum::routing::post(reload))
         .route("/probe", get(probe))
         .with_state(state)
@@ -472,6 +476,36 @@ impl Sink {
             let _ = self.tx.blocking_send(rest);
         }
     }
+}
+
+/// A small page naming the endpoints, as exporters serve at `/`; no script, nothing loaded.
+async fn landing(State(s): State<AppState>) -> Response {
+    let modules = s.multi.read().expect("modules lock").names();
+    let probe = if modules.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<li><code>/probe?target=…&amp;module=…</code>: one run of a module ({})</li>",
+            modules.join(", ")
+        )
+    };
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>sloprobe</title></head><body>\
+<h1>sloprobe {}</h1><ul>\
+<li><a href=\"metrics\">/metrics</a>: every probe's series (Prometheus text, or protobuf when asked)</li>\
+<li><a href=\"healthz\">/healthz</a> (<a href=\"-/healthy\">/-/healthy</a>): the process is alive</li>\
+<li><a href=\"readyz\">/readyz</a> (<a href=\"-/ready\">/-/ready</a>): config loaded and every schedule running</li>\
+{probe}</ul></body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+        ],
+        page,
+    )
+        .into_response()
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {

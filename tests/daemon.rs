@@ -585,3 +585,81 @@ async fn an_unscheduled_probe_is_visible() {
     assert!(logged.contains("neither Chromium nor chromedriver found"), "{logged}");
     assert!(sigterm_and_wait(&mut child, Duration::from_secs(10)).await.success());
 }
+
+/// The exporter habits: `--web.listen-address` wins over `[server] listen`,
+/// `--shard-index`/`--shard-count` select the shard (what a StatefulSet's pod index feeds),
+/// `/-/healthy` and `/-/ready` answer beside `/healthz` and `/readyz`, and `/` names them.
+#[tokio::test]
+async fn listen_flag_shard_flags_and_exporter_endpoints() {
+    let target = plain_target().await;
+    let (config_port, flag_port) = (free_port(), free_port());
+    let mut probes = String::new();
+    for i in 0..12 {
+        probes.push_str(&format!(
+            "[[probe]]\nname = \"p{i}\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"1s\"\ntimeout = \"500ms\"\n",
+            target.url("/")
+        ));
+    }
+    let dir = write_files(&[(
+        "sloprobe.toml",
+        &format!("[server]\nlisten = \"127.0.0.1:{config_port}\"\n{probes}"),
+    )]);
+    let _daemon = Child(
+        Command::new(bin())
+            .args([
+                "run",
+                "--shard-index",
+                "1",
+                "--shard-count",
+                "3",
+                "--web.listen-address",
+            ])
+            .arg(format!("127.0.0.1:{flag_port}"))
+            .arg("-c")
+            .arg(dir.path().join("sloprobe.toml"))
+            .env("SLOPROBE_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{flag_port}");
+    let ready = eventually(100, Duration::from_millis(100), || {
+        http_get_ok(format!("{base}/-/ready"))
+    })
+    .await;
+    assert!(ready.is_some(), "/-/ready never answered on the flag's address");
+    assert_eq!(http_get(&format!("{base}/-/healthy")).await.map(|(s, _)| s), Some(200));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", config_port)).is_err(),
+        "[server] listen was used despite the flag"
+    );
+    let (status, page) = http_get(&format!("{base}/")).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("href=\"metrics\"") && page.contains("/-/ready"), "{page}");
+    let shard = sloprobe::fleet::Shard { index: 1, count: 3 };
+    let owned: Vec<String> = (0..12).map(|i| format!("p{i}")).filter(|n| shard.owns(n)).collect();
+    assert!(!owned.is_empty() && owned.len() < 12, "{owned:?}");
+    let metrics = eventually(50, Duration::from_millis(200), || async {
+        let (_, text) = http_get(&format!("{base}/metrics")).await?;
+        owned
+            .iter()
+            .all(|n| text.contains(&format!("probe_name=\"{n}\"")))
+            .then_some(text)
+    })
+    .await
+    .expect("the shard's probes never reported");
+    for i in 0..12 {
+        let name = format!("p{i}");
+        assert_eq!(
+            metrics.contains(&format!("probe_name=\"{name}\"")),
+            shard.owns(&name),
+            "{name}: shard 1/3 ownership not respected"
+        );
+    }
+    // A half-given shard is a usage error, not a silent "all probes".
+    let out = Command::new(bin())
+        .args(["run", "--shard-index", "1", "-c"])
+        .arg(dir.path().join("sloprobe.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
+}
