@@ -373,11 +373,14 @@ pub async fn run(
     loop {
         match signals.next().await {
             Signal::Stop => break,
-            Signal::Reload => {
+            Signal::Reload(reply) => {
                 tracing::info!(config = %path.display(), "reloading (SIGHUP or POST /-/reload)");
+                // RELOADING=1 first and READY=1 last, also when the new config is refused:
+                // a service manager waiting on the reload learns it has ended either way.
+                crate::systemd::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
                 // Validate everything first; a bad file leaves the running set alone.
                 let telemetry = shared.read().expect("telemetry lock").clone();
-                match load(&path).map(|mut next| {
+                let result = match load(&path).map(|mut next| {
                     if let Some(sh) = shard.or(next.config.shard) {
                         next.probes.retain(|p| sh.owns(&p.name));
                     }
@@ -386,6 +389,8 @@ pub async fn run(
                     Err(e) => {
                         telemetry.reload_attempt(false);
                         tracing::error!(error = %e, "reload failed: keeping the running config");
+                        crate::systemd::notify(&format!("READY=1\nSTATUS=reload failed: {e}"));
+                        Err(e.to_string())
                     }
                     Ok(mut next) => {
                         if let Some(addr) = listen_flag {
@@ -403,7 +408,6 @@ pub async fn run(
                         if next.config.location != location || next.config.otlp.is_some() != otlp.is_some() {
                             tracing::warn!("location and [export.otlp] changes take effect on restart");
                         }
-                        crate::systemd::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
                         let names: HashSet<String> = next.probes.iter().map(|p| p.name.clone()).collect();
                         log.retain(&|n| names.contains(n));
                         let plan = next.plan(&instance_id);
@@ -425,9 +429,13 @@ pub async fn run(
                         if let Some((_, probes)) = &watchdog {
                             probes.store(count, Ordering::Relaxed);
                         }
-                        crate::systemd::notify("READY=1");
+                        crate::systemd::notify(&format!("READY=1\nSTATUS={}", log.status(count)));
                         tracing::info!(kept, started, stopped, "reloaded");
+                        Ok(format!("reloaded: {kept} kept, {started} started, {stopped} stopped"))
                     }
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
                 }
             }
         }
@@ -482,8 +490,9 @@ async fn probe_loop(
         t.watch_in_flight(&first_probe.name, first_probe.kind)
     });
     drop(first_probe);
-    // Test hook for the watchdog test: the loop stops advancing after its first run.
-    let wedge = std::env::var_os("SLOPROBE_TEST_WEDGE_SCHEDULER").is_some();
+    // Test hook for the watchdog test: the loop stops advancing after its first run. Debug
+    // builds only (the tests'); a release binary has no way to be wedged from outside.
+    let wedge = cfg!(debug_assertions) && std::env::var_os("SLOPROBE_TEST_WEDGE_SCHEDULER").is_some();
     let mut first = true;
     let mut running: Vec<JoinHandle<()>> = Vec::new();
     let (interrupt, interrupted) = watch::channel(false);
@@ -566,7 +575,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 enum Signal {
     Stop,
-    Reload,
+    Reload(Option<server::ReloadReply>),
 }
 
 /// SIGTERM/SIGINT stop the daemon; SIGHUP reloads the config.
@@ -576,7 +585,7 @@ struct Signals {
     #[cfg(unix)]
     hup: tokio::signal::unix::Signal,
     /// `POST /-/reload`.
-    reload_requests: Option<tokio::sync::mpsc::Receiver<()>>,
+    reload_requests: Option<tokio::sync::mpsc::Receiver<Option<server::ReloadReply>>>,
 }
 
 impl Signals {
@@ -606,8 +615,8 @@ impl Signals {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => Signal::Stop,
                 _ = self.term.recv() => Signal::Stop,
-                _ = self.hup.recv() => Signal::Reload,
-                Some(()) = requested => Signal::Reload,
+                _ = self.hup.recv() => Signal::Reload(None),
+                Some(reply) = requested => Signal::Reload(reply),
             }
         }
         #[cfg(not(unix))]

@@ -14,6 +14,7 @@ pub mod budget;
 pub mod bundle;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod fleet;

@@ -119,6 +119,17 @@ enum Command {
         #[arg(long)]
         baseline: Option<PathBuf>,
     },
+    /// Reload the running daemon's config and wait until it has (what the systemd unit's
+    /// ExecReload runs). Exit 0 reloaded, 1 the new config was refused (the running one
+    /// stays; the reason is printed), 2 no daemon answered.
+    Reload {
+        /// Config file, read only for its [server] listen; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
+        #[arg(short, long, env = "SLOPROBE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The daemon's reload URL, e.g. http://127.0.0.1:9464/-/reload?wait=1.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Convert another tool's config into sloprobe probe files.
     Import {
         #[command(subcommand)]
@@ -262,38 +273,6 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
 }
 
 /// GET `url` (plain http on loopback or a pod IP) and expect 200 within 3 s.
-fn health(url: &str) -> Result<(), String> {
-    use std::io::{Read, Write};
-    let u = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
-    if u.scheme() != "http" {
-        return Err("only http:// health URLs".into());
-    }
-    let host = u.host_str().ok_or("no host")?;
-    let port = u.port_or_known_default().unwrap_or(80);
-    let timeout = std::time::Duration::from_secs(3);
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .map_err(|e| e.to_string())?
-        .next()
-        .ok_or("no address")?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n",
-        u.path()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 64];
-    let n = s.read(&mut head).map_err(|e| e.to_string())?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    if line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200") {
-        Ok(())
-    } else {
-        Err(line.lines().next().unwrap_or("no answer").to_string())
-    }
-}
-
 /// The config file: `-c` / `$SLOPROBE_CONFIG` (clap reads both), else the first of
 /// ./config/sloprobe.toml and /etc/sloprobe/sloprobe.toml that exists.
 fn config_path(given: Option<PathBuf>) -> PathBuf {
@@ -597,7 +576,17 @@ async fn main() -> ExitCode {
             );
             ExitCode::from(code as u8)
         }
-        Command::Health { url } => match health(&url) {
+        Command::Reload { config, url } => match sloprobe::control::reload(&config_path(config), url.as_deref()) {
+            Ok(done) => {
+                println!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}", e.message);
+                ExitCode::from(e.code)
+            }
+        },
+        Command::Health { url } => match sloprobe::control::health(&url) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("unhealthy: {e}");

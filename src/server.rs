@@ -32,7 +32,7 @@ use serde::Deserialize;
 use crate::config::Dur;
 use crate::telemetry::Telemetry;
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 
 // `[server]`: the daemon's own endpoints.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -257,14 +257,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
     }
 }
 
+/// Where a reload's result goes: `POST /-/reload?wait=1` waits for it.
+pub type ReloadReply = tokio::sync::oneshot::Sender<Result<String, String>>;
+
 #[derive(Clone)]
 pub struct AppState {
     /// Swapped on reload, when the probes (and so the instruments) change.
     pub telemetry: Arc<RwLock<Arc<Telemetry>>>,
     /// Set once every probe's schedule is running; cleared when shutting down.
     pub ready: Arc<AtomicBool>,
-    /// `POST /-/reload` asks the daemon to reload, as SIGHUP does.
-    pub reload: Option<tokio::sync::mpsc::Sender<()>>,
+    /// `POST /-/reload` asks the daemon to reload, as SIGHUP does; with `?wait=1` the
+    /// request carries where the result goes.
+    pub reload: Option<tokio::sync::mpsc::Sender<Option<ReloadReply>>>,
     /// Accept `POST /-/reload` from any address, not only loopback.
     pub remote_reload: bool,
     /// `[[module]]`s for `/probe`, swapped on reload.
@@ -330,11 +334,22 @@ async fn probe(
 /// loads on this host) cannot make the daemon reload.
 pub const RELOAD_HEADER: &str = "x-sloprobe-reload";
 
+#[derive(serde::Deserialize)]
+struct ReloadQuery {
+    #[serde(default)]
+    wait: Option<String>,
+}
+
+/// How long `?wait=1` waits for a reload (validating and building a large config included).
+const RELOAD_WAIT: Duration = Duration::from_secs(120);
+
 async fn reload(
     State(s): State<AppState>,
     peer: Option<axum::Extension<Peer>>,
+    query: Result<axum::extract::Query<ReloadQuery>, axum::extract::rejection::QueryRejection>,
     headers: axum::http::HeaderMap,
 ) -> Response {
+    let wait = query.is_ok_and(|q| q.0.wait.is_some_and(|w| w != "0" && w != "false"));
     // Browsers send Origin (and Sec-Fetch-Site) on every cross-origin POST, no-cors
     // included; tools like curl and Prometheus's ecosystem send neither.
     if headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site") {
@@ -355,10 +370,28 @@ async fn reload(
         )
             .into_response();
     }
-    match &s.reload {
-        Some(tx) if tx.try_send(()).is_ok() => (StatusCode::ACCEPTED, "reloading\n").into_response(),
-        Some(_) => (StatusCode::TOO_MANY_REQUESTS, "a reload is already pending\n").into_response(),
-        None => (StatusCode::NOT_FOUND, "no reload here\n").into_response(),
+    let Some(tx) = &s.reload else {
+        return (StatusCode::NOT_FOUND, "no reload here\n").into_response();
+    };
+    if !wait {
+        return match tx.try_send(None) {
+            Ok(()) => (StatusCode::ACCEPTED, "reloading\n").into_response(),
+            Err(_) => (StatusCode::TOO_MANY_REQUESTS, "a reload is already pending\n").into_response(),
+        };
+    }
+    let (reply, result) = tokio::sync::oneshot::channel();
+    if tx.try_send(Some(reply)).is_err() {
+        return (StatusCode::TOO_MANY_REQUESTS, "a reload is already pending\n").into_response();
+    }
+    match tokio::time::timeout(RELOAD_WAIT, result).await {
+        Ok(Ok(Ok(done))) => (StatusCode::OK, format!("{done}\n")).into_response(),
+        Ok(Ok(Err(e))) => (
+            StatusCode::CONFLICT,
+            format!("reload failed, the running config stays: {e}\n"),
+        )
+            .into_response(),
+        Ok(Err(_)) => (StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping\n").into_response(),
+        Err(_) => (StatusCode::GATEWAY_TIMEOUT, "the reload did not finish in time\n").into_response(),
     }
 }
 

@@ -440,7 +440,8 @@ async fn a_hundred_mixed_runs_leave_no_process_behind() {
 }
 
 /// SIGTERM to the daemon in the middle of a browser run: the daemon exits and takes
-/// chromedriver and every Chromium process with it.
+/// chromedriver and every Chromium process with it. Those processes never saw the
+/// daemon's environment.
 #[tokio::test]
 async fn sigterm_mid_run_leaves_no_process_behind() {
     let _turn = TURN.lock().await;
@@ -454,13 +455,33 @@ async fn sigterm_mid_run_leaves_no_process_behind() {
             .replace("timeout = \"15s\"", "timeout = \"3500ms\"")
     );
     let dir = write_files(&[("sloprobe.toml", &toml)]);
-    let mut daemon = start_daemon(&dir.path().join("sloprobe.toml"));
+    // A secret in the daemon's environment (as env:NAME secrets are) must not reach the
+    // browser's processes.
+    const SECRET: &str = "sloprobe-env-secret-5b7e";
+    let mut daemon = Child(
+        std::process::Command::new(bin())
+            .args(["run", "-c"])
+            .arg(dir.path().join("sloprobe.toml"))
+            .env("SLOPROBE_LOG", "warn")
+            .env("FM_DB_PASSWORD", SECRET)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let running = eventually(150, Duration::from_millis(100), || async {
         let l = leftover(&before);
         (l.len() > 2).then_some(l)
     })
     .await;
-    assert!(running.is_some(), "no browser started by the daemon");
+    let running = running.expect("no browser started by the daemon");
+    for pid in &running {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&environ).contains(SECRET),
+            "process {pid} inherited the daemon's secret"
+        );
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     // SAFETY: kill(2) on the daemon this test started.
     unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };

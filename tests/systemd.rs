@@ -181,3 +181,73 @@ fn shipped_unit_verifies_and_is_hardened() {
         );
     }
 }
+
+/// What the unit's `ExecReload=` runs: `sloprobe reload` returns once the reload is done
+/// (the new probe already scheduled), fails with the reason when the new config is
+/// refused, and RELOADING=1 … READY=1 wrap the refused reload too, so a service manager
+/// waiting on it is never left hanging.
+#[test]
+fn reload_command_waits_for_the_reload_and_reports_a_refusal() {
+    let n = Notify::new();
+    let port = free_port();
+    let (dir, _child) = daemon(&n, port, false);
+    let config = dir.path().join("sloprobe.toml");
+    let ready = (0..100).any(|_| {
+        n.collect(Duration::from_millis(100))
+            .iter()
+            .any(|(_, m)| m.contains("READY=1"))
+    });
+    assert!(ready, "no READY=1");
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{original}\n[[probe]]\nname = \"added\"\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nevery = \"1h\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["reload", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("1 kept, 1 started, 0 stopped"), "{said}");
+    // Already scheduled when the command returned: no waiting here.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, metrics) = rt
+        .block_on(http_get(&format!("http://127.0.0.1:{port}/metrics")))
+        .unwrap();
+    assert!(metrics.contains("probe_name=\"added\""), "not scheduled yet");
+    n.collect(Duration::from_millis(300));
+
+    std::fs::write(&config, original.replace("every = \"200ms\"", "every = \"soon\"")).unwrap();
+    let out = Command::new(bin())
+        .args(["reload", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("sloprobe.toml:") && err.contains("every"), "{err}");
+    let msgs = n.collect(Duration::from_millis(500));
+    let reloading = msgs.iter().position(|(_, m)| m.contains("RELOADING=1"));
+    let ready_again = msgs
+        .iter()
+        .rposition(|(_, m)| m.contains("READY=1") && m.contains("reload failed"));
+    assert!(
+        matches!((reloading, ready_again), (Some(a), Some(b)) if a < b),
+        "{msgs:?}"
+    );
+    // Nobody listening: a distinct exit code.
+    let out = Command::new(bin())
+        .args(["reload", "--url"])
+        .arg(format!("http://127.0.0.1:{}/-/reload?wait=1", refused_port()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -195,6 +195,26 @@ fi
 kill -KILL 0"#;
 
 /// The shell the guard runs in; `SLOPROBE_NO_BROWSER_GUARD` (tests) runs chromedriver bare.
+/// Variables a browser needs (locale, time zone, fonts, the program search path), and no
+/// others.
+const CHILD_ENV: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "FONTCONFIG_FILE",
+    "FONTCONFIG_PATH",
+];
+
+fn child_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    CHILD_ENV
+        .iter()
+        .filter_map(|k| Some((std::ffi::OsString::from(k), std::env::var_os(k)?)))
+        .collect()
+}
+
 fn guard_shell() -> Option<&'static str> {
     if std::env::var_os("SLOPROBE_NO_BROWSER_GUARD").is_some() {
         return None;
@@ -323,8 +343,12 @@ impl Browsers {
             }
             None => tokio::process::Command::new(&exe),
         };
+        // chromedriver and Chromium get a clean environment: the daemon's may hold the
+        // secrets its config names as env:NAME, which a browser has no business seeing.
+        command.env_clear().envs(child_env());
         let child = command
             .arg(format!("--port={port}"))
+            .env("HOME", &home.dir)
             .env("XDG_CONFIG_HOME", &home.dir)
             .env("XDG_CACHE_HOME", &home.dir)
             // chromedriver's scoped dirs and Chromium's singleton sockets go under the
