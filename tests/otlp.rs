@@ -442,3 +442,80 @@ async fn field_vitals_reach_otlp_and_pending_ones_survive_shutdown() {
     assert!(metrics.iter().any(|m| m.name == "rum.beacons"));
     assert!(metrics.iter().any(|m| m.name == "rum.threshold.page_views"));
 }
+
+/// The operator's `OTEL_RESOURCE_ATTRIBUTES` wins over the daemon's own defaults (it can
+/// pin `host.name` and `service.instance.id`), while what the config states stays; and
+/// the process metrics reach OTLP under their semantic-convention names, without showing
+/// twice on `/metrics`.
+#[tokio::test]
+async fn resource_from_the_environment_and_process_metrics_over_otlp() {
+    let t = plain_target().await;
+    let (port, got, _task) = receiver().await;
+    let listen = free_port();
+    let cfg = daemon_config(
+        listen,
+        &t.url(""),
+        &format!("http://127.0.0.1:{port}"),
+        "http/protobuf",
+        1,
+    );
+    let dir = write_files(&[("sloprobe.toml", &cfg)]);
+    let _daemon = Child(
+        Command::new(bin())
+            .args(["run", "-c"])
+            .arg(dir.path().join("sloprobe.toml"))
+            .env(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "host.name=pinned-host,service.instance.id=pinned-id,deployment.environment.name=staging,probe.location=from-env",
+            )
+            .env_remove("OTEL_SERVICE_NAME")
+            .env("SLOPROBE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while got.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let req = got
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("no OTLP export within 20 s");
+    let rm = &req.resource_metrics[0];
+    let res = &rm.resource.as_ref().unwrap().attributes;
+    assert_eq!(attr(res, "host.name").as_deref(), Some("pinned-host"));
+    assert_eq!(attr(res, "service.instance.id").as_deref(), Some("pinned-id"));
+    assert_eq!(attr(res, "deployment.environment.name").as_deref(), Some("staging"));
+    // The config's `location` is stated, not a default: it stays.
+    assert_eq!(attr(res, "probe.location").as_deref(), Some("otlp-lab"));
+    assert_eq!(attr(res, "service.name").as_deref(), Some("sloprobe"));
+    let metrics: Vec<_> = rm.scope_metrics.iter().flat_map(|s| &s.metrics).collect();
+    for (name, unit) in [
+        ("process.cpu.time", "s"),
+        ("process.memory.usage", "By"),
+        ("process.open_file_descriptor.count", "{file_descriptor}"),
+    ] {
+        let m = metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} not exported"));
+        assert_eq!(m.unit, unit, "{name}");
+    }
+    let (_, text) = http_get(&format!("http://127.0.0.1:{listen}/metrics")).await.unwrap();
+    assert!(
+        text.contains("\nprocess_cpu_seconds_total "),
+        "client-library names stay"
+    );
+    assert!(
+        !text.contains("process_cpu_time"),
+        "OTLP's process metrics leaked into /metrics"
+    );
+    assert!(
+        text.contains("host_name=\"pinned-host\""),
+        "target_info should carry the same resource"
+    );
+}

@@ -158,6 +158,10 @@ impl Telemetry {
             }
         }
         self_metrics::register(&meter);
+        if otlp.is_some() {
+            // /metrics has its own process_* lines; these are for the push path.
+            process::register(&meter);
+        }
         in_flight::register(&meter);
         let field = (plan.field_routes > 0)
             .then(|| Field::new(&meter, location, (plan.field_routes + 1) * plan::FIELD_SERIES_PER_ROUTE));

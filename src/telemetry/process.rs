@@ -1,6 +1,70 @@
-//! Process metrics as the Prometheus client libraries name them (`process_cpu_seconds_total`,
-//! `process_resident_memory_bytes`, ...), read from /proc at scrape time. Served on
-//! /metrics only (OTLP backends get the SDK's own resource and the self metrics).
+//! Process metrics, read from /proc when collected: on /metrics as the Prometheus client
+//! libraries name them (`process_cpu_seconds_total`, `process_resident_memory_bytes`, ...),
+//! over OTLP as the semantic conventions do (`process.cpu.time`, `process.memory.usage`,
+//! ...). The OTLP instruments are left out of /metrics, which has its own names for them.
+
+use opentelemetry::metrics::Meter;
+
+/// OTel instruments registered here; the Prometheus encoders skip names with this prefix.
+pub const OTEL_PREFIX: &str = "process.";
+
+/// The process metrics as observable instruments, for OTLP.
+pub fn register(meter: &Meter) {
+    let reading = |name: &'static str| {
+        metrics()
+            .into_iter()
+            .find(|(n, _, _, _)| *n == name)
+            .map(|(_, _, _, v)| v)
+    };
+    let _cpu = meter
+        .f64_observable_counter("process.cpu.time")
+        .with_unit("s")
+        .with_description("Total user and system CPU time spent.")
+        .with_callback(move |o| {
+            if let Some(v) = reading("process_cpu_seconds_total") {
+                o.observe(v, &[]);
+            }
+        })
+        .build();
+    let gauges: [(&'static str, &'static str, &'static str, &'static str); 4] = [
+        (
+            "process.memory.usage",
+            "By",
+            "Resident memory.",
+            "process_resident_memory_bytes",
+        ),
+        (
+            "process.memory.virtual",
+            "By",
+            "Virtual memory size.",
+            "process_virtual_memory_bytes",
+        ),
+        (
+            "process.thread.count",
+            "{thread}",
+            "OS threads in the process.",
+            "process_threads",
+        ),
+        (
+            "process.open_file_descriptor.count",
+            "{file_descriptor}",
+            "Open file descriptors.",
+            "process_open_fds",
+        ),
+    ];
+    for (name, unit, help, from) in gauges {
+        let _g = meter
+            .f64_observable_gauge(name)
+            .with_unit(unit)
+            .with_description(help)
+            .with_callback(move |o| {
+                if let Some(v) = reading(from) {
+                    o.observe(v, &[]);
+                }
+            })
+            .build();
+    }
+}
 
 /// (name, type, help, value) for each process metric this platform can read.
 pub fn metrics() -> Vec<(&'static str, &'static str, &'static str, f64)> {

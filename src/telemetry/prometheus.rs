@@ -35,6 +35,9 @@ pub fn encode(rm: &ResourceMetrics, live: &Live<'_>, emit: &mut dyn FnMut(String
             scope: &scope_labels,
         };
         for metric in scope.metrics() {
+            if metric.name().starts_with(super::process::OTEL_PREFIX) {
+                continue;
+            }
             match metric.data() {
                 AggregatedMetrics::F64(d) => write_metric(&mut buf, metric, d, &ctx, &mut flush),
                 AggregatedMetrics::U64(d) => write_metric(&mut buf, metric, d, &ctx, &mut flush),

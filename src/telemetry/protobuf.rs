@@ -149,6 +149,9 @@ pub fn encode(rm: &ResourceMetrics, live: &Live<'_>) -> Vec<u8> {
             })
             .collect();
         for metric in scope.metrics() {
+            if metric.name().starts_with(super::process::OTEL_PREFIX) {
+                continue;
+            }
             let family = match metric.data() {
                 AggregatedMetrics::F64(d) => family(metric, d, &scope_pairs, live),
                 AggregatedMetrics::U64(d) => family(metric, d, &scope_pairs, live),
