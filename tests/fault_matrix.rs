@@ -627,7 +627,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "grpc: garbage instead of HTTP/2",
-            server: Server::Raw(garbage, false),
+            server: Server::Raw(garbage_held, false),
             probe: |c| plain_kind(c, "grpc", "target = \"127.0.0.1:{port}\""),
             expect: "protocol_error",
             check: one_bounded_line,

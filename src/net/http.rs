@@ -67,7 +67,10 @@ impl Drop for AbortOnDrop {
 pub struct HttpConn {
     sender: Sender,
     marks: MarksHandle,
-    _task: AbortOnDrop,
+    task: AbortOnDrop,
+    /// How the connection ended, when it ended in an error: a request the connection's
+    /// end cancelled is reported with this cause ("operation was canceled" tells nothing).
+    ended: Arc<std::sync::Mutex<Option<ProbeError>>>,
     reused: bool,
 }
 
@@ -116,11 +119,14 @@ impl HttpConn {
             written.then_some("wait")
         });
         let t_send = Instant::now();
-        let resp = match &mut self.sender {
+        let sent = match &mut self.sender {
             Sender::H1(s) => s.send_request(req).await,
             Sender::H2(s) => s.send_request(req).await,
-        }
-        .map_err(|e| classify_hyper(&e, "waiting for the response"))?;
+        };
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Err(self.cause(classify_hyper(&e, "waiting for the response")).await),
+        };
         let t_head = Instant::now();
         let marks = self.marks.get();
         // HTTP/1: the first byte read off the socket. HTTP/2: the peer's SETTINGS
@@ -143,6 +149,21 @@ impl HttpConn {
         rec.set("ttfb", rec.offset(first_byte));
         rec.enter("transfer");
         Ok((resp, first_byte))
+    }
+}
+
+impl HttpConn {
+    /// A request that failed because the connection ended: the connection's own error
+    /// when it had one (a peer speaking something else is a protocol error, not a close).
+    async fn cause(&mut self, err: ProbeError) -> ProbeError {
+        if err.kind != ErrorType::ConnectionClosed {
+            return err;
+        }
+        // The connection task records its end just after failing the request.
+        if !self.task.0.is_finished() {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), &mut self.task.0).await;
+        }
+        self.ended.lock().expect("connection end lock").take().unwrap_or(err)
     }
 }
 
@@ -173,6 +194,13 @@ pub async fn open(
     };
     rec.enter("send");
     let io = TokioIo::new(connected.io);
+    let ended: Arc<std::sync::Mutex<Option<ProbeError>>> = Arc::default();
+    let record = {
+        let ended = ended.clone();
+        move |e: hyper::Error| {
+            *ended.lock().expect("connection end lock") = Some(classify_hyper(&e, "the connection failed"));
+        }
+    };
     let (sender, task) = if use_h2 {
         let (s, c) = http2::handshake(TokioExecutor::new(), io)
             .await
@@ -180,7 +208,9 @@ pub async fn open(
         (
             Sender::H2(s),
             tokio::spawn(async move {
-                let _ = c.await;
+                if let Err(e) = c.await {
+                    record(e);
+                }
             }),
         )
     } else {
@@ -190,14 +220,17 @@ pub async fn open(
         (
             Sender::H1(s),
             tokio::spawn(async move {
-                let _ = c.await;
+                if let Err(e) = c.await {
+                    record(e);
+                }
             }),
         )
     };
     Ok(HttpConn {
         sender,
         marks: connected.marks,
-        _task: AbortOnDrop(task),
+        task: AbortOnDrop(task),
+        ended,
         reused: false,
     })
 }

@@ -679,3 +679,9 @@ pub fn dns_garbage_answer(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Outpu
     frame.extend(std::iter::repeat_n(0xffu8, 300));
     Box::pin(write_then_hold(tcp, frame))
 }
+
+/// Bytes that are no protocol at all, then the connection held open (so the client reads
+/// them, rather than a reset, whatever the timing).
+pub fn garbage_held(tcp: TcpStream, _: String) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(write_then_hold(tcp, b"HELLO \x00\xff NOT HTTP\r\n\r\n".to_vec()))
+}
