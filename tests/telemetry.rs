@@ -187,6 +187,9 @@ async fn reload_keeps_unchanged_probes_counters_and_the_instance_id() {
         hash_before,
         "config hash did not change"
     );
+    // Only the loaded config's hash is a series: a replaced one does not linger at 0.
+    let info_lines = after.lines().filter(|l| l.starts_with("sloprobe_config_info{")).count();
+    assert_eq!(info_lines, 1, "{after}");
     // Removing a probe removes its series from /metrics.
     std::fs::write(&cfg, format!("{head}{}", probe("keep", ""))).unwrap();
     hup(&child);

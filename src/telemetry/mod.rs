@@ -64,7 +64,9 @@ pub struct Telemetry {
     reloads: Counter<u64>,
     last_reload: Gauge<f64>,
     last_reload_ok: Gauge<u64>,
-    config_info: Gauge<u64>,
+    /// The loaded config's hash, which `sloprobe.config.info` observes: only the current
+    /// one is a series (a recorded gauge would keep every replaced hash at 0, forever).
+    config_hash: Arc<RwLock<String>>,
     /// The RUM collector's instruments, only when it is on: the SDK reserves each
     /// instrument's whole series table up front (tens of MB at 10,000 probes' limits).
     field: Option<Field>,
@@ -216,10 +218,21 @@ impl Telemetry {
                 .u64_gauge("sloprobe.config.last_reload.success")
                 .with_description("1 if the last reload attempt succeeded, else 0.")
                 .build(),
-            config_info: meter
-                .u64_gauge("sloprobe.config.info")
-                .with_description("1, with the hash of the loaded config as `config_hash`.")
-                .build(),
+            config_hash: {
+                let hash: Arc<RwLock<String>> = Arc::default();
+                let seen = hash.clone();
+                let _info = meter
+                    .u64_observable_gauge("sloprobe.config.info")
+                    .with_description("1, with the hash of the loaded config as `config_hash`.")
+                    .with_callback(move |o| {
+                        let h = seen.read().expect("config hash lock").clone();
+                        if !h.is_empty() {
+                            o.observe(1, &[KeyValue::new("config_hash", h)]);
+                        }
+                    })
+                    .build();
+                hash
+            },
             provider,
             pull,
             location: location.to_string(),
@@ -242,12 +255,8 @@ impl Telemetry {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        let old = self.plan.read().expect("plan lock").config_hash.clone();
-        if !old.is_empty() && old != plan.config_hash {
-            self.config_info.record(0, &[KeyValue::new("config_hash", old)]);
-        }
-        self.config_info
-            .record(1, &[KeyValue::new("config_hash", plan.config_hash.clone())]);
+        plan.config_hash
+            .clone_into(&mut self.config_hash.write().expect("config hash lock"));
         self.last_reload.record(now, &[]);
         if reload {
             self.reload_attempt(true);
