@@ -17,6 +17,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # blackbox_exporter, side by side with the tcp/dns/grpc/icmp kinds (tests/blackbox.rs).
 command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need+=(prometheus-blackbox-exporter)
+# nginx terminates TLS and mutual TLS in front of the OTLP collector (tests/otlp.rs).
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
 # xmllint validates `once --junit` against the JUnit schema CI tools read (tests/report.rs).
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 # A C compiler: libz-sys builds zlib itself (bundle sizes equal zlib's level 9).
@@ -25,8 +27,11 @@ if [ ${#need[@]} -gt 0 ]; then
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# The Debian package enables a service on systems with systemd; tests start their own.
-for c in prometheus chromium chromedriver xmllint prometheus-blackbox-exporter; do
+# The Debian packages start their services where they can; tests start their own.
+if printf '%s\n' "${need[@]}" | grep -qx nginx; then
+    "${sudo_cmd[@]}" service nginx stop >/dev/null 2>&1 || true
+fi
+for c in prometheus chromium chromedriver xmllint prometheus-blackbox-exporter nginx; do
     command -v "$c" >/dev/null || { echo "$c still missing after install" >&2; exit 1; }
 done
 

@@ -519,3 +519,169 @@ async fn resource_from_the_environment_and_process_metrics_over_otlp() {
         "target_info should carry the same resource"
     );
 }
+
+/// A test CA with a server certificate (localhost, 127.0.0.1) and a client certificate,
+/// written as PEM files into `dir`: ca.pem, server.pem/.key, client.pem/.key.
+fn write_pki(dir: &std::path::Path, prefix: &str) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{prefix} CA"));
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    std::fs::write(dir.join(format!("{prefix}ca.pem")), ca.pem()).unwrap();
+    for (name, sans) in [
+        ("server", vec!["localhost".to_string(), "127.0.0.1".to_string()]),
+        ("client", vec!["sloprobe".to_string()]),
+    ] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(sans).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{prefix}{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{prefix}{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+/// nginx (Debian) terminating TLS in front of rotel: one port with server TLS, one asking
+/// for a client certificate signed by the test CA; gRPC and HTTP/protobuf both proxied.
+fn start_nginx(dir: &std::path::Path, tls: u16, mtls: u16, grpc: u16, http: u16) -> Child {
+    let d = dir.display();
+    let server = |port: u16, verify: &str| {
+        format!(
+            "server {{ listen 127.0.0.1:{port} ssl http2; ssl_certificate {d}/server.pem; ssl_certificate_key {d}/server.key; {verify}
+  location /opentelemetry.proto.collector.metrics.v1.MetricsService/ {{ grpc_pass grpc://127.0.0.1:{grpc}; }}
+  location /v1/metrics {{ proxy_pass http://127.0.0.1:{http}; }} }}\n"
+        )
+    };
+    let conf = format!(
+        "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/nginx-error.log;\nevents {{}}\nhttp {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n{}{}}}\n",
+        server(tls, ""),
+        server(
+            mtls,
+            &format!("ssl_client_certificate {d}/ca.pem; ssl_verify_client on;")
+        )
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    Child(
+        Command::new(tool("nginx"))
+            .args(["-c"])
+            .arg(dir.join("nginx.conf"))
+            .args(["-p"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// OTLP over TLS to a real collector: gRPC with the test CA, HTTP/protobuf with mutual TLS
+/// and gzip, gRPC with mutual TLS configured only through the standard
+/// `OTEL_EXPORTER_OTLP_*` variables, and a collector whose certificate the configured CA
+/// did not sign: a clear error in the log, and probing goes on.
+#[tokio::test]
+async fn otlp_over_tls_and_mutual_tls_to_a_real_collector() {
+    let t = plain_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_pki(dir.path(), "");
+    write_pki(dir.path(), "other-");
+    let (grpc, http, tls, mtls) = (free_port(), free_port(), free_port(), free_port());
+    let rotel_log = dir.path().join("rotel.log");
+    let _rotel = start_rotel(grpc, http, &rotel_log);
+    let _nginx = start_nginx(dir.path(), tls, mtls, grpc, http);
+    for port in [tls, mtls] {
+        let up = eventually(100, Duration::from_millis(100), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
+        })
+        .await;
+        assert!(up.is_some(), "nginx did not listen on {port}");
+    }
+    let d = dir.path().display().to_string();
+    let target = format!("http://{}", t.addr);
+    let config = |location: &str, endpoint: String, protocol: &str, tls_keys: &str| {
+        daemon_config(free_port(), &target, &endpoint, protocol, 1)
+            .replace("location = \"otlp-lab\"", &format!("location = \"{location}\""))
+            .replace("[export.otlp]\n", &format!("[export.otlp]\n{tls_keys}"))
+    };
+    let cases = [
+        (
+            "tls-grpc",
+            config(
+                "tls-grpc",
+                format!("https://localhost:{tls}"),
+                "grpc",
+                &format!("ca_file = \"{d}/ca.pem\"\n"),
+            ),
+            Vec::<(&str, String)>::new(),
+        ),
+        (
+            "mtls-http",
+            config(
+                "mtls-http",
+                format!("https://127.0.0.1:{mtls}"),
+                "http/protobuf",
+                &format!(
+                    "ca_file = \"{d}/ca.pem\"\nclient_cert_file = \"{d}/client.pem\"\nclient_key_file = \"{d}/client.key\"\ncompression = \"gzip\"\n"
+                ),
+            ),
+            vec![],
+        ),
+        (
+            "mtls-env",
+            config("mtls-env", format!("https://localhost:{mtls}"), "grpc", ""),
+            vec![
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", format!("{d}/ca.pem")),
+                ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", format!("{d}/client.pem")),
+                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", format!("{d}/client.key")),
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".to_string()),
+            ],
+        ),
+    ];
+    let mut daemons = Vec::new();
+    for (name, cfg, env) in &cases {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, cfg).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "-c"]).arg(&path);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+        daemons.push(Child(cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap()));
+    }
+    for (name, _, _) in &cases {
+        assert!(
+            wait_for_text(&rotel_log, &format!("probe.location: Str({name})"), 30).await,
+            "{name}: nothing arrived through TLS:\n{}",
+            std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap_or_default()
+        );
+    }
+
+    // The collector's certificate is not signed by the configured CA.
+    let listen = free_port();
+    let wrong = daemon_config(listen, &target, &format!("https://localhost:{tls}"), "grpc", 1).replace(
+        "[export.otlp]\n",
+        &format!("[export.otlp]\nca_file = \"{d}/other-ca.pem\"\n"),
+    );
+    let path = dir.path().join("wrong-ca.toml");
+    std::fs::write(&path, wrong).unwrap();
+    let log = dir.path().join("wrong-ca.log");
+    let _wrong = start_daemon(&path, &log);
+    assert!(
+        wait_for_text(&log, "OTLP export failed", 30).await,
+        "no export failure logged"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.to_ascii_lowercase().contains("certificate") || text.contains("UnknownIssuer"),
+        "the failure does not say why: {text}"
+    );
+    let runs = eventually(50, Duration::from_millis(200), || async {
+        let (_, m) = http_get(&format!("http://127.0.0.1:{listen}/metrics")).await?;
+        (sample(&m, "probe_runs_total", &["outcome=\"success\""])? >= 2.0).then_some(())
+    })
+    .await;
+    assert!(runs.is_some(), "probing stopped while the export failed");
+}

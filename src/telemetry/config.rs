@@ -9,6 +9,8 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use rustls::pki_types::pem::PemObject as _;
+
 use crate::config::{ConfigError, Dur, Secret, SecretText, Source, Spanned};
 
 /// How `Instrument::Histogram` measures are aggregated (`[metrics] histograms`).
@@ -44,6 +46,28 @@ pub struct OtlpSettings {
     pub interval: Duration,
     pub timeout: Option<Duration>,
     pub delta: bool,
+    /// PEM of extra trusted CAs (beside the Mozilla roots).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate chain and key (PEM) for mutual TLS.
+    pub identity: Option<ClientIdentity>,
+    pub gzip: bool,
+}
+
+/// A client certificate and its key; the key never shows in `Debug` (configs are logged).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ClientIdentity({} bytes of certificate, key <redacted>)",
+            self.cert_pem.len()
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +103,40 @@ pub struct OtlpConfig {
     timeout: Option<Spanned<Dur>>,
     /// "cumulative" (default) or "delta".
     temporality: Option<Spanned<String>>,
+    /// PEM file of CAs trusted for the collector's certificate, beside the Mozilla roots;
+    /// default from OTEL_EXPORTER_OTLP_CERTIFICATE.
+    ca_file: Option<Spanned<String>>,
+    /// Client certificate (PEM) for mutual TLS; default from OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE.
+    client_cert_file: Option<Spanned<String>>,
+    /// The client certificate's private key (PEM); default from OTEL_EXPORTER_OTLP_CLIENT_KEY.
+    client_key_file: Option<Spanned<String>>,
+    /// "gzip" or "none" (default); default from OTEL_EXPORTER_OTLP_COMPRESSION.
+    compression: Option<Spanned<String>>,
+}
+
+/// A PEM file named by a key or by the environment: (text, where it was named).
+fn pem_file(
+    source: &Source,
+    key: &str,
+    given: &Option<Spanned<String>>,
+    env: &[&str],
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    let (path, span) = match given {
+        Some(p) => (
+            source.path.parent().unwrap_or(Path::new(".")).join(p.get_ref()),
+            Some(p.span()),
+        ),
+        None => match env_first(env) {
+            Some(p) => (std::path::PathBuf::from(p), None),
+            None => return Ok(None),
+        },
+    };
+    let err = |msg: String| match &span {
+        Some(span) => source.error_at(span.clone(), Some(key), msg),
+        None => source.error(format!("{msg} (from {})", env[env.len() - 1])),
+    };
+    let bytes = crate::config::read_capped(&path, 1024 * 1024).map_err(|e| err(e.to_string()))?;
+    Ok(Some(bytes))
 }
 
 fn env_first(names: &[&str]) -> Option<String> {
@@ -179,6 +237,80 @@ impl OtlpConfig {
                 _ => e,
             }
         });
+        let ca_pem = pem_file(
+            source,
+            "export.otlp.ca_file",
+            &raw.ca_file,
+            &[
+                "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            ],
+        )?;
+        if let Some(pem) = &ca_pem {
+            let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+                .filter(Result::is_ok)
+                .count();
+            if certs == 0 {
+                return Err(match &raw.ca_file {
+                    Some(c) => source.error_at(c.span(), Some("export.otlp.ca_file"), "no PEM certificate in the file"),
+                    None => source.error("OTEL_EXPORTER_OTLP_CERTIFICATE names a file with no PEM certificate"),
+                });
+            }
+        }
+        let cert = pem_file(
+            source,
+            "export.otlp.client_cert_file",
+            &raw.client_cert_file,
+            &[
+                "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            ],
+        )?;
+        let key = pem_file(
+            source,
+            "export.otlp.client_key_file",
+            &raw.client_key_file,
+            &["OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"],
+        )?;
+        let identity = match (cert, key) {
+            (Some(cert_pem), Some(key_pem)) => {
+                if rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_pem).is_err() {
+                    return Err(match &raw.client_key_file {
+                        Some(k) => source.error_at(
+                            k.span(),
+                            Some("export.otlp.client_key_file"),
+                            "no PEM private key in the file",
+                        ),
+                        None => source.error("OTEL_EXPORTER_OTLP_CLIENT_KEY names a file with no PEM private key"),
+                    });
+                }
+                Some(ClientIdentity { cert_pem, key_pem })
+            }
+            (None, None) => None,
+            _ => {
+                return Err(source.error(
+                    "[export.otlp]: mutual TLS needs both client_cert_file and client_key_file (or both OTEL_EXPORTER_OTLP_CLIENT_* variables)",
+                ));
+            }
+        };
+        let gzip = match &raw.compression {
+            Some(c) => match c.get_ref().as_str() {
+                "gzip" => true,
+                "none" => false,
+                other => {
+                    return Err(source.error_at(
+                        c.span(),
+                        Some("export.otlp.compression"),
+                        format!("compression {other:?}: use \"gzip\" or \"none\""),
+                    ));
+                }
+            },
+            None => env_first(&[
+                "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+            ])
+            .is_some_and(|v| v.eq_ignore_ascii_case("gzip")),
+        };
         Ok(OtlpSettings {
             endpoint,
             protocol,
@@ -186,6 +318,9 @@ impl OtlpConfig {
             interval,
             timeout: raw.timeout.map(|t| t.get_ref().0),
             delta,
+            ca_pem,
+            identity,
+            gzip,
         })
     }
 }

@@ -53,6 +53,20 @@ pub fn reader(settings: &OtlpSettings) -> anyhow::Result<PeriodicReader<Guarded>
             if let Some(t) = settings.timeout {
                 b = b.with_timeout(t);
             }
+            if settings.gzip {
+                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
+            if settings.ca_pem.is_some() || settings.identity.is_some() {
+                use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
+                let mut tls = ClientTlsConfig::new().with_webpki_roots();
+                if let Some(ca) = &settings.ca_pem {
+                    tls = tls.ca_certificate(Certificate::from_pem(ca));
+                }
+                if let Some(id) = &settings.identity {
+                    tls = tls.identity(Identity::from_pem(&id.cert_pem, &id.key_pem));
+                }
+                b = b.with_tls_config(tls);
+            }
             if !settings.headers.is_empty() {
                 let mut headers = http::HeaderMap::new();
                 for (k, v) in &settings.headers {
@@ -78,6 +92,10 @@ pub fn reader(settings: &OtlpSettings) -> anyhow::Result<PeriodicReader<Guarded>
             if !settings.headers.is_empty() {
                 b = b.with_headers(settings.headers.iter().cloned().collect::<HashMap<_, _>>());
             }
+            if settings.gzip {
+                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
+            b = b.with_http_client(http_client(settings)?);
             b.build()?
         }
     };
@@ -89,6 +107,48 @@ pub fn reader(settings: &OtlpSettings) -> anyhow::Result<PeriodicReader<Guarded>
     Ok(PeriodicReader::builder(guarded)
         .with_interval(settings.interval)
         .build())
+}
+
+/// The HTTP exporter's client: rustls with the probes' provider (ring), the Mozilla roots
+/// plus the configured CA, and the client certificate when one is set. Built here, not
+/// by the SDK, whose default client speaks plain http:// only.
+fn http_client(settings: &OtlpSettings) -> anyhow::Result<reqwest::blocking::Client> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = &settings.ca_pem {
+        for cert in CertificateDer::pem_slice_iter(pem).flatten() {
+            roots.add(cert)?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let tls = match &settings.identity {
+        Some(id) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(&id.cert_pem).collect::<Result<_, _>>()?;
+            let key = PrivateKeyDer::from_pem_slice(&id.key_pem)?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    // The blocking client owns a runtime, which may not be created or dropped on an async
+    // thread: built on a thread of its own, as the SDK builds its default one.
+    let timeout = settings.timeout.unwrap_or(Duration::from_secs(10));
+    let client = std::thread::Builder::new()
+        .name("otlp-http-client".into())
+        .spawn(move || {
+            reqwest::blocking::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .timeout(timeout)
+                .build()
+        })?
+        .join()
+        .map_err(|_| anyhow::anyhow!("building the OTLP HTTP client panicked"))??;
+    Ok(client)
 }
 
 #[derive(Default)]
