@@ -237,13 +237,33 @@ async fn stop_all(loops: Vec<Loop>) {
 
 /// Runs the daemon. `shard` (from `--shard`) wins over `[fleet] shard` on every reload;
 /// `loaded` is already sharded.
-/// `listen`: the `--web.listen-address` flag, which wins over `[server] listen` on reload too.
-pub async fn run(
-    path: PathBuf,
-    mut loaded: Loaded,
-    shard: Option<crate::fleet::Shard>,
-    listen_flag: Option<std::net::SocketAddr>,
-) -> anyhow::Result<()> {
+/// Command-line settings of `run` that win over the config, on reload too.
+#[derive(Default)]
+pub struct RunFlags {
+    pub shard: Option<crate::fleet::Shard>,
+    /// `--web.listen-address`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--web.config.file`: an exporter-toolkit web config for `[server]`'s TLS and basic auth.
+    pub web_config: Option<PathBuf>,
+}
+
+impl RunFlags {
+    /// The listener's TLS and basic auth: the web config file's, else the config's.
+    fn security(&self, config: &Config) -> anyhow::Result<crate::web_security::Security> {
+        match &self.web_config {
+            Some(p) => crate::web_security::from_web_config_file(p).map_err(|e| anyhow::anyhow!(e)),
+            None => Ok(config.server_security.clone()),
+        }
+    }
+}
+
+pub async fn run(path: PathBuf, mut loaded: Loaded, flags: RunFlags) -> anyhow::Result<()> {
+    let shard = flags.shard;
+    let listen_flag = flags.listen;
+    let security = crate::web_security::shared(flags.security(&loaded.config)?);
+    if !security.read().expect("security lock").is_open() {
+        tracing::info!("listener security on (TLS and/or basic auth)");
+    }
     // Before anything else: an early SIGHUP must reload, not kill (its default action).
     let mut signals = Signals::new()?;
     // The probes are built; their raw tables (~2 KB a probe) need not live on.
@@ -295,11 +315,12 @@ pub async fn run(
             tracing::info!(listen = %settings.listen, origins = settings.allowed_origins.len(), "RUM collector serving /rum /collect");
             let mut stop = server_stop.clone();
             let router = collector.router();
+            let rum_security = crate::web_security::shared(settings.security.clone());
             let server = tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stop.changed().await;
                 };
-                server::serve(listener, router, server::Limits::default(), shutdown).await;
+                server::serve(listener, router, server::Limits::default(), rum_security, shutdown).await;
             });
             let flush = tokio::spawn(collector.flush_loop(rum_stop));
             Some((server, flush))
@@ -352,11 +373,12 @@ pub async fn run(
     tracing::info!(%listen, "serving /metrics /healthz /readyz");
     let mut stop_rx = server_stop.clone();
     let limits = loaded_limits;
+    let server_security = security.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop_rx.changed().await;
         };
-        server::serve(listener, server::router(state), limits, shutdown).await;
+        server::serve(listener, server::router(state), limits, server_security, shutdown).await;
     });
     ready.store(true, Ordering::Relaxed);
     crate::systemd::notify(&format!("READY=1\nSTATUS={}", log.status(n)));
@@ -395,6 +417,11 @@ pub async fn run(
                     Ok(mut next) => {
                         if let Some(addr) = listen_flag {
                             next.config.server.listen = addr;
+                        }
+                        // Certificates and users are re-read; new connections use them.
+                        match flags.security(&next.config) {
+                            Ok(sec) => *security.write().expect("security lock") = Arc::new(sec),
+                            Err(e) => tracing::error!(error = %e, "web config not reloaded: keeping the running one"),
                         }
                         let modules = std::mem::take(&mut next.config.modules);
                         let swapped = Arc::new(multi.read().expect("modules lock").reloaded(modules));

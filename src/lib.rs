@@ -33,3 +33,4 @@ pub mod server;
 pub mod slo;
 pub mod systemd;
 pub mod telemetry;
+pub mod web_security;

@@ -50,6 +50,11 @@ enum Command {
         /// (blackbox_exporter's and node_exporter's flag name).
         #[arg(long = "web.listen-address", env = "SLOPROBE_LISTEN")]
         web_listen_address: Option<std::net::SocketAddr>,
+        /// An exporter-toolkit web config file (tls_server_config, basic_auth_users) for the
+        /// /metrics listener, as Prometheus exporters take; wins over [server.tls] and
+        /// [server.basic_auth_users].
+        #[arg(long = "web.config.file", env = "SLOPROBE_WEB_CONFIG")]
+        web_config_file: Option<PathBuf>,
         /// Config file; default: $SLOPROBE_CONFIG, then ./config/sloprobe.toml, then /etc/sloprobe/sloprobe.toml.
         #[arg(short, long, env = "SLOPROBE_CONFIG")]
         config: Option<PathBuf>,
@@ -396,6 +401,7 @@ async fn main() -> ExitCode {
             shard_index,
             shard_count,
             web_listen_address,
+            web_config_file,
         } => {
             let config = config_path(config);
             let mut loaded = match load_checked(&config) {
@@ -413,7 +419,18 @@ async fn main() -> ExitCode {
             if let Some(addr) = web_listen_address {
                 loaded.config.server.listen = addr;
             }
-            match sloprobe::daemon::run(config, loaded, flag, web_listen_address).await {
+            if let Some(p) = &web_config_file
+                && let Err(e) = sloprobe::web_security::from_web_config_file(p)
+            {
+                eprintln!("config error: --web.config.file {e}");
+                return ExitCode::from(once::EXIT_CONFIG as u8);
+            }
+            let flags = sloprobe::daemon::RunFlags {
+                shard: flag,
+                listen: web_listen_address,
+                web_config: web_config_file,
+            };
+            match sloprobe::daemon::run(config, loaded, flags).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     if let Some(ce) = e.downcast_ref::<sloprobe::config::ConfigError>() {

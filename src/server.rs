@@ -53,6 +53,11 @@ pub struct ServerConfig {
     pub remote_reload: bool,
     /// `/probe` runs in flight at most (default 16); more wait up to their timeout, then 503.
     pub probe_concurrency: Option<usize>,
+    /// Serve HTTPS only, with this certificate (and client CA for mutual TLS).
+    pub tls: Option<crate::web_security::TlsKeys>,
+    /// user → bcrypt hash: every endpoint but /healthz and /-/healthy asks for one of them.
+    #[serde(default)]
+    pub basic_auth_users: std::collections::BTreeMap<String, crate::config::Spanned<String>>,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +69,8 @@ impl Default for ServerConfig {
             idle_timeout: None,
             remote_reload: false,
             probe_concurrency: None,
+            tls: None,
+            basic_auth_users: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -119,8 +126,57 @@ pub fn default_max_connections() -> usize {
     (soft / 4).clamp(8, 1024)
 }
 
-/// Serves `router` on `listener` under `limits` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdown: impl Future<Output = ()>) {
+/// Streams a listener serves: plain TCP or TLS over it.
+trait ServerIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ServerIo for T {}
+
+/// Paths a liveness check reaches without credentials (they say only "the process runs").
+const OPEN_PATHS: &[&str] = &["/healthz", "/-/healthy"];
+
+async fn basic_auth(
+    axum::extract::State(security): axum::extract::State<crate::web_security::Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let current = security.read().expect("security lock").clone();
+    let Some(auth) = &current.auth else {
+        return next.run(req).await;
+    };
+    if OPEN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // bcrypt is slow by design: off the async threads.
+    let auth = auth.clone();
+    let ok = tokio::task::spawn_blocking(move || auth.allows(given.as_deref()))
+        .await
+        .unwrap_or(false);
+    if ok {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"sloprobe\"")],
+            "unauthorized\n",
+        )
+            .into_response()
+    }
+}
+
+/// Serves `router` on `listener` under `limits` until `shutdown` completes, with the TLS
+/// and basic auth `security` holds when each connection is accepted.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    security: crate::web_security::Shared,
+    shutdown: impl Future<Output = ()>,
+) {
+    let router = router.layer(axum::middleware::from_fn_with_state(security.clone(), basic_auth));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -149,6 +205,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
         // everywhere (loopback checks, trusted proxies, rate keys).
         let peer = canonical(peer);
         let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
+        let tls = security.read().expect("security lock").tls.clone();
         connections.spawn(async move {
             let _permit = permit;
             // hyper's header timeout starts at the first byte: a client that sends nothing
@@ -158,7 +215,18 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, shutdo
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
-            let (io, activity) = IdleIo::new(tcp);
+            let stream: Box<dyn ServerIo> = match tls {
+                None => Box::new(tcp),
+                // The handshake shares the header time: a client that stalls in it is cut too.
+                Some(config) => {
+                    let accept = tokio_rustls::TlsAcceptor::from(config).accept(tcp);
+                    match tokio::time::timeout(limits.header_read_timeout, accept).await {
+                        Ok(Ok(tls)) => Box::new(tls),
+                        _ => return,
+                    }
+                }
+            };
+            let (io, activity) = IdleIo::new(stream);
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()

@@ -663,3 +663,115 @@ async fn listen_flag_shard_flags_and_exporter_endpoints() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `/metrics` over TLS with basic auth, scraped by a real Prometheus: the right user gets
+/// in, a wrong password is refused (the target is down for Prometheus, 401 here). And an
+/// exporter-toolkit web config file (`--web.config.file`) with mutual TLS, taken as is.
+#[tokio::test]
+async fn real_prometheus_scrapes_over_tls_with_basic_auth_and_mtls() {
+    let target = plain_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_pki(dir.path(), "");
+    let d = dir.path().display().to_string();
+    let hash = bcrypt::hash("s3cret-scrape", 4).unwrap();
+    let (basic_port, mtls_port) = (free_port(), free_port());
+    let probe = format!(
+        "[[probe]]\nname = \"p\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"1s\"\ntimeout = \"500ms\"\n",
+        target.url("/")
+    );
+    std::fs::write(
+        dir.path().join("basic.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{basic_port}\"\n[server.tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n[server.basic_auth_users]\nprom = \"{hash}\"\n{probe}"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("mtls.toml"),
+        format!("[server]\nlisten = \"127.0.0.1:{mtls_port}\"\n{probe}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("web.yml"),
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  client_ca_file: ca.pem\n  client_auth_type: RequireAndVerifyClientCert\n",
+    )
+    .unwrap();
+    let _basic = start_daemon(&dir.path().join("basic.toml"));
+    let _mtls = Child(
+        Command::new(bin())
+            .args(["run", "--web.config.file"])
+            .arg(dir.path().join("web.yml"))
+            .arg("-c")
+            .arg(dir.path().join("mtls.toml"))
+            .env("SLOPROBE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let prometheus_yml = format!(
+        r#"global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: basic
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.pem, server_name: localhost}}
+    basic_auth: {{username: prom, password: s3cret-scrape}}
+    static_configs: [{{targets: ["127.0.0.1:{basic_port}"]}}]
+  - job_name: wrong_password
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.pem, server_name: localhost}}
+    basic_auth: {{username: prom, password: guess}}
+    static_configs: [{{targets: ["127.0.0.1:{basic_port}"]}}]
+  - job_name: mtls
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.pem, server_name: localhost, cert_file: {d}/client.pem, key_file: {d}/client.key}}
+    static_configs: [{{targets: ["127.0.0.1:{mtls_port}"]}}]
+  - job_name: mtls_without_cert
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.pem, server_name: localhost}}
+    static_configs: [{{targets: ["127.0.0.1:{mtls_port}"]}}]
+"#
+    );
+    let (_prom, prom_port) = start_prometheus(dir.path(), &prometheus_yml);
+    let up = |job: &'static str| {
+        let url = format!(
+            "http://127.0.0.1:{prom_port}/api/v1/query?query={}",
+            urlencode(&format!("up{{job=\"{job}\"}}"))
+        );
+        async move {
+            let (_, body) = http_get(&url).await?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            v["data"]["result"][0]["value"][1].as_str().map(str::to_string)
+        }
+    };
+    let all = eventually(300, Duration::from_millis(100), || async {
+        let got = (
+            up("basic").await?,
+            up("wrong_password").await?,
+            up("mtls").await?,
+            up("mtls_without_cert").await?,
+        );
+        Some(got)
+    })
+    .await
+    .expect("Prometheus never scraped every job");
+    assert_eq!(all, ("1".into(), "0".into(), "1".into(), "0".into()), "up by job");
+    // The scrape got the probe's series, not just a 200.
+    let url = format!(
+        "http://127.0.0.1:{prom_port}/api/v1/query?query={}",
+        urlencode("probe_runs_total{job=\"basic\"}")
+    );
+    let runs = eventually(100, Duration::from_millis(100), || async {
+        let (_, body) = http_get(&url).await?;
+        body.contains("\"probe_name\":\"p\"").then_some(())
+    })
+    .await;
+    assert!(runs.is_some(), "no probe series through TLS and basic auth");
+    // Plain HTTP to the TLS listener gets no answer.
+    assert!(
+        http_get(&format!("http://127.0.0.1:{basic_port}/metrics"))
+            .await
+            .is_none()
+    );
+}

@@ -520,30 +520,6 @@ async fn resource_from_the_environment_and_process_metrics_over_otlp() {
     );
 }
 
-/// A test CA with a server certificate (localhost, 127.0.0.1) and a client certificate,
-/// written as PEM files into `dir`: ca.pem, server.pem/.key, client.pem/.key.
-fn write_pki(dir: &std::path::Path, prefix: &str) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{prefix} CA"));
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    std::fs::write(dir.join(format!("{prefix}ca.pem")), ca.pem()).unwrap();
-    for (name, sans) in [
-        ("server", vec!["localhost".to_string(), "127.0.0.1".to_string()]),
-        ("client", vec!["sloprobe".to_string()]),
-    ] {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(sans).unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        std::fs::write(dir.join(format!("{prefix}{name}.pem")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{prefix}{name}.key")), key.serialize_pem()).unwrap();
-    }
-}
-
 /// nginx (Debian) terminating TLS in front of rotel: one port with server TLS, one asking
 /// for a client certificate signed by the test CA; gRPC and HTTP/protobuf both proxied.
 fn start_nginx(dir: &std::path::Path, tls: u16, mtls: u16, grpc: u16, http: u16) -> Child {

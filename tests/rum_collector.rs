@@ -655,3 +655,81 @@ async fn odd_origins_and_wrong_keys_are_refused_first() {
         "{text}"
     );
 }
+
+/// `[rum.tls]`: the collector serves HTTPS only (a page on https may only beacon to
+/// https); curl, trusting the test CA, gets a beacon in, and plain HTTP gets nothing.
+#[tokio::test]
+async fn the_collector_serves_beacons_over_tls() {
+    let pki = tempfile::tempdir().unwrap();
+    write_pki(pki.path(), "");
+    let p = pki.path().display().to_string();
+    let (mport, rport) = (free_port(), free_port());
+    let tls = format!("[rum.tls]\ncert_file = \"{p}/server.pem\"\nkey_file = \"{p}/server.key\"\n");
+    let dir = write_files(&[("sloprobe.toml", &config(mport, rport, &tls))]);
+    let _child = Child(
+        std::process::Command::new(bin())
+            .args(["run", "-c"])
+            .arg(dir.path().join("sloprobe.toml"))
+            .env("SLOPROBE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new(tool("curl"))
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+                "--cacert",
+            ])
+            .arg(format!("{p}/ca.pem"))
+            .args(["--resolve", &format!("localhost:{rport}:127.0.0.1")])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let healthz = format!("https://localhost:{rport}/healthz");
+    let up = eventually(50, Duration::from_millis(100), || {
+        let code = curl(&[&healthz]);
+        async move { (code == "200").then_some(()) }
+    })
+    .await;
+    assert!(up.is_some(), "the collector never answered over TLS");
+    let body = r#"{"name":"LCP","value":900,"rating":"good","delta":900,"id":"v5-tls-1","navigationType":"navigate","url":"/orders/7"}"#;
+    let code = curl(&[
+        "-H",
+        &format!("Origin: {ORIGIN}"),
+        "-H",
+        "Content-Type: text/plain;charset=UTF-8",
+        "--data",
+        body,
+        &format!("https://localhost:{rport}/rum"),
+    ]);
+    assert_eq!(code, "204", "beacon over TLS");
+    assert!(
+        http_get(&format!("http://127.0.0.1:{rport}/healthz")).await.is_none(),
+        "plain HTTP answered"
+    );
+    let seen = eventually(50, Duration::from_millis(100), || async {
+        let text = metrics(mport).await;
+        (sum(
+            &text,
+            "rum_beacons_total",
+            &["outcome=\"accepted\"", "endpoint=\"/rum\""],
+        ) >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "the beacon never reached the metrics:\n{}",
+        metrics(mport).await
+    );
+}

@@ -43,6 +43,8 @@ pub struct Config {
     pub shard: Option<Shard>,
     pub location: String,
     pub server: ServerConfig,
+    /// `[server.tls]` and `[server.basic_auth_users]`, checked.
+    pub server_security: crate::web_security::Security,
     pub demo: Option<DemoConfig>,
     pub otlp: Option<OtlpSettings>,
     /// `[browser]`, checked.
@@ -111,6 +113,8 @@ impl Config {
         let browser = raw.browser.check(&source)?;
         let rum = raw.rum.as_ref().map(|r| r.check(&source)).transpose()?;
         let shard = raw.fleet.check(&source)?;
+        let server_security =
+            crate::web_security::check(&source, raw.server.tls.as_ref(), &raw.server.basic_auth_users, "server")?;
         let mut slos: Vec<(RawSlo, Arc<Source>)> = raw.slos.into_iter().map(|s| (s, source.clone())).collect();
         let mut error_budgets: Vec<(RawErrorBudget, Arc<Source>)> =
             raw.error_budgets.into_iter().map(|b| (b, source.clone())).collect();
@@ -178,6 +182,7 @@ impl Config {
             shard,
             location: raw.location.unwrap_or_else(|| "default".to_string()),
             server: raw.server,
+            server_security,
             demo: raw.demo,
             otlp,
             browser,
@@ -196,7 +201,9 @@ impl RawDaemonFile {
         let server_set = self.server.listen != ServerConfig::default().listen
             || self.server.max_connections.is_some()
             || self.server.header_read_timeout.is_some()
-            || self.server.idle_timeout.is_some();
+            || self.server.idle_timeout.is_some()
+            || self.server.tls.is_some()
+            || !self.server.basic_auth_users.is_empty();
         [
             (self.location.is_some(), "location"),
             (!self.include.is_empty(), "include"),

@@ -55,6 +55,7 @@ pub async fn serve(listener: tokio::net::TcpListener) {
         listener,
         router(),
         crate::server::Limits::default(),
+        crate::web_security::shared(Default::default()),
         std::future::pending(),
     )
     .await

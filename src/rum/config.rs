@@ -66,6 +66,8 @@ pub struct RumConfig {
     pub max_pending: Option<Spanned<usize>>,
     /// Where browsers reach the collector, for `sloprobe rum snippet` (default: from listen).
     pub public_url: Option<Spanned<String>>,
+    /// Serve HTTPS only: pages served over https may only send beacons to https.
+    pub tls: Option<crate::web_security::TlsKeys>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -99,6 +101,8 @@ pub struct RumSettings {
     pub allow_headers: String,
     pub max_pending: usize,
     pub public_url: String,
+    /// `[rum.tls]`, checked.
+    pub security: crate::web_security::Security,
 }
 
 /// What Faro's fetch transport and the snippet send.
@@ -242,7 +246,7 @@ impl RumConfig {
                 }
                 u.get_ref().trim_end_matches('/').to_string()
             }
-            None => format!("http://{listen}"),
+            None => format!("{}://{listen}", if self.tls.is_some() { "https" } else { "http" }),
         };
         let max_faro_body = size(&self.max_faro_body, "rum.max_faro_body", 5 << 20, 64 << 20)?;
         let max_inflight_bytes = size(&self.max_inflight_bytes, "rum.max_inflight_bytes", 64 << 20, 1 << 30)?;
@@ -278,6 +282,7 @@ impl RumConfig {
             allow_headers,
             max_pending: count(&self.max_pending, "rum.max_pending", 100_000, 10_000_000)?,
             public_url,
+            security: crate::web_security::check(source, self.tls.as_ref(), &Default::default(), "rum")?,
         })
     }
 }
