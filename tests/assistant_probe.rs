@@ -30,12 +30,15 @@ async fn ttft_and_token_counts_in_every_format() {
         assert!(o.success(), "{format}: {:?}", o.error);
         let ttft = m(&o, "ttft");
         assert!((0.150..0.150 + SLACK).contains(&ttft), "{format}: ttft {ttft}");
-        assert_eq!(m(&o, "output_tokens"), 10.0, "{format}");
         let source = if matches!(format, "sse" | "chunked") {
+            // No usage in the stream: no token count is made up; the events are counted apart.
+            assert_eq!(o.get("output_tokens"), None, "{format}");
             "counted"
         } else {
+            assert_eq!(m(&o, "output_tokens"), 10.0, "{format}");
             "usage"
         };
+        assert_eq!(m(&o, "output_events"), 10.0, "{format}");
         assert_eq!(o.label("probe.token.source"), Some(source), "{format}");
         let first_chunk = m(&o, "first_chunk");
         if matches!(format, "sse" | "chunked") {
@@ -80,7 +83,7 @@ async fn pings_and_crlf_on_the_wire() {
         let url = t.url(&format!("/llm/{format}?first=80&gap=5&tokens=4&ping=1&crlf=1"));
         let o = run_probe(&probe(&url, format, "")).await;
         assert!(o.success(), "{format}: {:?}", o.error);
-        assert_eq!(m(&o, "output_tokens"), 4.0);
+        assert_eq!(m(&o, "output_events"), 4.0);
         assert!((0.080..0.080 + SLACK).contains(&m(&o, "ttft")), "{format}");
     }
 }
@@ -267,13 +270,17 @@ async fn exported_with_genai_names_and_exact_thresholds() {
     let mut text = String::new();
     telemetry.prometheus_text(&mut |c| text.push_str(&c)).unwrap();
     let has = |needle: &str| assert!(text.contains(needle), "missing {needle} in\n{text}");
-    // Headline distributions are histograms; breakdowns are count and sum (a summary
-    // without quantiles in Prometheus terms).
+    // The semantic conventions' instruments are histograms with their advised edges (a
+    // stream past 10 s still lands in a bucket); probe breakdowns are count and sum.
     has("# TYPE gen_ai_client_operation_duration_seconds histogram");
     has("gen_ai_client_operation_duration_seconds_bucket{");
+    has("le=\"81.92\"");
+    has("le=\"67108864\"");
     has("# TYPE probe_assistant_ttft_seconds histogram");
-    has("# TYPE gen_ai_client_operation_time_to_first_chunk_seconds summary");
-    has("# TYPE gen_ai_client_token_usage summary");
+    has("# TYPE gen_ai_client_operation_time_to_first_chunk_seconds histogram");
+    has("# TYPE gen_ai_client_operation_time_per_output_chunk_seconds histogram");
+    has("# TYPE gen_ai_client_token_usage histogram");
+    has("# TYPE probe_assistant_tpot_seconds summary");
     has("gen_ai_token_type=\"output\"");
     has("gen_ai_token_type=\"input\"");
     has("gen_ai_provider_name=\"anthropic\"");

@@ -134,9 +134,9 @@ pub const MEASURES: &[Measure] = &[
         key: "request",
         metric: "http.client.request.duration",
         unit: Unit::Seconds,
-        // Count and sum: the distribution a probe is judged by is `ttfb`'s (or any
-        // threshold, exactly); buckets here doubled a scrape's size (docs/metrics.md).
-        instrument: Instrument::Mean,
+        // A Stable semantic-convention histogram: buckets on both paths, so stock OTel HTTP
+        // dashboards (which read `_bucket`) work; 8 edges (`buckets::HTTP_REQUEST`).
+        instrument: Instrument::Histogram,
         description: "Duration of one HTTP request (each redirect hop is one), connection to last body byte (OTel semantic conventions). error.type: the transport failure, or the status code of a 4xx/5xx.",
         fixed: &[],
         labels: SEMCONV,

@@ -132,7 +132,7 @@ impl Telemetry {
                 Instrument::Histogram | Instrument::LongHistogram | Instrument::Mean => {
                     histograms.entry(m.metric).or_insert_with(|| {
                         let edges = match m.instrument {
-                            Instrument::Histogram => buckets::defaults(m.unit).to_vec(),
+                            Instrument::Histogram => buckets::for_metric(m.metric, m.unit).to_vec(),
                             Instrument::LongHistogram => buckets::LONG_SECONDS.to_vec(),
                             _ => Vec::new(),
                         };

@@ -128,7 +128,6 @@ pub const MEASURES: &[Measure] = &[
     seconds!(
         "first_chunk",
         "gen_ai.client.operation.time_to_first_chunk",
-        Mean,
         GENAI,
         "Run start to the first streamed event of any kind."
     ),
@@ -154,7 +153,6 @@ pub const MEASURES: &[Measure] = &[
     seconds!(
         "gap",
         "gen_ai.client.operation.time_per_output_chunk",
-        Mean,
         GENAI,
         "Time between consecutive output events (every gap of every run)."
     ),
@@ -169,8 +167,8 @@ pub const MEASURES: &[Measure] = &[
         key: "output_tokens",
         metric: "gen_ai.client.token.usage",
         unit: Unit::Tokens,
-        instrument: Instrument::Mean,
-        description: "Tokens per run, by gen_ai.token.type; from server usage when sent, else counted output events.",
+        instrument: Instrument::Histogram,
+        description: "Tokens per run, by gen_ai.token.type, from the server's usage (not reported when the stream carries none).",
         fixed: &[("gen_ai.token.type", "output")],
         labels: TOKENS,
     },
@@ -178,10 +176,19 @@ pub const MEASURES: &[Measure] = &[
         key: "input_tokens",
         metric: "gen_ai.client.token.usage",
         unit: Unit::Tokens,
-        instrument: Instrument::Mean,
-        description: "Tokens per run, by gen_ai.token.type; from server usage when sent, else counted output events.",
+        instrument: Instrument::Histogram,
+        description: "Tokens per run, by gen_ai.token.type, from the server's usage (not reported when the stream carries none).",
         fixed: &[("gen_ai.token.type", "input")],
         labels: TOKENS,
+    },
+    Measure {
+        key: "output_events",
+        metric: "probe.assistant.output.events",
+        unit: Unit::Count,
+        instrument: Instrument::Mean,
+        description: "Events carrying visible output in the run (what TPOT is per when the stream has no usage).",
+        fixed: &[],
+        labels: &[],
     },
     Measure {
         key: "goodput",
@@ -395,11 +402,17 @@ impl Tally {
     }
 
     fn finish(&self, rec: &mut Recorder) {
+        // Token counts come from the server's usage only: the semantic conventions say not
+        // to report tokens that are not known, so a stream without usage reports its
+        // output events apart (`output_events`), and TPOT is then per event.
         let (output, source) = match self.usage_output {
-            Some(n) => (n, "usage"),
+            Some(n) => {
+                rec.set("output_tokens", n as f64);
+                (n, "usage")
+            }
             None => (self.content_events, "counted"),
         };
-        rec.set("output_tokens", output as f64);
+        rec.set("output_events", self.content_events as f64);
         rec.label("probe.token.source", source);
         if let Some(n) = self.usage_input {
             rec.set("input_tokens", n as f64);
