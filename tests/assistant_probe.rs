@@ -286,9 +286,10 @@ async fn exported_with_genai_names_and_exact_thresholds() {
     has("gen_ai_provider_name=\"anthropic\"");
     has("probe_token_source=\"usage\"");
     // Every inter-chunk gap is counted: 10 tokens, 9 gaps.
-    has(
-        "gen_ai_client_operation_time_per_output_chunk_seconds_count{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\",gen_ai_request_model=\"demo-model\",otel_scope_name=\"sloprobe\",otel_scope_version=\"0.1.0\",probe_kind=\"assistant\",probe_location=\"lab\",probe_name=\"a\"} 9",
-    );
+    let port = url::Url::parse(&url).unwrap().port().unwrap();
+    has(&format!(
+        "gen_ai_client_operation_time_per_output_chunk_seconds_count{{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"anthropic\",gen_ai_request_model=\"demo-model\",otel_scope_name=\"sloprobe\",otel_scope_version=\"0.1.0\",probe_kind=\"assistant\",probe_location=\"lab\",probe_name=\"a\",server_address=\"127.0.0.1\",server_port=\"{port}\"}} 9",
+    ));
     has("probe_assistant_goodput_total{");
     // Budget thresholds are exact counters of this probe, not bucket edges.
     has(

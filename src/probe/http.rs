@@ -148,7 +148,12 @@ pub const MEASURES: &[Measure] = &[
         instrument: Instrument::Mean,
         description: "Size of the final response body.",
         fixed: &[],
-        labels: &["http.request.method", "http.response.status_code"],
+        labels: &[
+            "http.request.method",
+            "http.response.status_code",
+            "server.address",
+            "server.port",
+        ],
     },
     CERT_EXPIRY,
     Measure {
@@ -334,6 +339,7 @@ impl HttpProbe {
         let mut headers = std::borrow::Cow::Borrowed(self.headers.as_slice());
         let mut hops = 0u32;
         rec.label("server.address", self.url.host_str().unwrap_or_default());
+        rec.label("server.port", i64::from(self.url.port_or_known_default().unwrap_or(0)));
         rec.label("url.scheme", self.url.scheme());
 
         loop {

@@ -47,6 +47,9 @@ pub struct AssistantSettings {
     pub url: Spanned<String>,
     /// The stream's wire format.
     pub format: Format,
+    /// `gen_ai.provider.name` (e.g. "openai", "aws.bedrock", "gcp.vertex_ai"): the vendor
+    /// formats set it; for "sse" and "chunked" streams only this key does.
+    pub provider: Option<Spanned<String>>,
     /// The longest silence between two events before the run fails with `stream_stalled`; at most `timeout`.
     pub stall_timeout: Option<Spanned<Dur>>,
     /// The longest SSE line or event accepted (default 1MiB, at most 64MiB); longer is `protocol_error`.
@@ -80,11 +83,19 @@ pub struct StreamExpect {
     pub header_present: Vec<Spanned<String>>,
 }
 
-const GENAI: &[&str] = &["gen_ai.request.model", "gen_ai.provider.name", "gen_ai.operation.name"];
+const GENAI: &[&str] = &[
+    "gen_ai.request.model",
+    "gen_ai.provider.name",
+    "gen_ai.operation.name",
+    "server.address",
+    "server.port",
+];
 const GENAI_E2E: &[&str] = &[
     "gen_ai.request.model",
     "gen_ai.provider.name",
     "gen_ai.operation.name",
+    "server.address",
+    "server.port",
     "http.response.status_code",
     crate::outcome::ERROR_TYPE_LABEL,
 ];
@@ -92,6 +103,8 @@ const TOKENS: &[&str] = &[
     "gen_ai.request.model",
     "gen_ai.provider.name",
     "gen_ai.operation.name",
+    "server.address",
+    "server.port",
     "probe.token.source",
 ];
 
@@ -204,6 +217,8 @@ pub const MEASURES: &[Measure] = &[
 pub struct AssistantProbe {
     url: url::Url,
     format: Format,
+    /// `provider`, when set: wins over the format's own.
+    provider: Option<String>,
     method: Method,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: BodySpec,
@@ -328,9 +343,27 @@ fn build(raw: &AssistantSettings, cfg: &ProbeConfig, ctx: &BuildContext) -> Resu
         DEFAULT_MAX_EVENT as u64,
         MAX_MAX_EVENT as u64,
     )? as usize;
+    let provider = match &raw.provider {
+        Some(p)
+            if p.get_ref().is_empty()
+                || p.get_ref().len() > 64
+                || !p
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._".contains(c)) =>
+        {
+            return Err(cfg.error_at(
+                p,
+                "probe.provider",
+                "a provider name is 1-64 of a-z 0-9 . _ (e.g. \"openai\", \"aws.bedrock\")",
+            ));
+        }
+        p => p.as_ref().map(|p| p.get_ref().clone()),
+    };
     Ok(Box::new(AssistantProbe {
         url: t.url,
         format,
+        provider,
         method,
         headers,
         body,
@@ -473,9 +506,11 @@ impl AssistantProbe {
         // A failed call is still an operation: its duration is recorded with error.type.
         rec.default_to_total("e2e");
         rec.label("gen_ai.operation.name", "chat");
-        if let Some(p) = self.format.provider() {
-            rec.label("gen_ai.provider.name", p);
+        if let Some(p) = self.provider.as_deref().or(self.format.provider()) {
+            rec.label("gen_ai.provider.name", p.to_string());
         }
+        rec.label("server.address", self.url.host_str().unwrap_or_default());
+        rec.label("server.port", i64::from(self.url.port_or_known_default().unwrap_or(0)));
         if let Some(m) = &self.model {
             rec.label("gen_ai.request.model", m.clone());
         }

@@ -207,6 +207,8 @@ impl HttpSearch {
         rec.label("db.system.name", self.system);
         rec.label("db.operation.name", "search");
         rec.label("db.collection.name", self.collection.clone());
+        rec.label("server.address", self.url.host_str().unwrap_or_default());
+        rec.label("server.port", i64::from(self.url.port_or_known_default().unwrap_or(0)));
         let vector = self
             .vectors
             .take(self.dimension)

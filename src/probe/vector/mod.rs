@@ -59,7 +59,14 @@ pub const MEASURES: &[Measure] = &[
         instrument: Instrument::Histogram,
         description: "The top-k search alone: statement sent → every row received (OpenTelemetry database semantic conventions).",
         fixed: &[],
-        labels: &["db.system.name", "db.operation.name", "db.collection.name"],
+        labels: &[
+            "db.system.name",
+            "db.operation.name",
+            "db.collection.name",
+            "db.namespace",
+            "server.address",
+            "server.port",
+        ],
     },
     Measure {
         key: "exact_query",

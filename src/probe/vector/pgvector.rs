@@ -193,6 +193,11 @@ impl PgSearch {
         rec.label("db.system.name", "postgresql");
         rec.label("db.operation.name", "SELECT");
         rec.label("db.collection.name", self.table_label.clone());
+        if let Some(db) = self.config.get_dbname() {
+            rec.label("db.namespace", db.to_string());
+        }
+        rec.label("server.address", self.host.clone());
+        rec.label("server.port", i64::from(self.port));
         let ep = Endpoint {
             host: &self.host,
             port: self.port,
