@@ -215,6 +215,11 @@ fn parse_any(unit: Unit, key: &str, value: &toml::Value) -> Result<f64, String> 
         (Unit::Ratio, toml::Value::Float(f)) if (0.0..=1.0).contains(f) => Ok(*f),
         (Unit::Ratio, toml::Value::Integer(n)) if (0..=1).contains(n) => Ok(*n as f64),
         (Unit::Ratio, _) => Err(format!("`{key}` takes a share between 0 and 1 (a floor), such as 0.96")),
+        (Unit::Loss, toml::Value::Float(f)) if (0.0..=1.0).contains(f) => Ok(*f),
+        (Unit::Loss, toml::Value::Integer(n)) if (0..=1).contains(n) => Ok(*n as f64),
+        (Unit::Loss, _) => Err(format!(
+            "`{key}` takes a share between 0 and 1 (a ceiling), such as 0.01"
+        )),
         (Unit::Seconds, _) => Err(format!("`{key}` takes a duration such as \"500ms\"")),
         (Unit::Bytes, _) => Err(format!("`{key}` takes a size such as \"180KB\"")),
         _ => Err(format!("`{key}` takes a number")),

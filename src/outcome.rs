@@ -175,6 +175,9 @@ pub enum Unit {
     /// A share from 0 to 1 where more is better, such as search recall: a budget or SLO
     /// threshold on it is a floor.
     Ratio,
+    /// A share from 0 to 1 where less is better, such as ping loss: a threshold on it is a
+    /// ceiling. OTel unit `1`, so Prometheus names end in `_ratio`.
+    Loss,
 }
 
 impl Unit {
@@ -187,7 +190,7 @@ impl Unit {
             Unit::Bytes => format!("{v:.0}B"),
             Unit::BytesPerSecond => format!("{:.2}MB/s", v / 1e6),
             Unit::Count | Unit::Tokens | Unit::Runs => format!("{v}"),
-            Unit::Score | Unit::Ratio => format!("{v:.3}"),
+            Unit::Score | Unit::Ratio | Unit::Loss => format!("{v:.3}"),
             Unit::UnixTime => {
                 chrono::DateTime::from_timestamp(v as i64, 0).map_or(v.to_string(), |t| t.date_naive().to_string())
             }

@@ -18,6 +18,7 @@ fn breaking_threshold(unit: Unit) -> (toml::Value, f64) {
         Unit::Seconds => (toml::Value::String("0s".into()), 1.0),
         Unit::Bytes => (toml::Value::String("0B".into()), 1.0),
         Unit::Ratio => (toml::Value::Float(1.0), 0.5),
+        Unit::Loss => (toml::Value::Float(0.0), 1.0),
         Unit::Score => (toml::Value::Float(0.0), 1.0),
         _ => (toml::Value::Integer(0), 1.0),
     }

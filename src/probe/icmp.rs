@@ -81,7 +81,7 @@ pub const MEASURES: &[Measure] = &[
     Measure {
         key: "loss",
         metric: "probe.icmp.loss",
-        unit: Unit::Count,
+        unit: Unit::Loss,
         instrument: Instrument::Gauge,
         description: "Share of the last run's echo requests without a reply within reply_timeout (0 to 1).",
         fixed: &[],

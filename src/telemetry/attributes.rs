@@ -12,7 +12,7 @@ pub fn otel_unit(unit: Unit) -> &'static str {
         Unit::Bytes => "By",
         Unit::BytesPerSecond => "By/s",
         Unit::Count | Unit::Score => "",
-        Unit::Ratio => "1",
+        Unit::Ratio | Unit::Loss => "1",
         Unit::Tokens => "{token}",
         Unit::Runs => "{run}",
     }

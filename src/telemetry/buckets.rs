@@ -27,6 +27,9 @@ pub const SCORE: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0];
 /// Ratios such as recall: fine near 1, where the targets are.
 pub const RATIO: &[f64] = &[0.5, 0.8, 0.9, 0.95, 0.96, 0.98, 0.99, 1.0];
 
+/// Loss shares: fine near 0, where healthy runs are.
+pub const LOSS: &[f64] = &[0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0];
+
 /// Tokens: a subset of the GenAI semantic conventions' advice (×4 steps).
 pub const TOKENS: &[f64] = &[16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0];
 
@@ -77,6 +80,7 @@ pub fn defaults(unit: Unit) -> &'static [f64] {
         Unit::BytesPerSecond => BYTES_PER_SECOND,
         Unit::Score => SCORE,
         Unit::Ratio => RATIO,
+        Unit::Loss => LOSS,
         Unit::Count | Unit::UnixTime | Unit::Runs => COUNT,
     }
 }

@@ -173,7 +173,7 @@ pub const MEASURES: &[Measure] = &[
     Measure {
         key: "ping_loss",
         metric: "probe.websocket.ping.loss",
-        unit: Unit::Count,
+        unit: Unit::Loss,
         instrument: Instrument::Gauge,
         description: "Share of the last run's pings whose pong did not come within pong_timeout (0 to 1).",
         fixed: &[],
