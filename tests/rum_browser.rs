@@ -69,6 +69,37 @@ struct Delay {
 /// and the bundle. Under /fetch/, sendBeacon is removed, so the snippet falls back to
 /// fetch with a JSON body, which the browser preflights.
 async fn page_server(listener: tokio::net::TcpListener, bundle: String) -> Target {
+    let app = page_app(bundle);
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Target::new(addr, task)
+}
+
+/// The same pages over TLS with `config`.
+async fn tls_page_server(listener: tokio::net::TcpListener, bundle: String, config: rustls::ServerConfig) -> Target {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let app = page_app(bundle);
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Target::new(addr, task)
+}
+
+fn page_app(bundle: String) -> axum::Router {
     let bundle = std::sync::Arc::new(bundle);
     let page = |fetch: bool| {
         move |Query(q): Query<Delay>| async move {
@@ -91,7 +122,7 @@ async fn page_server(listener: tokio::net::TcpListener, bundle: String) -> Targe
         }
     };
     let js = bundle.clone();
-    let app = axum::Router::new()
+    axum::Router::new()
         .route("/beacon/page", axum::routing::get(page(false)))
         .route("/fetch/page", axum::routing::get(page(true)))
         .route("/blocked/page", axum::routing::get(page(true)))
@@ -108,12 +139,7 @@ async fn page_server(listener: tokio::net::TcpListener, bundle: String) -> Targe
                 tokio::time::sleep(Duration::from_millis(q.d)).await;
                 ([(header::CONTENT_TYPE, "image/svg+xml")], tiled_svg())
             }),
-        );
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Target::new(addr, task)
+        )
 }
 
 /// Tiles of varied colour: Chromium ignores near-empty images (under 0.05 bits per
@@ -153,6 +179,10 @@ impl Drop for Driver {
 }
 
 async fn browser() -> (Driver, fantoccini::Client) {
+    browser_with(&[]).await
+}
+
+async fn browser_with(extra: &[String]) -> (Driver, fantoccini::Client) {
     let port = free_port();
     let tmp = tempfile::tempdir().unwrap();
     let child = tokio::process::Command::new("chromedriver")
@@ -170,16 +200,19 @@ async fn browser() -> (Driver, fantoccini::Client) {
     })
     .await;
     assert!(up.is_some(), "chromedriver did not start");
-    let mut args = vec![
+    let mut args: Vec<String> = [
         "--headless=new",
         "--disable-gpu",
         "--no-first-run",
         "--disable-dev-shm-usage",
-    ];
+    ]
+    .map(String::from)
+    .to_vec();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
-        args.push("--no-sandbox");
+        args.push("--no-sandbox".into());
     }
+    args.extend(extra.iter().cloned());
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("chrome"));
     caps.insert("goog:chromeOptions".into(), json!({ "args": args }));
@@ -576,4 +609,78 @@ page_view_window = "4s"
     );
     assert!(!text.contains("reason=\"bad_json\""), "a Faro body was not read");
     assert!(!text.contains(key), "the app key reached /metrics");
+}
+
+/// A page served over https beacons to a collector serving https itself (`[rum.tls]`):
+/// what every real deployment needs, since a https page may not send to http. Chromium
+/// trusts exactly the test certificate (by its public key), nothing else.
+#[tokio::test]
+async fn an_https_page_beacons_to_an_https_collector() {
+    let _turn = TURN.lock().await;
+    let pki = tempfile::tempdir().unwrap();
+    write_pki(pki.path(), "");
+    let p = pki.path().display().to_string();
+    let page_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_port = page_listener.local_addr().unwrap().port();
+    let (mport, rport) = (free_port(), free_port());
+    let cfg = format!(
+        r#"[server]
+listen = "127.0.0.1:{mport}"
+[rum]
+listen = "127.0.0.1:{rport}"
+public_url = "https://localhost:{rport}"
+allowed_origins = ["https://localhost:{page_port}"]
+flush_after = "300ms"
+page_view_window = "600ms"
+[rum.tls]
+cert_file = "{p}/server.pem"
+key_file = "{p}/server.key"
+"#
+    );
+    let dir = write_files(&[("sloprobe.toml", &cfg)]);
+    let js = bundle(&dir.path().join("sloprobe.toml"), dir.path());
+    assert!(
+        js.contains(&format!("https://localhost:{rport}")),
+        "the snippet does not post to https"
+    );
+    let cert_pem = std::fs::read(pki.path().join("server.pem")).unwrap();
+    let key_pem = std::fs::read(pki.path().join("server.key")).unwrap();
+    use rustls::pki_types::pem::PemObject as _;
+    let cert = rustls::pki_types::CertificateDer::from_pem_slice(&cert_pem).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_pem).unwrap();
+    let server =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+    let _pages = tls_page_server(page_listener, js, server).await;
+    let _daemon = start_daemon(&dir.path().join("sloprobe.toml"));
+    let up = eventually(50, Duration::from_millis(100), || async {
+        http_get(&format!("http://127.0.0.1:{mport}/readyz")).await
+    })
+    .await;
+    assert!(up.is_some(), "daemon never listened");
+    // Trust this one certificate: the SHA-256 of its public key, as Chromium takes it.
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).unwrap();
+    let spki = ring::digest::digest(&ring::digest::SHA256, parsed.tbs_certificate.subject_pki.raw);
+    use base64::Engine as _;
+    let pin = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
+    let (_driver, client) = browser_with(&[format!("--ignore-certificate-errors-spki-list={pin}")]).await;
+    let page_lcp = load(&client, &format!("https://localhost:{page_port}/beacon/page?d=300")).await;
+    let _ = client.goto("about:blank").await;
+    let _ = client.close().await;
+    let text = eventually(50, Duration::from_millis(100), || async {
+        let (_, t) = http_get(&format!("http://127.0.0.1:{mport}/metrics")).await?;
+        value(&t, "browser_web_vital_lcp_seconds_count", "/beacon/page").map(|_| t)
+    })
+    .await
+    .expect("no LCP beacon reached the collector over TLS");
+    let sum = value(&text, "browser_web_vital_lcp_seconds_sum", "/beacon/page").unwrap();
+    assert!(
+        (sum * 1000.0 - page_lcp).abs() < 2.0,
+        "collector {} ms, page {page_lcp} ms",
+        sum * 1000.0
+    );
 }
