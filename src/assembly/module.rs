@@ -91,30 +91,28 @@ pub fn read_module(table: ProbeTable<'_>, source: &Arc<Source>) -> Result<Module
         Some((_, DeValue::String(s))) => s.to_string(),
         _ => return Err(source.error_at(span, Some("module.kind"), "a module needs `kind`")),
     };
-    let Some(kind) = kinds::kind(&kind_name) else {
-        let offered: Vec<&str> = kinds::KINDS
+    let offered = || {
+        let names: Vec<&str> = kinds::KINDS
             .iter()
             .filter(|k| k.target_key.is_some())
             .map(|k| k.name)
             .collect();
+        names.join(", ")
+    };
+    let Some(kind) = kinds::kind(&kind_name) else {
         return Err(source.error_at(
             span,
             Some("module.kind"),
-            format!("unknown kind {kind_name:?}; modules take: {}", offered.join(", ")),
+            format!("unknown kind {kind_name:?}; modules take: {}", offered()),
         ));
     };
     let Some((target_key, sample_target)) = kind.target_key else {
-        let offered: Vec<&str> = kinds::KINDS
-            .iter()
-            .filter(|k| k.target_key.is_some())
-            .map(|k| k.name)
-            .collect();
         return Err(source.error_at(
             span,
             Some("module.kind"),
             format!(
                 "a {kind_name} probe cannot be a module (it has no single target); modules take: {}",
-                offered.join(", ")
+                offered()
             ),
         ));
     };
