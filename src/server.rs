@@ -150,7 +150,13 @@ async fn basic_auth(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    // bcrypt is slow by design: off the async threads.
+    // bcrypt is slow by design: off the async threads, and two at a time at most (others
+    // queue, bounded by the connection cap), so a flood of wrong passwords costs at most
+    // two threads of hashing, never the probes' CPU.
+    static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let Ok(_slot) = CHECKS.acquire().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "busy\n").into_response();
+    };
     let auth = auth.clone();
     let ok = tokio::task::spawn_blocking(move || auth.allows(given.as_deref()))
         .await
