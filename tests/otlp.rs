@@ -522,7 +522,19 @@ async fn resource_from_the_environment_and_process_metrics_over_otlp() {
 
 /// nginx (Debian) terminating TLS in front of rotel: one port with server TLS, one asking
 /// for a client certificate signed by the test CA; gRPC and HTTP/protobuf both proxied.
-fn start_nginx(dir: &std::path::Path, tls: u16, mtls: u16, grpc: u16, http: u16) -> Child {
+/// A process and its children (nginx's workers), killed as a group when dropped: killing
+/// the master alone leaves the workers running.
+struct Group(std::process::Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group this test started.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+fn start_nginx(dir: &std::path::Path, tls: u16, mtls: u16, grpc: u16, http: u16) -> Group {
     let d = dir.display();
     let server = |port: u16, verify: &str| {
         format!(
@@ -540,7 +552,8 @@ fn start_nginx(dir: &std::path::Path, tls: u16, mtls: u16, grpc: u16, http: u16)
         )
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    Child(
+    use std::os::unix::process::CommandExt as _;
+    Group(
         Command::new(tool("nginx"))
             .args(["-c"])
             .arg(dir.join("nginx.conf"))
@@ -548,6 +561,7 @@ fn start_nginx(dir: &std::path::Path, tls: u16, mtls: u16, grpc: u16, http: u16)
             .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap(),
     )
