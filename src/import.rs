@@ -180,6 +180,16 @@ fn read(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", path.display()))
 }
 
+/// Header names whose values are credentials: the import never writes those values out.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+];
+
 struct Converted {
     kind: &'static str,
     timeout: Option<String>,
@@ -304,6 +314,12 @@ fn convert_module(name: &str, module: &Yaml, notes: &mut Vec<String>) -> Option<
                 let mut ht = Table::new();
                 for (k, v) in headers {
                     if let (Some(k), Some(v)) = (k.as_str(), s(v)) {
+                        if CREDENTIAL_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
+                            notes.push(format!(
+                                "module {name}: header {k} is a credential and is not copied; set it as \"env:NAME\" or \"file:PATH\""
+                            ));
+                            continue;
+                        }
                         ht.insert(k.to_string(), Value::String(v));
                     }
                 }
@@ -359,8 +375,7 @@ fn convert_module(name: &str, module: &Yaml, notes: &mut Vec<String>) -> Option<
             if let Some(tls) = tls_table(name, "http", h.get("tls_config"), notes) {
                 t.insert("tls".into(), Value::Table(tls));
             }
-            if let Some(bearer) = h.get("bearer_token").or_else(|| h.get("authorization")) {
-                let _ = bearer;
+            if h.get("bearer_token").or_else(|| h.get("authorization")).is_some() {
                 notes.push(format!(
                     "module {name}: credentials are not copied; set request.bearer = \"env:NAME\" (or a header from env:/file:)"
                 ));

@@ -5,7 +5,7 @@
 //! ones current when it was accepted.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use rustls::pki_types::pem::PemObject as _;
@@ -77,17 +77,15 @@ pub fn check(
     let tls = match tls {
         None => None,
         Some(keys) => {
-            let file =
-                |f: &Option<Spanned<String>>, key: &str| -> Result<Option<(PathBuf, Spanned<String>)>, ConfigError> {
-                    Ok(f.as_ref().map(|s| (base.join(s.get_ref()), s.clone()))).and_then(|v| match v {
-                        Some(v) => Ok(Some(v)),
-                        None if key == "client_ca_file" => Ok(None),
-                        None => Err(source.error(format!("[{at}.tls] needs `{key}`"))),
-                    })
-                };
-            let cert = file(&keys.cert_file, "cert_file")?.expect("required");
-            let key = file(&keys.key_file, "key_file")?.expect("required");
-            let ca = file(&keys.client_ca_file, "client_ca_file")?;
+            let path = |f: &Spanned<String>| (base.join(f.get_ref()), f.clone());
+            let required = |f: &Option<Spanned<String>>, key: &str| {
+                f.as_ref()
+                    .map(path)
+                    .ok_or_else(|| source.error(format!("[{at}.tls] needs `{key}`")))
+            };
+            let cert = required(&keys.cert_file, "cert_file")?;
+            let key = required(&keys.key_file, "key_file")?;
+            let ca = keys.client_ca_file.as_ref().map(path);
             let config = server_config(&cert.0, &key.0, ca.as_ref().map(|c| c.0.as_path())).map_err(|(which, e)| {
                 let (span, name) = match which {
                     Which::Cert => (cert.1.span(), "cert_file"),
@@ -174,6 +172,7 @@ fn bcrypt_cost(hash: &str) -> Option<u32> {
 
 /// exporter-toolkit's web config file, as Prometheus exporters read it.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct WebConfigFile {
     #[serde(default)]
     tls_server_config: Option<ToolkitTls>,
@@ -217,22 +216,20 @@ pub fn from_web_config_file(path: &Path) -> Result<Security, String> {
             let cert = need(t.cert_file, "cert_file")?;
             let key = need(t.key_file, "key_file")?;
             let ca = t.client_ca_file.map(|p| base.join(p));
-            match t.client_auth_type.as_deref() {
-                None | Some("NoClientCert") if ca.is_none() => {}
-                Some("RequireAndVerifyClientCert") if ca.is_some() => {}
-                None if ca.is_some() => {
+            match (t.client_auth_type.as_deref(), &ca) {
+                (None | Some("NoClientCert"), None) | (Some("RequireAndVerifyClientCert"), Some(_)) => {}
+                (None, Some(_)) => {
                     return Err(format!(
                         "{}: client_ca_file without client_auth_type: RequireAndVerifyClientCert",
                         path.display()
                     ));
                 }
-                Some(other) => {
+                (Some(other), _) => {
                     return Err(format!(
                         "{}: client_auth_type {other:?}: sloprobe supports NoClientCert and RequireAndVerifyClientCert (with client_ca_file)",
                         path.display()
                     ));
                 }
-                None => {}
             }
             Some(server_config(&cert, &key, ca.as_deref()).map_err(|(_, e)| format!("{}: {e}", path.display()))?)
         }

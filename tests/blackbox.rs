@@ -535,6 +535,11 @@ fn the_importer_converts_blackbox_exporters_example_config() {
     // Secrets are never copied into the probe file.
     let written = std::fs::read_to_string(dir.path().join("blackbox.toml")).unwrap();
     assert!(!written.contains("mysecret"), "{written}");
+    assert!(!written.contains("fixture-token-9f3"), "{written}");
+    assert!(
+        notes.contains("http_post_2xx: header Authorization is a credential"),
+        "{notes}"
+    );
     let config = dir.path().join("sloprobe.toml");
     std::fs::write(&config, "include = [\"blackbox.toml\"]\n").unwrap();
     let plan = sloprobe(&["check"], &config);

@@ -50,12 +50,12 @@ pub struct Connected {
     pub alpn: Option<Vec<u8>>,
 }
 
-/// Connects with every phase timed into `rec` (`dns`, `connect`, `tls` are added to,
-/// so redirect hops sum) and the earliest certificate expiry kept as `cert_expiry`.
-pub async fn connect(resolver: &dns::Resolver, rec: &mut Recorder, ep: &Endpoint<'_>) -> Result<Connected, ProbeError> {
+/// The addresses of `host` (a name, an IP, or `[v6]`), the lookup timed as `dns` (added
+/// to, so redirect hops and retries sum; 0 for an address).
+pub async fn resolve(resolver: &dns::Resolver, rec: &mut Recorder, host: &str) -> Result<Vec<IpAddr>, ProbeError> {
     rec.enter(PHASE_DNS);
     let t = Instant::now();
-    let bare = ep.host.trim_start_matches('[').trim_end_matches(']');
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
         Err(_) => {
@@ -67,6 +67,13 @@ pub async fn connect(resolver: &dns::Resolver, rec: &mut Recorder, ep: &Endpoint
     if rec.get(PHASE_DNS).is_none() {
         rec.add(PHASE_DNS, 0.0);
     }
+    Ok(addrs)
+}
+
+/// Connects with every phase timed into `rec` (`dns`, `connect`, `tls` are added to,
+/// so redirect hops sum) and the earliest certificate expiry kept as `cert_expiry`.
+pub async fn connect(resolver: &dns::Resolver, rec: &mut Recorder, ep: &Endpoint<'_>) -> Result<Connected, ProbeError> {
+    let addrs = resolve(resolver, rec, ep.host).await?;
 
     rec.enter(PHASE_CONNECT);
     let t = Instant::now();

@@ -298,29 +298,15 @@ impl Settings for DnsSettings {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let tls_keys = &self.tls_config;
-        let tls = if self.transport == Transport::Tls {
-            let ca = tls_keys.ca_file.as_ref();
-            Some(
-                ctx.tls_config(
-                    ca.map(|c| cfg.path(c.get_ref())).as_deref(),
-                    tls_keys.insecure_skip_verify,
-                    &[b"dot"],
-                )
-                .map_err(|e| match ca {
-                    Some(c) => cfg.error_at(c, "probe.tls_config.ca_file", e),
-                    None => cfg.source.error(e),
-                })?,
-            )
-        } else {
-            None
-        };
+        let tls = (self.transport == Transport::Tls)
+            .then(|| self.tls_config.client(cfg, ctx, &[b"dot"], "probe.tls_config"))
+            .transpose()?;
         Ok(Box::new(DnsProbe {
             host,
             port,
             transport: self.transport,
             tls,
-            server_name: tls_keys.server_name.as_ref().map(|s| s.get_ref().clone()),
+            server_name: self.tls_config.server_name(),
             name,
             rtype,
             class,
@@ -384,21 +370,8 @@ impl Probe for DnsProbe {
 
 impl DnsProbe {
     async fn server_addr(&self, rec: &mut Recorder) -> Result<SocketAddr, ProbeError> {
-        rec.enter(net::PHASE_DNS);
-        let bare = self.host.trim_start_matches('[').trim_end_matches(']');
-        let ip = match bare.parse::<IpAddr>() {
-            Ok(ip) => {
-                rec.add(net::PHASE_DNS, 0.0);
-                ip
-            }
-            Err(_) => {
-                let t = Instant::now();
-                let ips = net::dns::resolve(&self.resolver, bare).await;
-                rec.add(net::PHASE_DNS, t.elapsed().as_secs_f64());
-                ips?[0]
-            }
-        };
-        Ok(SocketAddr::new(ip, self.port))
+        let ips = net::resolve(&self.resolver, rec, &self.host).await?;
+        Ok(SocketAddr::new(ips[0], self.port))
     }
 
     async fn over_udp(&self, rec: &mut Recorder, wire: &[u8], id: u16) -> Result<Message, ProbeError> {

@@ -135,18 +135,9 @@ impl Settings for GrpcSettings {
         let scheme = if self.tls { "https" } else { "http" };
         let url = url::Url::parse(&format!("{scheme}://{host}:{port}/grpc.health.v1.Health/Check"))
             .map_err(|e| cfg.error_at(&self.target, "probe.target", format!("not a host:port: {e}")))?;
-        let tls_keys = &self.tls_config;
-        let ca = tls_keys.ca_file.as_ref();
-        let tls = ctx
-            .tls_config(
-                ca.map(|c| cfg.path(c.get_ref())).as_deref(),
-                tls_keys.insecure_skip_verify,
-                Version::Http2.alpn(),
-            )
-            .map_err(|e| match ca {
-                Some(c) => cfg.error_at(c, "probe.tls_config.ca_file", e),
-                None => cfg.source.error(e),
-            })?;
+        let tls = self
+            .tls_config
+            .client(cfg, ctx, Version::Http2.alpn(), "probe.tls_config")?;
         // Length-prefixed message: 1 byte "not compressed", 4 bytes length, the bytes.
         let body = HealthCheckRequest {
             service: self.service.clone(),
@@ -159,7 +150,7 @@ impl Settings for GrpcSettings {
         Ok(Box::new(GrpcProbe {
             url,
             tls,
-            server_name: tls_keys.server_name.as_ref().map(|s| s.get_ref().clone()),
+            server_name: self.tls_config.server_name(),
             message: framed.freeze(),
             service: self.service.clone(),
             resolver: ctx.resolver.clone(),

@@ -46,6 +46,33 @@ pub struct Tls {
     pub server_name: Option<Spanned<String>>,
 }
 
+impl Tls {
+    /// The client config these keys ask for (shared through `ctx`), offering `alpn`; a bad
+    /// CA file is reported at `<at>.ca_file`.
+    pub fn client(
+        &self,
+        cfg: &ProbeConfig,
+        ctx: &BuildContext,
+        alpn: &[&[u8]],
+        at: &str,
+    ) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+        let ca = self.ca_file.as_ref();
+        ctx.tls_config(
+            ca.map(|c| cfg.path(c.get_ref())).as_deref(),
+            self.insecure_skip_verify,
+            alpn,
+        )
+        .map_err(|e| match ca {
+            Some(c) => cfg.error_at(c, &format!("{at}.ca_file"), e),
+            None => cfg.source.error(e),
+        })
+    }
+
+    pub fn server_name(&self) -> Option<String> {
+        self.server_name.as_ref().map(|s| s.get_ref().clone())
+    }
+}
+
 /// `http_version`.
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 pub enum HttpVersion {
@@ -160,17 +187,7 @@ pub fn target(cfg: &ProbeConfig, ctx: &BuildContext, keys: &TargetKeys<'_>) -> R
 
     let version = Version::from(keys.http_version);
     let tls_keys = keys.tls;
-    let ca_file = tls_keys.ca_file.as_ref().map(|f| (cfg.path(f.get_ref()), f));
-    let tls = ctx
-        .tls_config(
-            ca_file.as_ref().map(|(p, _)| p.as_path()),
-            tls_keys.insecure_skip_verify,
-            version.alpn(),
-        )
-        .map_err(|e| match &ca_file {
-            Some((_, span)) => cfg.error_at(*span, "probe.tls.ca_file", e),
-            None => cfg.source.error(e),
-        })?;
+    let tls = tls_keys.client(cfg, ctx, version.alpn(), "probe.tls")?;
 
     Ok(HttpTarget {
         url,
@@ -178,7 +195,7 @@ pub fn target(cfg: &ProbeConfig, ctx: &BuildContext, keys: &TargetKeys<'_>) -> R
         status: keys.status.map(|s| s.get_ref().clone()),
         header_present,
         tls,
-        server_name: tls_keys.server_name.as_ref().map(|s| s.get_ref().clone()),
+        server_name: tls_keys.server_name(),
         version,
     })
 }

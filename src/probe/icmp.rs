@@ -283,15 +283,7 @@ impl Probe for IcmpProbe {
 
 impl IcmpProbe {
     async fn address(&self, rec: &mut Recorder) -> Result<IpAddr, ProbeError> {
-        rec.enter(net::PHASE_DNS);
-        if let Ok(ip) = self.host.parse::<IpAddr>() {
-            rec.set(net::PHASE_DNS, 0.0);
-            return Ok(ip);
-        }
-        let t = Instant::now();
-        let ips = net::dns::resolve(&self.resolver, &self.host).await;
-        rec.set(net::PHASE_DNS, t.elapsed().as_secs_f64());
-        let ips = ips?;
+        let ips = net::resolve(&self.resolver, rec, &self.host).await?;
         let pick = match self.protocol {
             IpProtocol::Auto => ips.first(),
             IpProtocol::Ip4 => ips.iter().find(|ip| ip.is_ipv4()),

@@ -138,19 +138,7 @@ impl Settings for TcpSettings {
     fn build(&self, cfg: &ProbeConfig, ctx: &BuildContext) -> Result<Box<dyn Probe>, ConfigError> {
         let (host, port) =
             host_port(self.target.get_ref()).map_err(|e| cfg.error_at(&self.target, "probe.target", e))?;
-        let tls_keys = &self.tls_config;
-        let ca = tls_keys.ca_file.as_ref();
-        let client = |alpn: &[&[u8]]| {
-            ctx.tls_config(
-                ca.map(|c| cfg.path(c.get_ref())).as_deref(),
-                tls_keys.insecure_skip_verify,
-                alpn,
-            )
-            .map_err(|e| match ca {
-                Some(c) => cfg.error_at(c, "probe.tls_config.ca_file", e),
-                None => cfg.source.error(e),
-            })
-        };
+        let client = || self.tls_config.client(cfg, ctx, &[], "probe.tls_config");
         let mut steps = Vec::new();
         for (i, s) in self.query.iter().enumerate() {
             let key = |k: &str| format!("probe.query[{i}].{k}");
@@ -180,9 +168,9 @@ impl Settings for TcpSettings {
         Ok(Box::new(TcpProbe {
             host,
             port,
-            tls: self.tls.then(|| client(&[])).transpose()?,
-            starttls: wants_starttls.then(|| client(&[])).transpose()?,
-            server_name: tls_keys.server_name.as_ref().map(|s| s.get_ref().clone()),
+            tls: self.tls.then(client).transpose()?,
+            starttls: wants_starttls.then(client).transpose()?,
+            server_name: self.tls_config.server_name(),
             steps,
             resolver: ctx.resolver.clone(),
         }))

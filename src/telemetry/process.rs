@@ -11,7 +11,7 @@ pub const OTEL_PREFIX: &str = "process.";
 /// The process metrics as observable instruments, for OTLP.
 pub fn register(meter: &Meter) {
     let reading = |name: &'static str| {
-        metrics()
+        recent()
             .into_iter()
             .find(|(n, _, _, _)| *n == name)
             .map(|(_, _, _, v)| v)
@@ -66,8 +66,26 @@ pub fn register(meter: &Meter) {
     }
 }
 
+type Reading = (&'static str, &'static str, &'static str, f64);
+
+/// One collection calls the five callbacks above in a row: they share one read of /proc.
+fn recent() -> Vec<Reading> {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<Option<(Instant, Vec<Reading>)>> = Mutex::new(None);
+    let mut last = LAST.lock().expect("process readings lock");
+    match &*last {
+        Some((at, r)) if at.elapsed() < Duration::from_millis(500) => r.clone(),
+        _ => {
+            let r = metrics();
+            *last = Some((Instant::now(), r.clone()));
+            r
+        }
+    }
+}
+
 /// (name, type, help, value) for each process metric this platform can read.
-pub fn metrics() -> Vec<(&'static str, &'static str, &'static str, f64)> {
+pub fn metrics() -> Vec<Reading> {
     let mut out = Vec::new();
     #[cfg(target_os = "linux")]
     {
