@@ -593,6 +593,11 @@ impl Recorder {
         *slot(&mut self.details, key) = crate::redact::printable(&value.into(), MAX_DETAIL_TEXT);
     }
 
+    /// A detail this crate made safe already (a URL `redact::url` gave back): kept as is.
+    pub fn detail_redacted(&mut self, key: &'static str, value: String) {
+        *slot(&mut self.details, key) = value;
+    }
+
     /// Replaces a secret the run used wherever the target may have echoed it back (a
     /// page's error text quoting its cookie).
     pub fn scrub(&mut self, secret: &str) {

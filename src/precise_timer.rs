@@ -1,8 +1,13 @@
 //! Wake-ups to within tens of microseconds. Tokio's timer wheel ticks in whole
 //! milliseconds and an idle runtime sleeps in `epoll_wait`, whose millisecond timeout rounds
-//! up again, so a scheduled run starts 1–2 ms late at best. Here one thread per process
-//! keeps the due times in a heap and sleeps on a condition variable (a nanosecond futex
-//! timeout); at each due time it wakes the waiting task directly.
+//! up again, so a scheduled run starts 1–2 ms late at best. Due times are kept in a heap;
+//! what fires them:
+//! - in the daemon, a `timerfd` (nanosecond expiry) in the probe runtime's own epoll set,
+//!   read by a task there ([`drive_here`]): the runtime's worker wakes straight from
+//!   `epoll_wait` and wakes the due tasks on its own queue, with no second thread in the
+//!   way (a third fewer context switches than the timer thread);
+//! - elsewhere (`once`, the demo target, tests), one thread sleeping on a condition
+//!   variable (a nanosecond futex timeout), which wakes the waiting task at the due time.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -82,6 +87,10 @@ impl Timer {
 /// Completes at `due` (std clock), within tens of microseconds on an idle host.
 pub async fn sleep_until(due: Instant) {
     let (tx, rx) = oneshot::channel();
+    let Some(tx) = on_fd_timer(due, tx) else {
+        let _ = rx.await;
+        return;
+    };
     {
         let t = timer();
         let mut st = t.state.lock().expect("timer lock");
@@ -94,6 +103,135 @@ pub async fn sleep_until(due: Instant) {
         }
     }
     let _ = rx.await;
+}
+
+/// Queues the wake-up on the timerfd timer when it runs; gives `tx` back otherwise.
+#[cfg(target_os = "linux")]
+fn on_fd_timer(due: Instant, tx: oneshot::Sender<()>) -> Option<oneshot::Sender<()>> {
+    let Some(t) = FD_TIMER
+        .get()
+        .filter(|t| t.alive.load(std::sync::atomic::Ordering::Acquire))
+    else {
+        return Some(tx);
+    };
+    let mut st = t.state.lock().expect("timer lock");
+    st.seq += 1;
+    let seq = st.seq;
+    let earliest = st.heap.peek().is_none_or(|Reverse(e)| due < e.due);
+    st.heap.push(Reverse(Entry { due, seq, wake: tx }));
+    if earliest {
+        t.arm(Some(due));
+    }
+    None
+}
+
+#[cfg(not(target_os = "linux"))]
+fn on_fd_timer(_: Instant, tx: oneshot::Sender<()>) -> Option<oneshot::Sender<()>> {
+    Some(tx)
+}
+
+#[cfg(target_os = "linux")]
+static FD_TIMER: OnceLock<Arc<FdTimer>> = OnceLock::new();
+
+#[cfg(target_os = "linux")]
+struct FdTimer {
+    state: Mutex<State>,
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    /// False once the driving task is gone (its runtime shut down): sleeps then go back
+    /// to the timer thread.
+    alive: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(target_os = "linux")]
+impl FdTimer {
+    /// Sets the expiry to `due` (absolute, CLOCK_MONOTONIC, the clock of `Instant`), or
+    /// disarms it.
+    fn arm(&self, due: Option<Instant>) {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: all-zero is a valid itimerspec / timespec (and "disarmed").
+        let mut spec: libc::itimerspec = unsafe { std::mem::zeroed() };
+        if let Some(due) = due {
+            let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+            // SAFETY: clock_gettime writes the timespec it is given.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+            let left = due.saturating_duration_since(Instant::now());
+            let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
+            spec.it_value.tv_sec = (now.tv_sec as u64 + left.as_secs() + nanos / 1_000_000_000) as libc::time_t;
+            // A zero expiry would disarm: one nanosecond past the second is as good.
+            spec.it_value.tv_nsec = (nanos % 1_000_000_000).max(1) as libc::c_long;
+        }
+        // SAFETY: the fd is a timerfd this struct owns; the spec lives across the call.
+        unsafe {
+            libc::timerfd_settime(
+                self.fd.get_ref().as_raw_fd(),
+                libc::TFD_TIMER_ABSTIME,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        };
+    }
+}
+
+/// Fires wake-ups from a timerfd on the current runtime until that runtime stops; the
+/// daemon spawns it on its probe runtime. Sleeps begun before it runs use the thread.
+#[cfg(target_os = "linux")]
+pub async fn drive_here() {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    // SAFETY: timerfd_create returns a new fd or -1.
+    let raw = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+    if raw < 0 {
+        tracing::debug!("timerfd_create failed: wake-ups stay on the timer thread");
+        return;
+    }
+    // SAFETY: `raw` is a new fd nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: the AsyncFd owns the fd and deregisters it before closing it.
+    let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) };
+    let Ok(fd) = registered else {
+        return;
+    };
+    let t = Arc::new(FdTimer {
+        state: Mutex::new(State::default()),
+        fd,
+        alive: std::sync::atomic::AtomicBool::new(true),
+    });
+    if FD_TIMER.set(t.clone()).is_err() {
+        return;
+    }
+    struct Gone(Arc<FdTimer>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.alive.store(false, std::sync::atomic::Ordering::Release);
+            // Sleepers still queued wake now rather than never.
+            self.0.state.lock().expect("timer lock").heap.clear();
+        }
+    }
+    let gone = Gone(t);
+    let t = &gone.0;
+    loop {
+        {
+            let mut st = t.state.lock().expect("timer lock");
+            let now = Instant::now();
+            while st.heap.peek().is_some_and(|Reverse(e)| e.due <= now) {
+                let Reverse(e) = st.heap.pop().expect("peeked");
+                let _ = e.wake.send(());
+            }
+            t.arm(st.heap.peek().map(|Reverse(e)| e.due));
+        }
+        let Ok(mut ready) = t.fd.readable().await else {
+            return;
+        };
+        let mut expirations = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into the buffer; EAGAIN (not expired) is fine.
+        unsafe {
+            libc::read(
+                t.fd.get_ref().as_raw_fd(),
+                expirations.as_mut_ptr().cast(),
+                expirations.len(),
+            )
+        };
+        ready.clear_ready();
+    }
 }
 
 #[cfg(test)]

@@ -185,6 +185,8 @@ struct Expect {
 
 pub struct HttpProbe {
     url: url::Url,
+    /// `url` redacted, as the run's `url` detail shows it (made once, not every run).
+    shown_url: String,
     method: Method,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: BodySpec,
@@ -280,6 +282,7 @@ impl Settings for HttpSettings {
 
         let pool = (raw.connection == Connection::Reuse).then(|| tokio::sync::Mutex::new(None));
         Ok(Box::new(HttpProbe {
+            shown_url: crate::redact::url(t.url.as_str()),
             url: t.url,
             method,
             headers: t.headers,
@@ -405,7 +408,11 @@ impl HttpProbe {
             }
             rec.set("body_bytes", hop.body_bytes as f64);
             rec.set("redirects", f64::from(hops));
-            rec.detail("url", crate::redact::url(url.as_str()));
+            if url == self.url {
+                rec.detail_redacted("url", self.shown_url.clone());
+            } else {
+                rec.detail("url", crate::redact::url(url.as_str()));
+            }
             let result = self.check(rec, status, &hop.headers, hop.captured.as_deref());
             if result.is_ok() {
                 self.keep(&mut pool_guard, hop.conn, &url);

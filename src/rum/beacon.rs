@@ -194,6 +194,8 @@ pub struct Report<'a> {
     pub url: Option<Cow<'a, str>>,
     /// The page view this metric belongs to (the snippet's `pageId`, Faro's page id).
     pub page_id: Option<Cow<'a, str>>,
+    /// The snippet sent this metric id in an earlier beacon of the page view too.
+    pub resent: bool,
 }
 
 /// Borrowed from the body where the JSON string had no escapes: no copy per field.
@@ -221,6 +223,7 @@ enum Loose<'a> {
     Null,
     Num(f64),
     Str(Cow<'a, str>),
+    Bool(bool),
     Other,
 }
 
@@ -235,8 +238,8 @@ impl<'de> Deserialize<'de> for Loose<'de> {
             fn visit_unit<E>(self) -> Result<Loose<'de>, E> {
                 Ok(Loose::Null)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Loose<'de>, E> {
-                Ok(Loose::Other)
+            fn visit_bool<E>(self, v: bool) -> Result<Loose<'de>, E> {
+                Ok(Loose::Bool(v))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Loose<'de>, E> {
                 Ok(Loose::Num(v))
@@ -277,6 +280,7 @@ struct Wire<'a> {
     navigation: Option<Loose<'a>>,
     url: Option<Loose<'a>>,
     page_id: Option<Loose<'a>>,
+    resent: Option<Loose<'a>>,
 }
 
 impl<'de> Deserialize<'de> for Wire<'de> {
@@ -301,6 +305,7 @@ impl<'de> Deserialize<'de> for Wire<'de> {
                         "navigationType" => &mut w.navigation,
                         "url" => &mut w.url,
                         "pageId" => &mut w.page_id,
+                        "resent" => &mut w.resent,
                         // rating (recomputed here), attribution, entries: skipped unread.
                         _ => {
                             map.next_value::<IgnoredAny>()?;
@@ -385,6 +390,11 @@ fn web_vitals_metric(w: Wire<'_>) -> Result<Report<'_>, Reject> {
         id: loose_text(w.id, MAX_ID)?,
         url: loose_text(w.url, MAX_URL)?,
         page_id: loose_text(w.page_id, MAX_ID)?,
+        resent: match w.resent {
+            None | Some(Loose::Null) => false,
+            Some(Loose::Bool(b)) => b,
+            Some(_) => return Err(Reject::WrongType),
+        },
     })
 }
 
@@ -487,6 +497,7 @@ fn faro_measurement(m: &Value, url: Option<&str>, page_id: Option<&str>) -> Pars
                 navigation: field("navigation_type", 64)?.map_or(Navigation::Navigate, |s| Navigation::parse(&s)),
                 url: url.map(|u| Cow::Owned(u.to_string())),
                 page_id: page_id.map(|p| Cow::Owned(p.to_string())),
+                resent: false,
             })
         })());
     }

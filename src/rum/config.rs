@@ -52,6 +52,9 @@ pub struct RumConfig {
     pub budget: BTreeMap<String, Spanned<toml::Value>>,
     /// Metrics one beacon may carry (default 64).
     pub max_batch: Option<Spanned<usize>>,
+    /// The share of page views the snippet measures (0 < rate ≤ 1, default 1), decided
+    /// once per page view and sent with its beacons.
+    pub sample_rate: Option<Spanned<f64>>,
     /// TTFB, FCP and LCP are recorded once their id has been quiet this long (default "30s").
     pub flush_after: Option<Spanned<Dur>>,
     /// A page view is closed (counted, its CLS and INP recorded with their last value)
@@ -95,6 +98,8 @@ pub struct RumSettings {
     /// Per vital, in the measure's unit (seconds, or the CLS score).
     pub budgets: Vec<(Vital, f64)>,
     pub max_batch: usize,
+    /// `sample_rate`, written into the snippet.
+    pub sample_rate: f64,
     pub flush_after: Duration,
     pub page_view_window: Duration,
     /// The preflight's Access-Control-Allow-Headers value.
@@ -277,6 +282,17 @@ impl RumConfig {
             routes,
             budgets,
             max_batch: count(&self.max_batch, "rum.max_batch", 64, 1000)?,
+            sample_rate: match &self.sample_rate {
+                None => 1.0,
+                Some(r) if *r.get_ref() > 0.0 && *r.get_ref() <= 1.0 => *r.get_ref(),
+                Some(r) => {
+                    return Err(at(
+                        r.span(),
+                        "rum.sample_rate",
+                        "between 0 (exclusive) and 1".to_string(),
+                    ));
+                }
+            },
             flush_after,
             page_view_window,
             allow_headers,

@@ -32,7 +32,7 @@ use beacon::{Reject, Vital};
 use catalog::to_unit;
 pub use catalog::{MEASURES, device_class, measure};
 pub use config::{RumConfig, RumRoute, RumSettings};
-use store::{Final, Flushed, Store};
+use store::{BeaconMeta, Final, Flushed, Store};
 
 /// Route labels by id, looked up once per flush batch.
 struct RouteNames<'a> {
@@ -214,8 +214,18 @@ impl Collector {
                         thresholds,
                     });
                 }
-                Flushed::PageView { route, vitals } => {
-                    telemetry.record_page_view(&names.get(route));
+                Flushed::PageView {
+                    route, adopted: true, ..
+                } => {
+                    telemetry.record_adopted_page_view(&names.get(route));
+                }
+                Flushed::PageView {
+                    route,
+                    vitals,
+                    sample_rate,
+                    ..
+                } => {
+                    telemetry.record_page_view(&names.get(route), sample_rate);
                     if coverage.len() == COVERAGE_WINDOW {
                         coverage.pop_front();
                     }
@@ -382,6 +392,13 @@ impl Collector {
         };
         let headers = req.headers;
         let allowed = self.allowed_origin(&headers);
+        let meta = match beacon_meta(req.uri.query().unwrap_or("")) {
+            Ok(m) => m,
+            Err(reason) => {
+                self.count_beacon(format, Some(reason));
+                return respond(StatusCode::BAD_REQUEST, allowed, reason);
+            }
+        };
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (referer, agent) = (text(header::REFERER), text(header::USER_AGENT));
         let gzip = headers
@@ -408,7 +425,7 @@ impl Collector {
                 } else {
                     std::borrow::Cow::Borrowed(&body[..])
                 };
-                c.process(format, &body, referer.as_deref(), agent.as_deref().unwrap_or(""))
+                c.process(format, &body, meta, referer.as_deref(), agent.as_deref().unwrap_or(""))
             })
             .await;
         match done {
@@ -428,7 +445,14 @@ impl Collector {
 
     /// Parses an admitted beacon and stores its vitals (on the pool): the status and
     /// reason to answer with.
-    fn process(&self, format: Format, body: &[u8], referer: Option<&str>, agent: &str) -> (StatusCode, &'static str) {
+    fn process(
+        &self,
+        format: Format,
+        body: &[u8],
+        meta: BeaconMeta,
+        referer: Option<&str>,
+        agent: &str,
+    ) -> (StatusCode, &'static str) {
         let parsed = match format {
             Format::WebVitals => beacon::parse_web_vitals(body, self.settings.max_batch),
             Format::Faro => beacon::parse_faro(body, self.settings.max_batch),
@@ -471,7 +495,12 @@ impl Collector {
                         navigation: report.navigation,
                         device,
                     };
-                    keys.push((fin, report.id.as_deref(), report.page_id.as_deref()));
+                    keys.push(store::Incoming {
+                        report: fin,
+                        id: report.id.as_deref(),
+                        page: report.page_id.as_deref(),
+                        resent: report.resent,
+                    });
                 }
                 Err(reason) => {
                     rejected += 1;
@@ -479,13 +508,22 @@ impl Collector {
                 }
             }
         }
-        let (flushed, duplicates) = self.store.add(keys, now);
-        // A value its page view recorded already: taken, never recorded twice.
+        let store::Added {
+            flushed,
+            duplicates,
+            unseen_resends,
+        } = self.store.add(keys, meta, now);
+        // A value its page view recorded already, or that another collector holds:
+        // taken, never recorded twice.
         if duplicates > 0 {
             telemetry.count_vitals(Some("duplicate"), duplicates as u64);
         }
-        if accepted > duplicates as u64 {
-            telemetry.count_vitals(None, accepted - duplicates as u64);
+        if unseen_resends > 0 {
+            telemetry.count_vitals(Some("unseen_resend"), unseen_resends as u64);
+        }
+        let dropped = (duplicates + unseen_resends) as u64;
+        if accepted > dropped {
+            telemetry.count_vitals(None, accepted - dropped);
         }
         // A full shard flushed early: recorded here, on the pool.
         self.emit(flushed);
@@ -583,6 +621,26 @@ fn respond(status: StatusCode, origin: Option<&str>, reason: &str) -> Response {
     r
 }
 
+/// The beacon's own query parameters: `b`, its index within its page view (0 = the
+/// first), and `sr`, the share of page views its client samples (0 < sr ≤ 1).
+fn beacon_meta(query: &str) -> Result<BeaconMeta, &'static str> {
+    let mut meta = BeaconMeta::default();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "b" => meta.opens = v.parse::<u32>().map_err(|_| "bad_beacon_index")? == 0,
+            "sr" => {
+                meta.sample_rate = v
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|r| *r > 0.0 && *r <= 1.0)
+                    .ok_or("bad_sample_rate")?;
+            }
+            _ => {}
+        }
+    }
+    Ok(meta)
+}
+
 fn query_param(query: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == name)
@@ -609,6 +667,7 @@ pub fn snippet(settings: &RumSettings, import_from: &str) -> String {
     };
     include_str!("snippet.js")
         .replace("'__IMPORT_FROM__'", &js_string(import_from))
+        .replace("/*__SAMPLE_RATE__*/1", &format!("{}", settings.sample_rate))
         .replace("/*__ENDPOINT__*/\n", &key_note)
 }
 

@@ -41,7 +41,51 @@ pub enum Flushed {
     PageView {
         route: RouteId,
         vitals: u8,
+        /// First seen here after its first beacon (which another collector took, before
+        /// a rebalance): counted apart, never as a page view (the other one counted it).
+        adopted: bool,
+        /// The share of page views the client sampled in (1 = all).
+        sample_rate: f32,
     },
+}
+
+/// What one beacon says about itself (the snippet's `b` and `sr` query parameters).
+#[derive(Debug, Clone, Copy)]
+pub struct BeaconMeta {
+    /// Whether it is its page view's first beacon (or says nothing about it).
+    pub opens: bool,
+    pub sample_rate: f32,
+}
+
+impl Default for BeaconMeta {
+    fn default() -> Self {
+        BeaconMeta {
+            opens: true,
+            sample_rate: 1.0,
+        }
+    }
+}
+
+/// One report of a beacon, as the store takes it.
+pub struct Incoming<'a> {
+    pub report: Final,
+    /// The metric id (web-vitals' `id`).
+    pub id: Option<&'a str>,
+    pub page: Option<&'a str>,
+    /// The client sent this metric id in an earlier beacon too.
+    pub resent: bool,
+}
+
+/// What `Store::add` did with a beacon.
+#[derive(Default)]
+pub struct Added {
+    /// Final now (a full shard flushes early).
+    pub flushed: Vec<Flushed>,
+    /// Reports of a value their page view recorded already: dropped.
+    pub duplicates: usize,
+    /// Resends of a metric this collector never saw: another collector (before a
+    /// rebalance) or an expired page view holds it. Dropped, so it is not counted twice.
+    pub unseen_resends: usize,
 }
 
 /// Milliseconds since the store started (wraps after 49 days; entries live hours at most).
@@ -57,6 +101,8 @@ struct Pending {
 
 struct Page {
     route: RouteId,
+    adopted: bool,
+    sample_rate: f32,
     /// Vitals reported, and vitals already recorded (`Vital::bit`s).
     vitals: u8,
     recorded: u8,
@@ -134,21 +180,25 @@ impl Store {
         h.finish()
     }
 
-    /// Takes one beacon's reports: (vital, metric id, page id). A report without an id
-    /// is final at once. Returns what is final now, and how many reports were
-    /// duplicates of a value their page view already recorded (dropped).
+    /// Takes one beacon's reports. A report without an id is final at once.
     ///
     /// A page view's metrics live in the shard of its page id (of the metric id without
     /// one), so a beacon takes one lock, not one per metric: the lock's cache line moving
     /// between cores was the costliest step of a beacon (docs/benchmarks.md).
-    pub fn add(&self, reports: Vec<(Final, Option<&str>, Option<&str>)>, now: Instant) -> (Vec<Flushed>, usize) {
+    pub fn add(&self, reports: Vec<Incoming<'_>>, beacon: BeaconMeta, now: Instant) -> Added {
         let now = self.ms(now);
-        let mut out = Vec::new();
-        let mut duplicates = 0;
+        let mut added = Added::default();
+        let out = &mut added.flushed;
         let mut keyed = Vec::with_capacity(reports.len());
         // A beacon's metrics share their page id: hash it once.
         let mut last_page: Option<(&str, u64)> = None;
-        for (report, id, page) in reports {
+        for Incoming {
+            report,
+            id,
+            page,
+            resent,
+        } in reports
+        {
             let page_key = page.map(|p| match last_page {
                 Some((q, k)) if q == p => k,
                 _ => {
@@ -160,13 +210,15 @@ impl Store {
             match id {
                 None => match page_key {
                     // Final at once, but its page view may have recorded it already.
-                    Some(k) => keyed.push((k as usize % SHARDS, None, page_key, report)),
+                    Some(k) => keyed.push((k as usize % SHARDS, None, page_key, report, resent)),
+                    // Sent before without an id or page: nothing here can tell it apart.
+                    None if resent => added.unseen_resends += 1,
                     None => out.push(Flushed::Vital(report)),
                 },
                 Some(id) => {
                     let key = self.key(report.vital as u8, id);
                     let shard = page_key.unwrap_or(key) as usize % SHARDS;
-                    keyed.push((shard, Some(key), page_key, report));
+                    keyed.push((shard, Some(key), page_key, report, resent));
                 }
             }
         }
@@ -176,16 +228,27 @@ impl Store {
             let shard = keyed[i].0;
             let mut inner = self.shards[shard].lock().expect("store lock");
             if inner.metrics.len() + inner.pages.len() >= self.max_pending {
-                drain_into(&mut inner, &mut out);
+                drain_into(&mut inner, out);
             }
             while i < keyed.len() && keyed[i].0 == shard {
-                let (_, metric, page_key, report) = keyed[i];
+                let (_, metric, page_key, report, resent) = keyed[i];
                 i += 1;
                 let bit = report.vital.bit();
                 let waiting = metric.is_some_and(|k| inner.metrics.contains_key(&k));
+                let seen = waiting
+                    || page_key
+                        .and_then(|k| inner.pages.get(&k))
+                        .is_some_and(|p| p.vitals & bit != 0);
+                if resent && !seen {
+                    // Sent before, but not here: whoever took that beacon has it.
+                    added.unseen_resends += 1;
+                    continue;
+                }
                 if let Some(k) = page_key {
                     let p = inner.pages.entry(k).or_insert_with(|| Page {
                         route: report.route,
+                        adopted: !beacon.opens,
+                        sample_rate: beacon.sample_rate,
                         vitals: 0,
                         recorded: 0,
                         first: now,
@@ -193,7 +256,7 @@ impl Store {
                     });
                     p.updated = now;
                     if p.recorded & bit != 0 && !waiting {
-                        duplicates += 1;
+                        added.duplicates += 1;
                         continue;
                     }
                     p.vitals |= bit;
@@ -223,7 +286,7 @@ impl Store {
                 }
             }
         }
-        (out, duplicates)
+        added
     }
 
     /// What is final by `now`: vitals quiet for `flush_after` (CLS and INP: for
@@ -279,10 +342,7 @@ fn due_into(inner: &mut Inner, ready: &dyn Fn(Ms, Ms, Ms) -> bool, quiet: Ms, wi
     });
     inner.pages.retain(|_, p| {
         if ready(p.first, p.updated, window) {
-            out.push(Flushed::PageView {
-                route: p.route,
-                vitals: p.vitals,
-            });
+            out.push(page_view(p));
             false
         } else {
             true
@@ -298,12 +358,18 @@ fn due_into(inner: &mut Inner, ready: &dyn Fn(Ms, Ms, Ms) -> bool, quiet: Ms, wi
     }
 }
 
-fn drain_into(inner: &mut Inner, out: &mut Vec<Flushed>) {
-    out.extend(inner.metrics.drain().map(|(_, p)| Flushed::Vital(p.last)));
-    out.extend(inner.pages.drain().map(|(_, p)| Flushed::PageView {
+fn page_view(p: &Page) -> Flushed {
+    Flushed::PageView {
         route: p.route,
         vitals: p.vitals,
-    }));
+        adopted: p.adopted,
+        sample_rate: p.sample_rate,
+    }
+}
+
+fn drain_into(inner: &mut Inner, out: &mut Vec<Flushed>) {
+    out.extend(inner.metrics.drain().map(|(_, p)| Flushed::Vital(p.last)));
+    out.extend(inner.pages.drain().map(|(_, p)| page_view(&p)));
     inner.metrics.shrink_to(1024);
     inner.pages.shrink_to(1024);
 }
@@ -311,6 +377,21 @@ fn drain_into(inner: &mut Inner, out: &mut Vec<Flushed>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (vital, metric id, page id) reports of a page view's first beacon.
+    fn add(s: &Store, reports: Vec<(Final, Option<&str>, Option<&str>)>, now: Instant) -> (Vec<Flushed>, usize) {
+        let reports = reports
+            .into_iter()
+            .map(|(report, id, page)| Incoming {
+                report,
+                id,
+                page,
+                resent: false,
+            })
+            .collect();
+        let a = s.add(reports, BeaconMeta::default(), now);
+        (a.flushed, a.duplicates)
+    }
 
     fn lcp(v: f64) -> Final {
         Final {
@@ -326,8 +407,9 @@ mod tests {
     fn the_last_value_of_an_id_is_kept() {
         let s = Store::new(Duration::from_secs(1), Duration::from_secs(1), 100);
         let t0 = Instant::now();
-        assert!(s.add(vec![(lcp(100.0), Some("a"), Some("p"))], t0).0.is_empty());
-        s.add(
+        assert!(add(&s, vec![(lcp(100.0), Some("a"), Some("p"))], t0).0.is_empty());
+        add(
+            &s,
             vec![(lcp(250.0), Some("a"), Some("p"))],
             t0 + Duration::from_millis(500),
         );
@@ -344,7 +426,7 @@ mod tests {
         );
         assert_eq!(s.pending(), 0);
         // No id: final at once.
-        assert_eq!(s.add(vec![(lcp(1.0), None, None)], t0).0.len(), 1);
+        assert_eq!(add(&s, vec![(lcp(1.0), None, None)], t0).0.len(), 1);
     }
 
     fn vital(v: Vital, value: f64) -> Final {
@@ -377,12 +459,17 @@ mod tests {
         };
         let report = |v: Vital, value: f64, id: &'static str| (vital(v, value), Some(id), Some("page-1"));
         take(
-            s.add(vec![report(Vital::Ttfb, 80.0, "t"), report(Vital::Fcp, 300.0, "f")], t0)
-                .0,
+            add(
+                &s,
+                vec![report(Vital::Ttfb, 80.0, "t"), report(Vital::Fcp, 300.0, "f")],
+                t0,
+            )
+            .0,
         );
         take(s.due(t0 + sec(10)));
         take(
-            s.add(
+            add(
+                &s,
                 vec![report(Vital::Lcp, 900.0, "l"), report(Vital::Cls, 0.02, "c")],
                 t0 + sec(36),
             )
@@ -391,7 +478,8 @@ mod tests {
         take(s.due(t0 + sec(40)));
         // Hidden, shown, hidden again 20 s later (flush_after is 2 s): CLS grew; LCP is
         // sent again by a snippet that resends everything (a duplicate).
-        let (out, dups) = s.add(
+        let (out, dups) = add(
+            &s,
             vec![report(Vital::Cls, 0.09, "c"), report(Vital::Lcp, 900.0, "l")],
             t0 + sec(56),
         );
@@ -420,12 +508,79 @@ mod tests {
         let t0 = Instant::now();
         let mut flushed = 0;
         for i in 0..1000 {
-            flushed += s
-                .add(vec![(lcp(1.0), Some(format!("id{i}").as_str()), None)], t0)
+            flushed += add(&s, vec![(lcp(1.0), Some(format!("id{i}").as_str()), None)], t0)
                 .0
                 .len();
             assert!(s.pending() <= SHARDS, "{}", s.pending());
         }
         assert_eq!(flushed + s.pending(), 1000);
+    }
+
+    /// A page view that moved to this collector after its first beacons (a rebalance):
+    /// its resent CLS, which the old owner holds, is dropped and counted; its first INP
+    /// is recorded; the page view is counted as adopted, not as a page view.
+    #[test]
+    fn a_moved_page_view_is_never_counted_twice() {
+        let s = Store::new(Duration::from_millis(100), Duration::from_millis(200), 100);
+        let t0 = Instant::now();
+        let third_beacon = BeaconMeta {
+            opens: false,
+            sample_rate: 0.5,
+        };
+        let reports = vec![
+            Incoming {
+                report: vital(Vital::Cls, 0.08),
+                id: Some("cls-1"),
+                page: Some("pv-1"),
+                resent: true,
+            },
+            Incoming {
+                report: vital(Vital::Inp, 120.0),
+                id: Some("inp-1"),
+                page: Some("pv-1"),
+                resent: false,
+            },
+        ];
+        let added = s.add(reports, third_beacon, t0);
+        assert_eq!((added.duplicates, added.unseen_resends), (0, 1));
+        let out = s.due(t0 + Duration::from_secs(1));
+        let vitals: Vec<Vital> = out
+            .iter()
+            .filter_map(|f| match f {
+                Flushed::Vital(v) => Some(v.vital),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(vitals, [Vital::Inp]);
+        assert!(out.iter().any(|f| matches!(
+            f,
+            Flushed::PageView { adopted: true, sample_rate, .. } if *sample_rate == 0.5
+        )));
+
+        // The same CLS resent to the collector that took its first report: an update.
+        let first = s.add(
+            vec![Incoming {
+                report: vital(Vital::Cls, 0.05),
+                id: Some("cls-2"),
+                page: Some("pv-2"),
+                resent: false,
+            }],
+            BeaconMeta::default(),
+            t0,
+        );
+        let again = s.add(
+            vec![Incoming {
+                report: vital(Vital::Cls, 0.09),
+                id: Some("cls-2"),
+                page: Some("pv-2"),
+                resent: true,
+            }],
+            third_beacon,
+            t0 + Duration::from_millis(50),
+        );
+        assert_eq!((first.unseen_resends, again.unseen_resends, again.duplicates), (0, 0, 0));
+        let out = s.due(t0 + Duration::from_secs(1));
+        assert!(out.iter().any(|f| matches!(f, Flushed::Vital(v) if v.value == 0.09)));
+        assert!(out.iter().any(|f| matches!(f, Flushed::PageView { adopted: false, .. })));
     }
 }

@@ -35,7 +35,8 @@ pub fn attributes(
     labels: &[(&'static str, AttrValue)],
     error: Option<&str>,
 ) -> Vec<KeyValue> {
-    let mut attrs = base.to_vec();
+    let mut attrs = Vec::with_capacity(base.len() + m.fixed.len() + m.labels.len());
+    attrs.extend_from_slice(base);
     attrs.extend(m.fixed.iter().map(|(k, v)| KeyValue::new(*k, *v)));
     for label in m.labels {
         if *label == ERROR_TYPE_LABEL {

@@ -139,6 +139,35 @@ fn pem_file(
     Ok(Some(bytes))
 }
 
+/// An endpoint from an environment variable, checked as a configured one is.
+fn env_url(source: &Source, var: &str, e: String) -> Result<String, ConfigError> {
+    match url::Url::parse(&e) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(e),
+        _ => Err(source.error(format!("{var} is not an http:// or https:// URL with a host"))),
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs, comma-separated, values percent-encoded.
+fn env_headers(list: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or("expected key=value pairs")?;
+        let v = percent_encoding::percent_decode_str(v.trim())
+            .decode_utf8()
+            .map_err(|_| "a value is not UTF-8 once decoded")?
+            .into_owned();
+        let k = k.trim().to_string();
+        if http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).is_err()
+            || http::HeaderValue::from_str(&v).is_err()
+        {
+            // The value may be a credential: never echoed.
+            return Err(format!("header {k:?} has an invalid name or value"));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
 fn env_first(names: &[&str]) -> Option<String> {
     names
         .iter()
@@ -237,6 +266,30 @@ impl OtlpConfig {
                 _ => e,
             }
         });
+        // Unset in the file: the standard variables, as the specification reads them (the
+        // signal-specific one as is; the general one gets the signal path over HTTP).
+        let endpoint = match endpoint {
+            Some(e) => Some(e),
+            None => match (
+                env_first(&["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]),
+                env_first(&["OTEL_EXPORTER_OTLP_ENDPOINT"]),
+            ) {
+                (Some(e), _) => Some(env_url(source, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", e)?),
+                (None, Some(e)) => {
+                    let e = env_url(source, "OTEL_EXPORTER_OTLP_ENDPOINT", e)?;
+                    Some(match protocol {
+                        OtlpProtocol::HttpProtobuf => format!("{}/v1/metrics", e.trim_end_matches('/')),
+                        OtlpProtocol::Grpc => e,
+                    })
+                }
+                (None, None) => None,
+            },
+        };
+        if headers.is_empty()
+            && let Some(list) = env_first(&["OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"])
+        {
+            headers = env_headers(&list).map_err(|e| source.error(format!("OTEL_EXPORTER_OTLP_HEADERS: {e}")))?;
+        }
         let ca_pem = pem_file(
             source,
             "export.otlp.ca_file",
@@ -316,7 +369,11 @@ impl OtlpConfig {
             protocol,
             headers,
             interval,
-            timeout: raw.timeout.map(|t| t.get_ref().0),
+            timeout: raw.timeout.map(|t| t.get_ref().0).or_else(|| {
+                env_first(&["OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"])
+                    .and_then(|ms| ms.trim().parse::<u64>().ok())
+                    .map(Duration::from_millis)
+            }),
             delta,
             ca_pem,
             identity,

@@ -25,6 +25,8 @@ pub struct Field {
     location: String,
     thresholds: Counter<u64>,
     page_views: Counter<u64>,
+    represented: Counter<f64>,
+    adopted: Counter<u64>,
     coverage: Gauge<f64>,
     routes: Gauge<u64>,
     beacons: Counter<u64>,
@@ -54,6 +56,16 @@ impl Field {
                 .u64_counter("rum.page_views")
                 .with_unit("{page_view}")
                 .with_description("Page views that sent beacons with a page id (the snippet's), per route.")
+                .build(),
+            represented: meter
+                .f64_counter("rum.page_views.represented")
+                .with_unit("{page_view}")
+                .with_description("Page views the sampled ones stand for: each counted page view adds 1 / the sample rate its beacon sent (`sr`), per route. Equal to rum.page_views when nothing is sampled.")
+                .build(),
+            adopted: meter
+                .u64_counter("rum.page_views.adopted")
+                .with_unit("{page_view}")
+                .with_description("Page views first seen here after their first beacon (it went to another collector before a rebalance): not counted in rum.page_views, which the other collector counted, per route.")
                 .build(),
             coverage: meter
                 .f64_gauge("rum.coverage")
@@ -142,8 +154,18 @@ impl Field {
         }
     }
 
-    pub fn page_view(&self, route: &Arc<str>) {
-        self.page_views.add(
+    pub fn page_view(&self, route: &Arc<str>, sample_rate: f32) {
+        let attrs = sorted(vec![
+            self.location(),
+            KeyValue::new("http.route", Value::String(route.clone().into())),
+        ]);
+        self.page_views.add(1, &attrs);
+        self.represented
+            .add(1.0 / f64::from(sample_rate.clamp(1e-6, 1.0)), &attrs);
+    }
+
+    pub fn adopted_page_view(&self, route: &Arc<str>) {
+        self.adopted.add(
             1,
             &sorted(vec![
                 self.location(),

@@ -100,6 +100,17 @@ pub fn label_name(name: &str) -> String {
     sanitize(name, false)
 }
 
+/// `label_name`, borrowed when the name is valid as it is.
+pub fn label_name_cow(name: &str) -> std::borrow::Cow<'_, str> {
+    let valid =
+        !name.starts_with(|c: char| c.is_ascii_digit()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(sanitize(name, false))
+    }
+}
+
 fn sanitize(name: &str, allow_colon: bool) -> String {
     let mut out: String = name
         .chars()

@@ -1,32 +1,37 @@
-//! OTLP push of the same instruments the `/metrics` endpoint serves, through a periodic
-//! reader. The exporter is wrapped so that a collector that is down, slow or refusing
-//! costs one bounded log line a minute, never memory: failed batches are dropped (the
-//! next export carries cumulative state again) and nothing queues up.
+//! OTLP push of the same instruments the `/metrics` endpoint serves, driven here instead
+//! of by the SDK's periodic reader: each interval, one collection from the reader that
+//! `/metrics` uses, cut into requests of about 1 MiB, each sent and freed before the next
+//! is built (`otlp_encode`). No second aggregation, no second copy of the collection;
+//! series of probes a reload removed are left out, as on `/metrics`.
+//!
+//! A collector that is down, slow or refusing costs one bounded log line a minute, never
+//! memory: a failed export is dropped (the next carries cumulative state again) and
+//! nothing queues up.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use opentelemetry_otlp::{MetricExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::{PeriodicReader, Temporality};
+use prost::Message as _;
 
 use super::config::{OtlpProtocol, OtlpSettings};
+use super::names::Live;
+use super::otlp_encode;
 
 const LOG_EVERY: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 static EXPORTS_OK: AtomicU64 = AtomicU64::new(0);
-static LAST_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static EXPORTS_FAILED: AtomicU64 = AtomicU64::new(0);
+static EXPORT_MICROS: AtomicU64 = AtomicU64::new(0);
+static LAST_FAILED: AtomicBool = AtomicBool::new(false);
 
 /// Whether the last OTLP export failed (for /readyz).
 pub fn failing() -> bool {
     LAST_FAILED.load(Ordering::Relaxed)
 }
-static EXPORTS_FAILED: AtomicU64 = AtomicU64::new(0);
-static EXPORT_MICROS: AtomicU64 = AtomicU64::new(0);
 
 /// (successful exports, failed exports, seconds spent exporting) since the process started.
 pub fn stats() -> (u64, u64, f64) {
@@ -37,82 +42,272 @@ pub fn stats() -> (u64, u64, f64) {
     )
 }
 
-/// Builds the periodic reader. Must run inside the Tokio runtime (the gRPC channel lives on it).
-pub fn reader(settings: &OtlpSettings) -> anyhow::Result<PeriodicReader<Guarded>> {
-    let temporality = if settings.delta {
-        Temporality::Delta
-    } else {
-        Temporality::Cumulative
-    };
-    let exporter = match settings.protocol {
-        OtlpProtocol::Grpc => {
-            let mut b = MetricExporter::builder().with_tonic().with_temporality(temporality);
-            if let Some(e) = &settings.endpoint {
-                b = b.with_endpoint(e.clone());
-            }
-            if let Some(t) = settings.timeout {
-                b = b.with_timeout(t);
-            }
-            if settings.gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            if settings.ca_pem.is_some() || settings.identity.is_some() {
-                use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
-                let mut tls = ClientTlsConfig::new().with_webpki_roots();
-                if let Some(ca) = &settings.ca_pem {
-                    tls = tls.ca_certificate(Certificate::from_pem(ca));
+/// One collection of everything to push, and which of its series are live.
+pub type Collect = Box<dyn Fn() -> Result<(ResourceMetrics, Box<Live<'static>>), String> + Send>;
+
+/// The push loop's thread; dropping it without `stop` leaves the thread to end at exit.
+pub struct Pusher {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    done: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Pusher {
+    /// Starts pushing every `settings.interval` on a thread of its own, with a small
+    /// runtime of its own for the sends: an export of 10,000 probes' series must not
+    /// delay probe runs.
+    pub fn start(settings: &OtlpSettings, collect: Collect) -> anyhow::Result<Pusher> {
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let settings = settings.clone();
+        std::thread::Builder::new().name("otlp-push".into()).spawn(move || {
+            let started = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                // The gRPC channel is made inside the runtime: its tasks live there.
+                .and_then(|rt| rt.block_on(async { Transport::new(&settings) }).map(|t| (rt, t)));
+            let (rt, transport) = match started {
+                Ok(ok) => ok,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
                 }
-                if let Some(id) = &settings.identity {
-                    tls = tls.identity(Identity::from_pem(&id.cert_pem, &id.key_pem));
+            };
+            let _ = ready_tx.send(Ok(()));
+            let exporter = Exporter {
+                rt,
+                transport,
+                collect,
+                endpoint: settings.endpoint.clone(),
+                log: LogState::default(),
+            };
+            let mut exporter = exporter;
+            let mut next = Instant::now() + settings.interval;
+            loop {
+                match stop_rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        exporter.export();
+                        next = (next + settings.interval).max(Instant::now());
+                    }
+                    // Stopped (or the daemon is gone): the last interval's runs, once.
+                    _ => {
+                        exporter.export();
+                        break;
+                    }
                 }
-                b = b.with_tls_config(tls);
             }
-            if !settings.headers.is_empty() {
-                let mut headers = http::HeaderMap::new();
-                for (k, v) in &settings.headers {
-                    let name = http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
-                        .map_err(|_| anyhow::anyhow!("bad OTLP header name {k:?}"))?;
-                    let value = http::HeaderValue::from_str(v)
-                        .map_err(|_| anyhow::anyhow!("bad OTLP header value for {k:?}"))?;
-                    headers.insert(name, value);
-                }
-                let md = opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers);
-                b = b.with_metadata(md);
-            }
-            b.build()?
+            let _ = done_tx.send(());
+        })?;
+        ready_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the OTLP push thread ended at start"))??;
+        Ok(Pusher {
+            stop: Some(stop_tx),
+            done: Some(done_rx),
+        })
+    }
+
+    /// Pushes once more and stops, waiting at most `deadline`.
+    pub async fn stop(&mut self, deadline: Duration) {
+        let (Some(stop), Some(done)) = (self.stop.take(), self.done.take()) else {
+            return;
+        };
+        let _ = stop.send(());
+        let waited = tokio::task::spawn_blocking(move || done.recv_timeout(deadline)).await;
+        if !matches!(waited, Ok(Ok(()))) {
+            tracing::warn!(?deadline, "the last OTLP export did not finish in time; exiting anyway");
         }
-        OtlpProtocol::HttpProtobuf => {
-            let mut b = MetricExporter::builder().with_http().with_temporality(temporality);
-            if let Some(e) = &settings.endpoint {
-                b = b.with_endpoint(e.clone());
-            }
-            if let Some(t) = settings.timeout {
-                b = b.with_timeout(t);
-            }
-            if !settings.headers.is_empty() {
-                b = b.with_headers(settings.headers.iter().cloned().collect::<HashMap<_, _>>());
-            }
-            if settings.gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b = b.with_http_client(http_client(settings)?);
-            b.build()?
+    }
+}
+
+enum Transport {
+    Grpc {
+        client: MetricsServiceClient<tonic::transport::Channel>,
+        metadata: tonic::metadata::MetadataMap,
+    },
+    Http {
+        client: reqwest::Client,
+        url: String,
+        headers: reqwest::header::HeaderMap,
+        gzip: bool,
+    },
+}
+
+impl Transport {
+    /// Must run inside the push thread's runtime (the gRPC channel's tasks live on it).
+    fn new(settings: &OtlpSettings) -> anyhow::Result<Transport> {
+        let timeout = settings.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &settings.headers {
+            let name = http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
+                .map_err(|_| anyhow::anyhow!("bad OTLP header name {k:?}"))?;
+            let value =
+                http::HeaderValue::from_str(v).map_err(|_| anyhow::anyhow!("bad OTLP header value for {k:?}"))?;
+            headers.insert(name, value);
         }
-    };
-    let guarded = Guarded {
-        inner: exporter,
-        state: Mutex::new(LogState::default()),
-        endpoint: settings.endpoint.clone(),
-    };
-    Ok(PeriodicReader::builder(guarded)
-        .with_interval(settings.interval)
-        .build())
+        let endpoint = settings.endpoint.clone().unwrap_or_else(|| match settings.protocol {
+            OtlpProtocol::Grpc => "http://localhost:4317".into(),
+            OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/metrics".into(),
+        });
+        Ok(match settings.protocol {
+            OtlpProtocol::Grpc => {
+                use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+                let mut ep = Endpoint::from_shared(endpoint)?
+                    .timeout(timeout)
+                    .connect_timeout(timeout);
+                if ep.uri().scheme_str() == Some("https") {
+                    let mut tls = ClientTlsConfig::new().with_webpki_roots();
+                    if let Some(ca) = &settings.ca_pem {
+                        tls = tls.ca_certificate(Certificate::from_pem(ca));
+                    }
+                    if let Some(id) = &settings.identity {
+                        tls = tls.identity(Identity::from_pem(&id.cert_pem, &id.key_pem));
+                    }
+                    ep = ep.tls_config(tls)?;
+                }
+                let mut client = MetricsServiceClient::new(ep.connect_lazy()).max_encoding_message_size(usize::MAX);
+                if settings.gzip {
+                    client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+                }
+                Transport::Grpc {
+                    client,
+                    metadata: tonic::metadata::MetadataMap::from_headers(headers),
+                }
+            }
+            OtlpProtocol::HttpProtobuf => Transport::Http {
+                client: http_client(settings, timeout)?,
+                url: endpoint,
+                headers,
+                gzip: settings.gzip,
+            },
+        })
+    }
+
+    async fn send(&self, request: ExportMetricsServiceRequest) -> Result<(), String> {
+        match self {
+            Transport::Grpc { client, metadata } => {
+                let mut req = tonic::Request::new(request);
+                *req.metadata_mut() = metadata.clone();
+                let mut client = client.clone();
+                client
+                    .export(req)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| format!("gRPC status {:?}: {}", s.code(), s.message()))
+            }
+            Transport::Http {
+                client,
+                url,
+                headers,
+                gzip,
+            } => {
+                let mut body = request.encode_to_vec();
+                drop(request);
+                let mut req = client
+                    .post(url)
+                    .headers(headers.clone())
+                    .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+                if *gzip {
+                    use std::io::Write as _;
+                    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    enc.write_all(&body).map_err(|e| e.to_string())?;
+                    body = enc.finish().map_err(|e| e.to_string())?;
+                    req = req.header(http::header::CONTENT_ENCODING, "gzip");
+                }
+                let resp = req.body(body).send().await.map_err(|e| error_chain(&e))?;
+                let status = resp.status();
+                // The body (a partial-success message or an error) is not read: it is the
+                // collector's to size, and nothing here acts on it.
+                drop(resp);
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP status {status}"))
+                }
+            }
+        }
+    }
+}
+
+/// An error with its sources (reqwest's top line hides the TLS reason).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+struct Exporter {
+    rt: tokio::runtime::Runtime,
+    transport: Transport,
+    collect: Collect,
+    /// Replaced by its redacted form in logged errors (it may carry credentials).
+    endpoint: Option<String>,
+    log: LogState,
+}
+
+impl Exporter {
+    /// Collects once and sends the collection in requests, each built, sent and freed
+    /// before the next; the first failed request ends the export (the next export
+    /// carries everything again, cumulative).
+    fn export(&mut self) {
+        let started = Instant::now();
+        let result = self.send_all();
+        // The collection and the last request are freed by now.
+        super::process::give_back_freed_memory();
+        EXPORT_MICROS.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match &result {
+            Ok(()) => EXPORTS_OK.fetch_add(1, Ordering::Relaxed),
+            Err(_) => EXPORTS_FAILED.fetch_add(1, Ordering::Relaxed),
+        };
+        LAST_FAILED.store(result.is_err(), Ordering::Relaxed);
+        self.log(result);
+    }
+
+    fn send_all(&self) -> Result<(), String> {
+        let (rm, live) = (self.collect)()?;
+        let mut result = Ok(());
+        otlp_encode::requests(&rm, &*live, otlp_encode::REQUEST_BYTES, &mut |req| {
+            result = self.rt.block_on(self.transport.send(req));
+            result.is_ok()
+        });
+        result
+    }
+
+    fn log(&mut self, result: Result<(), String>) {
+        let s = &mut self.log;
+        match result {
+            Ok(()) => {
+                if let Some(since) = s.failing_since.take() {
+                    tracing::info!(failed_exports = s.failures, down_for = ?since.elapsed(), "OTLP export resumed");
+                    s.failures = 0;
+                    s.last_log = None;
+                }
+            }
+            Err(mut error) => {
+                s.failures += 1;
+                s.failing_since.get_or_insert_with(Instant::now);
+                if s.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+                    s.last_log = Some(Instant::now());
+                    if let Some(ep) = self.endpoint.as_deref().filter(|ep| !ep.is_empty()) {
+                        error = error.replace(ep, &crate::redact::url(ep));
+                    }
+                    tracing::warn!(%error, failed_exports = s.failures, "OTLP export failed; probing continues, retrying every interval");
+                }
+            }
+        }
+    }
 }
 
 /// The HTTP exporter's client: rustls with the probes' provider (ring), the Mozilla roots
 /// plus the configured CA, and the client certificate when one is set. Built here, not
 /// by the SDK, whose default client speaks plain http:// only.
-fn http_client(settings: &OtlpSettings) -> anyhow::Result<reqwest::blocking::Client> {
+fn http_client(settings: &OtlpSettings, timeout: Duration) -> anyhow::Result<reqwest::Client> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
@@ -135,20 +330,10 @@ fn http_client(settings: &OtlpSettings) -> anyhow::Result<reqwest::blocking::Cli
         }
         None => builder.with_no_client_auth(),
     };
-    // The blocking client owns a runtime, which may not be created or dropped on an async
-    // thread: built on a thread of its own, as the SDK builds its default one.
-    let timeout = settings.timeout.unwrap_or(Duration::from_secs(10));
-    let client = std::thread::Builder::new()
-        .name("otlp-http-client".into())
-        .spawn(move || {
-            reqwest::blocking::Client::builder()
-                .tls_backend_preconfigured(tls)
-                .timeout(timeout)
-                .build()
-        })?
-        .join()
-        .map_err(|_| anyhow::anyhow!("building the OTLP HTTP client panicked"))??;
-    Ok(client)
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .build()?)
 }
 
 #[derive(Default)]
@@ -156,68 +341,4 @@ struct LogState {
     failing_since: Option<Instant>,
     failures: u64,
     last_log: Option<Instant>,
-}
-
-/// The OTLP exporter with rate-limited failure logging and a recovery notice.
-pub struct Guarded {
-    inner: MetricExporter,
-    state: Mutex<LogState>,
-    /// Replaced by its redacted form in logged errors (it may carry credentials).
-    endpoint: Option<String>,
-}
-
-impl std::fmt::Debug for Guarded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Guarded(OTLP)")
-    }
-}
-
-impl PushMetricExporter for Guarded {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        let started = Instant::now();
-        let result = self.inner.export(metrics).await;
-        // The request encoding (~100 MB at 10,000 probes) is freed by now.
-        super::process::give_back_freed_memory();
-        EXPORT_MICROS.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        match &result {
-            Ok(()) => EXPORTS_OK.fetch_add(1, Ordering::Relaxed),
-            Err(_) => EXPORTS_FAILED.fetch_add(1, Ordering::Relaxed),
-        };
-        LAST_FAILED.store(result.is_err(), Ordering::Relaxed);
-        let mut s = self.state.lock().expect("otlp log state");
-        match &result {
-            Ok(()) => {
-                if let Some(since) = s.failing_since.take() {
-                    tracing::info!(failed_exports = s.failures, down_for = ?since.elapsed(), "OTLP export resumed");
-                    s.failures = 0;
-                    s.last_log = None;
-                }
-            }
-            Err(e) => {
-                s.failures += 1;
-                s.failing_since.get_or_insert_with(Instant::now);
-                if s.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-                    s.last_log = Some(Instant::now());
-                    let mut error = e.to_string();
-                    if let Some(ep) = self.endpoint.as_deref().filter(|ep| !ep.is_empty()) {
-                        error = error.replace(ep, &crate::redact::url(ep));
-                    }
-                    tracing::warn!(%error, failed_exports = s.failures, "OTLP export failed; probing continues, retrying every interval");
-                }
-            }
-        }
-        result
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn temporality(&self) -> Temporality {
-        self.inner.temporality()
-    }
 }

@@ -21,9 +21,11 @@ pub struct ProbePlan {
     /// Outcome labels that take one value on this probe whatever happens (see
     /// `probe::Settings::single_valued_labels`): they do not multiply its series.
     pub single_valued: &'static [&'static str],
-    /// The attributes on every series of the probe, built once per plan (filled by
-    /// telemetry).
+    /// The attributes on every series of the probe, sorted by key, built once per plan
+    /// (filled by telemetry).
     pub base: Arc<[KeyValue]>,
+    /// `base` with `outcome = success`, sorted: a passing run's `probe.runs` series.
+    pub run_success: Arc<[KeyValue]>,
     /// The probe is configured but cannot run on this host (no Chromium): it gets
     /// `probe_scheduled 0` and no other series.
     pub unscheduled: bool,

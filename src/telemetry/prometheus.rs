@@ -7,12 +7,13 @@
 //! docs/benchmarks.md). Here one collection is walked once and streamed out in 64 KiB
 //! chunks. Names follow `names.rs`; resource attributes go to `target_info`.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use opentelemetry::Value;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, ResourceMetrics};
 
-use super::names::{Live, Num, float_text, is_live, is_mean, label_name, metric_name, scope_labels};
+use super::names::{Live, Num, float_text, is_live, is_mean, label_name_cow, metric_name, scope_labels};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -29,7 +30,10 @@ pub fn encode(rm: &ResourceMetrics, live: &Live<'_>, emit: &mut dyn FnMut(String
     sample(&mut buf, "target_info", "", &resource, None, "1");
 
     for scope in rm.scope_metrics() {
-        let scope_labels = scope_labels(scope.scope());
+        let scope_labels: Vec<(&'static str, Value)> = scope_labels(scope.scope())
+            .into_iter()
+            .map(|(k, v)| (k, Value::from(v)))
+            .collect();
         let ctx = Ctx {
             live,
             scope: &scope_labels,
@@ -54,7 +58,7 @@ pub fn encode(rm: &ResourceMetrics, live: &Live<'_>, emit: &mut dyn FnMut(String
 
 struct Ctx<'a> {
     live: &'a Live<'a>,
-    scope: &'a [(&'static str, String)],
+    scope: &'a [(&'static str, Value)],
 }
 
 impl Ctx<'_> {
@@ -64,11 +68,10 @@ impl Ctx<'_> {
         if !is_live(&attrs, self.live) {
             return None;
         }
-        let scope: Vec<(&str, Value)> = self.scope.iter().map(|(k, v)| (*k, Value::from(v.clone()))).collect();
         let all = attrs
             .iter()
             .map(|kv| (kv.key.as_str(), &kv.value))
-            .chain(scope.iter().map(|(k, v)| (*k, v)));
+            .chain(self.scope.iter().map(|(k, v)| (*k, v)));
         Some(label_text(all))
     }
 }
@@ -184,30 +187,32 @@ fn sample(buf: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&
 
 /// `a="x",b="y"`: names sanitized, sorted, values escaped.
 pub fn label_text<'a>(attrs: impl Iterator<Item = (&'a str, &'a Value)>) -> String {
-    let mut labels: Vec<(String, String)> = attrs.map(|(k, v)| (label_name(k), value_text(v))).collect();
+    // Borrowed where nothing needs changing (nearly always): a scrape of 1,000 probes
+    // writes ~50k label sets, and two strings each were a fifth of its CPU.
+    let mut labels: Vec<(Cow<'a, str>, Cow<'a, str>)> = attrs.map(|(k, v)| (label_name_cow(k), v.as_str())).collect();
     labels.sort_unstable();
-    let mut out = String::new();
+    let mut out = String::with_capacity(labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
     for (k, v) in labels {
         if !out.is_empty() {
             out.push(',');
         }
         out.push_str(&k);
         out.push_str("=\"");
-        for c in v.chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                c => out.push(c),
+        if v.contains(['\\', '"', '\n']) {
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
             }
+        } else {
+            out.push_str(&v);
         }
         out.push('"');
     }
     out
-}
-
-fn value_text(v: &Value) -> String {
-    v.as_str().into_owned()
 }
 
 pub fn escape_help(s: &str) -> String {

@@ -41,6 +41,15 @@ impl PullReader {
     }
 }
 
+impl PullReader {
+    /// A reader of deltas (each collection resets what it read), for OTLP's delta push.
+    pub fn delta() -> Self {
+        PullReader(Arc::new(
+            ManualReader::builder().with_temporality(Temporality::Delta).build(),
+        ))
+    }
+}
+
 impl Default for PullReader {
     fn default() -> Self {
         Self::new()
