@@ -4,8 +4,11 @@ scrape size plain and gzipped, the encode time of a scrape, and RSS.
 
     python3 bench/scale.py [--sizes 1000,10000] [--warmup 40] [--otlp]
 
---otlp adds OTLP push every 10 s to a closed loopback port (the daemon's memory is the
-same whether or not a collector answers), to measure what push costs beside /metrics.
+--otlp measures each size twice in the same run: once with /metrics only, once with OTLP
+push (http/protobuf every 10 s) to a sink here that reads and counts every request. The
+peak is read separately for the push phase (the warm-up, no scrapes) and the scrape phase
+(VmHWM reset in between through /proc/PID/clear_refs), so push and scrape compare side by
+side.
 
 1,000 probes run every 1-10 s (about 300 runs/s, as bench/overhead.py); 10,000 run every
 30 s (about 330 runs/s). The warmup lets every probe run at least once before measuring.
@@ -13,9 +16,11 @@ Loopback only; the daemon is stopped at the end.
 """
 import argparse
 import gzip
+import http.server
 import os
 import statistics
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -42,11 +47,39 @@ def fetch(url, gz):
     return body, time.perf_counter() - t
 
 
+class Sink(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver that reads each request whole and answers 200."""
+    requests = 0
+    bytes = 0
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Sink.requests += 1
+        Sink.bytes += len(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_):
+        pass
+
+
+def reset_peak(pid):
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
 def measure(n, warmup, otlp):
     listen, demo = free_port(), free_port()
+    sink = None
+    if otlp:
+        sink = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Sink)
+        threading.Thread(target=sink.serve_forever, daemon=True).start()
+        Sink.requests = Sink.bytes = 0
     with tempfile.TemporaryDirectory() as tmp:
         cfg = os.path.join(tmp, "sloprobe.toml")
-        config(cfg, n, listen, demo, free_port() if otlp else None)
+        config(cfg, n, listen, demo, sink.server_address[1] if sink else None)
         with Proc([BIN, "run", "-c", cfg], env={**os.environ, "SLOPROBE_LOG": "error"}) as d:
             url = f"http://127.0.0.1:{listen}/metrics"
             wait_http(f"http://127.0.0.1:{listen}/readyz", tries=600)
@@ -60,6 +93,9 @@ def measure(n, warmup, otlp):
                     resting.append(memory_kb(d.pid)["VmRSS"] / 1024)
             if not resting:  # a warm-up under 2 s
                 resting.append(memory_kb(d.pid)["VmRSS"] / 1024)
+            # The warm-up's peak (start-up, runs and, with --otlp, pushes; no scrapes).
+            warmup_peak = memory_kb(d.pid)["VmHWM"] / 1024
+            reset_peak(d.pid)
             times = []
             for _ in range(5):
                 body, dt = fetch(url, False)
@@ -84,6 +120,10 @@ def measure(n, warmup, otlp):
                 "rss_mb": mem["VmRSS"] / 1024,
                 "peak_rss_mb": mem["VmHWM"] / 1024,
                 "resting_rss_mb": [min(resting), max(resting)],
+                "warmup_peak_rss_mb": warmup_peak,
+                "otlp": otlp,
+                "otlp_requests": Sink.requests if otlp else 0,
+                "otlp_bytes": Sink.bytes if otlp else 0,
             }
 
 
@@ -94,25 +134,33 @@ def main():
     ap.add_argument("--otlp", action="store_true", help="also push OTLP every 10 s")
     args = ap.parse_args()
     build()
-    rows = [measure(int(n), args.warmup, args.otlp) for n in args.sizes.split(",")]
+    rows = []
+    for n in args.sizes.split(","):
+        rows.append(measure(int(n), args.warmup, False))
+        if args.otlp:
+            rows.append(measure(int(n), args.warmup, True))
     flag = " --otlp" if args.otlp else ""
     lines = [
         f"Machine: {machine()}. `python3 bench/scale.py --sizes {args.sizes} --warmup {args.warmup:g}{flag}`.",
         "",
-        "| probes | ran | series | per probe | scrape plain | gzip | scrape time (median of 5, min) | gzip scrape | RSS | peak RSS |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| probes | path | ran | series | per probe | scrape plain | gzip | scrape time (median of 5, min) | gzip scrape | RSS | warm-up peak | scrape peak |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        path = "/metrics + OTLP push" if r["otlp"] else "/metrics"
         lines.append(
-            f"| {r['probes']:,} | {r['probes_ran']:,} | {r['series']:,} | {r['series_per_probe']} | "
+            f"| {r['probes']:,} | {path} | {r['probes_ran']:,} | {r['series']:,} | {r['series_per_probe']} | "
             f"{r['scrape_bytes'] / 1e6:.2f} MB | {r['scrape_gzip_bytes'] / 1e6:.2f} MB | "
             f"{r['scrape_ms_median']:.0f} ms ({r['scrape_ms_min']:.0f} ms) | {r['gzip_scrape_ms']:.0f} ms | "
-            f"{r['rss_mb']:.1f} MB | {r['peak_rss_mb']:.1f} MB |"
+            f"{r['rss_mb']:.1f} MB | {r['warmup_peak_rss_mb']:.1f} MB | {r['peak_rss_mb']:.1f} MB |"
         )
     lines.append("")
     for r in rows:
         low, high = r["resting_rss_mb"]
-        lines.append(f"{r['probes']:,} probes: RSS {low:.1f}-{high:.1f} MB over the second half of the warm-up.")
+        what = "with OTLP push" if r["otlp"] else "/metrics only"
+        extra = (f"; the sink got {r['otlp_requests']} requests, {r['otlp_bytes'] / 1e6:.1f} MB"
+                 if r["otlp"] else "")
+        lines.append(f"{r['probes']:,} probes, {what}: RSS {low:.1f}-{high:.1f} MB over the second half of the warm-up{extra}.")
     report("scale-otlp" if args.otlp else "scale", "\n".join(lines), rows)
 
 

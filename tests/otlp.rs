@@ -361,6 +361,75 @@ async fn exact_names_units_buckets_and_attributes() {
     );
 }
 
+/// Push is cut into requests of about 1 MiB, each complete OTLP (resource and scope
+/// repeated): 2,000 probes' series arrive whole, every point once. After a reload that
+/// drops probes, their series are no longer pushed (they linger in the SDK).
+#[tokio::test]
+async fn pushed_in_pieces_and_removed_probes_stop_being_pushed() {
+    let t = plain_target().await;
+    let (port, got, _task) = receiver().await;
+    let toml = |names: &[String]| {
+        let mut s = format!(
+            "location = \"pieces\"\n[export.otlp]\nendpoint = \"http://127.0.0.1:{port}\"\nprotocol = \"http/protobuf\"\ninterval = \"60s\"\n"
+        );
+        for n in names {
+            s.push_str(&format!(
+                "[[probe]]\nname = \"{n}\"\nkind = \"http\"\nurl = \"{}\"\nevery = \"30s\"\n",
+                t.url("/")
+            ));
+        }
+        s
+    };
+    let plan_of = |names: &[String]| {
+        let dir = write_files(&[("sloprobe.toml", &toml(names))]);
+        let cfg = sloprobe::assembly::Config::load(&dir.path().join("sloprobe.toml")).unwrap();
+        let probes = sloprobe::probe::build_all(&cfg.probes, &sloprobe::probe::BuildContext::new()).unwrap();
+        (cfg, probes)
+    };
+    let all: Vec<String> = (0..2000).map(|i| format!("p{i}")).collect();
+    let (cfg, probes) = plan_of(&all);
+    let plan = sloprobe::daemon::telemetry_plan(&probes, &[]);
+    let telemetry = sloprobe::telemetry::Telemetry::new(&cfg.location, plan, cfg.otlp.as_ref()).unwrap();
+    let one = probes[0].execute().await;
+    assert!(one.success());
+    for name in &all {
+        let mut o = one.clone();
+        o.probe = name.clone();
+        telemetry.record(&o);
+    }
+    // A reload keeps the first 500.
+    let kept: Vec<String> = all[..500].to_vec();
+    let (_, fewer) = plan_of(&kept);
+    telemetry.config_loaded(sloprobe::daemon::telemetry_plan(&fewer, &[]), true);
+    telemetry.shutdown(Duration::from_secs(10)).await;
+
+    let reqs = got.lock().unwrap();
+    assert!(reqs.len() > 1, "one request held everything: {}", reqs.len());
+    let mut ttfb_probes = std::collections::BTreeSet::new();
+    let mut ttfb_points = 0;
+    for r in reqs.iter() {
+        assert!(r.encoded_len() < 1_200_000, "a request of {} bytes", r.encoded_len());
+        let rm = &r.resource_metrics[0];
+        assert_eq!(
+            attr(&rm.resource.as_ref().unwrap().attributes, "probe.location").as_deref(),
+            Some("pieces")
+        );
+        for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+            if let Some(Data::Histogram(h)) = &m.data {
+                for dp in &h.data_points {
+                    let name = attr(&dp.attributes, "probe.name").unwrap_or_default();
+                    assert!(kept.contains(&name) || name.is_empty(), "{} of removed probe {name}", m.name);
+                    if m.name == "probe.http.ttfb" {
+                        ttfb_points += 1;
+                        ttfb_probes.insert(name);
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!((ttfb_points, ttfb_probes.len()), (500, 500), "each kept probe's ttfb once");
+}
+
 /// The RUM collector over OTLP: field vitals on the browser vitals' instrument with their
 /// route, rating, navigation and device attributes, and no synthetic marker on the data
 /// points or the resource. A vital still waiting for its quiet period when the daemon is
