@@ -62,6 +62,7 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
                 single_valued: p.single_valued,
                 base: Arc::from([]),
                 run_success: Arc::from([]),
+                last_success: Arc::default(),
                 unscheduled: p.unavailable.is_some(),
             },
         );

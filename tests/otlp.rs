@@ -418,7 +418,11 @@ async fn pushed_in_pieces_and_removed_probes_stop_being_pushed() {
             if let Some(Data::Histogram(h)) = &m.data {
                 for dp in &h.data_points {
                     let name = attr(&dp.attributes, "probe.name").unwrap_or_default();
-                    assert!(kept.contains(&name) || name.is_empty(), "{} of removed probe {name}", m.name);
+                    assert!(
+                        kept.contains(&name) || name.is_empty(),
+                        "{} of removed probe {name}",
+                        m.name
+                    );
                     if m.name == "probe.http.ttfb" {
                         ttfb_points += 1;
                         ttfb_probes.insert(name);
@@ -427,7 +431,11 @@ async fn pushed_in_pieces_and_removed_probes_stop_being_pushed() {
             }
         }
     }
-    assert_eq!((ttfb_points, ttfb_probes.len()), (500, 500), "each kept probe's ttfb once");
+    assert_eq!(
+        (ttfb_points, ttfb_probes.len()),
+        (500, 500),
+        "each kept probe's ttfb once"
+    );
 }
 
 /// The RUM collector over OTLP: field vitals on the browser vitals' instrument with their

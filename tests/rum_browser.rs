@@ -366,6 +366,22 @@ lcp = "1s"
             "{route}: no FCP"
         );
     }
+    // The snippet's beacon URL carried its page-view id and index 0: each page view is
+    // counted as one (not adopted), and nothing was a resend of an unseen metric.
+    let text = eventually(50, Duration::from_millis(100), || async {
+        let (_, t) = http_get(&format!("http://127.0.0.1:{mport}/metrics")).await?;
+        (value(&t, "rum_page_views_total", "/beacon/page") == Some(1.0)
+            && value(&t, "rum_page_views_total", "/fetch/page") == Some(1.0))
+        .then_some(t)
+    })
+    .await
+    .expect("the page views were not counted once each");
+    assert!(
+        !text.contains("rum_page_views_adopted_total{"),
+        "a first beacon without b=0"
+    );
+    assert!(!text.contains("reason=\"unseen_resend\""));
+    assert!(!text.contains("reason=\"bad_beacon_index\""));
     assert!(value(&text, "browser_web_vital_lcp_seconds_count", "/blocked/page").is_none());
     assert!(!text.contains("/blocked/page"), "data from a refused origin was stored");
     assert!(

@@ -298,6 +298,24 @@ async fn hostile_beacons_are_refused_counted_and_never_stored() {
     }
     let batch = format!("[{}]", vec!["{\"name\":\"LCP\",\"value\":1}"; 21].join(","));
     assert_eq!(ok(&batch), 413, "over max_batch");
+    // The snippet's URL parameters: a sample rate outside (0, 1], a beacon index that is
+    // not a count, and a resend mark that is not a boolean.
+    let good = "{\"name\":\"LCP\",\"value\":1200,\"id\":\"q-1\",\"url\":\"/a\"}";
+    for (path, reason) in [
+        ("/rum?pv=x&b=0&sr=0", "bad_sample_rate"),
+        ("/rum?pv=x&b=0&sr=1.5", "bad_sample_rate"),
+        ("/rum?pv=x&b=0&sr=NaN", "bad_sample_rate"),
+        ("/rum?pv=x&b=-1", "bad_beacon_index"),
+        ("/rum?pv=x&b=1e3", "bad_beacon_index"),
+    ] {
+        let (status, _) = post(rport, path, &[("Origin", ORIGIN), key], good.as_bytes());
+        assert_eq!(status, 400, "{path} ({reason})");
+    }
+    assert_eq!(
+        ok("{\"name\":\"LCP\",\"value\":1,\"id\":\"r-1\",\"resent\":\"yes\"}"),
+        400,
+        "resent must be a boolean"
+    );
     // 1 MiB: over the 64 KiB cap, refused from Content-Length before it is read.
     let big = vec![b' '; 1 << 20];
     assert_eq!(post(rport, "/rum", &[("Origin", ORIGIN), key], &big).0, 413);
@@ -416,6 +434,8 @@ async fn hostile_beacons_are_refused_counted_and_never_stored() {
         "api_key",
         "rate_limited",
         "no_valid_metrics",
+        "bad_sample_rate",
+        "bad_beacon_index",
     ] {
         assert!(
             sum(&text, "rum_beacons_total", &[&format!("reason=\"{reason}\"")]) >= 1.0,

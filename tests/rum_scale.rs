@@ -240,6 +240,7 @@ async fn three_collectors_behind_nginx_count_each_page_view_once() {
         got, want,
         "exact totals over three collectors ({per_collector:?} views each)"
     );
+    eprintln!("round 1: {per_collector:?} page views per collector; totals {got:?}");
 
     // Round 2: new page views; the first collector is killed between their second and
     // third beacons.
@@ -283,4 +284,5 @@ async fn three_collectors_behind_nginx_count_each_page_view_once() {
     };
     let got = settle(&survivors, &want).await;
     assert_eq!(got, want, "after killing the owner of {held} of {VIEWS} page views");
+    eprintln!("round 2: the killed collector owned {held} of {VIEWS} page views; survivors' totals {got:?}");
 }

@@ -578,9 +578,15 @@ mod tests {
             third_beacon,
             t0 + Duration::from_millis(50),
         );
-        assert_eq!((first.unseen_resends, again.unseen_resends, again.duplicates), (0, 0, 0));
+        assert_eq!(
+            (first.unseen_resends, again.unseen_resends, again.duplicates),
+            (0, 0, 0)
+        );
         let out = s.due(t0 + Duration::from_secs(1));
         assert!(out.iter().any(|f| matches!(f, Flushed::Vital(v) if v.value == 0.09)));
-        assert!(out.iter().any(|f| matches!(f, Flushed::PageView { adopted: false, .. })));
+        assert!(
+            out.iter()
+                .any(|f| matches!(f, Flushed::PageView { adopted: false, .. }))
+        );
     }
 }

@@ -72,6 +72,8 @@ pub struct Telemetry {
     /// instrument's whole series table up front (tens of MB at 10,000 probes' limits).
     field: Option<Field>,
     plan: Arc<RwLock<Arc<Plan>>>,
+    /// OTLP push with delta temporality is on.
+    delta: bool,
     /// The OTLP push thread, when `[export.otlp]` is on.
     pusher: std::sync::Mutex<Option<otlp::Pusher>>,
     /// Series each instrument was sized for; a reload that needs more rebuilds
@@ -248,6 +250,7 @@ impl Telemetry {
             counters,
             plan: Arc::new(RwLock::new(Arc::new(Plan::default()))),
             pusher: std::sync::Mutex::new(None),
+            delta: delta.is_some(),
             limits,
             mode: plan.histograms,
         };
@@ -371,7 +374,15 @@ impl Telemetry {
                 self.runs.add(1, &sorted(run_attrs));
             }
         }
-        self.success.record(if o.success() { 1.0 } else { 0.0 }, &base);
+        // A delta reader exports only what was recorded since its last push: there the
+        // gauge is recorded every run.
+        let success = u8::from(o.success());
+        let changed = self.delta
+            || probe
+                .is_none_or(|p| p.last_success.swap(1 + success, std::sync::atomic::Ordering::Relaxed) != 1 + success);
+        if changed {
+            self.success.record(f64::from(success), &base);
+        }
         if let Some(p) = probe {
             for w in &p.thresholds {
                 if let Some(v) = o.judged(w.key, w.unit) {

@@ -26,6 +26,9 @@ pub struct ProbePlan {
     pub base: Arc<[KeyValue]>,
     /// `base` with `outcome = success`, sorted: a passing run's `probe.runs` series.
     pub run_success: Arc<[KeyValue]>,
+    /// 1 + the `probe.success` value last recorded under this plan (0: none yet): an
+    /// unchanged gauge is not recorded again (with cumulative export).
+    pub last_success: Arc<std::sync::atomic::AtomicU8>,
     /// The probe is configured but cannot run on this host (no Chromium): it gets
     /// `probe_scheduled 0` and no other series.
     pub unscheduled: bool,
