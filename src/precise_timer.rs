@@ -45,6 +45,29 @@ struct State {
     seq: u64,
 }
 
+impl State {
+    /// Queues a wake-up at `due`; true when it is now the earliest.
+    fn push(&mut self, due: Instant, wake: oneshot::Sender<()>) -> bool {
+        self.seq += 1;
+        let earliest = self.heap.peek().is_none_or(|Reverse(e)| due < e.due);
+        self.heap.push(Reverse(Entry {
+            due,
+            seq: self.seq,
+            wake,
+        }));
+        earliest
+    }
+
+    /// Wakes every task due by `now`; returns the next due time.
+    fn fire(&mut self, now: Instant) -> Option<Instant> {
+        while self.heap.peek().is_some_and(|Reverse(e)| e.due <= now) {
+            let Reverse(e) = self.heap.pop().expect("peeked");
+            let _ = e.wake.send(());
+        }
+        self.heap.peek().map(|Reverse(e)| e.due)
+    }
+}
+
 struct Timer {
     state: Mutex<State>,
     changed: Condvar,
@@ -71,14 +94,9 @@ impl Timer {
         let mut st = self.state.lock().expect("timer lock");
         loop {
             let now = Instant::now();
-            while st.heap.peek().is_some_and(|Reverse(e)| e.due <= now) {
-                let Reverse(e) = st.heap.pop().expect("peeked");
-                let _ = e.wake.send(());
-            }
             let wait = st
-                .heap
-                .peek()
-                .map_or(Duration::from_secs(3600), |Reverse(e)| e.due - now);
+                .fire(now)
+                .map_or(Duration::from_secs(3600), |due| due.saturating_duration_since(now));
             st = self.changed.wait_timeout(st, wait).expect("timer lock").0;
         }
     }
@@ -93,16 +111,21 @@ pub async fn sleep_until(due: Instant) {
     };
     {
         let t = timer();
-        let mut st = t.state.lock().expect("timer lock");
-        st.seq += 1;
-        let seq = st.seq;
-        let earliest = st.heap.peek().is_none_or(|Reverse(e)| due < e.due);
-        st.heap.push(Reverse(Entry { due, seq, wake: tx }));
-        if earliest {
+        if t.state.lock().expect("timer lock").push(due, tx) {
             t.changed.notify_one();
         }
     }
     let _ = rx.await;
+}
+
+/// Whether sleeps go through the timerfd timer now (its runtime is up).
+pub fn on_timerfd() -> bool {
+    #[cfg(target_os = "linux")]
+    return FD_TIMER
+        .get()
+        .is_some_and(|t| t.alive.load(std::sync::atomic::Ordering::Acquire));
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 /// Queues the wake-up on the timerfd timer when it runs; gives `tx` back otherwise.
@@ -114,12 +137,7 @@ fn on_fd_timer(due: Instant, tx: oneshot::Sender<()>) -> Option<oneshot::Sender<
     else {
         return Some(tx);
     };
-    let mut st = t.state.lock().expect("timer lock");
-    st.seq += 1;
-    let seq = st.seq;
-    let earliest = st.heap.peek().is_none_or(|Reverse(e)| due < e.due);
-    st.heap.push(Reverse(Entry { due, seq, wake: tx }));
-    if earliest {
+    if t.state.lock().expect("timer lock").push(due, tx) {
         t.arm(Some(due));
     }
     None
@@ -211,12 +229,7 @@ pub async fn drive_here() {
     loop {
         {
             let mut st = t.state.lock().expect("timer lock");
-            let now = Instant::now();
-            while st.heap.peek().is_some_and(|Reverse(e)| e.due <= now) {
-                let Reverse(e) = st.heap.pop().expect("peeked");
-                let _ = e.wake.send(());
-            }
-            t.arm(st.heap.peek().map(|Reverse(e)| e.due));
+            t.arm(st.fire(Instant::now()));
         }
         let Ok(mut ready) = t.fd.readable().await else {
             return;
