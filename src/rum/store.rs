@@ -255,6 +255,11 @@ impl Store {
                         updated: now,
                     });
                     p.updated = now;
+                    // Beacons of one page view can arrive out of order (two fetches in
+                    // flight): its first beacon arriving second still makes it ours.
+                    if beacon.opens {
+                        p.adopted = false;
+                    }
                     if p.recorded & bit != 0 && !waiting {
                         added.duplicates += 1;
                         continue;
@@ -588,5 +593,31 @@ mod tests {
             out.iter()
                 .any(|f| matches!(f, Flushed::PageView { adopted: false, .. }))
         );
+    }
+
+    /// The page view's second beacon overtakes its first (two fetches in flight): the
+    /// page view is still counted here, not adopted.
+    #[test]
+    fn a_first_beacon_arriving_second_still_opens_the_page_view() {
+        let s = Store::new(Duration::from_millis(100), Duration::from_millis(200), 100);
+        let t0 = Instant::now();
+        let one = |v: Vital, id: &'static str| Incoming {
+            report: vital(v, 1.0),
+            id: Some(id),
+            page: Some("pv-9"),
+            resent: false,
+        };
+        let second = BeaconMeta {
+            opens: false,
+            sample_rate: 1.0,
+        };
+        s.add(vec![one(Vital::Lcp, "l")], second, t0);
+        s.add(vec![one(Vital::Ttfb, "t")], BeaconMeta::default(), t0);
+        let out = s.due(t0 + Duration::from_secs(1));
+        assert!(
+            out.iter()
+                .any(|f| matches!(f, Flushed::PageView { adopted: false, .. }))
+        );
+        assert_eq!(out.iter().filter(|f| matches!(f, Flushed::Vital(_))).count(), 2);
     }
 }
