@@ -1,7 +1,10 @@
 //! Demo routes for the `browser` kind: a page whose vitals and bytes are known. Its LCP
 //! image arrives after an injected delay, a late layout shift moves the content by a
 //! known fraction, and its JS and CSS come gzipped at a known size. Routes and
-//! parameters: docs/demo.md.
+//! parameters: docs/demo.md. Under `/app/` a small app for browser journeys: a login
+//! form, a dashboard whose content waits on a slow API call, a button whose click handler
+//! blocks for a known time (a known INP), and a player whose first frame waits on a slow
+//! segment.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -20,6 +23,154 @@ pub fn routes() -> Router {
         .route("/page/app.js", any(script))
         .route("/page/app.css", any(stylesheet))
         .route("/page/hang", any(hang))
+        .route("/app/login", any(login))
+        .route("/app/dashboard", any(dashboard))
+        .route("/app/api/stats", any(stats))
+        .route("/app/player", any(player))
+        .route("/app/segment", any(segment))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AppParams {
+    /// Milliseconds the dashboard's stats API takes (its cards render after it).
+    api_delay: u64,
+    /// Milliseconds the dashboard's "Recalculate" click handler blocks the main thread.
+    handler: u64,
+    /// Milliseconds the player's first segment takes after "Play".
+    segment_delay: u64,
+    /// An origin serving `web-vitals.iife.js`: the dashboard then reports its own INP
+    /// (web-vitals' `onINP`) into `window.__wvInp`, to compare with the probe's.
+    wv: Option<String>,
+}
+
+const APP_STYLE: &str =
+    "<style>body{font:16px sans-serif;margin:2em}.card{padding:1em;background:#def;margin:.5em 0}</style>";
+
+fn html(status: StatusCode, title: &str, body: &str) -> Response {
+    let page = format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>{APP_STYLE}</head><body>{body}</body></html>"#
+    );
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+/// The query string passed on from page to page (only the parameters we know, re-encoded).
+fn carried(p: &AppParams) -> String {
+    let mut q = format!(
+        "api_delay={}&handler={}&segment_delay={}",
+        p.api_delay, p.handler, p.segment_delay
+    );
+    if let Some(wv) = p.wv.as_deref().filter(|o| valid_origin(o)) {
+        q.push_str("&wv=");
+        q.push_str(wv);
+    }
+    q
+}
+
+/// GET: the sign-in form. POST: any user with a non-empty password is signed in (a session
+/// cookie) and sent to the dashboard; an empty password gets the form back with a 401.
+async fn login(method: axum::http::Method, Query(p): Query<AppParams>, body: axum::body::Bytes) -> Response {
+    let q = carried(&p);
+    let form = format!(
+        r#"<h1>Sign in</h1><form method="post" action="/app/login?{q}"><label>User <input id="user" name="user" autocomplete="off"></label>
+<label>Password <input id="password" name="password" type="password"></label><button id="sign-in" type="submit">Sign in</button></form>"#
+    );
+    if method != axum::http::Method::POST {
+        return html(StatusCode::OK, "Sign in", &form);
+    }
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(&body[..body.len().min(4096)])
+        .into_owned()
+        .collect();
+    let password = fields
+        .iter()
+        .find(|(k, _)| k == "password")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    if password.is_empty() {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            &format!("<p id=\"error\">Wrong password</p>{form}"),
+        );
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, format!("/app/dashboard?{q}")),
+            (header::SET_COOKIE, "session=demo; Path=/app; HttpOnly".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+async fn dashboard(Query(p): Query<AppParams>, headers: axum::http::HeaderMap) -> Response {
+    let signed_in = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|c| c.split(';').any(|kv| kv.trim() == "session=demo"));
+    if !signed_in {
+        return html(StatusCode::UNAUTHORIZED, "Dashboard", "<p>Sign in first.</p>");
+    }
+    let vitals = match p.wv.as_deref().filter(|o| valid_origin(o)) {
+        Some(origin) => format!(
+            r#"<script src="{origin}/web-vitals.iife.js"></script><script>webVitals.onINP((m) => {{ window.__wvInp = m.value; }}, {{ reportAllChanges: true }});</script>"#
+        ),
+        None => String::new(),
+    };
+    let body = format!(
+        r#"<h1>Dashboard</h1><div id="stats"><p>Loading…</p></div><button id="recalculate">Recalculate</button><p id="result"></p>
+<script>
+fetch('/app/api/stats?delay={api}').then((r) => r.json()).then((d) => {{
+  document.getElementById('stats').innerHTML = '<div class="card">' + d.users + ' users</div><div class="card">' + d.uptime + ' uptime</div>';
+}});
+document.getElementById('recalculate').addEventListener('click', () => {{
+  const end = performance.now() + {handler}; while (performance.now() < end) {{}}
+  document.getElementById('result').textContent = 'Recalculated';
+}});
+</script>{vitals}"#,
+        api = p.api_delay.min(60_000),
+        handler = p.handler.min(5_000),
+    );
+    html(StatusCode::OK, "Dashboard", &body)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DelayParams {
+    delay: u64,
+}
+
+async fn stats(Query(p): Query<DelayParams>) -> Response {
+    tokio::time::sleep(Duration::from_millis(p.delay.min(60_000))).await;
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"users":1234,"uptime":"99.95%"}"#,
+    )
+        .into_response()
+}
+
+/// "Play" fetches the first segment, then the <video> plays a canvas stream.
+async fn player(Query(p): Query<AppParams>) -> Response {
+    let body = format!(
+        r#"<h1>Player</h1><button id="play">Play</button><video id="player" muted playsinline width="320" height="180"></video>
+<canvas id="frames" width="320" height="180" style="display:none"></canvas>
+<script>
+const c = document.getElementById('frames'), g = c.getContext('2d');
+let n = 0; (function draw() {{ g.fillStyle = n++ % 2 ? '#246' : '#642'; g.fillRect(0, 0, 320, 180); requestAnimationFrame(draw); }})();
+document.getElementById('play').addEventListener('click', async () => {{
+  await fetch('/app/segment?delay={delay}').then((r) => r.arrayBuffer());
+  const v = document.getElementById('player'); v.srcObject = c.captureStream(30); v.play();
+}});
+</script>"#,
+        delay = p.segment_delay.min(60_000)
+    );
+    html(StatusCode::OK, "Player", &body)
+}
+
+async fn segment(Query(p): Query<DelayParams>) -> Response {
+    tokio::time::sleep(Duration::from_millis(p.delay.min(60_000))).await;
+    ([(header::CONTENT_TYPE, "video/webm")], vec![0u8; 16 * 1024]).into_response()
 }
 
 #[derive(Deserialize, Default)]

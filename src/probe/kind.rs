@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::budget;
 use crate::config::{ConfigError, ProbeCommon, Secret, SecretText, Size, Source, Spanned, read_capped};
 use crate::net::{self, Resolver};
-use crate::outcome::{Measure, ProbeError, Recorder};
+use crate::outcome::{Instrument, Measure, ProbeError, Recorder, Unit};
 use crate::schedule::{self, Schedule};
 
 use super::browser::{driver, session};
@@ -39,6 +39,36 @@ pub const CERT_EXPIRY: Measure = Measure {
     fixed: &[],
     labels: &[],
 };
+
+/// One measure per distinct (metric, key) for the life of the process: keys come from
+/// config, so they are few, and telemetry holds `&'static` catalog entries (workflow steps, browser journey steps).
+pub fn made_measure(
+    key: String,
+    metric: &'static str,
+    unit: Unit,
+    instrument: Instrument,
+    description: &'static str,
+    fixed: Vec<(&'static str, String)>,
+) -> &'static Measure {
+    static MADE: std::sync::OnceLock<Mutex<HashMap<(&'static str, String), &'static Measure>>> =
+        std::sync::OnceLock::new();
+    let mut all = MADE.get_or_init(Mutex::default).lock().expect("made measures");
+    all.entry((metric, key.clone())).or_insert_with(|| {
+        let fixed: Vec<(&'static str, &'static str)> = fixed
+            .into_iter()
+            .map(|(k, v)| (k, &*Box::leak(v.into_boxed_str())))
+            .collect();
+        Box::leak(Box::new(Measure {
+            key: Box::leak(key.into_boxed_str()),
+            metric,
+            unit,
+            instrument,
+            description,
+            fixed: Box::leak(fixed.into_boxed_slice()),
+            labels: &[],
+        }))
+    })
+}
 
 /// Shared, long-lived things a probe may need.
 #[derive(Clone)]

@@ -73,6 +73,7 @@ macro_rules! catalog {
             vital!("fcp", Unit::Seconds),
             vital!("lcp", Unit::Seconds),
             vital!("cls", Unit::Score),
+            vital!("inp", Unit::Seconds),
             Measure {
                 key: "dom_content_loaded",
                 metric: "probe.browser.page.event",

@@ -7,10 +7,13 @@
 mod budget_file;
 mod catalog;
 pub mod driver;
+mod journey;
+mod journey_run;
 mod network;
 mod page;
 pub mod session;
 mod settings;
+mod settle;
 mod timeline;
 
 use std::sync::{Arc, Mutex};
@@ -53,21 +56,13 @@ pub const KIND: Kind = Kind {
 };
 
 const OBSERVE_JS: &str = include_str!("observe.js");
-const COLLECT_JS: &str = include_str!("collect.js");
 const MAX_SCRIPT: u64 = 1024 * 1024;
 const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 const DEFAULT_SETTLE_MAX: Duration = Duration::from_secs(10);
 /// Lighthouse's time-to-interactive needs a 5 s quiet window to have been seen.
 const TTI_WINDOW: Duration = Duration::from_secs(5);
-/// How often the settle looks at the page (a WebDriver round trip costs a few ms).
-const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// How often the load state is polled (a WebDriver round trip is a few ms).
 const POLL: Duration = Duration::from_millis(10);
-
-enum Step {
-    Cookie { name: String, value: crate::config::Secret },
-    WaitFor(String),
-}
 
 pub struct BrowserProbe {
     url: url::Url,
@@ -81,7 +76,7 @@ pub struct BrowserProbe {
     script: Option<String>,
     script_metrics: Vec<(&'static str, ScriptUnit)>,
     insecure: bool,
-    steps: Vec<Step>,
+    steps: Vec<journey::Step>,
     /// The part of the timeout kept back to read what was measured and close the browser.
     reserve: Duration,
     timeout: Duration,
@@ -97,19 +92,8 @@ impl Settings for BrowserProbeSettings {
             self.viewport.as_ref().map_or("1350x940", |v| v.get_ref().as_str()),
             crate::config::as_written(&self.throttle)
         ));
-        for s in &self.steps {
-            if let Some(c) = &s.set_cookie {
-                let c = c.get_ref();
-                let shown = if crate::config::Secret::is_reference(c.value.as_str()) {
-                    format!("secret {} <redacted>", c.value.as_str())
-                } else {
-                    "literal <not shown>".into()
-                };
-                lines.push(format!("step: set cookie {}: {shown}", c.name));
-            }
-            if let Some(w) = &s.wait_for {
-                lines.push(format!("step: wait for {}", w.get_ref()));
-            }
+        for (i, s) in self.steps.iter().enumerate() {
+            lines.push(format!("step {}", journey::plan_line(s, i)));
         }
         if let Some(f) = &self.budgets_file {
             lines.push(format!("budgets from {}", f.get_ref()));
@@ -118,10 +102,13 @@ impl Settings for BrowserProbeSettings {
     }
 
     fn measures(&self) -> Vec<&'static Measure> {
-        self.script_metrics
+        let mut out: Vec<&'static Measure> = self
+            .script_metrics
             .iter()
             .map(|(name, unit)| script_measure(name, *unit.get_ref()))
-            .collect()
+            .collect();
+        out.extend(journey::measures(&self.steps));
+        out
     }
 
     fn budgets(&self, cfg: &ProbeConfig, measures: &[&'static Measure]) -> Result<Vec<Threshold>, ConfigError> {
@@ -216,37 +203,7 @@ impl Settings for BrowserProbeSettings {
             }
             script_metrics.push((script_measure(name, *unit.get_ref()).key, *unit.get_ref()));
         }
-        let mut steps = Vec::new();
-        for s in &self.steps {
-            match (&s.set_cookie, &s.wait_for) {
-                (Some(c), None) => {
-                    let raw = c.get_ref();
-                    if raw.name.is_empty() || raw.name.contains([';', '=', ' ', ',']) {
-                        return Err(cfg.error_at(c, "probe.step.set_cookie", "invalid cookie name"));
-                    }
-                    let value = crate::config::Secret::resolve(
-                        raw.value.as_str(),
-                        cfg.source.path.parent().unwrap_or(std::path::Path::new(".")),
-                    )
-                    .map_err(|e| cfg.error_at(c, "probe.step.set_cookie.value", e))?;
-                    steps.push(Step::Cookie {
-                        name: raw.name.clone(),
-                        value,
-                    });
-                }
-                (None, Some(w)) => steps.push(Step::WaitFor(w.get_ref().clone())),
-                (Some(c), Some(_)) => {
-                    return Err(cfg.error_at(c, "probe.step", "a step has one of `set_cookie` or `wait_for`"));
-                }
-                (None, None) => {
-                    return Err(cfg.source.error_at(
-                        cfg.common.name.span(),
-                        Some("probe.step"),
-                        "a step needs `set_cookie` or `wait_for`",
-                    ));
-                }
-            }
-        }
+        let steps = journey::build(cfg, &self.steps, &url)?;
         // budget.json's firstPartyHostnames decide, as in Lighthouse, unless the probe names
         // its own; both at once must agree.
         let own: Vec<String> = self.first_party_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
@@ -331,22 +288,7 @@ impl WebDriverCompatibleCommand for Cdp {
 
 use session::error as browser_error;
 
-/// Errors while a navigation is under way (the old document is gone) are retried;
-/// a lost session or browser is not.
-fn session_lost(e: &fantoccini::error::CmdError) -> bool {
-    use fantoccini::error::{CmdError, ErrorStatus};
-    if session::crashed(&e.to_string()) {
-        return true;
-    }
-    match e {
-        CmdError::Standard(w) => matches!(
-            w.error,
-            ErrorStatus::InvalidSessionId | ErrorStatus::NoSuchWindow | ErrorStatus::SessionNotCreated
-        ),
-        CmdError::Lost(_) | CmdError::Failed(_) => true,
-        _ => false,
-    }
-}
+use session::session_lost;
 
 impl BrowserProbe {
     async fn visit(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
@@ -371,11 +313,9 @@ impl BrowserProbe {
             .measure(rec, lease.browser().client(), network.as_deref(), deadline)
             .await;
         // A page can echo its cookies into an error or an element: never into our output.
-        for step in &self.steps {
-            if let Step::Cookie { value, .. } = step {
-                rec.scrub(value.expose());
-                result = result.map_err(|e| e.scrubbed(value.expose()));
-            }
+        for secret in self.steps.iter().filter_map(journey::Step::secret) {
+            rec.scrub(secret);
+            result = result.map_err(|e| e.scrubbed(secret));
         }
         let pids = lease.browser().profile().map(|p| p.dir.clone());
         if let Some(dir) = pids {
@@ -434,7 +374,7 @@ impl BrowserProbe {
             .await?;
         }
         for s in &self.steps {
-            if let Step::Cookie { name, value } = s {
+            if let journey::Action::Cookie { name, value } = &s.action {
                 self.cdp(
                     client,
                     "Network.setCookie",
@@ -468,32 +408,49 @@ impl BrowserProbe {
         let loaded = state == "complete";
         if loaded {
             rec.enter("settle");
-            if let Some(busy) = self.settle(client, network, deadline).await? {
+            if let Some(busy) = settle::settle(self.settle, self.settle_max, client, network, deadline).await? {
                 rec.detail("not_quiet", busy);
             }
         }
-        for s in &self.steps {
-            if let Step::WaitFor(selector) = s {
-                rec.enter("wait_for");
-                self.wait_for(client, selector, deadline).await?;
+        let mut journey = journey_run::Journey::new(
+            &self.steps,
+            &self.first_party,
+            (self.settle, self.settle_max),
+            client,
+            network,
+            deadline,
+        );
+        let mut first_read = false;
+        let mut result = Ok(());
+        if loaded {
+            for (i, step) in self.steps.iter().enumerate() {
+                if matches!(step.action, journey::Action::Cookie { .. }) {
+                    continue;
+                }
+                // Input ends the page's LCP: its figures are read before the first action.
+                if step.acts() && !first_read {
+                    first_read = true;
+                    self.read_first_page(rec, client, network).await?;
+                }
+                if let Err(e) = journey.run_step(rec, i).await {
+                    result = Err(e);
+                    break;
+                }
             }
         }
-        rec.enter("collect");
-        let data = client
-            .execute(COLLECT_JS, Vec::new())
-            .await
-            .map_err(|e| browser_error("reading the page's metrics", e))?;
-        let page: page::PageData =
-            serde_json::from_value(data).map_err(|e| browser_error("reading the page's metrics", e))?;
-        if let Some(e) = page::navigation_error(rec, &page) {
-            return Err(e);
+        if !first_read {
+            self.read_first_page(rec, client, network).await?;
         }
-        {
-            let seen = network.map(|n| n.lock().expect("network log"));
-            page::record(rec, &page, &self.first_party, seen.as_deref());
+        if result.is_ok() {
+            result = journey.read_led_to_page(rec, true).await;
         }
+        if self.steps.iter().any(journey::Step::acts) {
+            journey.record_interactions(rec).await;
+        }
+        // The user's numbers, from the page the journey ends on.
         if let Some(script) = &self.script
             && loaded
+            && result.is_ok()
         {
             rec.enter("metrics_script");
             self.run_script(rec, client, script).await?;
@@ -507,6 +464,7 @@ impl BrowserProbe {
                 rec.screenshot(png);
             }
         }
+        result?;
         if !loaded {
             return Err(ProbeError::new(
                 ErrorType::Timeout,
@@ -517,63 +475,6 @@ impl BrowserProbe {
             ));
         }
         Ok(())
-    }
-
-    /// Waits after the load event until the page has been quiet for the settle window:
-    /// no request in flight (DevTools; without it, no new Resource Timing entry) and no
-    /// long task, for `settle`, and at least `settle` after load. Gives up at
-    /// `settle_max` after load (or the run's deadline) and says what was still busy.
-    async fn settle(
-        &self,
-        client: &fantoccini::Client,
-        network: Option<&Mutex<network::Log>>,
-        deadline: Instant,
-    ) -> Result<Option<String>, ProbeError> {
-        const POLL_JS: &str = "const s = window.__sloprobe; \
-            return [s ? performance.now() - (s.lastBusy || 0) : 0, performance.getEntriesByType('resource').length];";
-        let loaded = Instant::now();
-        let ceiling = deadline.min(loaded + self.settle_max);
-        let (mut entries, mut entries_changed) = (0u64, loaded);
-        loop {
-            // A long task under way holds this script until it ends: it is never missed.
-            let (cpu_quiet, count) = match client.execute(POLL_JS, Vec::new()).await {
-                Ok(Value::Array(a)) => (
-                    a.first().and_then(Value::as_f64).unwrap_or(0.0),
-                    a.get(1).and_then(Value::as_u64).unwrap_or(0),
-                ),
-                Err(e) if session_lost(&e) => return Err(browser_error("settling", e)),
-                _ => (0.0, entries),
-            };
-            let now = Instant::now();
-            if count != entries {
-                (entries, entries_changed) = (count, now);
-            }
-            // A DevTools stream that broke says nothing more: Resource Timing then.
-            let (net_quiet, in_flight) = match network.map(|n| n.lock().expect("network log")) {
-                Some(log) if log.broken.is_none() => (log.quiet_for(now), log.in_flight()),
-                _ => (now - entries_changed, 0),
-            };
-            let cpu_quiet = Duration::from_secs_f64((cpu_quiet / 1000.0).clamp(0.0, 3600.0));
-            if now - loaded >= self.settle && net_quiet >= self.settle && cpu_quiet >= self.settle {
-                return Ok(None);
-            }
-            if now >= ceiling {
-                let mut busy = Vec::new();
-                if net_quiet < self.settle {
-                    busy.push(format!("{in_flight} request(s) in flight"));
-                }
-                if cpu_quiet < self.settle {
-                    busy.push("long tasks".to_string());
-                }
-                return Ok(Some(format!(
-                    "not quiet for {} within {} of load: {}",
-                    humantime::format_duration(self.settle),
-                    humantime::format_duration(now - loaded),
-                    busy.join(", ")
-                )));
-            }
-            tokio::time::sleep_until(ceiling.min(now + SETTLE_POLL).into()).await;
-        }
     }
 
     /// Navigates and waits for the load event (or the deadline); returns the readyState.
@@ -616,28 +517,23 @@ impl BrowserProbe {
         Ok(state)
     }
 
-    async fn wait_for(&self, client: &fantoccini::Client, selector: &str, deadline: Instant) -> Result<(), ProbeError> {
-        let script = "return document.querySelector(arguments[0]) !== null";
-        while Instant::now() < deadline {
-            match client.execute(script, vec![json!(selector)]).await {
-                Ok(Value::Bool(true)) => return Ok(()),
-                Err(e) if session_lost(&e) => return Err(browser_error("wait_for", e)),
-                Err(fantoccini::error::CmdError::Standard(w))
-                    if w.error == fantoccini::error::ErrorStatus::InvalidSelector =>
-                {
-                    return Err(ProbeError::new(
-                        ErrorType::AssertionFailed,
-                        format!("wait_for: invalid selector {selector:?}"),
-                    ));
-                }
-                _ => {}
-            }
-            tokio::time::sleep_until(deadline.min(Instant::now() + POLL).into()).await;
+    /// The probe's own page: its vitals and bytes, under the catalog keys.
+    async fn read_first_page(
+        &self,
+        rec: &mut Recorder,
+        client: &fantoccini::Client,
+        network: Option<&Mutex<network::Log>>,
+    ) -> Result<(), ProbeError> {
+        rec.enter("collect");
+        let page = page::read(client).await?;
+        if let Some(e) = page::navigation_error(rec, &page) {
+            return Err(e);
         }
-        Err(ProbeError::new(
-            ErrorType::AssertionFailed,
-            format!("wait_for: no element matches {selector:?}"),
-        ))
+        {
+            let seen = network.map(|n| n.lock().expect("network log"));
+            page::record(rec, &page, &self.first_party, seen.as_deref(), &catalog::key);
+        }
+        Ok(())
     }
 
     async fn run_script(

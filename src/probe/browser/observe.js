@@ -2,7 +2,7 @@
 // so no entry or error is missed. Buffered observers also replay what came before.
 (() => {
   if (window.__sloprobe) return;
-  const s = (window.__sloprobe = { lcp: null, lcpEl: null, lcpUrl: '', cls: 0, longtasks: [], longtasksLost: false, lastBusy: 0, errors: 0, firstError: '' });
+  const s = (window.__sloprobe = { lcp: null, lcpEl: null, lcpUrl: '', cls: 0, longtasks: [], longtasksLost: false, lastBusy: 0, errors: 0, firstError: '', interactions: {}, interactionsKept: 0, console: [] });
   // Resource Timing (the fallback without DevTools) keeps 250 entries by default.
   try { performance.setResourceTimingBufferSize(20000); } catch (e) {}
   const observe = (type, each) => {
@@ -37,6 +37,34 @@
     else s.longtasksLost = true;
     s.lastBusy = Math.max(s.lastBusy, e.startTime + e.duration);
   });
+  // Event Timing as web-vitals' onINP reads it: events of 40 ms or more, and the first
+  // input; an interaction's latency is its longest event. Kept: [page wall ms, duration].
+  const interaction = (e) => {
+    if (!e.interactionId) return;
+    const had = s.interactions[e.interactionId];
+    if (!had && s.interactionsKept >= 1000) return;
+    if (!had) s.interactionsKept++;
+    if (!had || e.duration > had[1]) s.interactions[e.interactionId] = [performance.timeOrigin + e.startTime, e.duration];
+  };
+  try {
+    new PerformanceObserver((list) => list.getEntries().forEach(interaction)).observe({ type: 'event', buffered: true, durationThreshold: 40 });
+  } catch (e) {}
+  observe('first-input', interaction);
+  // The console, for a failed run's evidence: the first 50 messages, 300 characters each.
+  const note = (level, args) => {
+    if (s.console.length >= 50) return;
+    let text = '';
+    try { text = Array.from(args, (a) => (typeof a === 'string' ? a : String(a))).join(' '); } catch (e) { text = '(unprintable)'; }
+    s.console.push(level + ': ' + text.slice(0, 300));
+  };
+  for (const level of ['error', 'warn', 'info', 'log']) {
+    const original = console[level];
+    if (typeof original !== 'function') continue;
+    console[level] = function () { note(level, arguments); return original.apply(this, arguments); };
+  }
+  addEventListener('error', (e) => {
+    if (e instanceof ErrorEvent) note('uncaught', [e.message]);
+  }, true);
   addEventListener('error', (e) => {
     if (!(e instanceof ErrorEvent)) return; // a failed <img> is not a script error
     s.errors++;

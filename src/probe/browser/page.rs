@@ -3,10 +3,20 @@
 
 use serde::Deserialize;
 
-use super::catalog::key;
 use super::network::Log;
 use super::timeline::{Span, Task, max_potential_fid, time_to_interactive, total_blocking_time};
 use crate::outcome::{ErrorType, ProbeError, Recorder};
+
+const COLLECT_JS: &str = include_str!("collect.js");
+
+/// Reads what the page's Performance APIs say (`collect.js`).
+pub async fn read(client: &fantoccini::Client) -> Result<PageData, ProbeError> {
+    let data = client
+        .execute(COLLECT_JS, Vec::new())
+        .await
+        .map_err(|e| super::session::error("reading the page's metrics", e))?;
+    serde_json::from_value(data).map_err(|e| super::session::error("reading the page's metrics", e))
+}
 
 /// Resource types, as Lighthouse's budgets name them.
 pub const TYPES: &[&str] = &["document", "script", "stylesheet", "image", "font", "media", "other"];
@@ -86,7 +96,15 @@ fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 /// Records everything the page said. Milliseconds become seconds. Bytes come from the
 /// run's DevTools network log when there is one, else from Resource Timing.
-pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String], network: Option<&Log>) {
+/// `keys` names the catalog key a figure is recorded under (the first page: the catalog;
+/// a journey step's navigation: "<step>.lcp" and its few siblings), or leaves it out.
+pub fn record(
+    rec: &mut Recorder,
+    page: &PageData,
+    first_party: &[String],
+    network: Option<&Log>,
+    keys: &dyn Fn(&str) -> Option<&'static str>,
+) {
     let ms = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0).map(|v| v / 1000.0);
     for (k, v) in [
         ("ttfb", ms(page.ttfb)),
@@ -95,16 +113,18 @@ pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String], netwo
         ("dom_content_loaded", ms(page.dom_content_loaded)),
         ("load", ms(page.load)),
     ] {
-        if let Some(v) = v {
-            rec.set(k, v);
-        }
+        set(rec, keys, k, v);
     }
     if page.cls.is_finite() && page.cls >= 0.0 {
-        rec.set("cls", page.cls);
+        set(rec, keys, "cls", Some(page.cls));
     }
     let network = network.filter(|n| n.broken.is_none());
-    record_main_thread(rec, page, network);
-    rec.set("js_errors", page.errors.max(0.0));
+    record_main_thread(rec, page, network, keys);
+    set(rec, keys, "js_errors", Some(page.errors.max(0.0)));
+    // Details describe the probe's own page; a journey's later pages have step reports.
+    if keys("lcp") != Some("lcp") {
+        return record_bytes(rec, page, first_party, network, keys);
+    }
     if !page.lcp_element.is_empty() {
         rec.detail("lcp_element", page.lcp_element.clone());
     }
@@ -116,7 +136,16 @@ pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String], netwo
         rec.detail("first_js_error", first.chars().take(200).collect::<String>());
     }
     rec.detail("ready_state", page.ready_state.clone());
+    record_bytes(rec, page, first_party, network, keys);
+}
 
+fn record_bytes(
+    rec: &mut Recorder,
+    page: &PageData,
+    first_party: &[String],
+    network: Option<&Log>,
+    keys: &dyn Fn(&str) -> Option<&'static str>,
+) {
     let mut tally = [[Tally::default(); 2]; 7];
     let mut unmeasured = 0.0;
     let mut count = |url: &str, t: usize, body: Option<f64>, transfer: Option<f64>| {
@@ -185,24 +214,24 @@ pub fn record(rec: &mut Recorder, page: &PageData, first_party: &[String], netwo
         let mut of_type = Tally::default();
         for (p, party) in PARTIES.iter().enumerate() {
             let s = tally[t][p];
-            set(rec, &format!("{name}_{party}_party_bytes"), s.bytes);
-            set(rec, &format!("{name}_{party}_party_transfer"), s.transfer);
-            set(rec, &format!("{name}_{party}_party_requests"), Some(s.requests));
+            set(rec, keys, &format!("{name}_{party}_party_bytes"), s.bytes);
+            set(rec, keys, &format!("{name}_{party}_party_transfer"), s.transfer);
+            set(rec, keys, &format!("{name}_{party}_party_requests"), Some(s.requests));
             of_type = of_type.plus(s);
         }
-        set(rec, &format!("{name}_bytes"), of_type.bytes);
-        set(rec, &format!("{name}_transfer"), of_type.transfer);
-        set(rec, &format!("{name}_requests"), Some(of_type.requests));
+        set(rec, keys, &format!("{name}_bytes"), of_type.bytes);
+        set(rec, keys, &format!("{name}_transfer"), of_type.transfer);
+        set(rec, keys, &format!("{name}_requests"), Some(of_type.requests));
         total = total.plus(of_type);
         third = third.plus(tally[t][1]);
     }
-    set(rec, "total_bytes", total.bytes);
-    set(rec, "total_transfer", total.transfer);
-    set(rec, "requests", Some(total.requests));
-    set(rec, "third_party_bytes", third.bytes);
-    set(rec, "third_party_transfer", third.transfer);
-    set(rec, "third_party_requests", Some(third.requests));
-    rec.set("unmeasured_requests", unmeasured);
+    set(rec, keys, "total_bytes", total.bytes);
+    set(rec, keys, "total_transfer", total.transfer);
+    set(rec, keys, "requests", Some(total.requests));
+    set(rec, keys, "third_party_bytes", third.bytes);
+    set(rec, keys, "third_party_transfer", third.transfer);
+    set(rec, keys, "third_party_requests", Some(third.requests));
+    set(rec, keys, "unmeasured_requests", Some(unmeasured));
 }
 
 impl Tally {
@@ -218,7 +247,12 @@ impl Tally {
 /// TBT, time to interactive and max potential FID (timeline.rs). Time to interactive
 /// needs the run's network timeline; without it, it is unmeasured and TBT runs to the
 /// end of the observation.
-fn record_main_thread(rec: &mut Recorder, page: &PageData, network: Option<&Log>) {
+fn record_main_thread(
+    rec: &mut Recorder,
+    page: &PageData,
+    network: Option<&Log>,
+    keys: &dyn Fn(&str) -> Option<&'static str>,
+) {
     let (Some(tasks), Some(fcp)) = (&page.long_tasks, page.fcp) else {
         return;
     };
@@ -252,11 +286,16 @@ fn record_main_thread(rec: &mut Recorder, page: &PageData, network: Option<&Log>
         time_to_interactive(&tasks, &spans, fcp, dcl, page.now)
     });
     if let Some(tti) = tti {
-        rec.set("interactive", tti / 1000.0);
+        set(rec, keys, "interactive", Some(tti / 1000.0));
     }
     let end = tti.unwrap_or(page.now);
-    rec.set("tbt", total_blocking_time(&tasks, fcp, end) / 1000.0);
-    rec.set("max_potential_fid", max_potential_fid(&tasks, fcp) / 1000.0);
+    set(rec, keys, "tbt", Some(total_blocking_time(&tasks, fcp, end) / 1000.0));
+    set(
+        rec,
+        keys,
+        "max_potential_fid",
+        Some(max_potential_fid(&tasks, fcp) / 1000.0),
+    );
 }
 
 /// The navigation's own failure, if any: Chromium's network error, or an HTTP error status.
@@ -293,8 +332,8 @@ pub fn navigation_error(rec: &mut Recorder, page: &PageData) -> Option<ProbeErro
     None
 }
 
-fn set(rec: &mut Recorder, name: &str, v: Option<f64>) {
-    if let (Some(k), Some(v)) = (key(name), v) {
+fn set(rec: &mut Recorder, keys: &dyn Fn(&str) -> Option<&'static str>, name: &str, v: Option<f64>) {
+    if let (Some(k), Some(v)) = (keys(name), v) {
         rec.set(k, v);
     }
 }

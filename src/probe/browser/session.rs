@@ -46,6 +46,23 @@ pub fn error(during: &str, e: impl std::fmt::Display) -> ProbeError {
     ProbeError::new(ErrorType::BrowserError, format!("{during}: {msg}"))
 }
 
+/// Errors while a navigation is under way (the old document is gone) are retried;
+/// a lost session or browser is not.
+pub fn session_lost(e: &fantoccini::error::CmdError) -> bool {
+    use fantoccini::error::{CmdError, ErrorStatus};
+    if crashed(&e.to_string()) {
+        return true;
+    }
+    match e {
+        CmdError::Standard(w) => matches!(
+            w.error,
+            ErrorStatus::InvalidSessionId | ErrorStatus::NoSuchWindow | ErrorStatus::SessionNotCreated
+        ),
+        CmdError::Lost(_) | CmdError::Failed(_) => true,
+        _ => false,
+    }
+}
+
 /// Whether a WebDriver error says the page's renderer is gone (chromedriver: "tab
 /// crashed", "session deleted because of page crash").
 pub fn crashed(text: &str) -> bool {

@@ -86,14 +86,58 @@ impl Throttle {
     }
 }
 
-/// `[[probe.step]]`.
+/// `[[probe.step]]`: one action, wait, assertion or mark of a journey, run in order after
+/// the page at `url` has loaded and settled (docs/config.md, Browser journeys).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepConfig {
+    /// The step's name: its timing's `step` label and budget key (1-32 of a-z A-Z 0-9 _;
+    /// default "<action>_<n>", n counting from 1).
+    pub name: Option<Spanned<String>>,
+    /// The most this step may take (default: what is left of the run's timeout).
+    pub timeout: Option<Spanned<Dur>>,
     /// A cookie for the page's URL, set before the measured load.
     pub set_cookie: Option<Spanned<CookieConfig>>,
-    /// A CSS selector that must match after the load (polled until the run's deadline).
+    /// Navigate to this URL (absolute, or relative to `url`); the new page gets its own
+    /// TTFB, FCP, LCP, CLS and bytes as "<step>.lcp" and so on.
+    pub goto: Option<Spanned<String>>,
+    /// Click the first element matching this CSS selector (a real pointer event).
+    pub click: Option<Spanned<String>>,
+    /// Type `value` into the first element matching this CSS selector (real key events).
+    #[serde(rename = "type")]
+    pub type_into: Option<Spanned<String>>,
+    /// Press one key in the focused element: "Enter", "Tab", "Escape", "Backspace",
+    /// "Space", "ArrowUp"/"ArrowDown"/"ArrowLeft"/"ArrowRight", or one character.
+    pub press: Option<Spanned<String>>,
+    /// Choose the <option> whose value is `value` in the <select> matching this selector.
+    pub select: Option<Spanned<String>>,
+    /// The text for `type`, the option for `select`, or what `assert_attribute`'s
+    /// attribute must contain; for `type`, "env:NAME" or "file:PATH" is a secret, never shown.
+    pub value: Option<Spanned<SecretText>>,
+    /// Wait until an element matches this CSS selector.
     pub wait_for: Option<Spanned<String>>,
+    /// Wait until the page's visible text contains this.
+    pub wait_for_text: Option<Spanned<String>>,
+    /// Wait until the page's URL contains this.
+    pub wait_for_url: Option<Spanned<String>>,
+    /// Wait until no request has been in flight for this long (network idle).
+    pub wait_for_idle: Option<Spanned<Dur>>,
+    /// Fail the run unless the page's visible text (or `selector`'s) contains this.
+    pub assert_text: Option<Spanned<String>>,
+    /// Fail the run unless the page's URL contains this.
+    pub assert_url: Option<Spanned<String>>,
+    /// Fail the run unless `selector`'s attribute of this name contains `value`.
+    pub assert_attribute: Option<Spanned<String>>,
+    /// The element `assert_text` and `assert_attribute` look at.
+    pub selector: Option<Spanned<String>>,
+    /// Record a named timing: from the start of the last action step (or `from`) to the
+    /// frame where the wait before this mark was met. Budgetable by its name.
+    pub mark: Option<Spanned<String>>,
+    /// Wait for the first video frame presented by the <video> matching this selector and
+    /// record it as "<step>" from the start of the last action step (or `from`).
+    pub first_frame: Option<Spanned<String>>,
+    /// For `mark` and `first_frame`: the step whose start the timing is taken from.
+    pub from: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

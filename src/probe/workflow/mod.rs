@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use http::Method;
@@ -17,7 +16,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::http_config::{HttpVersion, Tls};
-use super::kind::{BuildContext, Kind, Probe, ProbeConfig, Settings};
+use super::kind::{BuildContext, Kind, Probe, ProbeConfig, Settings, made_measure as made};
 use crate::config::{ConfigError, Dur, Secret, SecretText, Size, Spanned};
 use crate::net::http::Version;
 use crate::outcome::{Instrument, Measure, Unit};
@@ -201,35 +200,6 @@ const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 const MAX_UPLOAD: u64 = 50 * 1024 * 1024 * 1024;
 const MAX_STEPS: usize = 32;
 const RESERVED: &[&str] = &["journey", "total", "goodput", "run", "part"];
-
-/// One measure per distinct (metric, key) for the life of the process: keys come from
-/// config, so they are few, and telemetry holds `&'static` catalog entries.
-fn made(
-    key: String,
-    metric: &'static str,
-    unit: Unit,
-    instrument: Instrument,
-    description: &'static str,
-    fixed: Vec<(&'static str, String)>,
-) -> &'static Measure {
-    static MADE: OnceLock<Mutex<HashMap<(&'static str, String), &'static Measure>>> = OnceLock::new();
-    let mut all = MADE.get_or_init(Mutex::default).lock().expect("workflow measures");
-    all.entry((metric, key.clone())).or_insert_with(|| {
-        let fixed: Vec<(&'static str, &'static str)> = fixed
-            .into_iter()
-            .map(|(k, v)| (k, &*Box::leak(v.into_boxed_str())))
-            .collect();
-        Box::leak(Box::new(Measure {
-            key: Box::leak(key.into_boxed_str()),
-            metric,
-            unit,
-            instrument,
-            description,
-            fixed: Box::leak(fixed.into_boxed_slice()),
-            labels: &[],
-        }))
-    })
-}
 
 const STEP_DESC: &str = "A workflow step: its start to its end, with its retries or polls.";
 const TTFB_DESC: &str =
