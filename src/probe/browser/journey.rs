@@ -178,27 +178,30 @@ fn action_word(s: &StepConfig) -> &'static str {
     pairs.iter().find(|(_, on)| *on).map_or("", |(w, _)| w)
 }
 
-fn action_count(s: &StepConfig) -> usize {
-    [
-        s.set_cookie.is_some(),
-        s.goto.is_some(),
-        s.click.is_some(),
-        s.type_into.is_some(),
-        s.press.is_some(),
-        s.select.is_some(),
-        s.wait_for.is_some(),
-        s.wait_for_text.is_some(),
-        s.wait_for_url.is_some(),
-        s.wait_for_idle.is_some(),
-        s.assert_text.is_some(),
-        s.assert_url.is_some(),
-        s.assert_attribute.is_some(),
-        s.mark.is_some(),
-        s.first_frame.is_some(),
+/// Where each action key of a step was written, in the order they appear in the file.
+fn action_spans(s: &StepConfig) -> Vec<std::ops::Range<usize>> {
+    let mut spans: Vec<std::ops::Range<usize>> = [
+        s.goto.as_ref().map(|v| v.span()),
+        s.click.as_ref().map(|v| v.span()),
+        s.type_into.as_ref().map(|v| v.span()),
+        s.press.as_ref().map(|v| v.span()),
+        s.select.as_ref().map(|v| v.span()),
+        s.wait_for.as_ref().map(|v| v.span()),
+        s.wait_for_text.as_ref().map(|v| v.span()),
+        s.wait_for_url.as_ref().map(|v| v.span()),
+        s.wait_for_idle.as_ref().map(|v| v.span()),
+        s.assert_text.as_ref().map(|v| v.span()),
+        s.assert_url.as_ref().map(|v| v.span()),
+        s.assert_attribute.as_ref().map(|v| v.span()),
+        s.mark.as_ref().map(|v| v.span()),
+        s.first_frame.as_ref().map(|v| v.span()),
+        s.set_cookie.as_ref().map(|v| v.span()),
     ]
-    .iter()
-    .filter(|b| **b)
-    .count()
+    .into_iter()
+    .flatten()
+    .collect();
+    spans.sort_by_key(|r| r.start);
+    spans
 }
 
 /// The step's name: its own, or "<action>_<n>" (n from 1, over all steps).
@@ -432,17 +435,22 @@ pub fn build(cfg: &ProbeConfig, configs: &[StepConfig], base: &url::Url) -> Resu
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut last_action: Option<usize> = None;
     for (i, s) in configs.iter().enumerate() {
-        match action_count(s) {
+        let spans = action_spans(s);
+        match spans.len() {
             1 => {}
-            0 => {
-                return Err(at_step(format!(
-                    "step {} has no action (goto, click, type, press, select, wait_for…, assert…, mark, first_frame or set_cookie)",
-                    i + 1
-                )));
+            n if n > 1 => {
+                return Err(cfg.source.error_at(
+                    spans[1].clone(),
+                    Some("probe.step"),
+                    format!(
+                        "step {} has more than one action; give each its own [[probe.step]]",
+                        i + 1
+                    ),
+                ));
             }
             _ => {
                 return Err(at_step(format!(
-                    "step {} has more than one action; give each its own [[probe.step]]",
+                    "step {} has no action (goto, click, type, press, select, wait_for…, assert…, mark, first_frame or set_cookie)",
                     i + 1
                 )));
             }

@@ -303,7 +303,8 @@ impl Journey<'_> {
         notes: &mut Vec<String>,
     ) -> Result<(), ProbeError> {
         let client = self.client;
-        const STATE: &str = "return [performance.timeOrigin, document.readyState, location.href]";
+        const STATE: &str = "const n = performance.getEntriesByType('navigation')[0]; \
+            return [performance.timeOrigin, document.readyState, location.href, (n && n.responseStatus) || 0]";
         loop {
             let read = client.execute(STATE, Vec::new()).await;
             let now = Instant::now();
@@ -321,6 +322,18 @@ impl Journey<'_> {
                         self.led_to = Some(i);
                         let href = a.get(2).and_then(Value::as_str).unwrap_or_default();
                         notes.push(format!("loaded {}", crate::redact::url(href)));
+                        let status = a.get(3).and_then(Value::as_u64).unwrap_or(0);
+                        if status >= 400 {
+                            let kind = if status == 429 {
+                                ErrorType::RateLimited
+                            } else {
+                                ErrorType::HttpStatus
+                            };
+                            return Err(ProbeError::new(
+                                kind,
+                                format!("the page it led to answered HTTP {status}"),
+                            ));
+                        }
                         // No settle here: the next step goes on as a user would (input ends
                         // the page's LCP anyway); the journey's last page settles at the end.
                         return Ok(());

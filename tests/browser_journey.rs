@@ -1,0 +1,217 @@
+//! Browser journeys in real headless Chromium against the demo app, whose delays are
+//! known: sign in with a secret password (never in any output), the dashboard's first
+//! content after a slow API call, a click whose handler blocks for a known time (lab INP,
+//! checked against the real web-vitals `onINP` in the same page and run), the player's
+//! first frame after a slow segment, and a failing assertion. Browser tests take turns.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sloprobe::probe::{self, BuildContext};
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Serves the real web-vitals IIFE build (npm, installed by scripts/test.sh) on loopback.
+async fn web_vitals_origin() -> (String, tokio::task::JoinHandle<()>) {
+    let file = std::path::Path::new(".cache/rum/node_modules/web-vitals/dist/web-vitals.iife.js");
+    let script = std::fs::read(file)
+        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/test.sh (it installs web-vitals)", file.display()));
+    let app = axum::Router::new().route(
+        "/web-vitals.iife.js",
+        axum::routing::get(move || {
+            let script = script.clone();
+            async move { ([("content-type", "text/javascript")], script) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (origin, task)
+}
+
+fn journey_probe(url: &str, steps: &str) -> String {
+    format!(
+        "[[probe]]\nname = \"journey\"\nkind = \"browser\"\nurl = \"{url}\"\nevery = \"1m\"\ntimeout = \"30s\"\nsettle = \"300ms\"\n{steps}\n"
+    )
+}
+
+const PASSWORD: &str = "correct-horse-battery-31";
+
+const LOGIN_STEPS: &str = r##"metrics_script = "wv.js"
+script_metrics = { wv_inp = "ms" }
+[probe.budget]
+dashboard_first_content = "5s"
+inp = "2s"
+"sign_in.lcp" = "5s"
+[[probe.step]]
+type = "#user"
+value = "alice"
+[[probe.step]]
+type = "#password"
+value = "env:JOURNEY_PASSWORD"
+[[probe.step]]
+name = "sign_in"
+click = "#sign-in"
+timeout = "10s"
+[[probe.step]]
+name = "stats"
+wait_for = "#stats .card"
+[[probe.step]]
+mark = "dashboard_first_content"
+[[probe.step]]
+name = "recalculate"
+click = "#recalculate"
+[[probe.step]]
+wait_for_text = "Recalculated"
+[[probe.step]]
+assert_url = "/app/dashboard"
+"##;
+
+#[tokio::test]
+async fn login_to_dashboard_times_each_step_and_lab_inp_equals_web_vitals() {
+    let _turn = TURN.lock().await;
+    let t = plain_target().await;
+    let (wv, _wv_task) = web_vitals_origin().await;
+    // SAFETY: only this test reads JOURNEY_PASSWORD.
+    unsafe { std::env::set_var("JOURNEY_PASSWORD", PASSWORD) };
+    let (api_delay, handler) = (600u64, 200u64);
+    let url = t.url(&format!("/app/login?api_delay={api_delay}&handler={handler}&wv={wv}"));
+    let toml = journey_probe(&url, LOGIN_STEPS);
+    let dir = write_files(&[
+        ("sloprobe.toml", &toml),
+        ("wv.js", "return { wv_inp: window.__wvInp };"),
+    ]);
+    let cfg = sloprobe::assembly::Config::load(&dir.path().join("sloprobe.toml")).unwrap();
+    let probes = probe::build_all(&cfg.probes, &BuildContext::new()).unwrap();
+    let o = probes[0].execute().await;
+    assert!(o.success(), "{:?} {:?}", o.error, o.steps);
+    let names: Vec<&str> = o.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "type_1",
+            "type_2",
+            "sign_in",
+            "stats",
+            "dashboard_first_content",
+            "recalculate",
+            "wait_for_text_7",
+            "assert_url_8"
+        ]
+    );
+    // The card renders after the API's delay, which starts once the dashboard has loaded.
+    let first_content = m(&o, "dashboard_first_content");
+    assert!(
+        first_content >= api_delay as f64 / 1000.0 && first_content < api_delay as f64 / 1000.0 + 1.5,
+        "dashboard_first_content {first_content}"
+    );
+    assert!(
+        m(&o, "stats") >= api_delay as f64 / 1000.0 - 0.3,
+        "stats {}",
+        m(&o, "stats")
+    );
+    // The sign-in led to the dashboard: its own vitals and bytes, apart from the login page's.
+    for key in [
+        "sign_in.ttfb",
+        "sign_in.fcp",
+        "sign_in.lcp",
+        "sign_in.total_bytes",
+        "sign_in.requests",
+    ] {
+        assert!(o.get(key).is_some(), "{key} unmeasured: {:?}", o.measurements);
+    }
+    assert!(m(&o, "sign_in.requests") >= 2.0, "the dashboard and its API call");
+    assert!(o.get("lcp").is_some() && o.get("total_bytes").is_some());
+    // Lab INP: at least the handler's block (Event Timing rounds to 8 ms), at most one
+    // frame or two more; and exactly what the page's own web-vitals onINP reported.
+    let inp = m(&o, "inp");
+    assert!(
+        inp >= handler as f64 / 1000.0 && inp <= handler as f64 / 1000.0 + 0.1,
+        "inp {inp}"
+    );
+    assert_eq!(inp, m(&o, "wv_inp"), "sloprobe's INP and web-vitals' onINP differ");
+    assert_eq!(m(&o, "recalculate.interaction"), inp);
+    assert!(o.breaches.is_empty(), "{:?}", o.breaches);
+    // The password never leaves the browser: not in the outcome, the JSON, the plan.
+    let out = format!("{o:?} {}", sloprobe::once::run_json(&o, 1));
+    assert!(!out.contains(PASSWORD), "the password leaked: {out}");
+    let plan = sloprobe(&["check"], &dir.path().join("sloprobe.toml"));
+    assert!(!plan.contains(PASSWORD), "{plan}");
+    assert!(
+        plan.contains("type secret env:JOURNEY_PASSWORD <redacted>")
+            || plan.contains("secret env:JOURNEY_PASSWORD <redacted>"),
+        "{plan}"
+    );
+
+    // An empty password: the sign-in leads to a 401 page, and the run fails at that step.
+    let failing = LOGIN_STEPS
+        .replace("env:JOURNEY_PASSWORD", "")
+        .replace("metrics_script = \"wv.js\"\nscript_metrics = { wv_inp = \"ms\" }\n", "");
+    let o = run_probe(&journey_probe(&t.url("/app/login?api_delay=0"), &failing)).await;
+    assert_eq!(error_type(&o), "http_status", "{:?}", o.error);
+    let message = &o.error.as_ref().unwrap().message;
+    assert!(
+        message.starts_with("step sign_in:") && message.contains("401"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_assertion_names_its_step_and_a_missing_element_fails_at_the_step_timeout() {
+    let _turn = TURN.lock().await;
+    let t = plain_target().await;
+    let steps = r##"[[probe.step]]
+assert_text = "Welcome back"
+"##;
+    let o = run_probe(&journey_probe(&t.url("/app/login"), steps)).await;
+    assert_eq!(error_type(&o), "assertion_failed", "{:?}", o.error);
+    let message = &o.error.as_ref().unwrap().message;
+    assert!(message.starts_with("step assert_text_1:"), "{message}");
+    assert!(o.steps.last().is_some_and(|s| s.error.is_some()));
+    // The login page's own figures were still read.
+    assert!(o.get("lcp").is_some());
+
+    let steps = r##"[[probe.step]]
+click = "#no-such-button"
+timeout = "1500ms"
+"##;
+    let started = std::time::Instant::now();
+    let o = run_probe(&journey_probe(&t.url("/app/login"), steps)).await;
+    assert_eq!(error_type(&o), "assertion_failed", "{:?}", o.error);
+    assert!(
+        o.error.as_ref().unwrap().message.contains("no element matches"),
+        "{:?}",
+        o.error
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_player_flow_times_click_to_first_frame() {
+    let _turn = TURN.lock().await;
+    let t = plain_target().await;
+    let delay = 500u64;
+    let steps = r##"[[probe.step]]
+name = "play"
+click = "#play"
+[[probe.step]]
+name = "player_first_frame"
+first_frame = "#player"
+timeout = "10s"
+"##;
+    let o = run_probe(&journey_probe(
+        &t.url(&format!("/app/player?segment_delay={delay}")),
+        steps,
+    ))
+    .await;
+    assert!(o.success(), "{:?} {:?}", o.error, o.steps);
+    let first_frame = m(&o, "player_first_frame");
+    assert!(
+        first_frame >= delay as f64 / 1000.0 && first_frame < delay as f64 / 1000.0 + 1.5,
+        "first frame {first_frame}"
+    );
+}
