@@ -33,4 +33,5 @@ pub mod server;
 pub mod slo;
 pub mod systemd;
 pub mod telemetry;
+pub mod trace;
 pub mod web_security;

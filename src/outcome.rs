@@ -444,6 +444,7 @@ pub struct Recorder {
     skipped: Option<&'static str>,
     steps: Vec<StepReport>,
     screenshot: Option<std::sync::Arc<[u8]>>,
+    trace: crate::trace::TraceContext,
 }
 
 impl Recorder {
@@ -465,7 +466,25 @@ impl Recorder {
             skipped: None,
             steps: Vec::new(),
             screenshot: None,
+            trace: crate::trace::TraceContext::NONE,
         }
+    }
+
+    /// The run's trace context (the runner sets it; scratch recorders have none).
+    pub fn set_trace(&mut self, trace: crate::trace::TraceContext) {
+        self.trace = trace;
+    }
+
+    pub fn trace(&self) -> crate::trace::TraceContext {
+        self.trace
+    }
+
+    /// A scratch recorder for timings that are not the run's (a second connection's
+    /// phases) whose requests still carry the run's trace context.
+    pub fn child(&self, start: Instant) -> Recorder {
+        let mut r = Recorder::new(start);
+        r.trace = self.trace;
+        r
     }
 
     /// A PNG of the page as the run left it (browser runs for `once --report`).
@@ -650,6 +669,7 @@ impl Recorder {
             skipped: self.skipped,
             steps: self.steps,
             screenshot: self.screenshot,
+            trace: self.trace,
         }
     }
 }
@@ -700,6 +720,8 @@ pub struct Outcome {
     pub steps: Vec<StepReport>,
     /// The page as the run left it, when screenshots were asked for (`once --report`).
     pub screenshot: Option<std::sync::Arc<[u8]>>,
+    /// The run's trace context: its trace id names the run everywhere.
+    pub trace: crate::trace::TraceContext,
 }
 
 impl Outcome {
@@ -720,7 +742,13 @@ impl Outcome {
             skipped: None,
             steps: Vec::new(),
             screenshot: None,
+            trace: crate::trace::TraceContext::new(false),
         }
+    }
+
+    /// The run's id: its trace id, 32 hex digits.
+    pub fn run_id(&self) -> String {
+        self.trace.trace_hex()
     }
 
     pub fn success(&self) -> bool {

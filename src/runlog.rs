@@ -109,7 +109,7 @@ fn ms(o: &Outcome, k: &str) -> String {
 /// One line per successful run at info, with the kind's headline measurements (TTFT for
 /// the assistant kind). `--log-level warn` keeps only state changes and summaries.
 fn log_ok(o: &Outcome) {
-    tracing::info!(probe = %o.probe, kind = o.kind, summary = %headline(o), "ok")
+    tracing::info!(probe = %o.probe, kind = o.kind, summary = %headline(o), trace_id = %o.run_id(), "ok")
 }
 
 /// "ttft=412.003ms tpot=21.020ms e2e=1.203s" (a websocket ping RTT from its first sample),
@@ -134,10 +134,10 @@ fn headline(o: &Outcome) -> String {
 fn log_failure(o: &Outcome) {
     match &o.error {
         Some(e) => {
-            tracing::warn!(probe = %o.probe, kind = o.kind, error_type = %e.kind, error = %e.message, total = %ms(o, "total"), "failed")
+            tracing::warn!(probe = %o.probe, kind = o.kind, error_type = %e.kind, error = %e.message, total = %ms(o, "total"), trace_id = %o.run_id(), "failed")
         }
         None => {
-            tracing::warn!(probe = %o.probe, kind = o.kind, ttfb = %ms(o, "ttfb"), total = %ms(o, "total"), budget = %broken(o), "budget broken")
+            tracing::warn!(probe = %o.probe, kind = o.kind, ttfb = %ms(o, "ttfb"), total = %ms(o, "total"), budget = %broken(o), trace_id = %o.run_id(), "budget broken")
         }
     }
 }

@@ -36,10 +36,23 @@ pub struct ProbeCommon {
     /// Up to 8 labels on every series of this probe and its SLOs' alerts, e.g. `team = "search"`.
     #[serde(default)]
     pub labels: BTreeMap<String, Spanned<String>>,
+    /// Send W3C `traceparent` (the run's trace id) on every HTTP request of a run
+    /// (default true; docs/tracing.md).
+    pub trace_context: Option<bool>,
 }
 
 /// The keys `ProbeCommon` takes; everything else in a `[[probe]]` table is the kind's.
-pub const COMMON_KEYS: &[&str] = &["name", "kind", "every", "cron", "splay", "timeout", "budget", "labels"];
+pub const COMMON_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "every",
+    "cron",
+    "splay",
+    "timeout",
+    "budget",
+    "labels",
+    "trace_context",
+];
 
 /// At most this many `[probe.labels]` per probe, so series stay bounded.
 pub const MAX_PROBE_LABELS: usize = 8;

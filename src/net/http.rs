@@ -108,6 +108,10 @@ impl HttpConn {
                 rec.add(phase, 0.0);
             }
         }
+        let mut req = req;
+        if let Some((k, v)) = rec.trace().header_for(req.headers()) {
+            req.headers_mut().insert(k, v);
+        }
         rec.enter("send");
         let body_end = req.extensions().get::<BodyEnd>().cloned().unwrap_or_default();
         let is_h2 = self.is_h2();

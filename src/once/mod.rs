@@ -161,6 +161,7 @@ pub fn run_json(o: &Outcome, run: u32) -> Value {
         "probe": o.probe,
         "kind": o.kind,
         "run": run,
+        "trace_id": o.run_id(),
         "started_at": chrono::DateTime::<chrono::Utc>::from(o.started_at).to_rfc3339(),
         "success": o.success(),
         "error_type": o.error.as_ref().map(|e| e.kind.as_str()),

@@ -73,6 +73,8 @@ pub struct BuiltProbe {
     pub max_in_flight: usize,
     /// See [`Kind::long_runs`]: its in-flight runs are exported as gauges.
     pub long_runs: bool,
+    /// Requests of a run carry its `traceparent` (`trace_context`).
+    pub trace_context: bool,
     goodput: &'static [&'static str],
     probe: Box<dyn Probe>,
     /// No run before this instant: the target answered 429 with Retry-After.
@@ -107,6 +109,7 @@ pub fn build(cfg: &ProbeConfig, ctx: &BuildContext) -> Result<BuiltProbe, Config
         single_valued: cfg.settings.single_valued_labels(),
         max_in_flight: cfg.settings.max_in_flight(),
         long_runs: kind.long_runs,
+        trace_context: cfg.common.trace_context.unwrap_or(true),
         goodput: kind.goodput,
         probe,
         backoff_until: Mutex::new(None),
@@ -130,6 +133,7 @@ impl BuiltProbe {
         let started_at = SystemTime::now();
         let start = Instant::now();
         let mut rec = Recorder::new(start);
+        rec.set_trace(crate::trace::TraceContext::new(self.trace_context));
         // A panic in a probe is a classified failed run: never a lost run, never a pass.
         let guarded = AssertUnwindSafe(self.probe.run(&mut rec)).catch_unwind();
         // The run ends when the timeout fires; cutting it off (dropping it: closing
@@ -236,6 +240,7 @@ mod tests {
             single_valued: &[],
             max_in_flight: 1,
             long_runs: false,
+            trace_context: true,
             goodput: &[],
             probe: Box::new(Panics),
             backoff_until: Mutex::new(None),

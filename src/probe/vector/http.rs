@@ -224,12 +224,12 @@ impl HttpSearch {
             Some(body) if self.plan.recall_now() => {
                 if !conn.is_ready() {
                     // The exact search's own connection phases are not the run's.
-                    conn = self.open(&mut Recorder::new(Instant::now())).await?;
+                    conn = self.open(&mut rec.child(Instant::now())).await?;
                 }
                 let t = Instant::now();
                 // Past k, the rows tied with the k-th (super::search::recall).
                 let limit = self.plan.k + super::search::TIES;
-                let answer = self.post(&mut Recorder::new(t), &mut conn, fill(body, limit)).await?;
+                let answer = self.post(&mut rec.child(t), &mut conn, fill(body, limit)).await?;
                 rec.set("exact_query", t.elapsed().as_secs_f64());
                 Some(self.hits(&answer, limit)?)
             }

@@ -109,7 +109,7 @@ impl WebsocketProbe {
             rec.enter("reconnect");
             let t = Instant::now();
             // The reopen's own phases are not the first open's: keep them apart.
-            let mut scratch = Recorder::new(t);
+            let mut scratch = rec.child(t);
             let mut again = self.open(&mut scratch).await?;
             rec.set("reconnect", t.elapsed().as_secs_f64());
             close(&mut again).await;
@@ -286,6 +286,9 @@ impl WebsocketProbe {
         }
         for (k, v) in &self.headers {
             headers.insert(k.clone(), v.clone());
+        }
+        if let Some((k, v)) = rec.trace().header_for(headers) {
+            headers.insert(k, v);
         }
         // The write buffer is capped too: a peer that never reads (while flooding pings,
         // each answered with a pong) makes writes fail instead of queueing without end.

@@ -290,3 +290,14 @@ impl Body for FileSlice {
         SizeHint::with_exact(self.remaining)
     }
 }
+
+/// The run's `traceparent` on a step's request (its own recorder is a scratch one).
+pub fn with_trace(rec: &Recorder, headers: &mut Vec<(http::HeaderName, http::HeaderValue)>) {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in headers.iter() {
+        map.insert(k.clone(), v.clone());
+    }
+    if let Some(h) = rec.trace().header_for(&map) {
+        headers.push(h);
+    }
+}

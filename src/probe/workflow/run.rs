@@ -171,9 +171,10 @@ impl WorkflowProbe {
         deadline: Instant,
         report: &mut StepReport,
     ) -> Result<Response, ProbeError> {
-        let (url, headers) = self
+        let (url, mut headers) = self
             .client
             .target(st, step, render(step, &step.url, &st.vars)?, &st.vars)?;
+        super::client::with_trace(rec, &mut headers);
         let body = match &step.body {
             Some(t) => Outgoing::Text(Bytes::from(
                 t.render(&st.vars)

@@ -62,7 +62,9 @@ pub async fn run(
             Some(l) => l[n].clone(),
             None => render(step, &step.url, &vars)?,
         };
-        targets.push(probe.target(st, step, url, &vars)?);
+        let (url, mut headers) = probe.target(st, step, url, &vars)?;
+        super::client::with_trace(rec, &mut headers);
+        targets.push((url, headers));
     }
 
     let start = Instant::now();

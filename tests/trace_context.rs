@@ -1,0 +1,159 @@
+//! W3C trace context: a target that records every `traceparent` it receives shows that
+//! each request of a run (redirect hops, workflow steps, the websocket upgrade, the
+//! assistant's call) carries the run's trace id, which is also the run's id in `once`
+//! JSON; `trace_context = false` sends none.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::*;
+
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// An HTTP server that records (path, traceparent) of every request: `/hop` redirects to
+/// `/final`, everything else answers 200 with a small JSON body.
+async fn recording_server() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let log = log.clone();
+        async move {
+            let tp = req
+                .headers()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let path = req.uri().path().to_string();
+            log.lock().unwrap().push((path.clone(), tp));
+            if path == "/hop" {
+                return axum::response::Response::builder()
+                    .status(302)
+                    .header("location", "/final")
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+            }
+            axum::response::Response::builder()
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(r#"{"id":"42","state":"done"}"#))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, seen)
+}
+
+/// A websocket server that records the upgrade request's `traceparent`, then echoes.
+async fn recording_ws_server() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let log = seen.clone();
+    tokio::spawn(async move {
+        for _ in 0..16 {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let callback =
+                    |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                     resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                        let tp = req
+                            .headers()
+                            .get("traceparent")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        log.lock().unwrap().push(tp);
+                        Ok(resp)
+                    };
+                if let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await {
+                    use futures_util::{SinkExt as _, StreamExt as _};
+                    while let Some(Ok(m)) = ws.next().await {
+                        if m.is_close() || ws.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+fn trace_ids(seen: &[(String, Option<String>)]) -> Vec<String> {
+    seen.iter()
+        .map(|(path, tp)| {
+            let tp = tp
+                .as_deref()
+                .unwrap_or_else(|| panic!("{path} came without traceparent"));
+            let parts: Vec<&str> = tp.split('-').collect();
+            assert_eq!(parts.len(), 4, "{tp}");
+            assert_eq!((parts[0], parts[3]), ("00", "01"), "{tp}");
+            parts[1].to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_request_of_a_run_carries_the_runs_trace_id() {
+    let (base, seen) = recording_server().await;
+
+    // http: a redirect, two requests, one trace; the next run gets another.
+    let toml = format!(
+        "[[probe]]\nname = \"h\"\nkind = \"http\"\nurl = \"{base}/hop\"\nevery = \"1m\"\nfollow_redirects = 2\n"
+    );
+    let a = run_probe(&toml).await;
+    assert!(a.success(), "{:?}", a.error);
+    let first: Vec<(String, Option<String>)> = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(
+        first.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        ["/hop", "/final"]
+    );
+    let ids = trace_ids(&first);
+    assert!(ids.iter().all(|id| *id == a.run_id()), "{ids:?} vs {}", a.run_id());
+    let json = sloprobe::once::run_json(&a, 1);
+    assert_eq!(json["trace_id"], a.run_id());
+    let b = run_probe(&toml).await;
+    let second = trace_ids(&std::mem::take(&mut *seen.lock().unwrap()));
+    assert!(second.iter().all(|id| *id == b.run_id()));
+    assert_ne!(a.run_id(), b.run_id());
+
+    // workflow: every step's request.
+    let toml = format!(
+        "[[probe]]\nname = \"wf\"\nkind = \"workflow\"\nevery = \"1m\"\ntimeout = \"5s\"\n[[probe.step]]\nname = \"create\"\nmethod = \"POST\"\nurl = \"{base}/jobs\"\n[probe.step.extract]\nid = {{ pointer = \"/id\" }}\n[[probe.step]]\nname = \"read\"\nurl = \"{base}/jobs/${{id}}\"\n"
+    );
+    let w = run_probe(&toml).await;
+    assert!(w.success(), "{:?}", w.error);
+    let steps = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(trace_ids(&steps).iter().all(|id| *id == w.run_id()));
+
+    // Turned off: no header at all.
+    let toml = format!(
+        "[[probe]]\nname = \"quiet\"\nkind = \"http\"\nurl = \"{base}/final\"\nevery = \"1m\"\ntrace_context = false\n"
+    );
+    assert!(run_probe(&toml).await.success());
+    let quiet = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(quiet.len(), 1);
+    assert_eq!(quiet[0].1, None, "trace_context = false still sent traceparent");
+}
+
+#[tokio::test]
+async fn the_websocket_upgrade_carries_the_runs_trace_id() {
+    let (url, seen) = recording_ws_server().await;
+    let toml =
+        format!("[[probe]]\nname = \"w\"\nkind = \"websocket\"\nurl = \"{url}\"\nevery = \"30s\"\ntimeout = \"5s\"\n");
+    let o = run_probe(&toml).await;
+    assert!(o.success(), "{:?}", o.error);
+    let got = seen.lock().unwrap().clone();
+    assert!(!got.is_empty());
+    for tp in got {
+        let tp = tp.expect("the upgrade came without traceparent");
+        assert_eq!(tp.split('-').nth(1), Some(o.run_id().as_str()), "{tp}");
+    }
+}
