@@ -58,6 +58,7 @@ fn outcome(kind: &'static str, key: &'static str, value: f64, as_sample: bool) -
         skipped: None,
         steps: Vec::new(),
         screenshot: None,
+        trace: sloprobe::trace::TraceContext::NONE,
     }
 }
 

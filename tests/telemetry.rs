@@ -363,6 +363,7 @@ fn series_fit(single_valued: &'static [&'static str]) {
         skipped: None,
         steps: Vec::new(),
         screenshot: None,
+        trace: sloprobe::trace::TraceContext::NONE,
     };
     for i in 0..n {
         let name = format!("p{i}");

@@ -47,6 +47,7 @@ async fn recording_server() -> (String, Seen) {
     (base, seen)
 }
 
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
 /// A websocket server that records the upgrade request's `traceparent`, then echoes.
 async fn recording_ws_server() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
     let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
