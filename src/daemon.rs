@@ -47,6 +47,13 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
             }
         }
         thresholds.shrink_to_fit();
+        let headline = crate::assembly::kind(p.kind).map_or(&[][..], |k| k.headline);
+        let mut exemplar_keys: Vec<&'static str> = headline.to_vec();
+        for w in &thresholds {
+            if !exemplar_keys.contains(&w.key) {
+                exemplar_keys.push(w.key);
+            }
+        }
         plan.probes.insert(
             p.name.clone(),
             ProbePlan {
@@ -64,6 +71,7 @@ pub fn telemetry_plan(probes: &[BuiltProbe], slos: &[Slo]) -> Plan {
                 run_success: Arc::from([]),
                 last_success: Arc::default(),
                 unscheduled: p.unavailable.is_some(),
+                exemplar_keys,
             },
         );
     }

@@ -488,6 +488,8 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
             .any(|v| v.contains(what))
     };
     let protobuf = accepts(header::ACCEPT, "application/vnd.google.protobuf");
+    // Prometheus asks for OpenMetrics first by default: exemplars need it.
+    let open_metrics = !protobuf && accepts(header::ACCEPT, "application/openmetrics-text");
     let gzip = accepts(header::ACCEPT_ENCODING, "gzip");
     // At most ENCODERS collections at once: each holds a copy of every series, and
     // scrapes over HTTP/2 streams could otherwise start a thread each without bound.
@@ -514,6 +516,8 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
             let mut sink = Sink::new(tx, gzip);
             let result = if protobuf {
                 telemetry.prometheus_protobuf().map(|bytes| sink.write(&bytes))
+            } else if open_metrics {
+                telemetry.openmetrics_text(&mut |chunk| sink.write(chunk.as_bytes()))
             } else {
                 telemetry.prometheus_text(&mut |chunk| sink.write(chunk.as_bytes()))
             };
@@ -533,6 +537,8 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
     });
     let content_type = if protobuf {
         PROTOBUF
+    } else if open_metrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
     } else {
         "text/plain; version=0.0.4; charset=utf-8"
     };

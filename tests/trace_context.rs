@@ -158,3 +158,61 @@ async fn the_websocket_upgrade_carries_the_runs_trace_id() {
         assert_eq!(tp.split('-').nth(1), Some(o.run_id().as_str()), "{tp}");
     }
 }
+
+/// The daemon under a real Prometheus with exemplar storage: Prometheus negotiates
+/// OpenMetrics, stores the exemplars, and the trace id it returns for the TTFB histogram
+/// is one the target received in `traceparent`: from a slow bucket to the backend's trace.
+#[tokio::test]
+async fn prometheus_stores_the_runs_trace_id_as_an_exemplar() {
+    let (base, seen) = recording_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let config = dir.path().join("sloprobe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{listen}\"\n[[probe]]\nname = \"api\"\nkind = \"http\"\nurl = \"{base}/final\"\nevery = \"1s\"\n[probe.budget]\nttfb = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let _daemon = start_daemon(&config);
+    let prom_cfg = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sloprobe\n    static_configs:\n      - targets: ['127.0.0.1:{listen}']\n"
+    );
+    let (_prom, prom_port) = start_prometheus_with(dir.path(), &prom_cfg, &["--enable-feature=exemplar-storage"]);
+    let query = format!(
+        "http://127.0.0.1:{prom_port}/api/v1/query_exemplars?query=probe_http_ttfb_seconds_bucket&start={}&end={}",
+        chrono::Utc::now().timestamp() - 60,
+        chrono::Utc::now().timestamp() + 600
+    );
+    let trace_ids = eventually(60, std::time::Duration::from_millis(500), || {
+        let query = query.clone();
+        async move {
+            let (status, body) = http_get(&query).await?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let ids: Vec<String> = v["data"]
+                .as_array()?
+                .iter()
+                .flat_map(|series| series["exemplars"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_string))
+                .collect();
+            (status == 200 && !ids.is_empty()).then_some(ids)
+        }
+    })
+    .await
+    .expect("no exemplar in Prometheus within 30 s");
+    let sent: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, tp)| tp.as_deref()?.split('-').nth(1).map(str::to_string))
+        .collect();
+    for id in &trace_ids {
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(
+            sent.contains(id),
+            "exemplar trace id {id} never reached the target ({} sent)",
+            sent.len()
+        );
+    }
+}

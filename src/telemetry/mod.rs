@@ -9,6 +9,7 @@
 mod attributes;
 pub mod buckets;
 pub mod config;
+pub mod exemplars;
 mod field;
 pub mod in_flight;
 pub mod names;
@@ -72,6 +73,8 @@ pub struct Telemetry {
     /// instrument's whole series table up front (tens of MB at 10,000 probes' limits).
     field: Option<Field>,
     plan: Arc<RwLock<Arc<Plan>>>,
+    /// The latest run's trace id per headline or budgeted histogram series.
+    exemplars: Arc<exemplars::Exemplars>,
     /// OTLP push with delta temporality is on.
     delta: bool,
     /// The OTLP push thread, when `[export.otlp]` is on.
@@ -178,6 +181,7 @@ impl Telemetry {
 
         let telemetry = Telemetry {
             field,
+            exemplars: Arc::default(),
             runs: meter
                 .u64_counter(RUNS)
                 .with_unit("{run}")
@@ -308,6 +312,7 @@ impl Telemetry {
             p.base = Arc::from(attrs);
             self.scheduled.record(u64::from(!p.unscheduled), &p.base);
         }
+        self.exemplars.retain_probes(|name| plan.probes.contains_key(name));
         *self.plan.write().expect("plan lock") = Arc::new(plan);
     }
 
@@ -403,10 +408,28 @@ impl Telemetry {
         };
         let extra = probe.map(|p| p.extra.as_slice()).unwrap_or(&[]);
         let catalog = || kind_catalog.iter().chain(extra);
+        let exemplar_keys = probe.map(|p| p.exemplar_keys.as_slice()).unwrap_or(&[]);
         for (key, value) in &o.measurements {
             for m in catalog().filter(|m| m.key == *key) {
-                let attrs = attributes(&base, m, &o.labels, o.error.as_ref().map(|e| e.kind.as_str()));
-                self.write(m, *value, &sorted(attrs));
+                let attrs = sorted(attributes(
+                    &base,
+                    m,
+                    &o.labels,
+                    o.error.as_ref().map(|e| e.kind.as_str()),
+                ));
+                self.write(m, *value, &attrs);
+                if exemplar_keys.contains(key)
+                    && matches!(m.instrument, Instrument::Histogram | Instrument::LongHistogram)
+                {
+                    let series = exemplars::Exemplars::key(m.metric, attrs.iter());
+                    let e = exemplars::Exemplar {
+                        trace_id: o.trace.trace_id,
+                        span_id: o.trace.span_id,
+                        value: *value,
+                        time: o.started_at,
+                    };
+                    self.exemplars.put(series, &o.probe, e);
+                }
             }
         }
         for s in &o.samples {
@@ -536,6 +559,16 @@ impl Telemetry {
         let plan = self.plan.read().expect("plan lock").clone();
         let live = |name: &str, kind: Option<&str>| live(&plan, name, kind);
         self.pull.encode(&live, emit).map_err(|e| e.to_string())
+    }
+
+    /// The OpenMetrics text exposition, with the latest run's trace id as an exemplar on
+    /// headline and budgeted histograms (what Prometheus asks for by default).
+    pub fn openmetrics_text(&self, emit: &mut dyn FnMut(String)) -> Result<(), String> {
+        let plan = self.plan.read().expect("plan lock").clone();
+        let live = |name: &str, kind: Option<&str>| live(&plan, name, kind);
+        self.pull
+            .encode_openmetrics(&live, &self.exemplars, emit)
+            .map_err(|e| e.to_string())
     }
 
     /// The protobuf exposition (with native histograms), delimited `MetricFamily` messages.

@@ -32,6 +32,9 @@ pub struct ProbePlan {
     /// The probe is configured but cannot run on this host (no Chromium): it gets
     /// `probe_scheduled 0` and no other series.
     pub unscheduled: bool,
+    /// Keys whose histogram series carry the latest run's trace id as an exemplar: the
+    /// kind's headline measurements and the probe's budgeted ones.
+    pub exemplar_keys: Vec<&'static str>,
 }
 
 /// Everything telemetry needs up front: each kind's catalog, and per probe its labels and

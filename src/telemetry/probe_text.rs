@@ -35,7 +35,7 @@ fn blackbox_name(key: &str) -> Option<(&'static str, &'static str)> {
 pub fn render(outcome: &Outcome, measures: &[&Measure]) -> String {
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, labels: &str, value: f64| {
-        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} gauge", escape_help(help));
+        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} gauge", escape_help(help, false));
         if labels.is_empty() {
             let _ = writeln!(out, "{name} {}", float_text(value));
         } else {
@@ -91,7 +91,7 @@ pub fn render(outcome: &Outcome, measures: &[&Measure]) -> String {
             .split(" Count and sum only")
             .next()
             .unwrap_or(m.description);
-        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} gauge", escape_help(help));
+        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} gauge", escape_help(help, false));
         for (labels, value) in series {
             if labels.is_empty() {
                 let _ = writeln!(out, "{name} {}", float_text(value));

@@ -13,11 +13,14 @@ use std::fmt::Write as _;
 use opentelemetry::Value;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, ResourceMetrics};
 
+use super::exemplars::{Exemplar, Exemplars};
 use super::names::{Live, Num, float_text, is_live, is_mean, label_name_cow, metric_name, scope_labels};
 
 const CHUNK: usize = 64 * 1024;
 
-pub fn encode(rm: &ResourceMetrics, live: &Live<'_>, emit: &mut dyn FnMut(String)) {
+/// `exemplars` set: OpenMetrics 1.0 (counters' families without `_total`, exemplars on
+/// histogram buckets, `# EOF`); else the Prometheus text format 0.0.4.
+pub fn encode(rm: &ResourceMetrics, live: &Live<'_>, exemplars: Option<&Exemplars>, emit: &mut dyn FnMut(String)) {
     let mut buf = String::with_capacity(CHUNK + 4096);
     let mut flush = |buf: &mut String, force: bool| {
         if (force && !buf.is_empty()) || buf.len() >= CHUNK {
@@ -37,6 +40,7 @@ pub fn encode(rm: &ResourceMetrics, live: &Live<'_>, emit: &mut dyn FnMut(String
         let ctx = Ctx {
             live,
             scope: &scope_labels,
+            exemplars,
         };
         for metric in scope.metrics() {
             if metric.name().starts_with(super::process::OTEL_PREFIX) {
@@ -50,8 +54,16 @@ pub fn encode(rm: &ResourceMetrics, live: &Live<'_>, emit: &mut dyn FnMut(String
         }
     }
     for (name, kind, help, value) in super::process::metrics() {
-        let _ = writeln!(buf, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        let family = family_name(name, kind == "counter", exemplars.is_some());
+        let _ = writeln!(
+            buf,
+            "# HELP {family} {}\n# TYPE {family} {kind}",
+            escape_help(help, exemplars.is_some())
+        );
         sample(&mut buf, name, "", "", None, &float_text(value));
+    }
+    if exemplars.is_some() {
+        buf.push_str("# EOF\n");
     }
     flush(&mut buf, true);
 }
@@ -59,6 +71,32 @@ pub fn encode(rm: &ResourceMetrics, live: &Live<'_>, emit: &mut dyn FnMut(String
 struct Ctx<'a> {
     live: &'a Live<'a>,
     scope: &'a [(&'static str, Value)],
+    /// OpenMetrics, with these exemplars.
+    exemplars: Option<&'a Exemplars>,
+}
+
+/// A metric family's name: OpenMetrics names a counter's family without `_total`.
+fn family_name(name: &str, counter: bool, open_metrics: bool) -> &str {
+    if open_metrics && counter {
+        name.strip_suffix("_total").unwrap_or(name)
+    } else {
+        name
+    }
+}
+
+/// ` # {trace_id="…",span_id="…"} value timestamp`, OpenMetrics' exemplar on a line.
+fn exemplar_text(e: &Exemplar) -> String {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let ts = e
+        .time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    format!(
+        " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {ts:.3}",
+        hex(&e.trace_id),
+        hex(&e.span_id),
+        float_text(e.value)
+    )
 }
 
 impl Ctx<'_> {
@@ -90,8 +128,10 @@ fn write_metric<T: Num>(
         MetricData::Histogram(_) | MetricData::ExponentialHistogram(_) => ("histogram", false),
     };
     let name = metric_name(metric.name(), metric.unit(), counter);
-    let _ = writeln!(buf, "# HELP {name} {}", escape_help(metric.description()));
-    let _ = writeln!(buf, "# TYPE {name} {kind}");
+    let om = ctx.exemplars.is_some();
+    let family = family_name(&name, counter, om);
+    let _ = writeln!(buf, "# HELP {family} {}", escape_help(metric.description(), om));
+    let _ = writeln!(buf, "# TYPE {family} {kind}");
     match data {
         MetricData::Sum(s) => {
             for p in s.data_points() {
@@ -126,6 +166,10 @@ fn write_metric<T: Num>(
                 let Some(labels) = ctx.labels(p.attributes()) else {
                     continue;
                 };
+                // The exemplar goes on the first bucket its value falls in.
+                let mut exemplar = ctx
+                    .exemplars
+                    .and_then(|x| x.get(&Exemplars::key(metric.name(), p.attributes())));
                 let mut cumulative = 0u64;
                 for (bound, count) in p.bounds().zip(p.bucket_counts()) {
                     cumulative += count;
@@ -137,9 +181,20 @@ fn write_metric<T: Num>(
                         Some(&float_text(bound)),
                         &cumulative.to_string(),
                     );
+                    if let Some(e) = exemplar.filter(|e| e.value <= bound) {
+                        exemplar = None;
+                        buf.pop();
+                        buf.push_str(&exemplar_text(&e));
+                        buf.push('\n');
+                    }
                 }
                 let count = p.count().to_string();
                 sample(buf, &name, "_bucket", &labels, Some("+Inf"), &count);
+                if let Some(e) = exemplar {
+                    buf.pop();
+                    buf.push_str(&exemplar_text(&e));
+                    buf.push('\n');
+                }
                 sample(buf, &name, "_sum", &labels, None, &p.sum().text());
                 sample(buf, &name, "_count", &labels, None, &count);
                 flush(buf, false);
@@ -215,6 +270,8 @@ pub fn label_text<'a>(attrs: impl Iterator<Item = (&'a str, &'a Value)>) -> Stri
     out
 }
 
-pub fn escape_help(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n")
+/// HELP text escaped: OpenMetrics escapes double quotes too.
+pub fn escape_help(s: &str, open_metrics: bool) -> String {
+    let s = s.replace('\\', "\\\\").replace('\n', "\\n");
+    if open_metrics { s.replace('"', "\\\"") } else { s }
 }

@@ -29,7 +29,20 @@ impl PullReader {
     pub fn encode(&self, live: &Live<'_>, emit: &mut dyn FnMut(String)) -> OTelSdkResult {
         let mut rm = ResourceMetrics::default();
         self.0.collect(&mut rm)?;
-        prometheus::encode(&rm, live, emit);
+        prometheus::encode(&rm, live, None, emit);
+        Ok(())
+    }
+
+    /// Like [`encode`](Self::encode), in OpenMetrics with exemplars.
+    pub fn encode_openmetrics(
+        &self,
+        live: &Live<'_>,
+        exemplars: &super::exemplars::Exemplars,
+        emit: &mut dyn FnMut(String),
+    ) -> OTelSdkResult {
+        let mut rm = ResourceMetrics::default();
+        self.0.collect(&mut rm)?;
+        prometheus::encode(&rm, live, Some(exemplars), emit);
         Ok(())
     }
 
