@@ -318,6 +318,11 @@ pub async fn run(path: PathBuf, mut loaded: Loaded, flags: RunFlags) -> anyhow::
     }
     let shared: SharedTelemetry = Arc::new(RwLock::new(telemetry));
     let rum_settings = loaded.config.rum.clone();
+    let artifact_settings = loaded.config.artifacts.clone();
+    if let Some(a) = &artifact_settings {
+        crate::artifacts::install(a.clone()).with_context(|| format!("[artifacts] dir = {}", a.dir.display()))?;
+        tracing::info!(dir = %a.dir.display(), keep = a.keep, max_size = a.max_size, "failed runs keep artifacts");
+    }
     let (rum_stop_tx, rum_stop) = watch::channel(false);
     let rum = match &rum_settings {
         Some(settings) => {
@@ -448,6 +453,9 @@ pub async fn run(path: PathBuf, mut loaded: Loaded, flags: RunFlags) -> anyhow::
                         }
                         if next.config.rum != rum_settings {
                             tracing::warn!("[rum] changes take effect on restart");
+                        }
+                        if next.config.artifacts != artifact_settings {
+                            tracing::warn!("[artifacts] changes take effect on restart");
                         }
                         if next.config.location != location || next.config.otlp.is_some() != otlp.is_some() {
                             tracing::warn!("location and [export.otlp] changes take effect on restart");
@@ -615,6 +623,7 @@ async fn probe_loop(
             }
             t.record(&outcome);
             log.record(&outcome);
+            crate::artifacts::keep(&outcome, crate::once::run_json);
         }));
     }
     running.retain(|h| !h.is_finished());

@@ -9,6 +9,7 @@ pub const REVISION: &str = env!("SLOPROBE_REVISION");
 /// The UTC date of the build.
 pub const BUILD_DATE: &str = env!("SLOPROBE_BUILD_DATE");
 
+pub mod artifacts;
 pub mod assembly;
 pub mod budget;
 pub mod bundle;

@@ -79,6 +79,11 @@ enum Command {
         /// Also write JUnit XML (a test case per probe's runs and per budget) for CI.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Also keep failed runs' evidence here (a folder per run: run.json, a browser's
+        /// screenshot, console and failed requests, an HTTP response's head and first KiB),
+        /// for CI to upload.
+        #[arg(long, value_name = "DIR")]
+        artifacts: Option<PathBuf>,
     },
     /// Validate the config and print the plan (secrets redacted).
     Check {
@@ -449,6 +454,7 @@ async fn main() -> ExitCode {
             format,
             report,
             junit,
+            artifacts,
         } => {
             let config = config_path(config);
             // The gate checks the whole config, [[slo]] included, like `check` and `run`.
@@ -478,7 +484,11 @@ async fn main() -> ExitCode {
                 },
                 None => None,
             };
-            let files = once::Files { report, junit };
+            let files = once::Files {
+                report,
+                junit,
+                artifacts,
+            };
             let code = once::run(built, runs, format, &files, &mut std::io::stdout()).await;
             if let Some(d) = demo {
                 d.abort();

@@ -423,6 +423,23 @@ pub struct StepReport {
     pub notes: Vec<String>,
 }
 
+/// Whether runs keep evidence for `[artifacts]` (off: no cost). Set once at start.
+static EVIDENCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn capture_evidence(on: bool) {
+    EVIDENCE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn evidence_on() -> bool {
+    EVIDENCE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The largest evidence file a run keeps (a screenshot); larger ones are left out.
+pub const MAX_EVIDENCE_FILE: usize = 8 * 1024 * 1024;
+
+/// One evidence file of a run: its name in the run's artifact folder and its bytes.
+pub type EvidenceFile = (&'static str, std::sync::Arc<[u8]>);
+
 /// Accumulates a run's measurements as it goes.
 #[derive(Debug)]
 pub struct Recorder {
@@ -445,6 +462,7 @@ pub struct Recorder {
     steps: Vec<StepReport>,
     screenshot: Option<std::sync::Arc<[u8]>>,
     trace: crate::trace::TraceContext,
+    evidence: Vec<EvidenceFile>,
 }
 
 impl Recorder {
@@ -467,6 +485,20 @@ impl Recorder {
             steps: Vec::new(),
             screenshot: None,
             trace: crate::trace::TraceContext::NONE,
+            evidence: Vec::new(),
+        }
+    }
+
+    /// Evidence for a failed run's artifacts (when [`evidence_on`]): replaces an earlier
+    /// file of the same name; past [`MAX_EVIDENCE_FILE`] it is left out.
+    pub fn evidence(&mut self, name: &'static str, bytes: Vec<u8>) {
+        if bytes.len() > MAX_EVIDENCE_FILE {
+            return;
+        }
+        let file: std::sync::Arc<[u8]> = bytes.into();
+        match self.evidence.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = file,
+            None => self.evidence.push((name, file)),
         }
     }
 
@@ -630,6 +662,14 @@ impl Recorder {
                 *v = v.replace(secret, "<redacted>");
             }
         }
+        for (name, file) in &mut self.evidence {
+            if name.ends_with(".txt")
+                && let Ok(text) = std::str::from_utf8(file)
+                && text.contains(secret)
+            {
+                *file = text.replace(secret, "<redacted>").into_bytes().into();
+            }
+        }
     }
 
     pub fn finish(
@@ -670,6 +710,7 @@ impl Recorder {
             steps: self.steps,
             screenshot: self.screenshot,
             trace: self.trace,
+            evidence: self.evidence,
         }
     }
 }
@@ -722,6 +763,8 @@ pub struct Outcome {
     pub screenshot: Option<std::sync::Arc<[u8]>>,
     /// The run's trace context: its trace id names the run everywhere.
     pub trace: crate::trace::TraceContext,
+    /// What the run saw, for `[artifacts]` when it fails (empty unless [`evidence_on`]).
+    pub evidence: Vec<EvidenceFile>,
 }
 
 impl Outcome {
@@ -743,6 +786,7 @@ impl Outcome {
             steps: Vec::new(),
             screenshot: None,
             trace: crate::trace::TraceContext::new(false),
+            evidence: Vec::new(),
         }
     }
 

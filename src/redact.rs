@@ -59,6 +59,29 @@ pub fn text(s: &str) -> String {
     re.replace_all(s, |c: &regex::Captures<'_>| url(&c[0])).into_owned()
 }
 
+/// A response header's value as evidence shows it: credentials and session material
+/// (`Set-Cookie`, `Authorization`, anything named like a token, key or secret) redacted.
+pub fn header(name: &str, value: &[u8]) -> String {
+    let n = name.to_ascii_lowercase();
+    let sensitive = matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "www-authenticate" | "proxy-authenticate"
+    ) || ["token", "secret", "key", "session", "auth", "signature", "password"]
+        .iter()
+        .any(|w| n.contains(w));
+    if sensitive {
+        return "<redacted>".to_string();
+    }
+    printable(&String::from_utf8_lossy(value), 512)
+}
+
+/// Target text kept in a file (a failed run's evidence): URLs redacted, each line made
+/// printable, at most `max` bytes of input read.
+pub fn block(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]);
+    text.lines().map(|l| printable(l, max)).collect::<Vec<_>>().join("\n")
+}
+
 /// Text a target wrote (a server's error, a page's exception, an element id), made safe
 /// to print: URLs redacted, one line (control characters, line and paragraph separators
 /// and bidi overrides escaped, so it cannot forge log lines or recolour a terminal), and

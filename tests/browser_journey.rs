@@ -215,3 +215,68 @@ timeout = "10s"
         "first frame {first_frame}"
     );
 }
+
+/// PNG width and height from its IHDR chunk (after the 8-byte signature).
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert_eq!(&png[12..16], b"IHDR");
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&png[16..20]), be(&png[20..24]))
+}
+
+#[tokio::test]
+async fn a_failing_step_leaves_a_screenshot_console_and_requests_and_the_cap_holds() {
+    let _turn = TURN.lock().await;
+    let t = plain_target().await;
+    sloprobe::outcome::capture_evidence(true);
+    // SAFETY: only this test reads EVIDENCE_PASSWORD.
+    unsafe { std::env::set_var("EVIDENCE_PASSWORD", "evidence-pass-8842") };
+    let steps = r##"viewport = "800x600"
+[[probe.step]]
+type = "#password"
+value = "env:EVIDENCE_PASSWORD"
+[[probe.step]]
+name = "welcome"
+assert_text = "Welcome back"
+"##;
+    let o = run_probe(&journey_probe(&t.url("/app/login"), steps)).await;
+    assert_eq!(error_type(&o), "assertion_failed", "{:?}", o.error);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = sloprobe::artifacts::ArtifactSettings {
+        dir: dir.path().to_path_buf(),
+        max_size: 4 * 1024 * 1024,
+        keep: 20,
+    };
+    let store = sloprobe::artifacts::Store::open(settings).unwrap();
+    let folder = store
+        .write(&o, &sloprobe::once::run_json(&o, 1))
+        .unwrap()
+        .expect("a failed run keeps artifacts");
+    assert!(folder.to_string_lossy().ends_with(&o.run_id()));
+    let png = std::fs::read(folder.join("screenshot.png")).unwrap();
+    assert_eq!(png_size(&png), (800, 600));
+    let console = std::fs::read_to_string(folder.join("console.txt")).unwrap();
+    assert!(console.contains("warn: sign-in page ready"), "{console}");
+    assert!(console.contains("url: http://127.0.0.1:"), "{console}");
+    let requests = std::fs::read_to_string(folder.join("requests.txt")).unwrap();
+    assert!(!requests.is_empty());
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("evidence-pass-8842"));
+    }
+    // A thousand more failures with this run's real screenshot: both caps hold throughout.
+    for _ in 0..1000 {
+        let mut again = o.clone();
+        again.trace = sloprobe::trace::TraceContext::new(false);
+        store.write(&again, &serde_json::json!({})).unwrap();
+        let (runs, bytes) = store.usage();
+        assert!(runs <= 20 && bytes <= 4 * 1024 * 1024, "{runs} runs, {bytes} bytes");
+    }
+    let on_disk: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk <= 4 * 1024 * 1024, "{on_disk} bytes on disk");
+    assert!(std::fs::read_dir(dir.path()).unwrap().count() <= 20);
+}

@@ -59,6 +59,7 @@ fn outcome(kind: &'static str, key: &'static str, value: f64, as_sample: bool) -
         steps: Vec::new(),
         screenshot: None,
         trace: sloprobe::trace::TraceContext::NONE,
+        evidence: Vec::new(),
     }
 }
 

@@ -364,6 +364,7 @@ fn series_fit(single_valued: &'static [&'static str]) {
         steps: Vec::new(),
         screenshot: None,
         trace: sloprobe::trace::TraceContext::NONE,
+        evidence: Vec::new(),
     };
     for i in 0..n {
         let name = format!("p{i}");

@@ -51,6 +51,7 @@ pub struct Config {
     pub browser: HostSettings,
     /// `[rum]`, checked; `None` when the collector is off.
     pub rum: Option<RumSettings>,
+    pub artifacts: Option<crate::artifacts::ArtifactSettings>,
     pub probes: Vec<ProbeConfig>,
     /// `[[module]]`: probe templates for `/probe?target=…&module=…`.
     pub modules: Vec<module::Module>,
@@ -100,6 +101,8 @@ pub struct RawDaemonFile {
     browser: BrowserConfig,
     /// The RUM collector: web-vitals and Faro beacons from real browsers (docs/rum.md).
     rum: Option<RumConfig>,
+    /// Where failed runs leave their evidence (screenshots, responses), bounded.
+    artifacts: Option<crate::artifacts::ArtifactsConfig>,
 }
 
 impl Config {
@@ -112,6 +115,7 @@ impl Config {
         let otlp = raw.export.otlp.map(|o| o.check(&source)).transpose()?;
         let browser = raw.browser.check(&source)?;
         let rum = raw.rum.as_ref().map(|r| r.check(&source)).transpose()?;
+        let artifacts = raw.artifacts.as_ref().map(|a| a.check(&source)).transpose()?;
         let shard = raw.fleet.check(&source)?;
         let server_security =
             crate::web_security::check(&source, raw.server.tls.as_ref(), &raw.server.basic_auth_users, "server")?;
@@ -187,6 +191,7 @@ impl Config {
             otlp,
             browser,
             rum,
+            artifacts,
             probes,
             modules,
             slos,
@@ -210,6 +215,7 @@ impl RawDaemonFile {
             (server_set, "server"),
             (self.demo.is_some(), "demo"),
             (self.rum.is_some(), "rum"),
+            (self.artifacts.is_some(), "artifacts"),
             (self.export.otlp.is_some(), "export"),
             (self.metrics.histograms != HistogramMode::default(), "metrics"),
         ]

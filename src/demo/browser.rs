@@ -76,7 +76,8 @@ async fn login(method: axum::http::Method, Query(p): Query<AppParams>, body: axu
 <label>Password <input id="password" name="password" type="password"></label><button id="sign-in" type="submit">Sign in</button></form>"#
     );
     if method != axum::http::Method::POST {
-        return html(StatusCode::OK, "Sign in", &form);
+        let page = format!("{form}<script>console.warn('sign-in page ready');</script>");
+        return html(StatusCode::OK, "Sign in", &page);
     }
     let fields: Vec<(String, String)> = url::form_urlencoded::parse(&body[..body.len().min(4096)])
         .into_owned()

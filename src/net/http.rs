@@ -132,6 +132,9 @@ impl HttpConn {
             Err(e) => return Err(self.cause(classify_hyper(&e, "waiting for the response")).await),
         };
         let t_head = Instant::now();
+        if crate::outcome::evidence_on() {
+            rec.evidence("response-head.txt", head_text(&resp).into_bytes());
+        }
         let marks = self.marks.get();
         // HTTP/1: the first byte read off the socket. HTTP/2: the peer's SETTINGS
         // arrive first, so the decoded HEADERS frame stands for the first byte.
@@ -169,6 +172,16 @@ impl HttpConn {
         }
         self.ended.lock().expect("connection end lock").take().unwrap_or(err)
     }
+}
+
+/// A response's status line and headers as a failed run's evidence shows them.
+fn head_text(resp: &Response<Incoming>) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("{:?} {}\n", resp.version(), resp.status());
+    for (k, v) in resp.headers().iter().take(100) {
+        let _ = writeln!(out, "{k}: {}", crate::redact::header(k.as_str(), v.as_bytes()));
+    }
+    out
 }
 
 /// Opens a timed connection (dns, connect, tls recorded) and the HTTP/1 or HTTP/2 session.

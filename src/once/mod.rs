@@ -37,6 +37,8 @@ const MAX_SCREENSHOT_BYTES: usize = 64 * 1024 * 1024;
 pub struct Files {
     pub report: Option<std::path::PathBuf>,
     pub junit: Option<std::path::PathBuf>,
+    /// `--artifacts DIR`: failed runs' evidence, as the daemon's `[artifacts]` keeps it.
+    pub artifacts: Option<std::path::PathBuf>,
 }
 
 /// Runs each probe `runs` times (probes side by side, one probe's runs one after
@@ -46,6 +48,19 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, files: &Fil
     if files.report.is_some() {
         crate::probe::browser::capture_screenshots(true);
     }
+    let store = match &files.artifacts {
+        Some(dir) => match crate::artifacts::Store::open(crate::artifacts::ArtifactSettings::in_dir(dir.clone())) {
+            Ok(s) => {
+                crate::outcome::capture_evidence(true);
+                Some(s)
+            }
+            Err(e) => {
+                let _ = writeln!(out, "error: cannot use {} for artifacts: {e}", dir.display());
+                return EXIT_CONFIG;
+            }
+        },
+        None => None,
+    };
     // Nothing run is nothing proven: the gate never passes on zero probes or runs.
     if probes.is_empty() || runs == 0 {
         let _ = writeln!(
@@ -97,8 +112,16 @@ pub async fn run(probes: Vec<BuiltProbe>, runs: u32, format: Format, files: &Fil
                 o.screenshot = None;
             }
         }
+        let mut json = run_json(&o, run);
+        if let Some(store) = &store {
+            match store.write(&o, &json) {
+                Ok(Some(folder)) => json["artifacts"] = folder.display().to_string().into(),
+                Ok(None) => {}
+                Err(e) => eprintln!("warning: cannot write artifacts of {}: {e}", o.probe),
+            }
+        }
         if format == Format::Json {
-            let _ = writeln!(out, "{}", run_json(&o, run));
+            let _ = writeln!(out, "{json}");
         }
         reports[i].outcomes.push(o);
     }

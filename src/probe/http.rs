@@ -202,6 +202,9 @@ pub struct HttpProbe {
     resolver: Resolver,
 }
 
+/// The start of a response body a failed run's evidence keeps.
+const EVIDENCE_BODY: usize = 1024;
+
 impl Settings for HttpSettings {
     fn plan(&self) -> Vec<String> {
         http_config::plan(&self.url, &self.request)
@@ -301,7 +304,19 @@ impl Settings for HttpSettings {
 
 impl Probe for HttpProbe {
     fn run<'a>(&'a self, rec: &'a mut Recorder) -> BoxFuture<'a, Result<(), ProbeError>> {
-        Box::pin(self.run_hops(rec))
+        Box::pin(async move {
+            let result = self.run_hops(rec).await;
+            if crate::outcome::evidence_on() {
+                // A target may echo a credential back: never into the evidence.
+                for (_, v) in self.headers.iter().filter(|(_, v)| v.is_sensitive()) {
+                    if let Ok(secret) = v.to_str() {
+                        rec.scrub(secret);
+                        rec.scrub(secret.trim_start_matches("Bearer "));
+                    }
+                }
+            }
+            result
+        })
     }
 }
 
@@ -476,10 +491,16 @@ impl HttpProbe {
         let capture =
             redirect_to.is_none() && (self.expect.body_regex.is_some() || self.expect.body_not_regex.is_some());
         let (head, incoming) = resp.into_parts();
+        let evidence = crate::outcome::evidence_on();
         let window = if capture { self.expect.match_window } else { 0 };
-        let read = nethttp::read_body(incoming, self.expect.max_body, window).await;
+        let kept = if evidence { window.max(EVIDENCE_BODY) } else { window };
+        let read = nethttp::read_body(incoming, self.expect.max_body, kept).await;
         rec.add("transfer", first_byte.elapsed().as_secs_f64());
-        let (body_bytes, captured) = read?;
+        let (body_bytes, mut captured) = read?;
+        if evidence && let Some(b) = &captured {
+            rec.evidence("response-body.txt", crate::redact::block(b, EVIDENCE_BODY).into_bytes());
+            captured = capture.then(|| b[..b.len().min(window)].to_vec());
+        }
         Ok(Hop {
             status,
             headers: head.headers,

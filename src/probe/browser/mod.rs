@@ -290,6 +290,50 @@ use session::error as browser_error;
 
 use session::session_lost;
 
+/// What the page looked like when the run ended (at its failing step, when one failed):
+/// a PNG screenshot, the page's console, and the requests that failed. Kept for
+/// `[artifacts]`; secrets the run used are scrubbed from the text by the caller.
+async fn evidence(rec: &mut Recorder, client: &fantoccini::Client, network: Option<&Mutex<network::Log>>) {
+    use std::fmt::Write as _;
+    if let Ok(png) = client.screenshot().await {
+        rec.evidence("screenshot.png", png);
+    }
+    let mut page = String::new();
+    if let Ok(u) = client.current_url().await {
+        let _ = writeln!(page, "url: {}", crate::redact::url(u.as_str()));
+    }
+    let console = client
+        .execute(
+            "return (window.__sloprobe && window.__sloprobe.console) || []",
+            Vec::new(),
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default();
+    let _ = writeln!(page, "console ({} message(s), at most 50 kept):", console.len());
+    for line in console.iter().filter_map(Value::as_str).take(50) {
+        let _ = writeln!(page, "  {}", crate::redact::printable(line, 300));
+    }
+    rec.evidence("console.txt", page.into_bytes());
+    if let Some(log) = network {
+        let log = log.lock().expect("network log");
+        let mut failed = String::new();
+        for r in log.requests.iter().filter(|r| r.failed || r.status >= 400).take(200) {
+            let what = if r.failed {
+                "failed".to_string()
+            } else {
+                r.status.to_string()
+            };
+            let _ = writeln!(failed, "{what} {} {}", r.resource_type, crate::redact::url(&r.url));
+        }
+        if failed.is_empty() {
+            failed.push_str("no failed request\n");
+        }
+        rec.evidence("requests.txt", failed.into_bytes());
+    }
+}
+
 impl BrowserProbe {
     async fn visit(&self, rec: &mut Recorder) -> Result<(), ProbeError> {
         let deadline = rec.start() + self.timeout.saturating_sub(self.reserve);
@@ -312,6 +356,10 @@ impl BrowserProbe {
         let mut result = self
             .measure(rec, lease.browser().client(), network.as_deref(), deadline)
             .await;
+        if crate::outcome::evidence_on() {
+            rec.enter("evidence");
+            evidence(rec, lease.browser().client(), network.as_deref()).await;
+        }
         // A page can echo its cookies into an error or an element: never into our output.
         for secret in self.steps.iter().filter_map(journey::Step::secret) {
             rec.scrub(secret);
