@@ -752,3 +752,146 @@ async fn otlp_over_tls_and_mutual_tls_to_a_real_collector() {
     .await;
     assert!(runs.is_some(), "probing stopped while the export failed");
 }
+
+/// `traces = true`: every run reaches the collector as a client span whose trace id is the
+/// one on the pushed TTFB histogram's exemplar, its phases as children; rotel (a real
+/// collector) takes the same spans over HTTP/protobuf.
+#[tokio::test]
+async fn runs_go_out_as_spans_and_histograms_carry_their_trace_id() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let t = plain_target().await;
+    let spans: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
+    let metrics: Received = Arc::default();
+    let (s, m) = (spans.clone(), metrics.clone());
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let s = s.clone();
+                async move {
+                    s.lock()
+                        .unwrap()
+                        .push(ExportTraceServiceRequest::decode(body).expect("valid OTLP traces"));
+                    ""
+                }
+            }),
+        )
+        .route(
+            "/v1/metrics",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let m = m.clone();
+                async move {
+                    m.lock()
+                        .unwrap()
+                        .push(ExportMetricsServiceRequest::decode(body).expect("valid OTLP"));
+                    ""
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sloprobe.toml");
+    let config = daemon_config(
+        free_port(),
+        &t.url(""),
+        &format!("http://127.0.0.1:{port}/v1/metrics"),
+        "http/protobuf",
+        1,
+    )
+    .replace("timeout = \"1s\"\n", "timeout = \"1s\"\ntraces = true\n");
+    std::fs::write(&cfg, &config).unwrap();
+    let mut daemon = start_daemon(&cfg, &dir.path().join("daemon.log"));
+    let got = eventually(60, Duration::from_millis(250), || async {
+        let all = spans.lock().unwrap().clone();
+        let list: Vec<opentelemetry_proto::tonic::trace::v1::Span> = all
+            .iter()
+            .flat_map(|r| r.resource_spans.iter())
+            .flat_map(|r| r.scope_spans.iter())
+            .flat_map(|s| s.spans.clone())
+            .collect();
+        (list.iter().filter(|s| s.parent_span_id.is_empty()).count() >= 2).then_some(list)
+    })
+    .await
+    .expect("no spans within 15 s");
+    sigterm_and_wait(&mut daemon);
+    let runs: Vec<_> = got.iter().filter(|s| s.parent_span_id.is_empty()).collect();
+    for run in &runs {
+        assert_eq!(run.name, "probe otlp-0");
+        assert_eq!(run.kind, 3, "SPAN_KIND_CLIENT");
+        assert_eq!(run.trace_id.len(), 16);
+        assert_eq!(attr(&run.attributes, "probe.name").as_deref(), Some("otlp-0"));
+        let children: Vec<_> = got.iter().filter(|c| c.parent_span_id == run.span_id).collect();
+        let names: Vec<&str> = children.iter().map(|c| c.name.as_str()).collect();
+        assert!(names.contains(&"connect") && names.contains(&"wait"), "{names:?}");
+        for c in children {
+            assert_eq!(c.trace_id, run.trace_id);
+            assert!(
+                c.start_time_unix_nano >= run.start_time_unix_nano && c.end_time_unix_nano <= run.end_time_unix_nano
+            );
+        }
+    }
+    // The TTFB histogram's exemplar names one of those runs.
+    let exemplar_traces: Vec<Vec<u8>> = metrics
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.resource_metrics.iter())
+        .flat_map(|r| r.scope_metrics.iter())
+        .flat_map(|s| s.metrics.iter())
+        .filter(|m| m.name == "probe.http.ttfb")
+        .filter_map(|m| match &m.data {
+            Some(Data::Histogram(h)) => Some(h.data_points.clone()),
+            _ => None,
+        })
+        .flatten()
+        .flat_map(|p| p.exemplars)
+        .map(|e| e.trace_id)
+        .collect();
+    assert!(!exemplar_traces.is_empty(), "no exemplar on the pushed TTFB histogram");
+    let run_traces: Vec<Vec<u8>> = runs.iter().map(|r| r.trace_id.clone()).collect();
+    assert!(
+        exemplar_traces.iter().any(|t| run_traces.contains(t)),
+        "no exemplar names a run that went out as a span"
+    );
+
+    // A real collector takes them.
+    let (grpc, http) = (free_port(), free_port());
+    let rotel_log = dir.path().join("rotel-traces.log");
+    let _rotel = Child(
+        Command::new(rotel())
+            .args([
+                "start",
+                "--exporter",
+                "blackhole",
+                "--debug-log",
+                "traces",
+                "--debug-log-verbosity",
+                "detailed",
+            ])
+            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
+            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
+            .stdout(std::fs::File::create(&rotel_log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let config = daemon_config(
+        free_port(),
+        &t.url(""),
+        &format!("http://127.0.0.1:{http}/v1/metrics"),
+        "http/protobuf",
+        1,
+    )
+    .replace("timeout = \"1s\"\n", "timeout = \"1s\"\ntraces = true\n");
+    std::fs::write(&cfg, &config).unwrap();
+    let _daemon = start_daemon(&cfg, &dir.path().join("daemon2.log"));
+    assert!(
+        wait_for_text(&rotel_log, "probe otlp-0", 30).await,
+        "rotel logged no span: {}",
+        std::fs::read_to_string(&rotel_log).unwrap_or_default()
+    );
+}

@@ -51,6 +51,8 @@ pub struct OtlpSettings {
     /// Client certificate chain and key (PEM) for mutual TLS.
     pub identity: Option<ClientIdentity>,
     pub gzip: bool,
+    /// Runs go out as spans too.
+    pub traces: bool,
 }
 
 /// A client certificate and its key; the key never shows in `Debug` (configs are logged).
@@ -112,6 +114,10 @@ pub struct OtlpConfig {
     client_key_file: Option<Spanned<String>>,
     /// "gzip" or "none" (default); default from OTEL_EXPORTER_OTLP_COMPRESSION.
     compression: Option<Spanned<String>>,
+    /// Also export each probe run as a client span (with its steps or phases as child
+    /// spans) to the collector's trace service (default false; docs/tracing.md).
+    #[serde(default)]
+    traces: bool,
 }
 
 /// A PEM file named by a key or by the environment: (text, where it was named).
@@ -375,6 +381,7 @@ impl OtlpConfig {
                     .map(Duration::from_millis)
             }),
             delta,
+            traces: raw.traces,
             ca_pem,
             identity,
             gzip,

@@ -23,6 +23,7 @@ pub mod protobuf;
 pub mod pull;
 mod resource;
 mod self_metrics;
+pub mod spans;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -75,6 +76,9 @@ pub struct Telemetry {
     plan: Arc<RwLock<Arc<Plan>>>,
     /// The latest run's trace id per headline or budgeted histogram series.
     exemplars: Arc<exemplars::Exemplars>,
+    /// Runs waiting to go out as spans, when `[export.otlp] traces = true`.
+    spans: Arc<spans::SpanQueue>,
+    traces: bool,
     /// OTLP push with delta temporality is on.
     delta: bool,
     /// The OTLP push thread, when `[export.otlp]` is on.
@@ -182,6 +186,8 @@ impl Telemetry {
         let telemetry = Telemetry {
             field,
             exemplars: Arc::default(),
+            spans: Arc::default(),
+            traces: otlp.is_some_and(|o| o.traces),
             runs: meter
                 .u64_counter(RUNS)
                 .with_unit("{run}")
@@ -272,7 +278,13 @@ impl Telemetry {
                     Box::new(move |name: &str, kind: Option<&str>| live(&plan, name, kind)),
                 ))
             });
-            *telemetry.pusher.lock().expect("pusher lock") = Some(otlp::Pusher::start(settings, collect)?);
+            let spans = settings.traces.then(|| telemetry.spans.clone());
+            *telemetry.pusher.lock().expect("pusher lock") = Some(otlp::Pusher::start(
+                settings,
+                collect,
+                spans,
+                telemetry.exemplars.clone(),
+            )?);
         }
         Ok(telemetry)
     }
@@ -357,6 +369,9 @@ impl Telemetry {
     }
 
     pub fn record(&self, o: &Outcome) {
+        if self.traces {
+            self.spans.push_run(o, &self.location);
+        }
         let plan = self.plan.read().expect("plan lock").clone();
         let probe = plan.probes.get(&o.probe);
         // Attribute sets made once per plan where a run's are always the same: each

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use prost::Message as _;
 
@@ -55,7 +58,14 @@ impl Pusher {
     /// Starts pushing every `settings.interval` on a thread of its own, with a small
     /// runtime of its own for the sends: an export of 10,000 probes' series must not
     /// delay probe runs.
-    pub fn start(settings: &OtlpSettings, collect: Collect) -> anyhow::Result<Pusher> {
+    /// `spans`: runs waiting to go out as spans (`traces = true`); `exemplars`: the latest
+    /// run's trace id per histogram series, attached to the pushed points.
+    pub fn start(
+        settings: &OtlpSettings,
+        collect: Collect,
+        spans: Option<std::sync::Arc<super::spans::SpanQueue>>,
+        exemplars: std::sync::Arc<super::exemplars::Exemplars>,
+    ) -> anyhow::Result<Pusher> {
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -79,6 +89,8 @@ impl Pusher {
                 rt,
                 transport,
                 collect,
+                spans,
+                exemplars,
                 endpoint: settings.endpoint.clone(),
                 log: LogState::default(),
             };
@@ -124,11 +136,14 @@ impl Pusher {
 enum Transport {
     Grpc {
         client: MetricsServiceClient<tonic::transport::Channel>,
+        traces: Box<TraceServiceClient<tonic::transport::Channel>>,
         metadata: tonic::metadata::MetadataMap,
     },
     Http {
         client: reqwest::Client,
         url: String,
+        /// The trace service's URL: the metrics URL with `/v1/metrics` made `/v1/traces`.
+        traces_url: String,
         headers: reqwest::header::HeaderMap,
         gzip: bool,
     },
@@ -166,17 +181,22 @@ impl Transport {
                     }
                     ep = ep.tls_config(tls)?;
                 }
-                let mut client = MetricsServiceClient::new(ep.connect_lazy()).max_encoding_message_size(usize::MAX);
+                let channel = ep.connect_lazy();
+                let mut client = MetricsServiceClient::new(channel.clone()).max_encoding_message_size(usize::MAX);
+                let mut traces = TraceServiceClient::new(channel).max_encoding_message_size(usize::MAX);
                 if settings.gzip {
                     client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+                    traces = traces.send_compressed(tonic::codec::CompressionEncoding::Gzip);
                 }
                 Transport::Grpc {
                     client,
+                    traces: Box::new(traces),
                     metadata: tonic::metadata::MetadataMap::from_headers(headers),
                 }
             }
             OtlpProtocol::HttpProtobuf => Transport::Http {
                 client: http_client(settings, timeout)?,
+                traces_url: traces_url(&endpoint),
                 url: endpoint,
                 headers,
                 gzip: settings.gzip,
@@ -184,9 +204,31 @@ impl Transport {
         })
     }
 
+    async fn send_traces(&self, request: ExportTraceServiceRequest) -> Result<(), String> {
+        match self {
+            Transport::Grpc { traces, metadata, .. } => {
+                let mut req = tonic::Request::new(request);
+                *req.metadata_mut() = metadata.clone();
+                let mut client = (**traces).clone();
+                client
+                    .export(req)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| format!("gRPC status {:?}: {}", s.code(), s.message()))
+            }
+            Transport::Http {
+                client,
+                traces_url,
+                headers,
+                gzip,
+                ..
+            } => post_protobuf(client, traces_url, headers, *gzip, request.encode_to_vec()).await,
+        }
+    }
+
     async fn send(&self, request: ExportMetricsServiceRequest) -> Result<(), String> {
         match self {
-            Transport::Grpc { client, metadata } => {
+            Transport::Grpc { client, metadata, .. } => {
                 let mut req = tonic::Request::new(request);
                 *req.metadata_mut() = metadata.clone();
                 let mut client = client.clone();
@@ -201,32 +243,52 @@ impl Transport {
                 url,
                 headers,
                 gzip,
+                ..
             } => {
-                let mut body = request.encode_to_vec();
+                let body = request.encode_to_vec();
                 drop(request);
-                let mut req = client
-                    .post(url)
-                    .headers(headers.clone())
-                    .header(http::header::CONTENT_TYPE, "application/x-protobuf");
-                if *gzip {
-                    use std::io::Write as _;
-                    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                    enc.write_all(&body).map_err(|e| e.to_string())?;
-                    body = enc.finish().map_err(|e| e.to_string())?;
-                    req = req.header(http::header::CONTENT_ENCODING, "gzip");
-                }
-                let resp = req.body(body).send().await.map_err(|e| error_chain(&e))?;
-                let status = resp.status();
-                // The body (a partial-success message or an error) is not read: it is the
-                // collector's to size, and nothing here acts on it.
-                drop(resp);
-                if status.is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("HTTP status {status}"))
-                }
+                post_protobuf(client, url, headers, *gzip, body).await
             }
         }
+    }
+}
+
+/// The trace service's URL beside a metrics URL (`…/v1/metrics` → `…/v1/traces`).
+fn traces_url(metrics: &str) -> String {
+    match metrics.strip_suffix("/v1/metrics") {
+        Some(base) => format!("{base}/v1/traces"),
+        None => format!("{}/v1/traces", metrics.trim_end_matches('/')),
+    }
+}
+
+/// One OTLP/HTTP protobuf POST, gzipped when asked.
+async fn post_protobuf(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &reqwest::header::HeaderMap,
+    gzip: bool,
+    mut body: Vec<u8>,
+) -> Result<(), String> {
+    let mut req = client
+        .post(url)
+        .headers(headers.clone())
+        .header(http::header::CONTENT_TYPE, "application/x-protobuf");
+    if gzip {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&body).map_err(|e| e.to_string())?;
+        body = enc.finish().map_err(|e| e.to_string())?;
+        req = req.header(http::header::CONTENT_ENCODING, "gzip");
+    }
+    let resp = req.body(body).send().await.map_err(|e| error_chain(&e))?;
+    let status = resp.status();
+    // The body (a partial-success message or an error) is not read: it is the
+    // collector's to size, and nothing here acts on it.
+    drop(resp);
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP status {status}"))
     }
 }
 
@@ -246,6 +308,8 @@ struct Exporter {
     rt: tokio::runtime::Runtime,
     transport: Transport,
     collect: Collect,
+    spans: Option<std::sync::Arc<super::spans::SpanQueue>>,
+    exemplars: std::sync::Arc<super::exemplars::Exemplars>,
     /// Replaced by its redacted form in logged errors (it may carry credentials).
     endpoint: Option<String>,
     log: LogState,
@@ -272,11 +336,41 @@ impl Exporter {
     fn send_all(&self) -> Result<(), String> {
         let (rm, live) = (self.collect)()?;
         let mut result = Ok(());
-        otlp_encode::requests(&rm, &*live, otlp_encode::REQUEST_BYTES, &mut |req| {
+        otlp_encode::requests(&rm, &*live, &self.exemplars, otlp_encode::REQUEST_BYTES, &mut |req| {
             result = self.rt.block_on(self.transport.send(req));
             result.is_ok()
         });
-        result
+        let resource = opentelemetry_proto::tonic::resource::v1::Resource::from(rm.resource());
+        drop(rm);
+        result?;
+        self.send_spans(resource)
+    }
+
+    /// The queued runs' spans, in requests of at most SPANS_PER_REQUEST; spans a failed
+    /// request carried are dropped (counted), as metrics are.
+    fn send_spans(&self, resource: opentelemetry_proto::tonic::resource::v1::Resource) -> Result<(), String> {
+        const SPANS_PER_REQUEST: usize = 2_000;
+        let Some(queue) = &self.spans else { return Ok(()) };
+        while !queue.is_empty() {
+            let spans = queue.take(SPANS_PER_REQUEST);
+            let n = spans.len() as u64;
+            let request = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(resource.clone()),
+                    scope_spans: vec![ScopeSpans {
+                        scope: Some(super::spans::scope()),
+                        spans,
+                        schema_url: String::new(),
+                    }],
+                    schema_url: String::new(),
+                }],
+            };
+            if let Err(e) = self.rt.block_on(self.transport.send_traces(request)) {
+                super::spans::DROPPED.fetch_add(n, Ordering::Relaxed);
+                return Err(format!("traces: {e}"));
+            }
+        }
+        Ok(())
     }
 
     fn log(&mut self, result: Result<(), String>) {

@@ -9,9 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
-    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exponential_histogram_data_point, metric::Data,
-    number_data_point,
+    AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, exemplar,
+    exponential_histogram_data_point, metric::Data, number_data_point,
 };
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::{self as sdk, AggregatedMetrics, MetricData};
@@ -115,8 +115,31 @@ fn attributes<'a>(attrs: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> V
     attrs.map(KeyValue::from).collect()
 }
 
+/// A metric's name and the exemplar store: a histogram point's exemplar, if any.
+struct Ex<'a>(&'a str, &'a super::exemplars::Exemplars);
+
+impl Ex<'_> {
+    fn of<'b>(&self, attrs: impl Iterator<Item = &'b opentelemetry::KeyValue>) -> Vec<Exemplar> {
+        let Some(e) = self.1.get(&super::exemplars::Exemplars::key(self.0, attrs)) else {
+            return Vec::new();
+        };
+        vec![Exemplar {
+            time_unix_nano: nanos(e.time),
+            value: Some(exemplar::Value::AsDouble(e.value)),
+            span_id: e.span_id.to_vec(),
+            trace_id: e.trace_id.to_vec(),
+            ..Default::default()
+        }]
+    }
+}
+
 /// The live points of one SDK metric, each with its encoded size.
-fn points<T: Number>(data: &MetricData<T>, live: &Live<'_>, each: &mut dyn FnMut(&mut Points, usize) -> bool) {
+fn points<T: Number>(
+    data: &MetricData<T>,
+    live: &Live<'_>,
+    ex: &Ex<'_>,
+    each: &mut dyn FnMut(&mut Points, usize) -> bool,
+) {
     let keep = |a: &mut dyn Iterator<Item = &opentelemetry::KeyValue>| is_live(&a.collect::<Vec<_>>(), live);
     match data {
         MetricData::Gauge(g) => {
@@ -179,6 +202,7 @@ fn points<T: Number>(data: &MetricData<T>, live: &Live<'_>, each: &mut dyn FnMut
                     explicit_bounds: dp.bounds().collect(),
                     min: dp.min().map(Number::f64),
                     max: dp.max().map(Number::f64),
+                    exemplars: ex.of(dp.attributes()),
                     ..Default::default()
                 };
                 let size = p.encoded_len();
@@ -232,6 +256,7 @@ fn points<T: Number>(data: &MetricData<T>, live: &Live<'_>, each: &mut dyn FnMut
 pub fn requests(
     rm: &sdk::ResourceMetrics,
     live: &Live<'_>,
+    exemplars: &super::exemplars::Exemplars,
     max_bytes: usize,
     send: &mut dyn FnMut(ExportMetricsServiceRequest) -> bool,
 ) {
@@ -260,10 +285,11 @@ pub fn requests(
                 ..Default::default()
             };
             let mut each = |pts: &mut Points, size: usize| builder.add(&header, pts, size, send);
+            let ex = Ex(m.name(), exemplars);
             match m.data() {
-                AggregatedMetrics::F64(d) => points(d, live, &mut each),
-                AggregatedMetrics::U64(d) => points(d, live, &mut each),
-                AggregatedMetrics::I64(d) => points(d, live, &mut each),
+                AggregatedMetrics::F64(d) => points(d, live, &ex, &mut each),
+                AggregatedMetrics::U64(d) => points(d, live, &ex, &mut each),
+                AggregatedMetrics::I64(d) => points(d, live, &ex, &mut each),
             }
             if builder.stopped {
                 return;
