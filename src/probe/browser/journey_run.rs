@@ -95,7 +95,7 @@ impl Journey<'_> {
     /// Lab INP over the journey's interactions, and each action step's longest one.
     pub async fn record_interactions(&mut self, rec: &mut Recorder) {
         let journey = self;
-        read_interactions(journey.client, &mut journey.interactions).await;
+        read_interactions(journey.client, &mut journey.interactions, true).await;
         if let Some(inp) = journey.interactions.inp() {
             rec.set("inp", inp / 1000.0);
         }
@@ -124,7 +124,9 @@ impl Journey<'_> {
         if step.acts() {
             // What the last action led to is read before this one changes it.
             self.read_led_to_page(rec, false).await?;
-            read_interactions(client, &mut self.interactions).await;
+            // Without waiting for a frame: what is not delivered yet is read later on this
+            // page, or, if this action leaves it, lost as web-vitals would lose it.
+            read_interactions(client, &mut self.interactions, false).await;
             if let Some((now, origin)) = page_clock(client).await {
                 self.anchors[i] = Some(now);
                 self.origin.get_or_insert(origin);
@@ -472,18 +474,23 @@ impl Interactions {
     }
 }
 
-/// Flushes the page's pending Event Timing entries (they are delivered after the next
-/// paint) and reads what it has kept.
+/// Reads what the page has kept of its interactions; with `arguments[0]`, first lets
+/// pending Event Timing entries arrive (they are delivered after the next paint).
 const READ_INTERACTIONS_JS: &str = "const done = arguments[arguments.length - 1];
-requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(() => {
+const read = () => {
   const s = window.__sloprobe;
   const list = s && s.interactions ? Object.entries(s.interactions).map(([id, v]) => [Number(id), v[0], v[1]]) : [];
   done({ origin: performance.timeOrigin, count: performance.interactionCount || 0, list });
-}, 0)));
-setTimeout(() => done(null), 1000);";
+};
+if (arguments[0]) {
+  requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(read, 0)));
+  setTimeout(() => done(null), 1000);
+} else {
+  read();
+}";
 
-pub async fn read_interactions(client: &Client, into: &mut Interactions) {
-    let Ok(v) = client.execute_async(READ_INTERACTIONS_JS, Vec::new()).await else {
+pub async fn read_interactions(client: &Client, into: &mut Interactions, flush: bool) {
+    let Ok(v) = client.execute_async(READ_INTERACTIONS_JS, vec![json!(flush)]).await else {
         return;
     };
     let Ok(read) = serde_json::from_value::<InteractionsRead>(v) else {
