@@ -216,3 +216,77 @@ async fn prometheus_stores_the_runs_trace_id_as_an_exemplar() {
         );
     }
 }
+
+/// A page server that records (path, traceparent): `/` is a page that loads an image from
+/// `third` (another host: third party) and fetches `/api`.
+async fn recording_page(third: &str) -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let third = third.to_string();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (log, third) = (log.clone(), third.clone());
+        async move {
+            let tp = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let path = req.uri().path().to_string();
+            log.lock().unwrap().push((path.clone(), tp));
+            let (ct, body) = match path.as_str() {
+                "/" => (
+                    "text/html",
+                    format!(
+                        "<!doctype html><title>t</title><h1>traced</h1><img src=\"{third}/third.svg\" width=10 height=10><script>fetch('/api')</script>"
+                    ),
+                ),
+                p if p.ends_with(".svg") => (
+                    "image/svg+xml",
+                    "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"><rect width=\"10\" height=\"10\" fill=\"#246\"/></svg>".to_string(),
+                ),
+                _ => ("application/json", "{}".to_string()),
+            };
+            ([("content-type", ct)], body)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, seen)
+}
+
+/// The browser probe in real Chromium: the page's first-party requests (the document and
+/// its fetch) carry the run's trace id, the third-party image does not; with
+/// `trace_requests = "all"` it does too.
+#[tokio::test]
+async fn the_browser_adds_traceparent_to_first_party_requests_only() {
+    let (third_base, third_seen) = recording_server().await;
+    // The same server under another host name: third party for a page on 127.0.0.1.
+    let third = third_base.replace("127.0.0.1", "localhost");
+    let (base, seen) = recording_page(&third).await;
+    for mode in ["first_party", "all"] {
+        let toml = format!(
+            "[[probe]]\nname = \"page\"\nkind = \"browser\"\nurl = \"{base}/\"\nevery = \"1m\"\ntimeout = \"20s\"\nsettle = \"300ms\"\ntrace_requests = \"{mode}\"\n"
+        );
+        let o = run_probe(&toml).await;
+        assert!(o.success(), "{:?}", o.error);
+        let first = std::mem::take(&mut *seen.lock().unwrap());
+        let paths: Vec<&str> = first.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(paths.contains(&"/") && paths.contains(&"/api"), "{paths:?}");
+        for (path, tp) in first.iter().filter(|(p, _)| p != "/favicon.ico") {
+            let tp = tp
+                .as_deref()
+                .unwrap_or_else(|| panic!("{path} came without traceparent ({mode})"));
+            assert_eq!(tp.split('-').nth(1), Some(o.run_id().as_str()), "{path}: {tp}");
+        }
+        let third = std::mem::take(&mut *third_seen.lock().unwrap());
+        assert!(third.iter().any(|(p, _)| p == "/third.svg"), "{third:?}");
+        for (path, tp) in third {
+            match mode {
+                "first_party" => assert_eq!(tp, None, "third-party {path} got traceparent"),
+                _ => assert!(
+                    tp.is_some_and(|t| t.contains(&o.run_id())),
+                    "{path} without the run's traceparent"
+                ),
+            }
+        }
+    }
+}

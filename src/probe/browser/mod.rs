@@ -41,7 +41,7 @@ pub fn capture_screenshots(on: bool) {
 const MAX_SCREENSHOT: usize = 8 * 1024 * 1024;
 use catalog::{key, script_measure};
 pub use page::{PARTIES, TYPES};
-pub use settings::{BrowserProbeSettings, CacheMode, CookieConfig, StepConfig, Throttle};
+pub use settings::{BrowserProbeSettings, CacheMode, CookieConfig, StepConfig, Throttle, TraceRequests};
 
 pub const KIND: Kind = Kind {
     name: "browser",
@@ -76,6 +76,7 @@ pub struct BrowserProbe {
     script: Option<String>,
     script_metrics: Vec<(&'static str, ScriptUnit)>,
     insecure: bool,
+    trace_requests: TraceRequests,
     steps: Vec<journey::Step>,
     /// The part of the timeout kept back to read what was measured and close the browser.
     reserve: Duration,
@@ -230,6 +231,7 @@ impl Settings for BrowserProbeSettings {
             script,
             script_metrics,
             insecure: self.insecure_skip_verify,
+            trace_requests: self.trace_requests,
             steps,
             reserve,
             timeout: cfg.timeout,
@@ -353,6 +355,20 @@ impl BrowserProbe {
         let lease = session::Lease::take(self.browsers.clone(), slot).await?;
         rec.set("browser_start", rec.offset(Instant::now()));
         let network = lease.browser().network();
+        if rec.trace().propagate
+            && let Some(tracer) = lease.browser().tracer()
+        {
+            let rule = network::TraceRule {
+                traceparent: rec.trace().traceparent(),
+                hosts: (self.trace_requests == TraceRequests::FirstParty).then(|| self.first_party.clone()),
+            };
+            if !tracer.start(rule).await {
+                rec.detail(
+                    "trace_context",
+                    "DevTools did not take the traceparent rule: requests went without it",
+                );
+            }
+        }
         let mut result = self
             .measure(rec, lease.browser().client(), network.as_deref(), deadline)
             .await;

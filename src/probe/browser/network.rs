@@ -196,11 +196,91 @@ struct Response {
     from_service_worker: bool,
 }
 
+/// `host` is first party: equal to an entry, or under a "*.domain" entry.
+pub fn first_party_host(host: &str, first_party: &[String]) -> bool {
+    let host = host.to_ascii_lowercase();
+    first_party.iter().any(|p| match p.strip_prefix("*.") {
+        Some(domain) => {
+            host.len() > domain.len() + 1 && host.ends_with(domain) && host[..host.len() - domain.len()].ends_with('.')
+        }
+        None => host == *p,
+    })
+}
+
+/// Which of a run's requests carry its `traceparent`: set once a run, before the page
+/// loads. DevTools' Fetch domain holds each request until this watch lets it go on, with
+/// the header added where `hosts` says (every host when `None`).
+#[derive(Clone, Debug)]
+pub struct TraceRule {
+    pub traceparent: String,
+    pub hosts: Option<Vec<String>>,
+}
+
+impl TraceRule {
+    fn applies(&self, url: &str) -> bool {
+        let Ok(u) = url::Url::parse(url) else { return false };
+        if !matches!(u.scheme(), "http" | "https") {
+            return false;
+        }
+        match &self.hosts {
+            None => true,
+            Some(hosts) => first_party_host(u.host_str().unwrap_or_default(), hosts),
+        }
+    }
+}
+
+type TraceRequest = (TraceRule, tokio::sync::oneshot::Sender<()>);
+
 /// Reads a tab's DevTools events into its [`Log`] until dropped (which also drops the
 /// socket, and with it the run's browser context).
 pub struct Watch {
     pub log: Arc<Mutex<Log>>,
     task: tokio::task::JoinHandle<()>,
+    trace: tokio::sync::mpsc::UnboundedSender<TraceRequest>,
+}
+
+/// Turns on `traceparent` for the run's requests (see [`TraceRule`]).
+#[derive(Clone)]
+pub struct Tracer(tokio::sync::mpsc::UnboundedSender<TraceRequest>);
+
+impl Tracer {
+    /// Returns once DevTools holds the tab's requests (or after 2 s: then requests go out
+    /// without the header, never held).
+    pub async fn start(&self, rule: TraceRule) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.0.send((rule, tx)).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(Duration::from_secs(2), rx).await, Ok(Ok(())))
+    }
+}
+
+/// The `Fetch.continueRequest` for a held request: with `traceparent` added (its own
+/// headers kept) when the rule applies, else unchanged.
+fn continue_request(id: u64, session: &str, params: &Value, rule: Option<&TraceRule>) -> String {
+    let request_id = params["requestId"].clone();
+    let url = params["request"]["url"].as_str().unwrap_or_default();
+    let mut p = json!({"requestId": request_id});
+    if let Some(rule) = rule.filter(|r| r.applies(url)) {
+        let mut headers: Vec<Value> = params["request"]["headers"]
+            .as_object()
+            .map(|h| {
+                h.iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case("traceparent"))
+                    .map(|(k, v)| json!({"name": k, "value": v.as_str().unwrap_or_default()}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        headers.push(json!({"name": "traceparent", "value": rule.traceparent}));
+        p["headers"] = Value::Array(headers);
+    }
+    json!({"id": id, "sessionId": session, "method": "Fetch.continueRequest", "params": p}).to_string()
+}
+
+fn fetch_enable(id: u64, session: &str) -> String {
+    json!({"id": id, "sessionId": session, "method": "Fetch.enable",
+           "params": {"patterns": [{"urlPattern": "*", "requestStage": "Request"}]}})
+    .to_string()
 }
 
 impl Drop for Watch {
@@ -231,10 +311,34 @@ impl Watch {
         }
         let log = Arc::new(Mutex::new(Log::default()));
         let shared = log.clone();
+        let (trace_tx, mut trace_rx) = tokio::sync::mpsc::unbounded_channel::<TraceRequest>();
         let task = tokio::spawn(async move {
             let mut next_id = 2_000u64;
+            let mut sessions = vec![session.clone()];
+            let mut rule: Option<TraceRule> = None;
+            // The id of the page session's Fetch.enable, answered to the tracer once done.
+            let mut enabling: Option<(u64, tokio::sync::oneshot::Sender<()>)> = None;
             let why = loop {
-                let msg = match ws.next().await {
+                let next = tokio::select! {
+                    m = ws.next() => m,
+                    Some((r, ack)) = trace_rx.recv() => {
+                        rule = Some(r);
+                        let mut failed = false;
+                        let mut ack = Some(ack);
+                        for s in &sessions {
+                            failed |= ws.send(Message::text(fetch_enable(next_id, s))).await.is_err();
+                            if *s == session && let Some(ack) = ack.take() {
+                                enabling = Some((next_id, ack));
+                            }
+                            next_id += 1;
+                        }
+                        if failed {
+                            break "DevTools socket closed".to_string();
+                        }
+                        continue;
+                    }
+                };
+                let msg = match next {
                     None => break "DevTools socket closed".to_string(),
                     Some(Err(e)) => break format!("DevTools socket: {e}"),
                     Some(Ok(Message::Text(t))) => t,
@@ -243,8 +347,23 @@ impl Watch {
                 let Ok(v) = serde_json::from_str::<Value>(msg.as_str()) else {
                     continue;
                 };
+                if let (Some(id), Some((want, _))) = (v["id"].as_u64(), &enabling)
+                    && id == *want
+                    && let Some((_, ack)) = enabling.take()
+                {
+                    let _ = ack.send(());
+                }
                 let Some(method) = v["method"].as_str() else { continue };
                 let from = v["sessionId"].as_str().unwrap_or_default();
+                if method == "Fetch.requestPaused" {
+                    // Held until we answer: answered at once, whatever the rule.
+                    let m = continue_request(next_id, from, &v["params"], rule.as_ref());
+                    next_id += 1;
+                    if ws.send(Message::text(m)).await.is_err() {
+                        break "DevTools socket closed".to_string();
+                    }
+                    continue;
+                }
                 if method == "Target.attachedToTarget" {
                     // A frame in another process, or a worker: its requests are the page's too.
                     if let Some(child) = v["params"]["sessionId"].as_str() {
@@ -253,6 +372,13 @@ impl Watch {
                             failed |= ws.send(Message::text(m)).await.is_err();
                         }
                         next_id += 2;
+                        if rule.is_some() {
+                            failed |= ws.send(Message::text(fetch_enable(next_id, child))).await.is_err();
+                            next_id += 1;
+                        }
+                        if sessions.len() < 256 {
+                            sessions.push(child.to_string());
+                        }
                         if failed {
                             break "DevTools socket closed".to_string();
                         }
@@ -265,7 +391,15 @@ impl Watch {
             };
             shared.lock().expect("network log").broken = Some(why);
         });
-        Ok(Watch { log, task })
+        Ok(Watch {
+            log,
+            task,
+            trace: trace_tx,
+        })
+    }
+
+    pub fn tracer(&self) -> Tracer {
+        Tracer(self.trace.clone())
     }
 }
 

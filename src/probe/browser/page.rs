@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::network::Log;
+pub use super::network::first_party_host;
 use super::timeline::{Span, Task, max_potential_fid, time_to_interactive, total_blocking_time};
 use crate::outcome::{ErrorType, ProbeError, Recorder};
 
@@ -349,17 +350,6 @@ fn lighthouse_type(devtools: &str) -> usize {
         "Media" => 5,
         _ => 6,
     }
-}
-
-/// `host` is first party: equal to an entry, or under a "*.domain" entry.
-pub fn first_party_host(host: &str, first_party: &[String]) -> bool {
-    let host = host.to_ascii_lowercase();
-    first_party.iter().any(|p| match p.strip_prefix("*.") {
-        Some(domain) => {
-            host.len() > domain.len() + 1 && host.ends_with(domain) && host[..host.len() - domain.len()].ends_with('.')
-        }
-        None => host == *p,
-    })
 }
 
 /// The resource type (index into [`TYPES`]): the MIME type when the browser exposes it

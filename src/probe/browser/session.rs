@@ -280,6 +280,11 @@ impl Browser {
         Ok(())
     }
 
+    /// Adds `traceparent` to the run's requests (local browsers: the DevTools socket is ours).
+    pub fn tracer(&self) -> Option<super::network::Tracer> {
+        self.tab.as_ref().map(|t| t.network.tracer())
+    }
+
     /// The run's network log, when the browser is local (its DevTools socket is ours).
     pub fn network(&self) -> Option<Arc<std::sync::Mutex<super::network::Log>>> {
         self.tab.as_ref().map(|t| t.network.log.clone())

@@ -48,9 +48,21 @@ pub struct BrowserProbeSettings {
     /// Accept any TLS certificate (targets you control only).
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Which of the page's requests carry the run's `traceparent`: "first_party"
+    /// (default; the `first_party_hosts`) or "all". `trace_context = false` sends none.
+    #[serde(default)]
+    pub trace_requests: TraceRequests,
     /// Steps: set a cookie before the measured load, or wait for an element after it.
     #[serde(default, rename = "step")]
     pub steps: Vec<StepConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceRequests {
+    #[default]
+    FirstParty,
+    All,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq)]
