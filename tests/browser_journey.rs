@@ -280,3 +280,45 @@ assert_text = "Welcome back"
     assert!(on_disk <= 4 * 1024 * 1024, "{on_disk} bytes on disk");
     assert!(std::fs::read_dir(dir.path()).unwrap().count() <= 20);
 }
+
+/// A hostile page rewrites what sloprobe reads back: 200,000 fake interactions and a
+/// console of 100 strings of 1 MiB. The journey still ends in time, INP comes from at most
+/// 1,000 of them, and the evidence keeps 50 console lines of at most 300 characters.
+#[tokio::test]
+async fn a_page_that_forges_what_sloprobe_reads_cannot_make_it_read_much() {
+    let _turn = TURN.lock().await;
+    sloprobe::outcome::capture_evidence(true);
+    let page = "<!doctype html><title>h</title><button id=b>b</button><script>
+document.getElementById('b').addEventListener('click', () => {
+  const fake = {}; for (let i = 1; i <= 200000; i++) fake[i] = [performance.timeOrigin, 5000];
+  const big = 'x'.repeat(1 << 20); const c = []; for (let i = 0; i < 100; i++) c.push(big);
+  window.__sloprobe = { interactions: fake, console: c };
+});
+</script>";
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { ([("content-type", "text/html")], page) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let steps = "[[probe.step]]\nclick = \"#b\"\n[[probe.step]]\nassert_text = \"never there\"\n";
+    let started = std::time::Instant::now();
+    let o = run_probe(&journey_probe(&url, steps)).await;
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert_eq!(error_type(&o), "assertion_failed", "{:?}", o.error);
+    let console = o
+        .evidence
+        .iter()
+        .find(|(n, _)| *n == "console.txt")
+        .expect("console evidence");
+    let text = String::from_utf8_lossy(&console.1);
+    assert!(text.lines().count() <= 52, "{} lines", text.lines().count());
+    assert!(text.len() < 50 * 400, "{} bytes of console kept", text.len());
+    // Forged interactions count at most 1,000: INP is their 5 s, or the real click's.
+    if let Some(inp) = o.get("inp") {
+        assert!(inp <= 5.0, "{inp}");
+    }
+}

@@ -479,8 +479,17 @@ impl Interactions {
 const READ_INTERACTIONS_JS: &str = "const done = arguments[arguments.length - 1];
 const read = () => {
   const s = window.__sloprobe;
-  const list = s && s.interactions ? Object.entries(s.interactions).map(([id, v]) => [Number(id), v[0], v[1]]) : [];
-  done({ origin: performance.timeOrigin, count: performance.interactionCount || 0, list });
+  // The page can rewrite window.__sloprobe: only numbers, at most 1,000 of them, come back.
+  let list = [];
+  try {
+    const all = s && s.interactions && typeof s.interactions === 'object' ? s.interactions : {};
+    for (const id in all) {
+      if (list.length >= 1000) break;
+      const v = all[id];
+      if (Array.isArray(v)) list.push([Number(id), Number(v[0]), Number(v[1])]);
+    }
+  } catch (e) { list = []; }
+  done({ origin: performance.timeOrigin, count: Number(performance.interactionCount) || 0, list });
 };
 if (arguments[0]) {
   requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(read, 0)));

@@ -306,7 +306,8 @@ async fn evidence(rec: &mut Recorder, client: &fantoccini::Client, network: Opti
     }
     let console = client
         .execute(
-            "return (window.__sloprobe && window.__sloprobe.console) || []",
+            "const c = window.__sloprobe && window.__sloprobe.console; \
+             return Array.isArray(c) ? c.slice(0, 50).map((x) => String(x).slice(0, 300)) : []",
             Vec::new(),
         )
         .await
