@@ -8,7 +8,8 @@ wait for its first card after a 300 ms API call, mark, click "Recalculate" whose
 blocks 100 ms, wait for its text). The page's own time is the first load, the settles
 (the first page's and the last page's, `settle` each) and every step's measured duration
 (which includes the page's work and the WebDriver command that drove it); the overhead
-is what is left of the run: total − browser_start − load − 2 × settle − Σ steps. The
+is what is left of the run: total − browser_start − load − settle − Σ steps (the last
+page here is the dashboard, read before the "Recalculate" click, so it has no settle). The
 single page (`/page`, the same settle) is measured the same way: total − browser_start −
 load − settle. Screenshots and artifacts off, cold cache, `once --runs N`, one run.
 
@@ -122,16 +123,20 @@ def main():
     port = free_port()
     with Proc([BIN, "target", "--listen", f"127.0.0.1:{port}"]):
         wait_http(f"http://127.0.0.1:{port}/")
-        page = once(probe("page", f"http://127.0.0.1:{port}/page?lcp_delay=0&js_kb=64&css_kb=8"), args.runs + 1)[1:]
+        page_url = f"http://127.0.0.1:{port}/page?lcp_delay=0&js_kb=64&css_kb=8"
+        page = once(probe("page", page_url), args.runs + 1)[1:]
+        # The same page without traceparent: what holding each request in DevTools costs.
+        untraced = once(probe("page", page_url, "trace_context = false"), args.runs + 1)[1:]
         journey = once(probe("journey", f"http://127.0.0.1:{port}/app/login?api_delay=300&handler=100", JOURNEY_STEPS),
                        args.runs + 1)[1:]
         ex = exemplar_cost(port, args.probes)
     over_page = [m["total"] - m["browser_start"] - m["load"] - SETTLE for m in page]
     steps = [sum(m[k] for k in STEP_KEYS) for m in journey]
-    over_journey = [m["total"] - m["browser_start"] - m["load"] - 2 * SETTLE - s for m, s in zip(journey, steps)]
+    over_journey = [m["total"] - m["browser_start"] - m["load"] - SETTLE - s for m, s in zip(journey, steps)]
+    over_untraced = [m["total"] - m["browser_start"] - m["load"] - SETTLE for m in untraced]
     per_action = [o / 4 for o in over_journey]
     med = statistics.median
-    data = {"machine": machine(), "page": page, "journey": journey, "exemplars": ex}
+    data = {"machine": machine(), "page": page, "untraced": untraced, "journey": journey, "exemplars": ex}
     text = f"""## Browser journeys and exemplars (`bench/journey.py`)
 
 {machine()}; {len(page)} single-page and {len(journey)} journey runs (cold, settle {int(SETTLE * 1000)} ms, first run of each left out), one run of the script.
@@ -139,6 +144,8 @@ def main():
 | | median | p95 |
 |---|---|---|
 | single page: overhead beyond the page | {med(over_page) * 1000:.0f} ms | {pct(over_page, 95) * 1000:.0f} ms |
+| single page, `trace_context = false` (no request held for `traceparent`) | {med(over_untraced) * 1000:.0f} ms | {pct(over_untraced, 95) * 1000:.0f} ms |
+| single page: load event, traced / untraced | {med([m['load'] for m in page]) * 1000:.0f} / {med([m['load'] for m in untraced]) * 1000:.0f} ms | |
 | journey (4 actions, 2 waits, a mark, 2 pages): overhead beyond the page's own time | {med(over_journey) * 1000:.0f} ms | {pct(over_journey, 95) * 1000:.0f} ms |
 | journey overhead per action step | {med(per_action) * 1000:.0f} ms | |
 | journey: the steps' own time (Σ step durations) | {med(steps) * 1000:.0f} ms | |
@@ -147,7 +154,7 @@ def main():
 
 | {args.probes} http probes, one scrape | Prometheus text 0.0.4 | OpenMetrics with exemplars |
 |---|---|---|
-| daemon CPU per scrape (median of 20) | {ex['text_cpu_ms']:.1f} ms | {ex['om_cpu_ms']:.1f} ms ({ex['om_cpu_ms'] / max(ex['text_cpu_ms'], 1e-9):.2f}×) |
+| daemon CPU per scrape (median of 20; /proc's 10 ms ticks) | {ex['text_cpu_ms']:.1f} ms | {ex['om_cpu_ms']:.1f} ms ({ex['om_cpu_ms'] / max(ex['text_cpu_ms'], 1e-9):.2f}×) |
 | bytes | {ex['text_bytes']:,} | {ex['om_bytes']:,} ({ex['om_bytes'] / ex['text_bytes']:.2f}×) |
 | exemplars in the scrape | 0 | {ex.get('exemplar_lines', 0):,} |
 """

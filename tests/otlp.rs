@@ -33,6 +33,11 @@ fn rotel() -> PathBuf {
 }
 
 fn start_rotel(grpc: u16, http: u16, log: &std::path::Path) -> Child {
+    start_rotel_logging(grpc, http, log, "metrics")
+}
+
+/// rotel logging what it receives of one signal (`metrics`, `traces`) in detail.
+fn start_rotel_logging(grpc: u16, http: u16, log: &std::path::Path, signal: &str) -> Child {
     Child(
         Command::new(rotel())
             .args([
@@ -40,7 +45,7 @@ fn start_rotel(grpc: u16, http: u16, log: &std::path::Path) -> Child {
                 "--exporter",
                 "blackhole",
                 "--debug-log",
-                "metrics",
+                signal,
                 "--debug-log-verbosity",
                 "detailed",
             ])
@@ -861,24 +866,7 @@ async fn runs_go_out_as_spans_and_histograms_carry_their_trace_id() {
     // A real collector takes them.
     let (grpc, http) = (free_port(), free_port());
     let rotel_log = dir.path().join("rotel-traces.log");
-    let _rotel = Child(
-        Command::new(rotel())
-            .args([
-                "start",
-                "--exporter",
-                "blackhole",
-                "--debug-log",
-                "traces",
-                "--debug-log-verbosity",
-                "detailed",
-            ])
-            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
-            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
-            .stdout(std::fs::File::create(&rotel_log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _rotel = start_rotel_logging(grpc, http, &rotel_log, "traces");
     let config = daemon_config(
         free_port(),
         &t.url(""),

@@ -207,14 +207,7 @@ impl Transport {
     async fn send_traces(&self, request: ExportTraceServiceRequest) -> Result<(), String> {
         match self {
             Transport::Grpc { traces, metadata, .. } => {
-                let mut req = tonic::Request::new(request);
-                *req.metadata_mut() = metadata.clone();
-                let mut client = (**traces).clone();
-                client
-                    .export(req)
-                    .await
-                    .map(|_| ())
-                    .map_err(|s| format!("gRPC status {:?}: {}", s.code(), s.message()))
+                grpc_result((**traces).clone().export(with_metadata(request, metadata)).await)
             }
             Transport::Http {
                 client,
@@ -229,14 +222,7 @@ impl Transport {
     async fn send(&self, request: ExportMetricsServiceRequest) -> Result<(), String> {
         match self {
             Transport::Grpc { client, metadata, .. } => {
-                let mut req = tonic::Request::new(request);
-                *req.metadata_mut() = metadata.clone();
-                let mut client = client.clone();
-                client
-                    .export(req)
-                    .await
-                    .map(|_| ())
-                    .map_err(|s| format!("gRPC status {:?}: {}", s.code(), s.message()))
+                grpc_result(client.clone().export(with_metadata(request, metadata)).await)
             }
             Transport::Http {
                 client,
@@ -251,6 +237,17 @@ impl Transport {
             }
         }
     }
+}
+
+fn with_metadata<T>(message: T, metadata: &tonic::metadata::MetadataMap) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    *req.metadata_mut() = metadata.clone();
+    req
+}
+
+fn grpc_result<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<(), String> {
+    r.map(|_| ())
+        .map_err(|s| format!("gRPC status {:?}: {}", s.code(), s.message()))
 }
 
 /// The trace service's URL beside a metrics URL (`…/v1/metrics` → `…/v1/traces`).
