@@ -125,6 +125,11 @@ async fn login_to_dashboard_times_each_step_and_lab_inp_equals_web_vitals() {
         assert!(o.get(key).is_some(), "{key} unmeasured: {:?}", o.measurements);
     }
     assert!(m(&o, "sign_in.requests") >= 2.0, "the dashboard and its API call");
+    // Nothing is given to a step that did not navigate.
+    assert!(
+        o.get("recalculate.ttfb").is_none(),
+        "the dashboard was given to the wrong step"
+    );
     assert!(o.get("lcp").is_some() && o.get("total_bytes").is_some());
     // Lab INP: at least the handler's block (Event Timing rounds to 8 ms), at most one
     // frame or two more; and exactly what the page's own web-vitals onINP reported.

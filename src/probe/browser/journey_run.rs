@@ -33,6 +33,8 @@ pub struct Journey<'a> {
     origin: Option<f64>,
     /// A new document an action step led to, not read yet.
     led_to: Option<usize>,
+    /// The last action step started.
+    last_action: Option<usize>,
     /// When the last wait was met (the frame), for a mark after it.
     last_met: Option<Instant>,
     interactions: Interactions,
@@ -58,6 +60,7 @@ impl<'a> Journey<'a> {
             anchors: vec![None; steps.len()],
             origin: None,
             led_to: None,
+            last_action: None,
             last_met: None,
             interactions: Interactions::default(),
         }
@@ -123,14 +126,25 @@ impl Journey<'_> {
         let step = &self.steps[i];
         if step.acts() {
             // What the last action led to is read before this one changes it.
+            // A navigation the last action started late (after its step ended) is that
+            // action's page: noticed here by the document's new time origin.
+            let clock = page_clock(client).await;
+            if let (Some((_, origin)), Some(known), Some(last)) = (clock, self.origin, self.last_action)
+                && origin != known
+                && self.led_to.is_none()
+            {
+                self.origin = Some(origin);
+                self.led_to = Some(last);
+            }
             self.read_led_to_page(rec, false).await?;
             // Without waiting for a frame: what is not delivered yet is read later on this
             // page, or, if this action leaves it, lost as web-vitals would lose it.
             read_interactions(client, &mut self.interactions, false).await;
-            if let Some((now, origin)) = page_clock(client).await {
+            if let Some((now, origin)) = clock {
                 self.anchors[i] = Some(now);
                 self.origin.get_or_insert(origin);
             }
+            self.last_action = Some(i);
             if let Some(n) = network {
                 n.lock().expect("network log").reset();
             }
@@ -306,7 +320,8 @@ impl Journey<'_> {
     ) -> Result<(), ProbeError> {
         let client = self.client;
         const STATE: &str = "const n = performance.getEntriesByType('navigation')[0]; \
-            return [performance.timeOrigin, document.readyState, location.href, (n && n.responseStatus) || 0]";
+            const s = window.__sloprobe; \
+            return [performance.timeOrigin, document.readyState, location.href, (n && n.responseStatus) || 0, !!(s && s.leaving)]";
         loop {
             let read = client.execute(STATE, Vec::new()).await;
             let now = Instant::now();
@@ -315,10 +330,12 @@ impl Journey<'_> {
                     let origin = a.first().and_then(Value::as_f64);
                     let state = a.get(1).and_then(Value::as_str).unwrap_or_default();
                     let new_document = origin.is_some() && origin != self.origin;
-                    if !new_document && !matches!(self.steps[i].action, Action::Goto(_)) {
+                    let leaving = a.get(4).and_then(Value::as_bool).unwrap_or(false);
+                    if !new_document && !leaving && !matches!(self.steps[i].action, Action::Goto(_)) {
                         return Ok(());
                     }
-                    if state == "complete" {
+                    // The old document, still there while it unloads, is not the page it led to.
+                    if state == "complete" && (new_document || !leaving) {
                         *end = now;
                         self.origin = origin;
                         self.led_to = Some(i);

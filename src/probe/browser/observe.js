@@ -70,6 +70,10 @@
     s.errors++;
     if (!s.firstError) s.firstError = String(e.message || 'error');
   }, true);
+  // A navigation away has begun (a form posted, a link followed): the journey waits for
+  // the next document rather than take this one as the step's end.
+  addEventListener('beforeunload', () => { s.leaving = true; }, true);
+  addEventListener('pagehide', () => { s.leaving = true; }, true);
   addEventListener('unhandledrejection', (e) => {
     s.errors++;
     if (!s.firstError) s.firstError = 'unhandled rejection: ' + String(e.reason);
