@@ -24,7 +24,7 @@ impl TraceContext {
         propagate: false,
     };
 
-    /// Fresh random ids (from the OS, through uuid's v4).
+    /// Fresh random ids (uuid's v4, from a thread-local generator the OS seeds).
     pub fn new(propagate: bool) -> TraceContext {
         let a = uuid::Uuid::new_v4().into_bytes();
         let b = uuid::Uuid::new_v4().into_bytes();
@@ -52,7 +52,13 @@ impl TraceContext {
     /// `00-<trace id>-<span id>-01`: version 0, sampled, so a parent-based sampler in the
     /// backend keeps the trace of every probe run.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-01", self.trace_hex(), self.span_hex())
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, &self.trace_id);
+        s.push('-');
+        push_hex(&mut s, &self.span_id);
+        s.push_str("-01");
+        s
     }
 
     /// The header to add to a request, unless propagation is off or the request has its own.
@@ -65,11 +71,18 @@ impl TraceContext {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// Lowercase hex without `fmt` (this runs for every request a probe sends).
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +102,18 @@ mod tests {
             ("00", 32, 16, "01")
         );
         assert!(tp.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+        let known = TraceContext {
+            trace_id: [
+                0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36,
+            ],
+            span_id: [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
+            propagate: true,
+        };
+        // The W3C spec's own example.
+        assert_eq!(
+            known.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
         let mut own = http::HeaderMap::new();
         assert!(a.header_for(&own).is_some());
         own.insert(TRACEPARENT, HeaderValue::from_static("00-x"));

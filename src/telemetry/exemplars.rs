@@ -23,9 +23,8 @@ pub struct Exemplars(Mutex<HashMap<String, (String, Exemplar)>>);
 impl Exemplars {
     /// A series' key: its metric and its attributes, sorted by key (as the SDK keeps them).
     pub fn key<'a>(metric: &str, attrs: impl Iterator<Item = &'a KeyValue>) -> String {
-        let mut pairs: Vec<(&str, String)> = attrs
-            .map(|kv| (kv.key.as_str(), kv.value.as_str().into_owned()))
-            .collect();
+        let mut pairs: Vec<(&str, std::borrow::Cow<'_, str>)> =
+            attrs.map(|kv| (kv.key.as_str(), kv.value.as_str())).collect();
         pairs.sort_unstable();
         let mut key = String::with_capacity(metric.len() + pairs.len() * 24);
         key.push_str(metric);

@@ -38,7 +38,7 @@ pub use config::{HistogramMode, MetricsConfig, OtlpProtocol, OtlpSettings};
 pub use plan::{FIELD_THRESHOLD, Plan, ProbePlan, RUNS, THRESHOLD_RUNS};
 pub use resource::{SERVICE_NAME, host_name, stable_instance_id};
 
-use attributes::{attributes, histogram, sorted};
+use attributes::{fill_attributes, histogram, sorted};
 use field::Field;
 use plan::{SCHEDULED, SERIES_FLOOR, SKIPPED, SUCCESS, series_limits, series_needed};
 use resource::{random_instance_id, resource};
@@ -424,14 +424,11 @@ impl Telemetry {
         let extra = probe.map(|p| p.extra.as_slice()).unwrap_or(&[]);
         let catalog = || kind_catalog.iter().chain(extra);
         let exemplar_keys = probe.map(|p| p.exemplar_keys.as_slice()).unwrap_or(&[]);
+        let error = o.error.as_ref().map(|e| e.kind.as_str());
+        let mut attrs = Vec::with_capacity(base.len() + 4);
         for (key, value) in &o.measurements {
             for m in catalog().filter(|m| m.key == *key) {
-                let attrs = sorted(attributes(
-                    &base,
-                    m,
-                    &o.labels,
-                    o.error.as_ref().map(|e| e.kind.as_str()),
-                ));
+                fill_attributes(&mut attrs, &base, m, &o.labels, error);
                 self.write(m, *value, &attrs);
                 if exemplar_keys.contains(key)
                     && matches!(m.instrument, Instrument::Histogram | Instrument::LongHistogram)
@@ -449,7 +446,7 @@ impl Telemetry {
         }
         for s in &o.samples {
             for m in catalog().filter(|m| m.key == s.key) {
-                let attrs = match &s.attrs {
+                match &s.attrs {
                     // A sample with its own attributes (one request of a run) carries its
                     // own error type, not the run's verdict.
                     Some(own) => {
@@ -457,11 +454,11 @@ impl Telemetry {
                             .iter()
                             .find(|(k, _)| *k == ERROR_TYPE_LABEL)
                             .map(|(_, v)| v.text.as_str());
-                        attributes(&base, m, own, err)
+                        fill_attributes(&mut attrs, &base, m, own, err);
                     }
-                    None => attributes(&base, m, &o.labels, o.error.as_ref().map(|e| e.kind.as_str())),
-                };
-                self.write(m, s.value, &sorted(attrs));
+                    None => fill_attributes(&mut attrs, &base, m, &o.labels, error),
+                }
+                self.write(m, s.value, &attrs);
             }
         }
     }
