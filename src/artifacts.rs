@@ -214,18 +214,25 @@ pub fn keep(o: &Outcome, json: fn(&Outcome, u32) -> serde_json::Value) {
     // than failures come), a run's artifacts are skipped, so memory stays bounded.
     static PENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     const MAX_PENDING: usize = 32;
+    /// Frees its queue slot when dropped, so a write that panics does not hold it forever.
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            PENDING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let slot = Slot;
     if PENDING.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= MAX_PENDING {
-        PENDING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(probe = %o.probe, "artifact writes behind: this run's skipped");
         return;
     }
     let (store, o) = (store.clone(), o.clone());
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let json = json(&o, 1);
         if let Err(e) = store.write(&o, &json) {
             tracing::warn!(error = %e, dir = %store.dir().display(), probe = %o.probe, "writing a failed run's artifacts");
         }
-        PENDING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     });
 }
 

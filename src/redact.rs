@@ -54,12 +54,12 @@ fn unparsable(s: &str) -> String {
 
 /// Every http(s) URL inside free text (a browser's or driver's error message), redacted.
 pub fn text(s: &str) -> String {
-    static URLS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = URLS.get_or_init(|| regex::Regex::new(r#"(?i)\b(?:https?|wss?)://[^\s"'<>]+"#).expect("url regex"));
     // Most text (a peer address, a TLS version, an error message) has no URL: skip the regex.
     if !s.contains("://") {
         return s.to_string();
     }
+    static URLS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = URLS.get_or_init(|| regex::Regex::new(r#"(?i)\b(?:https?|wss?)://[^\s"'<>]+"#).expect("url regex"));
     re.replace_all(s, |c: &regex::Captures<'_>| url(&c[0])).into_owned()
 }
 

@@ -87,6 +87,9 @@ impl Postgres {
                  FROM generate_series(1, 16) x",
             )
             .env("PGPASSWORD", PASSWORD)
+            // Bounded: a wedged server fails the check instead of hanging the test.
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGOPTIONS", "-c statement_timeout=10000")
             .output()
             .unwrap();
         assert!(
