@@ -321,7 +321,10 @@ impl Journey<'_> {
         let client = self.client;
         const STATE: &str = "const n = performance.getEntriesByType('navigation')[0]; \
             const s = window.__sloprobe; \
-            return [performance.timeOrigin, document.readyState, location.href, (n && n.responseStatus) || 0, !!(s && s.leaving)]";
+            return [performance.timeOrigin, document.readyState, location.href, (n && n.responseStatus) || 0, !!(s && s.leaving), !!(s && s.expecting)]";
+        // A navigation the page announced (a form submitted) that has not started by then
+        // never will (the submit was handled in the page after all).
+        let announced_by = (*end + EXPECTED_NAVIGATION_GRACE).min(step_deadline);
         loop {
             let read = client.execute(STATE, Vec::new()).await;
             let now = Instant::now();
@@ -331,11 +334,13 @@ impl Journey<'_> {
                     let state = a.get(1).and_then(Value::as_str).unwrap_or_default();
                     let new_document = origin.is_some() && origin != self.origin;
                     let leaving = a.get(4).and_then(Value::as_bool).unwrap_or(false);
-                    if !new_document && !leaving && !matches!(self.steps[i].action, Action::Goto(_)) {
+                    let expecting = a.get(5).and_then(Value::as_bool).unwrap_or(false) && now < announced_by;
+                    if !new_document && !leaving && !expecting && !matches!(self.steps[i].action, Action::Goto(_)) {
                         return Ok(());
                     }
-                    // The old document, still there while it unloads, is not the page it led to.
-                    if state == "complete" && (new_document || !leaving) {
+                    // The old document, still there while it unloads or until an announced
+                    // navigation starts, is not the page it led to.
+                    if state == "complete" && (new_document || !(leaving || expecting)) {
                         *end = now;
                         self.origin = origin;
                         self.led_to = Some(i);
@@ -444,6 +449,10 @@ async fn find_waiting(
 }
 
 const NOT_MET: &str = "not met in time";
+/// How long an announced navigation (a submitted form) has to start before the step is
+/// taken to have stayed on its page.
+const EXPECTED_NAVIGATION_GRACE: Duration = Duration::from_secs(2);
+
 /// How long a wait script stays in the page before it reports back (a navigation under
 /// way would otherwise end it with an error only after the whole wait).
 const WAIT_SLICE: Duration = Duration::from_secs(2);

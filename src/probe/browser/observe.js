@@ -74,6 +74,23 @@
   // the next document rather than take this one as the step's end.
   addEventListener('beforeunload', () => { s.leaving = true; }, true);
   addEventListener('pagehide', () => { s.leaving = true; }, true);
+  // A form submitted by a click starts its navigation a task later, after WebDriver's
+  // click has returned: expected here so the step waits for it (seen failing in CI).
+  addEventListener('submit', (e) => {
+    const form = e.target;
+    if (e.defaultPrevented || !form || form.method === 'dialog') return;
+    const target = (e.submitter && e.submitter.getAttribute('formtarget')) || form.target;
+    if (!target || target === '_self') s.expecting = true;
+  });
+  // Any other navigation to a new document the page starts (a link, location.assign).
+  if (window.navigation) {
+    navigation.addEventListener('navigate', (e) => {
+      if (!e.destination.sameDocument && !e.hashChange) s.expecting = true;
+    });
+    // Intercepted (kept in this document) or aborted: nothing to wait for.
+    navigation.addEventListener('navigatesuccess', () => { s.expecting = false; });
+    navigation.addEventListener('navigateerror', () => { s.expecting = false; });
+  }
   addEventListener('unhandledrejection', (e) => {
     s.errors++;
     if (!s.firstError) s.firstError = 'unhandled rejection: ' + String(e.reason);
