@@ -239,7 +239,21 @@ async fn budget_json_verdicts_and_figures_match_lighthouse_11() {
         close("cls", 0.01, 0.05);
         close("tbt", 0.06, 0.15);
         if i == 1 {
-            close("interactive", 0.15, 0.1);
+            // Time to interactive moves by hundreds of ms when one 50 ms task happens to
+            // land in a run (seen once here: Lighthouse 0.069 s, sloprobe 0.458 s); ours is
+            // the median of this run and two more, so that one such task cannot decide it.
+            let mut tti: Vec<f64> = vec![o.get("interactive").expect("interactive measured")];
+            for _ in 0..2 {
+                let again = built[0].execute().await;
+                assert!(again.success(), "{page}: {:?}", again.error);
+                tti.push(again.get("interactive").expect("interactive measured"));
+            }
+            tti.sort_by(f64::total_cmp);
+            let l = lh.values["interactive"];
+            assert!(
+                (l - tti[1]).abs() <= 0.15 + 0.1 * l,
+                "{page}: interactive: Lighthouse {l}, sloprobe {tti:?} (median within 0.15 s + 10 %)"
+            );
         }
         for ty in ["script", "stylesheet", "image", "document", "third_party"] {
             close(&format!("{ty}_requests"), 0.0, 0.0);
