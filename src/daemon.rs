@@ -349,8 +349,8 @@ pub async fn run(path: PathBuf, mut loaded: Loaded, flags: RunFlags) -> anyhow::
     let log = Arc::new(RunLog::default());
     let probe_runtime = probe_runtime()?;
     #[cfg(target_os = "linux")]
-    probe_runtime.spawn(crate::precise_timer::drive_here());
-    let mut loops = Loops(HashMap::new(), Arc::default(), probe_runtime.handle().clone());
+    probe_runtime.handle.spawn(crate::precise_timer::drive_here());
+    let mut loops = Loops(HashMap::new(), Arc::default(), probe_runtime.handle.clone());
     let unscheduled = loaded.probes.iter().filter(|p| p.unavailable.is_some()).count();
     let n = loaded.probes.len() - unscheduled;
     loops.apply(loaded.probes, &shared, &log).await;
@@ -516,16 +516,24 @@ pub async fn run(path: PathBuf, mut loaded: Loaded, flags: RunFlags) -> anyhow::
     if let Some(s) = rum_server {
         let _ = s.await;
     }
-    probe_runtime.shutdown_background();
+    (probe_runtime.stop)();
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Probes run on a runtime of their own, one worker thread unless `SLOPROBE_PROBE_THREADS`
-/// says otherwise: a run is mostly waiting, and a second worker mostly adds wake-ups
-/// between threads (CPU per http run 175 → 141 µs at 1,000 probes, docs/benchmarks.md).
-/// The listeners (scrapes, RUM beacons, `/probe`) keep the main runtime and its cores.
-fn probe_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// Probes run on a runtime of their own, one thread unless `SLOPROBE_PROBE_THREADS` says
+/// otherwise: a run is mostly waiting, and a second worker mostly adds wake-ups between
+/// threads (CPU per http run 175 → 141 µs at 1,000 probes, docs/benchmarks.md). With one
+/// thread it is a current-thread runtime driven by a thread of its own: no work-stealing
+/// queues or worker handoff at all. The listeners (scrapes, RUM beacons, `/probe`) keep
+/// the main runtime and its cores.
+struct ProbeRuntime {
+    handle: tokio::runtime::Handle,
+    /// Ends the runtime without waiting for its tasks (the daemon has already stopped them).
+    stop: Box<dyn FnOnce() + Send>,
+}
+
+fn probe_runtime() -> anyhow::Result<ProbeRuntime> {
     let threads = match std::env::var("SLOPROBE_PROBE_THREADS") {
         Ok(v) => v
             .trim()
@@ -535,11 +543,35 @@ fn probe_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
             .with_context(|| format!("SLOPROBE_PROBE_THREADS={v:?}: give a number of threads, 1 to 256"))?,
         Err(_) => 1,
     };
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("sloprobe-probes")
-        .enable_all()
-        .build()?)
+    if threads > 1 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("sloprobe-probes")
+            .enable_all()
+            .build()?;
+        return Ok(ProbeRuntime {
+            handle: rt.handle().clone(),
+            stop: Box::new(move || rt.shutdown_background()),
+        });
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let handle = rt.handle().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("sloprobe-probes".into())
+        .spawn(move || {
+            // Tasks spawned through the handle run while this thread is in block_on.
+            rt.block_on(async {
+                let _ = stopped.await;
+            });
+            rt.shutdown_background();
+        })?;
+    Ok(ProbeRuntime {
+        handle,
+        stop: Box::new(move || {
+            let _ = stop.send(());
+        }),
+    })
 }
 
 fn telemetry_mode(t: &Telemetry) -> crate::telemetry::HistogramMode {
