@@ -81,6 +81,8 @@
     if (e.defaultPrevented || !form || form.method === 'dialog') return;
     const target = (e.submitter && e.submitter.getAttribute('formtarget')) || form.target;
     if (!target || target === '_self') s.expecting = true;
+    // A listener after this one may still cancel the submit.
+    setTimeout(() => { if (e.defaultPrevented) s.expecting = false; }, 0);
   });
   // Any other navigation to a new document the page starts (a link, location.assign).
   if (window.navigation) {
