@@ -327,3 +327,55 @@ document.getElementById('b').addEventListener('click', () => {
         assert!(inp <= 5.0, "{inp}");
     }
 }
+
+/// A submit the page handles itself (`preventDefault` in its own listener) leaves the step
+/// on its page; a click whose handler calls `location.assign` leads to the next page, which
+/// that step gets.
+#[tokio::test]
+async fn a_cancelled_submit_stays_and_a_scripted_navigation_is_followed() {
+    let _turn = TURN.lock().await;
+    let form = "<!doctype html><title>f</title><form action=/next method=post><button id=save>Save</button></form>
+<button id=go>Go</button><p id=out></p><script>
+addEventListener('submit', (e) => { e.preventDefault(); setTimeout(() => { document.getElementById('out').textContent = 'Saved'; }, 50); });
+document.getElementById('go').addEventListener('click', () => location.assign('/next'));
+</script>";
+    let next = "<!doctype html><title>n</title><h1>Next page</h1>";
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || async move { ([("content-type", "text/html")], form) }),
+        )
+        .route(
+            "/next",
+            axum::routing::any(move || async move { ([("content-type", "text/html")], next) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let steps = r##"[[probe.step]]
+name = "save"
+click = "#save"
+[[probe.step]]
+wait_for_text = "Saved"
+[[probe.step]]
+name = "go"
+click = "#go"
+[[probe.step]]
+assert_text = "Next page"
+"##;
+    let started = std::time::Instant::now();
+    let o = run_probe(&journey_probe(&url, steps)).await;
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(o.success(), "{:?} {:?}", o.error, o.steps);
+    let notes = |name: &str| o.steps.iter().find(|s| s.name == name).unwrap().notes.join(" ");
+    assert!(!notes("save").contains("loaded"), "{}", notes("save"));
+    assert!(o.get("save.ttfb").is_none(), "the cancelled submit was given a page");
+    assert!(
+        notes("go").contains("loaded") && notes("go").contains("/next"),
+        "{}",
+        notes("go")
+    );
+    assert!(o.get("go.ttfb").is_some(), "{:?}", o.measurements);
+}
