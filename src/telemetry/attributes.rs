@@ -22,9 +22,13 @@ pub fn otel_unit(unit: Unit) -> &'static str {
 /// the sorted order, so an unsorted vector is stored twice (at 10,000 probes the daemon
 /// held 209 MB before any scrape, 166 MB with sorted attributes).
 pub fn sorted(mut attrs: Vec<KeyValue>) -> Vec<KeyValue> {
+    sort_in_place(&mut attrs);
+    attrs
+}
+
+fn sort_in_place(attrs: &mut Vec<KeyValue>) {
     attrs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     attrs.dedup_by(|a, b| a.key == b.key);
-    attrs
 }
 
 /// A measure's attributes, sorted: the probe's base set, the measure's fixed ones, and
@@ -54,8 +58,7 @@ pub fn fill_attributes(
             attrs.push(KeyValue::new(*label, value));
         }
     }
-    attrs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    attrs.dedup_by(|a, b| a.key == b.key);
+    sort_in_place(attrs);
 }
 
 pub fn histogram(
