@@ -8,12 +8,17 @@ sloprobe schedules its own probes; blackbox_exporter has no scheduler, so an asy
 driver here calls its /probe endpoint for each target on the same intervals (the way
 Prometheus would scrape it). Only the probing process is measured: CPU (utime+stime from
 /proc), peak and final RSS, runs completed. Loopback only; every process is stopped.
+
+A third process gives the floor: bench/floor.c (built here with `cc`) does only a run's
+socket work (socket, connect, one request, one read, shutdown, close) on the same
+schedule, blocking, one thread: what no probe doing that work can go under.
 """
 import argparse
 import asyncio
 import os
 import random
 import re
+import subprocess
 import tempfile
 import time
 import urllib.parse
@@ -143,6 +148,37 @@ async def drive_blackbox(bport, module, target, n, seconds, warmup, pid):
     }
 
 
+def run_floor(args, tport, d):
+    """bench/floor.c on the same probes and intervals: the run's syscalls and nothing else."""
+    exe, counts = os.path.join(d, "floor"), os.path.join(d, "floor-runs")
+    subprocess.run(["cc", "-O2", "-o", exe, os.path.join(os.path.dirname(__file__), "floor.c")], check=True)
+
+    def counted(pid):
+        """Runs and failures the moment the file is rewritten (about once a second), with
+        the CPU read at once, so both ends of the window are the same instant."""
+        def read():
+            try:
+                return [int(x) for x in open(counts).read().split()]
+            except (OSError, ValueError):
+                return []
+        before, give_up = read(), time.time() + 5
+        while time.time() < give_up:
+            now = read()
+            if len(now) == 2 and now != before:
+                return now, cpu_seconds(pid)
+            time.sleep(0.002)
+        raise RuntimeError("bench/floor.c stopped counting runs")
+
+    with Proc([exe, str(tport), str(args.probes), counts]) as p:
+        time.sleep(args.warmup)
+        (r0, f0), c0 = counted(p.pid)
+        time.sleep(args.seconds - 1)
+        (r1, f1), c1 = counted(p.pid)
+        mem = memory_kb(p.pid)
+    return {"runs": r1 - r0 + f1 - f0, "failed": f1 - f0, "cpu_s": c1 - c0,
+            "rss_mb": mem["VmRSS"] / 1024, "peak_rss_mb": mem["VmHWM"] / 1024}
+
+
 HTTP_MODULE = "http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n"
 
 
@@ -172,6 +208,7 @@ def main():
         wait_http(f"http://127.0.0.1:{tport}/")
         s = run_sloprobe(args, tport, d)
         b = run_blackbox(args, tport, d)
+        f = run_floor(args, tport, d)
     per_run = lambda r: r["cpu_s"] / r["runs"] * 1e6 if r["runs"] else float("nan")
     lines = [
         f"machine: {machine()}; {args.probes} probes, intervals 1-10 s, {args.seconds} s measured after {args.warmup} s warm-up",
@@ -179,12 +216,13 @@ def main():
         "| | runs | failed | CPU s | CPU % of one core | CPU µs per run | RSS MB | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in [("sloprobe", s), ("blackbox_exporter", b)]:
+    for name, r in [("sloprobe", s), ("blackbox_exporter", b), ("floor (bench/floor.c)", f)]:
         lines.append(f"| {name} | {r['runs']:.0f} | {r['failed']:.0f} | {r['cpu_s']:.2f} | {100 * r['cpu_s'] / args.seconds:.1f} | "
                      f"{per_run(r):.0f} | {r['rss_mb']:.1f} | {r['peak_rss_mb']:.1f} |")
     lines += [
         "",
         f"CPU per run, sloprobe / blackbox_exporter: {per_run(s) / per_run(b):.2f}",
+        f"CPU per run, floor / blackbox_exporter: {per_run(f) / per_run(b):.2f}; sloprobe / floor: {per_run(s) / per_run(f):.2f}",
         f"sloprobe schedule lateness over {s['lateness_samples']:.0f} runs: p50 ≤ {s['lateness_p50_le_s'] * 1000:g} ms, "
         f"p99 ≤ {s['lateness_p99_le_s'] * 1000:g} ms (histogram bucket edges); within 1 ms: "
         f"{100 * s['lateness_within_1ms']:.2f} %, within 5 ms: {100 * s['lateness_within_5ms']:.2f} %; skipped runs: {s['skipped']:.0f}",
@@ -193,7 +231,7 @@ def main():
         f"blackbox_exporter driver's own lateness p99 (Python asyncio): {b['driver_lateness_p99_s'] * 1000:.1f} ms",
     ]
     text = "\n".join(lines)
-    report("overhead", text, {"sloprobe": s, "blackbox_exporter": b, "args": vars(args)})
+    report("overhead", text, {"sloprobe": s, "blackbox_exporter": b, "floor": f, "args": vars(args)})
 
 
 if __name__ == "__main__":
