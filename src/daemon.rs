@@ -272,6 +272,7 @@ impl RunFlags {
 }
 
 pub async fn run(path: PathBuf, mut loaded: Loaded, flags: RunFlags) -> anyhow::Result<()> {
+    crate::telemetry::process::fix_allocator_thresholds();
     let shard = flags.shard;
     let listen_flag = flags.listen;
     let security = crate::web_security::shared(flags.security(&loaded.config)?);

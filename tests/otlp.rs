@@ -366,7 +366,7 @@ async fn exact_names_units_buckets_and_attributes() {
     );
 }
 
-/// Push is cut into requests of about 1 MiB, each complete OTLP (resource and scope
+/// Push is cut into requests of about 256 KiB, each complete OTLP (resource and scope
 /// repeated): 2,000 probes' series arrive whole, every point once. After a reload that
 /// drops probes, their series are no longer pushed (they linger in the SDK).
 #[tokio::test]
@@ -413,7 +413,7 @@ async fn pushed_in_pieces_and_removed_probes_stop_being_pushed() {
     let mut ttfb_probes = std::collections::BTreeSet::new();
     let mut ttfb_points = 0;
     for r in reqs.iter() {
-        assert!(r.encoded_len() < 1_200_000, "a request of {} bytes", r.encoded_len());
+        assert!(r.encoded_len() < 320 * 1024, "a request of {} bytes", r.encoded_len());
         let rm = &r.resource_metrics[0];
         assert_eq!(
             attr(&rm.resource.as_ref().unwrap().attributes, "probe.location").as_deref(),

@@ -1,6 +1,6 @@
 //! OTLP push of the same instruments the `/metrics` endpoint serves, driven here instead
 //! of by the SDK's periodic reader: each interval, one collection from the reader that
-//! `/metrics` uses, cut into requests of about 1 MiB, each sent and freed before the next
+//! `/metrics` uses, cut into requests of about 256 KiB, each sent and freed before the next
 //! is built (`otlp_encode`). No second aggregation, no second copy of the collection;
 //! series of probes a reload removed are left out, as on `/metrics`.
 //!

@@ -20,8 +20,10 @@ use prost::Message as _;
 use super::names::{Live, is_live};
 
 /// A request is closed once its points encode to about this much (gRPC receivers refuse
-/// messages over 4 MiB by default).
-pub const REQUEST_BYTES: usize = 1024 * 1024;
+/// messages over 4 MiB by default). Its prost message, every attribute an owned string,
+/// is several times that while it is built: at 1 MiB an export's peak was 6 MB above a
+/// scrape's at 1,000 probes, at 256 KiB 1.3 MB (docs/benchmarks.md).
+pub const REQUEST_BYTES: usize = 256 * 1024;
 
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)

@@ -174,6 +174,21 @@ fn boot_time() -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Fixes glibc's thresholds at their defaults (128 KiB): left dynamic, freeing one large
+/// buffer (an OTLP request, a collection's point vector) raises the mmap threshold to
+/// its size and the trim threshold to twice that, so later buffers of that size stay in
+/// a thread's arena, whose top `malloc_trim` does not return (glibc trims only the main
+/// arena's). With OTLP push at 1,000 probes that kept 3.3 MB more at rest than a scrape
+/// alone; with the thresholds fixed, ~1 MB (bench/scale.py `--otlp`, docs/benchmarks.md).
+pub fn fix_allocator_thresholds() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters (under its own lock).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+    }
+}
+
 /// A collection copies every series (~60 MB at 10,000 probes) and frees it; glibc keeps
 /// freed memory in its arenas, so without this RSS stays at the collection's peak
 /// (bench/scale.py). Called after each scrape and each OTLP export.
