@@ -181,12 +181,26 @@ fn boot_time() -> Option<f64> {
 /// arena's). With OTLP push at 1,000 probes that kept 3.3 MB more at rest than a scrape
 /// alone; with the thresholds fixed, ~1 MB (bench/scale.py `--otlp`, docs/benchmarks.md).
 pub fn fix_allocator_thresholds() {
+    // An operator's own setting wins.
+    if operator_set_thresholds(|name| std::env::var(name).ok()) {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters (under its own lock).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
     }
+}
+
+/// Whether the environment sets glibc's mmap or trim threshold (its tunables or the older
+/// variables).
+fn operator_set_thresholds(env: impl Fn(&str) -> Option<String>) -> bool {
+    let tunables = env("GLIBC_TUNABLES").unwrap_or_default();
+    tunables.contains("glibc.malloc.mmap_threshold")
+        || tunables.contains("glibc.malloc.trim_threshold")
+        || env("MALLOC_MMAP_THRESHOLD_").is_some()
+        || env("MALLOC_TRIM_THRESHOLD_").is_some()
 }
 
 /// A collection copies every series (~60 MB at 10,000 probes) and frees it; glibc keeps
@@ -197,5 +211,32 @@ pub fn give_back_freed_memory() {
     // SAFETY: malloc_trim only returns free heap pages to the kernel.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::operator_set_thresholds;
+
+    #[test]
+    fn an_operators_allocator_thresholds_are_left_alone() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert!(!operator_set_thresholds(env(&[])));
+        assert!(!operator_set_thresholds(env(&[(
+            "GLIBC_TUNABLES",
+            "glibc.malloc.arena_max=2"
+        )])));
+        assert!(operator_set_thresholds(env(&[(
+            "GLIBC_TUNABLES",
+            "glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=1048576"
+        )])));
+        assert!(operator_set_thresholds(env(&[(
+            "GLIBC_TUNABLES",
+            "glibc.malloc.mmap_threshold=65536"
+        )])));
+        assert!(operator_set_thresholds(env(&[("MALLOC_MMAP_THRESHOLD_", "65536")])));
+        assert!(operator_set_thresholds(env(&[("MALLOC_TRIM_THRESHOLD_", "0")])));
     }
 }
